@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh CPU machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU wheel on CPU machines; GPU users: install their CUDA torch into .venv first (see README), the
+# check below then leaves it alone.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: install install-test demo test clean-data help
+
+help:
+	@echo "make demo   - create .venv, install gwpe, run 'dvc repro' on the default profile"
+	@echo "make test   - create .venv if missing, install with test extras, run pytest"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install $(TORCH_SPEC)
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+	$(BIN)/python -m pip install -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc push
+	@echo
+	@echo "Done. Datasets: data/h22/{train,validation,test}.zarr  metrics: metrics/"
+	@echo "Look at the runs with:  $(BIN)/gwpe ui   (MLflow UI on http://127.0.0.1:5000)"
+
+test: install-test
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)

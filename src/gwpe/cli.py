@@ -1,0 +1,132 @@
+"""``gwpe``: one subcommand per pipeline stage. Thin: parses arguments, then calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gwpe.errors import GwpeError
+
+SPLIT_CHOICES = ("train", "validation", "test", "all")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line (naming the bad value and the allowed ones) and exit code 2."""
+
+    def error(self, message: str) -> None:  # noqa: D401
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _generate_h22(args: argparse.Namespace) -> int:
+    from gwpe.config import load_config
+    from gwpe.waveforms.grid import SPLITS
+
+    config = load_config(args.params)
+    splits = SPLITS if args.split == "all" else (args.split,)
+    if args.dry_run:
+        return _dry_run_h22(config, splits)
+    from gwpe.data.checksum import dvc_md5
+    from gwpe.data.h22 import generate_split
+    from gwpe.tracking import stage_run
+
+    for split in splits:
+        with stage_run(config, stage="generate-h22", run_name=f"generate-h22-{split}", tags={"gwpe.split": split}) as run:
+            result = generate_split(config, split)
+            digest = run.log_dataset("output", f"h22-{split}", result.path) or dvc_md5(result.path)
+            metrics = {
+                "n_waveforms": result.n_waveforms,
+                "bytes_on_disk": result.bytes_on_disk,
+                "chunks_total": result.stats.chunks_total,
+                "chunks_skipped": result.stats.chunks_skipped,
+                "generation_seconds": round(result.stats.seconds, 3),
+                "waveforms_per_second": round(result.stats.items_per_second, 3),
+            }
+            run.log_metrics(metrics)
+            from gwpe.evaluation.h22_plots import h22_overview
+
+            run.log_figure(h22_overview(result.path), f"plots/h22-{split}.png")
+            if args.metrics:
+                out = Path(str(args.metrics).replace("{split}", split))
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps({**metrics, "md5": digest}, indent=2) + "\n")
+        print(f"{split}: {result.n_waveforms} waveforms -> {result.path} ({result.bytes_on_disk / 1e6:.1f} MB, md5 {digest})")
+    return 0
+
+
+def _dry_run_h22(config, splits) -> int:
+    from gwpe.data.h22 import estimate_split
+    from gwpe.waveforms.grid import split_size
+
+    from gwpe.errors import SurrogateNotFoundError
+
+    h22 = config.h22
+    length = h22.time.length
+    print(f"profile {config.profile}: backend {h22.backend}, t/M in [{h22.time.t_start}, {h22.time.t_end}] step {h22.time.dt} ({length} samples)")
+    try:
+        estimate = estimate_split(config)
+    except SurrogateNotFoundError:
+        # Counts do not depend on the backend; sizes barely do. CPU time is then IMRPhenomTHM's, not the surrogate's.
+        print("note: NRHybSur3dq8 data file not found; CPU and size figures below are measured with imrphenomthm")
+        estimate = estimate_split(config.model_copy(update={"h22": h22.model_copy(update={"backend": "imrphenomthm"})}))
+    print(f"measured: {estimate['cpu_seconds_per_waveform'] * 1e3:.1f} ms CPU and {estimate['bytes_per_waveform'] / 1e3:.1f} kB compressed per waveform "
+          f"({estimate['raw_bytes_per_waveform'] / 1e3:.1f} kB raw)")
+    print(f"{'split':<11}{'waveforms':>12}{'disk GB':>11}{'raw GB':>11}{'CPU-hours':>11}")
+    totals = [0, 0.0, 0.0, 0.0]
+    for split in splits:
+        n = split_size(h22.grid, split)
+        row = [n, n * estimate["bytes_per_waveform"] / 1e9, n * estimate["raw_bytes_per_waveform"] / 1e9, n * estimate["cpu_seconds_per_waveform"] / 3600]
+        totals = [a + b for a, b in zip(totals, row)]
+        print(f"{split:<11}{row[0]:>12,}{row[1]:>11.2f}{row[2]:>11.2f}{row[3]:>11.2f}")
+    if len(splits) > 1:
+        print(f"{'total':<11}{totals[0]:>12,}{totals[1]:>11.2f}{totals[2]:>11.2f}{totals[3]:>11.2f}")
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    import os
+
+    from gwpe.tracking import tracking_uri, ui_command
+
+    command = ui_command(args.host, args.port)
+    print(f"MLflow UI for {tracking_uri()} on http://{args.host}:{args.port}", flush=True)
+    os.execv(command[0], command)
+    return 0  # not reached
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="gwpe", description="Gravitational-wave parameter estimation platform: one subcommand per pipeline stage.")
+    parser.add_argument("--version", action="version", version=f"gwpe {__import__('gwpe').__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
+
+    generate = commands.add_parser("generate", help="generate a waveform dataset (DVC stage)")
+    products = generate.add_subparsers(dest="product", required=True, metavar="PRODUCT", parser_class=OneLineParser)
+    h22 = products.add_parser("h22", help="l=m=2 mode of aligned-spin BBHs on the Khan-Huerta-Das (q, s1z, s2z) grid")
+    h22.add_argument("--split", default="all", choices=SPLIT_CHOICES, help="which split (default: all)")
+    h22.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
+    h22.add_argument("--metrics", default=None, help="write DVC metrics JSON here ('{split}' is replaced)")
+    h22.add_argument("--dry-run", action="store_true", help="print counts, disk size and CPU-hours; generate nothing")
+    h22.set_defaults(handler=_generate_h22)
+
+    ui = commands.add_parser("ui", help="start the MLflow UI on the project's tracking store")
+    ui.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, loopback only)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(handler=_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except GwpeError as exc:
+        print(f"gwpe: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("gwpe: interrupted; finished chunks are kept, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Chunked, resumable dataset stores and the data modules that read them."""

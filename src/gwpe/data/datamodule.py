@@ -1,0 +1,127 @@
+"""Reading h22 splits for training: a random-access Dataset and a Lightning DataModule.
+
+- Random access: each waveform is its own compressed inner chunk, so item i costs one chunk read. Batches
+  are fetched through ``__getitems__`` (used by torch's DataLoader) as one orthogonal selection, which lets
+  zarr read the chunks concurrently instead of one call per sample.
+- Workers: the zarr arrays are (re)opened lazily in each process, so the Dataset pickles as a path.
+- DDP: the training loader uses ``DistributedSampler`` with the trainer's world size and global rank, so
+  every rank reads a disjoint shard of the split each epoch (the last incomplete round is padded by
+  repetition, as DDP needs equal batch counts). Lightning leaves a DistributedSampler in place.
+- ``last_samples`` keeps the last N time samples of each waveform (the WaveNet "leaves" input length).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from gwpe.waveforms.grid import SPLITS
+
+
+class H22Dataset(Dataset):
+    """(waveform float32 (2, L), params float32 (3,) = (q, s1z, s2z)) pairs from one zarr split."""
+
+    def __init__(self, path: str | Path, last_samples: int | None = None):
+        self.path = Path(path)
+        if not (self.path / "zarr.json").is_file():
+            raise FileNotFoundError(f"no h22 store at {self.path} (run: gwpe generate h22 --split {self.path.stem})")
+        self.last_samples = last_samples
+        self._pid = None
+        self._h22 = None
+        self._params = None
+        self._open()
+
+    def _open(self) -> None:
+        import zarr
+
+        group = zarr.open_group(str(self.path), mode="r")
+        self._h22 = group["h22"]
+        self._params = np.asarray(group["params"][:], dtype=np.float32)
+        self._pid = os.getpid()
+        length = self._h22.shape[-1]
+        if self.last_samples is not None and not 1 <= self.last_samples <= length:
+            raise ValueError(f"last_samples = {self.last_samples} is outside 1..{length} (the split's length)")
+        self._time_slice = slice(length - (self.last_samples or length), length)
+
+    def __getstate__(self):
+        return {"path": self.path, "last_samples": self.last_samples, "_pid": None, "_h22": None, "_params": None}
+
+    def _arrays(self):
+        if self._pid != os.getpid():
+            self._open()
+        return self._h22, self._params
+
+    def __len__(self) -> int:
+        return self._arrays()[1].shape[0]
+
+    @property
+    def parameters(self) -> np.ndarray:
+        return self._arrays()[1]
+
+    def __getitem__(self, index: int):
+        h22, params = self._arrays()
+        waveform = h22[int(index), :, self._time_slice]
+        return torch.from_numpy(np.ascontiguousarray(waveform)), torch.from_numpy(params[int(index)])
+
+    def __getitems__(self, indices: list[int]):
+        h22, params = self._arrays()
+        indices = np.asarray(indices, dtype=np.int64)
+        unique, inverse = np.unique(indices, return_inverse=True)
+        block = h22.get_orthogonal_selection((unique, slice(None), self._time_slice))
+        return [(torch.from_numpy(np.ascontiguousarray(block[j])), torch.from_numpy(params[i])) for i, j in zip(indices, inverse)]
+
+
+class H22DataModule(L.LightningDataModule):
+    """Train/validation/test h22 splits from ``root`` with DDP-aware sharding of the training split."""
+
+    def __init__(self, root: str | Path = "data/h22", batch_size: int = 32, num_workers: int = 0, last_samples: int | None = None, seed: int = 0):
+        super().__init__()
+        self.root = Path(root)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.last_samples = last_samples
+        self.seed = seed
+        self.datasets: dict[str, H22Dataset] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("test",)}.get(stage or "", SPLITS)
+        for split in wanted:
+            if split not in self.datasets:
+                self.datasets[split] = H22Dataset(self.root / f"{split}.zarr", self.last_samples)
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return trainer.global_rank, trainer.world_size
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def sampler(self, split: str, shuffle: bool) -> DistributedSampler:
+        rank, world = self._rank_world()
+        return DistributedSampler(self.datasets[split], num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        self.setup({"train": "fit", "validation": "validate", "test": "test"}[split])
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            sampler=self.sampler(split, shuffle),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

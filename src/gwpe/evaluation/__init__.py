@@ -1,0 +1,1 @@
+"""Plots and statistics that people look at."""

@@ -1,0 +1,48 @@
+"""Binary-black-hole physics formulas used across gwpe, in one place.
+
+Conventions: mass ratio q = m1/m2 >= 1 (Khan, Huerta & Das), total mass M = m1 + m2, geometric units
+G = c = 1 so times are in M and r*h/M is dimensionless.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# CODATA/IAU values as used by LAL (lal.MTSUN_SI, lal.MRSUN_SI, lal.PC_SI); duplicated here so the
+# formulas are importable without lalsuite and testable against hand-computed numbers.
+MTSUN_SI = 4.925490947641267e-06  # G Msun / c^3 [s]
+MRSUN_SI = 1476.6250380501247  # G Msun / c^2 [m]
+PC_SI = 3.085677581491367e16  # parsec [m]
+
+
+def component_masses(q, total_mass):
+    """m1 = M q/(1+q), m2 = M/(1+q) for q = m1/m2 >= 1."""
+    q = np.asarray(q, dtype=float)
+    return total_mass * q / (1.0 + q), total_mass / (1.0 + q)
+
+
+def symmetric_mass_ratio(q):
+    """eta = m1 m2 / M^2 = q / (1+q)^2; 1/4 at q = 1."""
+    q = np.asarray(q, dtype=float)
+    return q / (1.0 + q) ** 2
+
+
+def newtonian_chirp_time_to_frequency(chirp_time, q):
+    """Starting frequency M f of a signal whose Newtonian (0PN) time to coalescence is ``chirp_time`` (in M).
+
+    Inverts the leading-order chirp time tau_0 = 5 M / (256 eta) (pi M f)^(-8/3) (Sathyaprakash &
+    Dhurandhar 1991): M f = (1/pi) (256 eta tau / (5 M))^(-3/8). It underestimates the true duration of
+    unequal-mass anti-aligned binaries, so callers check coverage and lower f if needed.
+    """
+    eta = symmetric_mass_ratio(q)
+    return (1.0 / np.pi) * (256.0 * eta * np.asarray(chirp_time, dtype=float) / 5.0) ** (-3.0 / 8.0)
+
+
+def seconds_per_M(total_mass_msun):
+    """Time unit: 1 M = M * G Msun / c^3 seconds."""
+    return total_mass_msun * MTSUN_SI
+
+
+def strain_to_geometric(total_mass_msun, distance_m):
+    """Factor turning dimensionless strain h at distance R into r h / M: R / (M G Msun / c^2)."""
+    return distance_m / (total_mass_msun * MRSUN_SI)

@@ -1,0 +1,138 @@
+"""MLflow tracking layer used by every gwpe stage.
+
+- Tracking URI: ``$MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<project root>/mlflow.db`` (MLflow >= 3.13
+  refuses ``./mlruns``). The project root is ``$DVC_ROOT`` under DVC, else the nearest folder above the
+  working directory holding ``dvc.yaml`` or ``.git``, else the working directory.
+- One run per stage invocation, opened by rank 0 only (under DDP/SLURM every other rank gets a no-op run).
+- Each run logs the resolved config as params, and tags the profile, stage, git commit (and whether the
+  tree was dirty), gwpe version, DVC experiment name, and the DVC-compatible md5 of each input/output
+  dataset (``data.<role>.<name>.md5``), so a run can be traced to the exact data version in ``dvc.lock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import gwpe
+from gwpe.config import ProjectConfig, flatten
+from gwpe.data.checksum import dvc_md5
+
+RANK_VARIABLES = ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "LOCAL_RANK")
+
+
+def is_rank_zero() -> bool:
+    """True unless an MPI/torchrun/SLURM rank variable says this process is not rank 0."""
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name)
+        if value not in (None, ""):
+            return int(value) == 0
+    return True
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").is_file() or (folder / ".git").exists():
+            return folder
+    return here
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def git_commit(root: Path | None = None) -> tuple[str, bool]:
+    """(commit sha or 'unknown', dirty flag) of the project's git checkout."""
+    root = root or project_root()
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout
+        return sha, bool(status.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+
+
+class NullRun:
+    """Stands in for a run on ranks other than 0: every call is a no-op."""
+
+    info = None
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
+class StageRun:
+    """Thin handle over the active MLflow run with gwpe's conventions."""
+
+    def __init__(self, run):
+        self.run = run
+        self.info = run.info
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        import mlflow
+
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def log_dataset(self, role: str, name: str, path: str | Path) -> str:
+        """Tag the DVC-compatible md5 of a dataset (``role`` is 'input' or 'output') and log it as an input."""
+        import mlflow
+
+        digest = dvc_md5(path)
+        mlflow.set_tags({f"data.{role}.{name}.md5": digest, f"data.{role}.{name}.path": str(path)})
+        with contextlib.suppress(Exception):  # the dataset panel is a convenience; the tags are the record
+            from mlflow.data.meta_dataset import MetaDataset
+            from mlflow.data.sources import LocalArtifactDatasetSource
+
+            dataset = MetaDataset(LocalArtifactDatasetSource(str(Path(path).resolve())), name=name, digest=digest[:32])
+            mlflow.log_input(dataset, context=role)
+        return digest
+
+    def log_figure(self, figure, name: str) -> None:
+        import mlflow
+
+        mlflow.log_figure(figure, name)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        import mlflow
+
+        mlflow.log_artifact(str(path), artifact_path)
+
+
+@contextlib.contextmanager
+def stage_run(config: ProjectConfig, stage: str, run_name: str | None = None, tags: dict[str, Any] | None = None) -> Iterator[StageRun | NullRun]:
+    """Open the stage's MLflow run (rank 0 only) with config params and provenance tags."""
+    if not is_rank_zero():
+        yield NullRun()
+        return
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_experiment(config.tracking.experiment)
+    commit, dirty = git_commit()
+    all_tags = {
+        "gwpe.stage": stage,
+        "gwpe.profile": config.profile,
+        "gwpe.version": gwpe.__version__,
+        "git.commit": commit,
+        "git.dirty": str(dirty).lower(),
+        "mlflow.source.git.commit": commit,
+        "dvc.stage": os.environ.get("DVC_STAGE", ""),
+        "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
+        **{k: str(v) for k, v in (tags or {}).items()},
+    }
+    with mlflow.start_run(run_name=run_name or stage, tags=all_tags) as run:
+        mlflow.log_params({k: ("null" if v is None else v) for k, v in flatten(config).items()})
+        yield StageRun(run)
+
+
+def ui_command(host: str = "127.0.0.1", port: int = 5000) -> list[str]:
+    """The ``mlflow ui`` command line for the project's tracking store, bound to loopback by default."""
+    import sys
+
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(), "--host", host, "--port", str(port)]

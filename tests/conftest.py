@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny profiles, a runner for the real ``gwpe`` console script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+GWPE = Path(sys.executable).with_name("gwpe")
+
+
+def tiny_profile(**h22_overrides) -> dict:
+    """3 x 3 x 3 training grid, 1 validation and 1 test waveform, 631 samples: generates in ~1 s."""
+    h22 = {
+        "backend": "imrphenomthm",
+        "generation_dt": 1.0,
+        "grid": {"q_min": 1.0, "q_max": 8.0, "dq": 3.5, "s_min": -0.8, "s_max": 0.8, "ds": 0.8},
+        "time": {"t_start": -500.0, "t_end": 130.0, "dt": 1.0},
+        "store": {"root": "data/h22", "chunk_size": 4, "compression_level": 5},
+        "compute": {"workers": 0, "threads_per_worker": 1, "scheduler_address": None},
+    }
+    for key, value in h22_overrides.items():
+        if isinstance(value, dict):
+            h22[key] = {**h22.get(key, {}), **value}
+        else:
+            h22[key] = value
+    return {"profile": "tiny", "tracking": {"experiment": "gwpe-test"}, "h22": h22}
+
+
+def write_profile(path: Path, profile: dict) -> Path:
+    path.write_text(yaml.safe_dump(profile, sort_keys=False))
+    return path
+
+
+def gwpe_env(tmp_path: Path, **extra) -> dict:
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env["PATH"] = f"{GWPE.parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+def run_gwpe(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300, check: bool = False):
+    result = subprocess.run([str(GWPE), *args], cwd=cwd, env=env or gwpe_env(cwd), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"gwpe {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def tiny_params(tmp_path: Path) -> Path:
+    return write_profile(tmp_path / "params.yaml", tiny_profile())

@@ -1,0 +1,60 @@
+"""The real pipeline: DVC in a git repo, `dvc repro`, MLflow runs, no-op rerun, push/pull round trip."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import GWPE, REPO, gwpe_env, tiny_profile, write_profile
+
+DVC = str(Path(GWPE).with_name("dvc"))
+
+
+def sh(args, cwd, env):
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
+    repo, remote = tmp_path / "repo", tmp_path / "remote"
+    repo.mkdir()
+    shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copytree(REPO / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    write_profile(repo / "params.yaml", tiny_profile(compute={"workers": 1}))
+    env = gwpe_env(repo, MLFLOW_TRACKING_URI="", DVC_NO_ANALYTICS="1")
+    env.pop("MLFLOW_TRACKING_URI")  # the default: sqlite:///<project root>/mlflow.db
+    sh(["git", "init", "-q"], repo, env)
+    sh([DVC, "init", "-q"], repo, env)
+    sh([DVC, "config", "core.analytics", "false"], repo, env)
+    sh([DVC, "remote", "add", "-d", "local", str(remote)], repo, env)
+
+    out = sh([DVC, "repro"], repo, env)
+    for split in ("train", "validation", "test"):
+        assert (repo / "data" / "h22" / f"{split}.zarr" / "h22" / "zarr.json").is_file(), out
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("gwpe-test").experiment_id])
+    assert len(runs) == 3
+    for run in runs:
+        split = run.data.tags["gwpe.split"]
+        stage = lock["stages"][f"generate-h22@{split}"]
+        assert run.data.tags["dvc.stage"] == f"generate-h22@{split}"
+        assert run.data.tags[f"data.output.h22-{split}.md5"] == stage["outs"][0]["md5"]  # MLflow -> exact DVC version
+
+    rerun = sh([DVC, "repro"], repo, env)
+    assert "didn't change, skipping" in rerun and "Running stage" not in rerun
+    assert len(client.search_runs([runs[0].info.experiment_id])) == 3
+
+    sh([DVC, "push"], repo, env)
+    before = {p.relative_to(repo).as_posix(): p.read_bytes() for p in (repo / "data").rglob("*") if p.is_file()}
+    shutil.rmtree(repo / "data" / "h22")
+    shutil.rmtree(repo / ".dvc" / "cache")
+    sh([DVC, "pull"], repo, env)
+    after = {p.relative_to(repo).as_posix(): p.read_bytes() for p in (repo / "data").rglob("*") if p.is_file()}
+    assert after == before and len(after) > 10
+    assert "up to date" in sh([DVC, "status"], repo, env).lower()
