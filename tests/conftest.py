@@ -19,6 +19,8 @@ def tiny_profile(**h22_overrides) -> dict:
     h22 = {
         "backend": "imrphenomthm",
         "generation_dt": 1.0,
+        "total_mass": 50.0,
+        "surrogate_path": None,
         "grid": {"q_min": 1.0, "q_max": 8.0, "dq": 3.5, "s_min": -0.8, "s_max": 0.8, "ds": 0.8},
         "time": {"t_start": -500.0, "t_end": 130.0, "dt": 1.0},
         "store": {"root": "data/h22", "chunk_size": 4, "compression_level": 5},
