@@ -90,3 +90,29 @@ def test_killed_run_resumes_to_a_byte_identical_store(tmp_path):
     reference = reference_dir / "data" / "h22" / "train.zarr"
     assert tree(store) == tree(reference)
     assert dvc_md5(store) == dvc_md5(reference)
+
+
+def _write_or_fail(store: str, chunk: int) -> int:
+    from gwpe.errors import WaveformError
+
+    if chunk == 2:
+        raise WaveformError(f"imrphenomthm produced 3 NaN/inf samples for (q=7, s1z=0.8, s2z=-0.8) in chunk {chunk}")
+    (Path(store) / f"chunk-{chunk}").write_text("ok")
+    return 1
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_failing_chunk_raises_its_own_error_and_keeps_finished_chunks(tmp_path, workers):
+    from gwpe.config import ComputeConfig
+    from gwpe.data.engine import finished_chunks, prepare_store, run_chunks
+    from gwpe.errors import WaveformError
+
+    store = tmp_path / "store"
+    prepare_store(store, {"v": 1}, lambda p: p.mkdir())
+    (store / PROGRESS_DIR / "done" / "0").touch()  # finished by an earlier run: must be skipped
+    tasks = [(k, _write_or_fail, (str(store), k)) for k in range(4)]
+    with pytest.raises(WaveformError, match=r"\(q=7, s1z=0.8, s2z=-0.8\)"):
+        run_chunks(store, tasks, ComputeConfig(workers=workers), skip=finished_chunks(store))
+    assert not (store / "chunk-0").exists()
+    assert 0 in finished_chunks(store) and 2 not in finished_chunks(store)
+    assert prepare_store(store, {"v": 1}, lambda p: p.mkdir()) == finished_chunks(store)  # resumable

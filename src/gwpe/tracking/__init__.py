@@ -126,6 +126,7 @@ def stage_run(config: ProjectConfig, stage: str, run_name: str | None = None, ta
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
         **{k: str(v) for k, v in (tags or {}).items()},
     }
+    all_tags = {k: v for k, v in all_tags.items() if v != ""}
     with mlflow.start_run(run_name=run_name or stage, tags=all_tags) as run:
         mlflow.log_params({k: ("null" if v is None else v) for k, v in flatten(config).items()})
         yield StageRun(run)

@@ -50,6 +50,18 @@ def find_surrogate_file(path: str | None = None) -> Path:
     raise SurrogateNotFoundError(f"NRHybSur3dq8 data file not found at {where}; {FETCH_HINT}")
 
 
+_LOADED: dict[str, object] = {}
+
+
+def _load(path: str):
+    """Load once per process: every generation task unpickles a fresh backend, the model stays cached."""
+    if path not in _LOADED:
+        import gwsurrogate
+
+        _LOADED[path] = gwsurrogate.LoadSurrogate(path)
+    return _LOADED[path]
+
+
 class NRHybSur3dq8Backend(H22Backend):
     name = "nrhybsur3dq8"
 
@@ -58,7 +70,7 @@ class NRHybSur3dq8Backend(H22Backend):
         self._surrogate = None
 
     def __getstate__(self):
-        return {"path": self.path, "_surrogate": None}  # workers load their own copy
+        return {"path": self.path, "_surrogate": None}  # never ship the loaded model to workers
 
     def version(self) -> str:
         import gwsurrogate
@@ -68,9 +80,7 @@ class NRHybSur3dq8Backend(H22Backend):
     @property
     def surrogate(self):
         if self._surrogate is None:
-            import gwsurrogate
-
-            self._surrogate = gwsurrogate.LoadSurrogate(str(self.path))
+            self._surrogate = _load(str(self.path))
         return self._surrogate
 
     def _evaluate(self, q: float, s1z: float, s2z: float, times: np.ndarray) -> np.ndarray:
