@@ -28,6 +28,16 @@ from gwpe.config import ComputeConfig
 
 PROGRESS_DIR = ".gwpe-progress"
 
+# Two Dask defaults made waveform generation in a worker slower than a plain loop (measured with
+# benchmarks/generation.py on 2 cores): the nanny's MALLOC_TRIM_THRESHOLD_=65536 switches off glibc's
+# dynamic mmap threshold, so every large array is an mmap/munmap pair (~10 %), and the worker's statistical
+# profiler samples every thread's stack every 10 ms under the GIL (~15 %). gwpe's own clusters drop both
+# (the dashboard's profile tab stays empty); workers keep the usual one-thread caps for BLAS/OpenMP.
+WORKER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1},
+    "distributed.worker.profile.enabled": False,
+}
+
 
 @dataclass
 class EngineStats:
@@ -84,17 +94,19 @@ def _run_and_mark(task: Callable[..., int], store: str, chunk: int, args: tuple)
 
 def open_client(compute: ComputeConfig):
     """A Dask client: an existing scheduler, or a LocalCluster of worker processes (caller closes both)."""
+    import dask
     from dask.distributed import Client, LocalCluster
 
     if compute.scheduler_address:
         return Client(compute.scheduler_address), None
-    cluster = LocalCluster(
-        n_workers=compute.workers,
-        threads_per_worker=compute.threads_per_worker,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=40,
-    )
+    with dask.config.set(WORKER_CONFIG):
+        cluster = LocalCluster(
+            n_workers=compute.workers,
+            threads_per_worker=compute.threads_per_worker,
+            processes=True,
+            dashboard_address=":0",  # a dashboard on a free port, never a clash
+            silence_logs=40,
+        )
     return Client(cluster), cluster
 
 
