@@ -1,7 +1,8 @@
 """H22DataModule read throughput (samples/s) for the default and the paper time grids.
 
-Builds a small store for each grid in a temporary folder (IMRPhenomTHM, in parallel), then times full
-passes of the training loader (shuffled random access) with 0 and 2 loader workers.
+Builds a small store for each grid in a temporary folder (IMRPhenomTHM, in parallel), then times whole
+epochs of the training loader (shuffled random access, batch reads) for at least --seconds, with 0 and 2
+loader workers.
 
     python benchmarks/loader.py [--batch-size 32] [--waveforms 256]
 """
@@ -29,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--waveforms", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=4.0, help="time whole epochs for at least this long")
     args = parser.parse_args()
     profiles = {"default": load_config("params.yaml"), "paper": load_config("experiments/paper.yaml")}
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,7 +50,7 @@ def main() -> None:
                 loader = module.train_dataloader()
                 next(iter(loader))  # start workers, open stores
                 count, start = 0, time.perf_counter()
-                for _ in range(args.epochs):
+                while time.perf_counter() - start < args.seconds:
                     for waveforms, _ in loader:
                         count += len(waveforms)
                 seconds = time.perf_counter() - start

@@ -70,10 +70,29 @@ class H22Dataset(Dataset):
 
     def __getitems__(self, indices: list[int]):
         h22, params = self._arrays()
-        indices = np.asarray(indices, dtype=np.int64)
-        unique, inverse = np.unique(indices, return_inverse=True)
-        block = h22.get_orthogonal_selection((unique, slice(None), self._time_slice))
-        return [(torch.from_numpy(np.ascontiguousarray(block[j])), torch.from_numpy(params[i])) for i, j in zip(indices, inverse)]
+        unique, inverse = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
+        blocks = _read_many(h22, unique, self._time_slice)
+        return [(torch.from_numpy(blocks[j]), torch.from_numpy(params[i])) for i, j in zip(indices, inverse)]
+
+
+def _read_many(array, rows: np.ndarray, time_slice: slice) -> list[np.ndarray]:
+    """Rows of a zarr array read concurrently on zarr's event loop.
+
+    Measured on the paper grid (101,301 samples, 32 random rows): 2 ms/row this way against 15 ms/row
+    for ``get_orthogonal_selection`` and 4.5 ms/row for a loop of basic reads (blosc itself: 1.1 ms).
+    Uses zarr 3's AsyncArray behind ``Array._async_array``; falls back to basic reads without it.
+    """
+    async_array = getattr(array, "_async_array", None)
+    if async_array is None:
+        return [np.ascontiguousarray(array[int(r), :, time_slice]) for r in rows]
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    async def gather():
+        return await asyncio.gather(*(async_array.getitem((int(r), slice(None), time_slice)) for r in rows))
+
+    return [np.ascontiguousarray(block) for block in sync(gather())]
 
 
 class H22DataModule(L.LightningDataModule):
@@ -88,11 +107,15 @@ class H22DataModule(L.LightningDataModule):
         self.seed = seed
         self.datasets: dict[str, H22Dataset] = {}
 
+    def dataset(self, split: str) -> H22Dataset:
+        if split not in self.datasets:
+            self.datasets[split] = H22Dataset(self.root / f"{split}.zarr", self.last_samples)
+        return self.datasets[split]
+
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("test",)}.get(stage or "", SPLITS)
         for split in wanted:
-            if split not in self.datasets:
-                self.datasets[split] = H22Dataset(self.root / f"{split}.zarr", self.last_samples)
+            self.dataset(split)
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
@@ -104,12 +127,11 @@ class H22DataModule(L.LightningDataModule):
 
     def sampler(self, split: str, shuffle: bool) -> DistributedSampler:
         rank, world = self._rank_world()
-        return DistributedSampler(self.datasets[split], num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed)
+        return DistributedSampler(self.dataset(split), num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        self.setup({"train": "fit", "validation": "validate", "test": "test"}[split])
         return DataLoader(
-            self.datasets[split],
+            self.dataset(split),
             batch_size=self.batch_size,
             sampler=self.sampler(split, shuffle),
             num_workers=self.num_workers,
