@@ -116,3 +116,28 @@ def test_a_failing_chunk_raises_its_own_error_and_keeps_finished_chunks(tmp_path
     assert not (store / "chunk-0").exists()
     assert 0 in finished_chunks(store) and 2 not in finished_chunks(store)
     assert prepare_store(store, {"v": 1}, lambda p: p.mkdir()) == finished_chunks(store)  # resumable
+
+
+def test_resume_requires_the_same_waveform_code(tmp_path, monkeypatch):
+    import json
+
+    import gwpe.data.h22 as h22_module
+    from gwpe.data.engine import mark_done, progress_dir
+    from gwpe.waveforms import build_backend
+
+    monkeypatch.chdir(tmp_path)
+    config = parse_config(tiny_profile())
+    store = generate_split(config, "train").path
+
+    def leave_progress_behind():  # the state a run killed after its last chunk leaves
+        progress_dir(store).joinpath("done").mkdir(parents=True, exist_ok=True)
+        attrs = h22_module.store_attributes(config, "train", build_backend(config.h22))
+        (progress_dir(store) / "fingerprint.json").write_text(json.dumps(h22_module.resume_fingerprint(config, attrs), sort_keys=True, indent=1))
+        for chunk in range(7):
+            mark_done(store, chunk)
+
+    leave_progress_behind()
+    assert generate_split(config, "train").stats.chunks_skipped == 7
+    leave_progress_behind()
+    monkeypatch.setattr(h22_module, "code_digest", lambda: "waveform code edited since the kill")
+    assert generate_split(config, "train").stats.chunks_skipped == 0

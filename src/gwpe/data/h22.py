@@ -28,6 +28,23 @@ from gwpe.waveforms.grid import PARAMETER_NAMES
 FORMAT_VERSION = 1
 
 
+def code_digest() -> str:
+    """md5 of the code that determines the bytes (the same files dvc.yaml lists as the stage's deps).
+
+    Part of the resume fingerprint, so a killed run never resumes with different waveform code.
+    """
+    import hashlib
+
+    import gwpe.data.engine
+    import gwpe.waveforms
+
+    digest = hashlib.md5()
+    files = sorted(Path(gwpe.waveforms.__file__).parent.glob("*.py")) + [Path(__file__), Path(gwpe.data.engine.__file__)]
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def store_path(config: H22Config, split: str) -> Path:
     return Path(config.store.root) / f"{split}.zarr"
 
@@ -89,6 +106,11 @@ def write_h22_chunk(path: str, start: int, stop: int, params: np.ndarray, time_s
     return stop - start
 
 
+def resume_fingerprint(config: ProjectConfig, attrs: dict) -> dict:
+    """Everything that determines a split's bytes; a half-written store resumes only if it matches."""
+    return {**attrs, "store": config.h22.store.model_dump(exclude={"root"}), "code": code_digest()}
+
+
 @dataclass
 class SplitResult:
     path: Path
@@ -106,8 +128,7 @@ def generate_split(config: ProjectConfig, split: str, client=None) -> SplitResul
     times = split_time_grid(h22)
     path = store_path(h22, split)
     attrs = store_attributes(config, split, backend)
-    fingerprint = {**attrs, "store": h22.store.model_dump(exclude={"root"})}
-    done = prepare_store(path, fingerprint, lambda p: create_h22_store(p, params, times, h22, attrs))
+    done = prepare_store(path, resume_fingerprint(config, attrs), lambda p: create_h22_store(p, params, times, h22, attrs))
     size = h22.store.chunk_size
     time_spec = (h22.time.t_start, h22.time.t_end, h22.time.dt)
     tasks = []

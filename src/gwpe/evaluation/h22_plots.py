@@ -19,19 +19,28 @@ def h22_overview(path: str | Path):
     params = group["params"][:]
     times = group["time"][:]
     corners = sorted({0, len(params) - 1, int(np.argmax(params[:, 0] - params[:, 1] - params[:, 2]))})
-    fig = plt.figure(figsize=(12, 6.5), constrained_layout=True)
-    grid = fig.add_gridspec(2, 3)
-    ax = fig.add_subplot(grid[0, :])
+    fig = plt.figure(figsize=(12, 8), constrained_layout=True)
+    grid = fig.add_gridspec(3, 3)
+    full, merger = fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, :])
+    near_peak = times >= max(times[0], -150.0)
     for k in corners:
         q, s1, s2 = params[k]
-        ax.plot(times, group["h22"][k, 0], lw=0.7, label=f"q={q:.2f}, s1z={s1:+.2f}, s2z={s2:+.2f}")
-    ax.set_xlabel("t / M")
-    ax.set_ylabel("Re r h22 / M")
-    ax.set_title(f"{group.attrs.get('split')} split: {len(params)} waveforms, backend {group.attrs.get('backend')}")
-    ax.legend(fontsize=8, loc="upper left")
+        waveform = group["h22"][k]
+        label = f"q={q:.2f}, s1z={s1:+.2f}, s2z={s2:+.2f}"
+        full.plot(times, waveform[0], lw=0.6, label=label)
+        line, = merger.plot(times[near_peak], waveform[0, near_peak], lw=0.9, label=label)
+        merger.plot(times[near_peak], np.hypot(*waveform[:, near_peak]), lw=0.9, ls="--", color=line.get_color())
+    full.set_title(f"{group.attrs.get('split')} split: {len(params)} waveforms, backend {group.attrs.get('backend')}")
+    full.set_ylabel("Re r h22 / M")
+    full.legend(fontsize=8, loc="upper left")
+    merger.axvline(0.0, color="k", lw=0.5)
+    merger.set_xlabel("t / M  (dashed: |h22|, peak at t = 0)")
+    merger.set_ylabel("Re r h22 / M")
     for i, name in enumerate(("q", "s1z", "s2z")):
-        axis = fig.add_subplot(grid[1, i])
-        axis.hist(params[:, i], bins=min(50, len(np.unique(params[:, i])) * 2))
-        axis.set_xlabel(name)
+        axis = fig.add_subplot(grid[2, i])
+        values, counts = np.unique(params[:, i], return_counts=True)
+        width = 0.7 * (np.min(np.diff(values)) if len(values) > 1 else 0.1)
+        axis.bar(values, counts, width=width)
+        axis.set_xlabel(f"{name} ({len(values)} values)")
         axis.set_ylabel("waveforms")
     return fig
