@@ -84,6 +84,67 @@ def _dry_run_h22(config, splits) -> int:
     return 0
 
 
+def _generate_strain(args: argparse.Namespace) -> int:
+    from gwpe.config import load_config
+    from gwpe.data.strain import dataset_config
+
+    config = load_config(args.params)
+    names = list(config.strain.datasets) if args.dataset == "all" else [args.dataset]
+    for name in names:
+        dataset_config(config, name)  # unknown names fail before any work
+    if args.dry_run:
+        return _dry_run_strain(config, names)
+    import numpy as np
+
+    from gwpe.data.checksum import dvc_md5
+    from gwpe.data.strain import generate_dataset, snr_histogram, snr_summary
+    from gwpe.tracking import stage_run
+
+    for name in names:
+        with stage_run(config, stage="generate-strain", run_name=f"generate-{name}", tags={"gwpe.dataset": name}) as run:
+            result = generate_dataset(config, name)
+            digest = run.log_dataset("output", name, result.path) or dvc_md5(result.path)
+            metrics = {
+                "n_signals": result.n_signals,
+                "bytes_on_disk": result.bytes_on_disk,
+                "generation_seconds": round(result.stats.seconds, 3),
+                "signals_per_second": round(result.stats.items_per_second, 3),
+                **{k: round(float(v), 4) for k, v in snr_summary(result.snr).items()},
+            }
+            run.log_metrics(metrics)
+            run.log_figure(snr_histogram(result.snr, name), f"plots/{name}-snr.png")
+            if args.metrics:
+                out = Path(str(args.metrics).replace("{dataset}", name))
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps({**metrics, "md5": digest}, indent=2) + "\n")
+            if args.plots:
+                counts, edges = np.histogram(result.snr, bins=40)
+                rows = [{"snr": round(float(c), 3), "signals": int(n)} for c, n in zip(0.5 * (edges[1:] + edges[:-1]), counts)]
+                out = Path(str(args.plots).replace("{dataset}", name))
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(rows, indent=1) + "\n")
+        print(f"{name}: {result.n_signals} signals -> {result.path} ({result.bytes_on_disk / 1e6:.1f} MB), "
+              f"median SNR {metrics['snr_median']:.1f}, md5 {digest}")
+    return 0
+
+
+def _dry_run_strain(config, names) -> int:
+    from gwpe.data.strain import dataset_config, estimate_dataset, split_sizes
+
+    print(f"profile {config.profile}: {config.strain.approximant}, PSD {config.strain.psd}, f_min {config.strain.f_min} Hz")
+    print(f"{'dataset':<12}{'train':>11}{'validation':>12}{'samples':>9}{'ms CPU':>8}{'disk GB':>10}{'raw GB':>9}{'CPU-hours':>11}")
+    for name in names:
+        dataset = dataset_config(config, name)
+        estimate = estimate_dataset(config, name)
+        n = dataset.n_signals
+        n_train, n_validation = split_sizes(dataset)
+        length = int(round(dataset.sample_rate * dataset.duration)) * max(1, len(dataset.detectors))
+        print(f"{name:<12}{n_train:>11,}{n_validation:>12,}{length:>9}{estimate['cpu_seconds_per_signal'] * 1e3:>8.2f}"
+              f"{n * estimate['bytes_per_signal'] / 1e9:>10.2f}{n * estimate['raw_bytes_per_signal'] / 1e9:>9.2f}"
+              f"{n * estimate['cpu_seconds_per_signal'] / 3600:>11.2f}")
+    return 0
+
+
 def _ui(args: argparse.Namespace) -> int:
     import os
 
@@ -108,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     h22.add_argument("--metrics", default=None, help="write DVC metrics JSON here ('{split}' is replaced)")
     h22.add_argument("--dry-run", action="store_true", help="print counts, disk size and CPU-hours; generate nothing")
     h22.set_defaults(handler=_generate_h22)
+
+    strain = products.add_parser("strain", help="whitened IMRPhenomPv2 detector strain for posterior estimation (Green et al.)")
+    strain.add_argument("--dataset", default="all", help="a name under strain.datasets in the profile, or 'all' (default)")
+    strain.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
+    strain.add_argument("--metrics", default=None, help="write DVC metrics JSON here ('{dataset}' is replaced)")
+    strain.add_argument("--plots", default=None, help="write the SNR histogram as DVC plot data here ('{dataset}' is replaced)")
+    strain.add_argument("--dry-run", action="store_true", help="print counts, disk size and CPU-hours; generate nothing")
+    strain.set_defaults(handler=_generate_strain)
 
     ui = commands.add_parser("ui", help="start the MLflow UI on the project's tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, loopback only)")

@@ -81,6 +81,72 @@ class H22Config(StrictModel):
     compute: ComputeConfig = ComputeConfig()
 
 
+StrainParameter = Literal["m1", "m2", "phi0", "tc", "dL", "chi1z", "chi2z", "theta_jn", "ra", "dec", "psi"]
+
+
+class StrainPriorConfig(StrictModel):
+    """Prior ranges of Green et al. (2020), eqs. (22), and sec. IV for the spins."""
+
+    mass_min: float = Field(35.0, gt=1.0, le=500.0)
+    mass_max: float = Field(80.0, gt=1.0, le=500.0)
+    distance_min: float = Field(1000.0, gt=0.0, le=1.0e5)
+    distance_max: float = Field(3000.0, gt=0.0, le=1.0e5)
+    tc_min: float = Field(0.65, ge=0.0)
+    tc_max: float = Field(0.85, ge=0.0)
+    chi_max: float = Field(1.0, ge=0.0, le=0.99999)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "StrainPriorConfig":
+        for lo, hi in (("mass_min", "mass_max"), ("distance_min", "distance_max"), ("tc_min", "tc_max")):
+            if getattr(self, lo) > getattr(self, hi):
+                raise ValueError(f"{lo} = {getattr(self, lo)} must be <= {hi} = {getattr(self, hi)}")
+        return self
+
+
+class StrainDatasetConfig(StrictModel):
+    """One strain dataset: which parameters are drawn and inferred, detectors, size and sampling."""
+
+    parameters: list[StrainParameter] = Field(min_length=1)
+    inferred: list[StrainParameter] | None = None
+    detectors: list[Literal["H1", "L1", "V1"]] = Field(default_factory=list, description="empty: the '+' polarisation")
+    n_signals: int = Field(ge=2, le=100_000_000)
+    validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    sample_rate: float = Field(1024.0, ge=64.0, le=65536.0)
+    duration: float = Field(1.0, gt=0.0, le=64.0)
+    seed: int = Field(0, ge=0)
+    prior: StrainPriorConfig = StrainPriorConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "StrainDatasetConfig":
+        if len(set(self.parameters)) != len(self.parameters):
+            raise ValueError(f"parameters {self.parameters} contain duplicates")
+        missing = [p for p in self.inferred or [] if p not in self.parameters]
+        if missing:
+            raise ValueError(f"inferred parameters {missing} are not among the drawn parameters {self.parameters}")
+        if not {"m1", "m2"} <= set(self.parameters):
+            raise ValueError("parameters must include m1 and m2")
+        if self.prior.tc_max >= self.duration:
+            raise ValueError(f"prior.tc_max = {self.prior.tc_max} must be < duration = {self.duration}")
+        return self
+
+    @property
+    def inferred_parameters(self) -> list[str]:
+        return list(self.inferred or self.parameters)
+
+
+class StrainConfig(StrictModel):
+    """Whitened detector strain (IMRPhenomPv2, aLIGO zero-detuned high-power PSD), one store per dataset."""
+
+    approximant: Literal["IMRPhenomPv2"] = "IMRPhenomPv2"
+    psd: Literal["aLIGOZeroDetHighPower"] = "aLIGOZeroDetHighPower"
+    f_min: float = Field(20.0, gt=0.0)
+    f_ref: float = Field(20.0, gt=0.0)
+    reference_gps: float = Field(1126259462.0, gt=0.0, description="sets Earth's orientation for antenna patterns")
+    store: StoreConfig = StoreConfig(root="data/strain", chunk_size=1024)
+    compute: ComputeConfig = ComputeConfig()
+    datasets: dict[str, StrainDatasetConfig] = Field(default_factory=dict)
+
+
 class TrackingConfig(StrictModel):
     experiment: str = Field("gwpe", min_length=1)
 
@@ -91,6 +157,7 @@ class ProjectConfig(StrictModel):
     profile: str = Field(min_length=1)
     tracking: TrackingConfig = TrackingConfig()
     h22: H22Config = H22Config()
+    strain: StrainConfig = StrainConfig()
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

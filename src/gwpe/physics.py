@@ -46,3 +46,15 @@ def seconds_per_M(total_mass_msun):
 def strain_to_geometric(total_mass_msun, distance_m):
     """Factor turning dimensionless strain h at distance R into r h / M: R / (M G Msun / c^2)."""
     return distance_m / (total_mass_msun * MRSUN_SI)
+
+
+def chirp_mass(m1, m2):
+    """M_c = (m1 m2)^(3/5) / (m1 + m2)^(1/5)."""
+    m1, m2 = np.asarray(m1, dtype=float), np.asarray(m2, dtype=float)
+    return (m1 * m2) ** 0.6 / (m1 + m2) ** 0.2
+
+
+def chirp_time_seconds(m1_msun, m2_msun, f_low):
+    """Leading-order time to coalescence from frequency f_low [Hz]: tau_0 = 5/256 (pi f)^(-8/3) (G M_c/c^3)^(-5/3)."""
+    mc_seconds = chirp_mass(m1_msun, m2_msun) * MTSUN_SI
+    return 5.0 / 256.0 * (np.pi * f_low) ** (-8.0 / 3.0) * mc_seconds ** (-5.0 / 3.0)

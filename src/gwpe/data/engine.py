@@ -51,6 +51,23 @@ class EngineStats:
         return self.items_generated / self.seconds if self.seconds > 0 else float("nan")
 
 
+def code_digest(*modules) -> str:
+    """md5 of the source files of ``modules`` (packages: every .py in them), for resume fingerprints.
+
+    A killed run must never resume with different generating code.
+    """
+    import hashlib
+
+    files: list[Path] = []
+    for module in modules:
+        path = Path(module.__file__)
+        files += sorted(path.parent.glob("*.py")) if path.name == "__init__.py" else [path]
+    digest = hashlib.md5()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def progress_dir(store: str | Path) -> Path:
     return Path(store) / PROGRESS_DIR
 

@@ -21,6 +21,7 @@ import gwpe
 from gwpe.config import H22Config, ProjectConfig
 from gwpe.data.checksum import tree_bytes
 from gwpe.data.engine import EngineStats, finish_store, prepare_store, run_chunks
+from gwpe.data.engine import code_digest as engine_code_digest
 from gwpe.waveforms import build_backend, split_parameters, time_grid
 from gwpe.waveforms.base import H22Backend
 from gwpe.waveforms.grid import PARAMETER_NAMES
@@ -29,20 +30,12 @@ FORMAT_VERSION = 1
 
 
 def code_digest() -> str:
-    """md5 of the code that determines the bytes (the same files dvc.yaml lists as the stage's deps).
+    """md5 of the code that determines the bytes (the files dvc.yaml lists as the stage's deps)."""
+    import sys
 
-    Part of the resume fingerprint, so a killed run never resumes with different waveform code.
-    """
-    import hashlib
-
-    import gwpe.data.engine
     import gwpe.waveforms
 
-    digest = hashlib.md5()
-    files = sorted(Path(gwpe.waveforms.__file__).parent.glob("*.py")) + [Path(__file__), Path(gwpe.data.engine.__file__)]
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
+    return engine_code_digest(gwpe.waveforms, sys.modules[__name__], sys.modules[run_chunks.__module__])
 
 
 def store_path(config: H22Config, split: str) -> Path:
