@@ -31,7 +31,22 @@ def tiny_profile(**h22_overrides) -> dict:
             h22[key] = {**h22.get(key, {}), **value}
         else:
             h22[key] = value
-    return {"profile": "tiny", "tracking": {"experiment": "gwpe-test"}, "h22": h22}
+    return {"profile": "tiny", "tracking": {"experiment": "gwpe-test"}, "h22": h22, "strain": tiny_strain()}
+
+
+def tiny_strain(**dataset_overrides) -> dict:
+    """One 5-D dataset of 12 signals (10 train, 2 validation) in chunks of 4, in-process."""
+    dataset = {
+        "parameters": ["m1", "m2", "phi0", "tc", "dL"], "inferred": None, "detectors": [], "n_signals": 12,
+        "validation_fraction": 0.2, "sample_rate": 1024.0, "duration": 1.0, "seed": 7, **dataset_overrides,
+    }
+    return {
+        "approximant": "IMRPhenomPv2", "psd": "aLIGOZeroDetHighPower", "f_min": 20.0, "f_ref": 20.0,
+        "reference_gps": 1126259462.0,
+        "store": {"root": "data/strain", "chunk_size": 4, "compression_level": 5},
+        "compute": {"workers": 0, "threads_per_worker": 1, "scheduler_address": None},
+        "datasets": {"strain-5d": dataset},
+    }
 
 
 def write_profile(path: Path, profile: dict) -> Path:

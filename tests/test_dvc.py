@@ -38,8 +38,12 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
         assert (repo / "data" / "h22" / f"{split}.zarr" / "h22" / "zarr.json").is_file(), out
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("gwpe-test").experiment_id])
-    assert len(runs) == 3
+    all_runs = client.search_runs([client.get_experiment_by_name("gwpe-test").experiment_id])
+    assert sorted(r.data.tags["gwpe.stage"] for r in all_runs) == ["generate-h22"] * 3 + ["generate-strain"]
+    strain_run = next(r for r in all_runs if r.data.tags["gwpe.stage"] == "generate-strain")
+    assert strain_run.data.tags["data.output.strain-5d.md5"] == lock["stages"]["generate-strain@strain-5d"]["outs"][0]["md5"]
+    assert yaml.safe_load((repo / "metrics" / "strain-5d.json").read_text())["snr_median"] == strain_run.data.metrics["snr_median"]
+    runs = [r for r in all_runs if r.data.tags["gwpe.stage"] == "generate-h22"]
     for run in runs:
         split = run.data.tags["gwpe.split"]
         stage = lock["stages"][f"generate-h22@{split}"]
@@ -48,12 +52,13 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
 
     rerun = sh([DVC, "repro"], repo, env)
     assert "didn't change, skipping" in rerun and "Running stage" not in rerun
-    assert len(client.search_runs([runs[0].info.experiment_id])) == 3
+    assert len(client.search_runs([runs[0].info.experiment_id])) == 4
 
     sh([DVC, "push"], repo, env)
     before = {p.relative_to(repo).as_posix(): p.read_bytes() for p in (repo / "data").rglob("*") if p.is_file()}
     for split in ("train", "validation", "test"):
         shutil.rmtree(repo / "data" / "h22" / f"{split}.zarr")
+    shutil.rmtree(repo / "data" / "strain" / "strain-5d.zarr")
     shutil.rmtree(repo / ".dvc" / "cache")
     sh([DVC, "pull"], repo, env)
     after = {p.relative_to(repo).as_posix(): p.read_bytes() for p in (repo / "data").rglob("*") if p.is_file()}

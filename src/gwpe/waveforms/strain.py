@@ -139,10 +139,10 @@ class StrainGenerator:
             raise WaveformError(f"{s.approximant} produced NaN/inf for {format_theta(theta)}")
         return x, snr
 
-    def batch(self, params: np.ndarray, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(n, P) parameters -> (float32 (n, D, L) whitened strain, float64 (n,) network optimal SNR)."""
+    def batch(self, params: np.ndarray, names: list[str], dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+        """(n, P) parameters -> ((n, D, L) whitened strain, float64 (n,) network optimal SNR)."""
         s = self.setup
-        out = np.empty((len(params), s.n_channels, s.n_samples), dtype=np.float32)
+        out = np.empty((len(params), s.n_channels, s.n_samples), dtype=dtype)
         snr = np.empty(len(params))
         for i, row in enumerate(params):
             out[i], snr[i] = self.whitened(as_theta(names, row))

@@ -1,0 +1,162 @@
+"""Training-time data path for the strain datasets (Green et al. 2020, sec. III.A).
+
+Stored signals are noise-free and whitened, so noise is N(0, 1) per sample and drawn at train time:
+- training: a fresh realisation for every sample on every epoch (torch's per-worker, per-epoch RNG);
+- validation/test: a fixed realisation per sample, seeded by (seed, index), identical across runs,
+  loader workers and batch sizes, so validation losses are comparable between runs.
+Splits up to IN_MEMORY_BYTES are held in memory (random access from the zarr store costs ~2 ms a row);
+larger ones are read per batch. Targets are the inferred parameters standardised with the training split's mean and std stored in the
+dataset (``Standardisation.inverse`` maps model outputs back to physical units).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from gwpe.data.reading import read_rows
+
+IN_MEMORY_BYTES = 256 << 20  # splits up to 256 MiB of float32 strain are read into memory once (per loader worker)
+
+
+@dataclass(frozen=True)
+class Standardisation:
+    """z = (theta - mean) / std per inferred parameter, from the training split."""
+
+    parameters: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def from_attrs(cls, attrs: dict) -> "Standardisation":
+        s = attrs["standardisation"]
+        return cls(tuple(s["parameters"]), np.asarray(s["mean"], dtype=np.float64), np.asarray(s["std"], dtype=np.float64))
+
+    def forward(self, theta):
+        return (theta - self.mean) / self.std
+
+    def inverse(self, z):
+        if isinstance(z, torch.Tensor):
+            return z * torch.as_tensor(self.std, dtype=z.dtype, device=z.device) + torch.as_tensor(self.mean, dtype=z.dtype, device=z.device)
+        return np.asarray(z) * self.std + self.mean
+
+
+class StrainDataset(Dataset):
+    """(noisy whitened strain float32 (D, L), standardised inferred parameters float32 (P,)) pairs."""
+
+    def __init__(self, path: str | Path, split: str, noise: str = "auto", seed: int = 0, in_memory: bool | None = None):
+        self.path = Path(path)
+        if not (self.path / "zarr.json").is_file():
+            raise FileNotFoundError(f"no strain store at {self.path} (run: gwpe generate strain --dataset {self.path.stem})")
+        if split not in ("train", "validation"):
+            raise ValueError(f"split = {split!r}; allowed: train, validation")
+        self.split = split
+        self.noise = {"auto": "fresh" if split == "train" else "fixed"}.get(noise, noise)
+        if self.noise not in ("fresh", "fixed", "none"):
+            raise ValueError(f"noise = {noise!r}; allowed: auto, fresh, fixed, none")
+        self.seed = seed
+        self.in_memory = in_memory
+        self._pid = None
+        self._open()
+
+    def _open(self) -> None:
+        import zarr
+
+        group = zarr.open_group(str(self.path), mode="r")
+        attrs = dict(group.attrs)
+        self.standardisation = Standardisation.from_attrs(attrs)
+        columns = [attrs["parameters"].index(p) for p in attrs["inferred"]]
+        n_train = attrs["n_train"]
+        rows = slice(0, n_train) if self.split == "train" else slice(n_train, group["params"].shape[0])
+        self.offset = rows.start
+        self.targets = self.standardisation.forward(group["params"][rows][:, columns]).astype(np.float32)
+        self.snr = group["snr"][rows]
+        self._strain = group["strain"]
+        self._memory = None
+        split_bytes = (rows.stop - rows.start) * int(np.prod(self._strain.shape[1:])) * 4
+        if self.in_memory or (self.in_memory is None and split_bytes <= IN_MEMORY_BYTES):
+            self._memory = self._strain[rows]  # one contiguous read; random access is then free
+        self._pid = os.getpid()
+
+    def __getstate__(self):
+        return {"path": self.path, "split": self.split, "noise": self.noise, "seed": self.seed, "in_memory": self.in_memory, "_pid": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._open()
+
+    def _array(self):
+        if self._pid != os.getpid():
+            self._open()
+        return self._strain
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def _noise(self, index: int, shape: tuple[int, ...]) -> np.ndarray:
+        if self.noise == "fixed":
+            return np.random.default_rng([self.seed, index]).standard_normal(shape, dtype=np.float32)
+        return torch.randn(shape).numpy()
+
+    def _item(self, index: int, signal: np.ndarray):
+        if self.noise != "none":
+            signal = signal + self._noise(index, signal.shape)
+        return torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32)), torch.from_numpy(self.targets[index])
+
+    def __getitem__(self, index: int):
+        if self._memory is not None:
+            return self._item(int(index), self._memory[int(index)])
+        return self._item(int(index), self._array()[self.offset + int(index)])
+
+    def __getitems__(self, indices: list[int]):
+        if self._memory is not None:
+            return [self._item(int(i), self._memory[int(i)]) for i in indices]
+        unique, inverse = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
+        blocks = read_rows(self._array(), unique + self.offset)
+        return [self._item(int(i), blocks[j]) for i, j in zip(indices, inverse)]
+
+
+class StrainDataModule(L.LightningDataModule):
+    """Train/validation loaders of one strain dataset, DDP-aware (DistributedSampler on the trainer's ranks)."""
+
+    def __init__(self, path: str | Path, batch_size: int = 256, num_workers: int = 0, seed: int = 0, in_memory: bool | None = None):
+        super().__init__()
+        self.path = Path(path)
+        self.in_memory = in_memory
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.datasets: dict[str, StrainDataset] = {}
+
+    def dataset(self, split: str) -> StrainDataset:
+        if split not in self.datasets:
+            self.datasets[split] = StrainDataset(self.path, split, seed=self.seed, in_memory=self.in_memory)
+        return self.datasets[split]
+
+    @property
+    def standardisation(self) -> Standardisation:
+        return self.dataset("train").standardisation
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in ("train", "validation"):
+            self.dataset(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        trainer = getattr(self, "trainer", None)
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        dataset = self.dataset(split)
+        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+                          sampler=DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed),
+                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", shuffle=False)

@@ -1,0 +1,1 @@
+"""Likelihood-based inference pieces (reference posteriors for the neural models)."""

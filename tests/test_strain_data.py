@@ -1,0 +1,98 @@
+"""Strain stores, the CLI stage, and the training-time noise path."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from mlflow.tracking import MlflowClient
+
+from gwpe.config import parse_config
+from gwpe.data.strain import generate_dataset
+from gwpe.data.strain_datamodule import StrainDataModule, StrainDataset
+
+from conftest import run_gwpe, tiny_profile, tiny_strain
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return generate_dataset(parse_config(tiny_profile()), "strain-5d")
+
+
+def test_store_holds_signals_parameters_snr_and_standardisation(store):
+    group = zarr.open_group(str(store.path), mode="r")
+    attrs = dict(group.attrs)
+    assert group["strain"].shape == (12, 1, 1024) and group["params"].shape == (12, 5)
+    assert attrs["parameters"] == ["m1", "m2", "phi0", "tc", "dL"] and attrs["n_train"] == 10
+    train = group["params"][:10]
+    np.testing.assert_allclose(attrs["standardisation"]["mean"], train.mean(axis=0))
+    np.testing.assert_allclose(attrs["standardisation"]["std"], train.std(axis=0))
+    norms = np.linalg.norm(group["strain"][:].astype(np.float64), axis=(1, 2))
+    np.testing.assert_allclose(norms, group["snr"][:], rtol=0.02)  # window norm = optimal SNR (minus early inspiral)
+    assert np.all(group["params"][:, 0] >= group["params"][:, 1])
+
+
+def test_training_noise_is_fresh_validation_noise_is_fixed(store):
+    train = StrainDataset(store.path, "train")
+    clean = zarr.open_group(str(store.path), mode="r")["strain"][3]
+    first, second = train[3][0].numpy(), train[3][0].numpy()
+    assert not np.allclose(first, second)  # a new realisation every time the sample is drawn
+    noise = first - clean
+    assert abs(noise.mean()) < 0.15 and noise.std() == pytest.approx(1.0, abs=0.1)
+
+    validation = StrainDataset(store.path, "validation")
+    streamed = StrainDataset(store.path, "validation", in_memory=False)  # the path large splits take
+    np.testing.assert_array_equal(validation[1][0].numpy(), streamed[1][0].numpy())
+    np.testing.assert_array_equal(validation.__getitems__([1, 0])[0][0].numpy(), streamed.__getitems__([1, 0])[0][0].numpy())
+    module_a = StrainDataModule(store.path, batch_size=1, num_workers=0)
+    module_b = StrainDataModule(store.path, batch_size=2, num_workers=2)
+    batch_a = torch.cat([x for x, _ in module_a.val_dataloader()])
+    batch_b = torch.cat([x for x, _ in module_b.val_dataloader()])
+    torch.testing.assert_close(batch_a, batch_b)  # same realisation whatever the batching and workers
+
+
+def test_targets_are_standardised_and_map_back_to_physical_units(store):
+    module = StrainDataModule(store.path, batch_size=4)
+    targets = torch.cat([theta for _, theta in module.train_dataloader()])
+    assert targets.shape == (10, 5)
+    np.testing.assert_allclose(targets.mean(0).numpy(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(targets.std(0, unbiased=False).numpy(), 1.0, atol=1e-5)
+    physical = module.standardisation.inverse(targets)
+    params = zarr.open_group(str(store.path), mode="r")["params"][:10]
+    assert {round(float(m), 4) for m in physical[:, 0]} == {round(float(m), 4) for m in params[:, 0]}
+
+
+def test_cli_stage_logs_snr_distribution_and_rejects_unknown_dataset(tmp_path, tiny_params):
+    result = run_gwpe(["generate", "strain", "--metrics", "metrics/{dataset}.json", "--plots", "plots/{dataset}-snr.json"], tmp_path, check=True)
+    metrics = json.loads((tmp_path / "metrics" / "strain-5d.json").read_text())
+    assert metrics["n_signals"] == 12 and metrics["snr_q25"] <= metrics["snr_median"] <= metrics["snr_q75"]
+    histogram = json.loads((tmp_path / "plots" / "strain-5d-snr.json").read_text())
+    assert sum(row["signals"] for row in histogram) == 12
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("gwpe-test").experiment_id])[0]
+    assert run.data.metrics["snr_median"] == pytest.approx(metrics["snr_median"])
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == ["plots/strain-5d-snr.png"]
+    assert "strain-5d: 12 signals" in result.stdout
+
+    bad = run_gwpe(["generate", "strain", "--dataset", "strain-9d"], tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "gwpe: error: unknown strain dataset 'strain-9d'; configured in strain.datasets: strain-5d"
+
+
+def test_strain_config_errors_name_key_and_value():
+    from gwpe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"strain\.datasets\.strain-5d\.detectors\.0 = 'K1': Input should be 'H1', 'L1' or 'V1'"):
+        parse_config({**tiny_profile(), "strain": tiny_strain(detectors=["K1"])})
+    with pytest.raises(ConfigError, match=r"inferred parameters \['chi1z'\] are not among the drawn parameters"):
+        parse_config({**tiny_profile(), "strain": tiny_strain(inferred=["chi1z"])})
+
+
+def test_dry_run_prices_the_paper_strain_sets(tmp_path):
+    from conftest import REPO
+
+    result = run_gwpe(["generate", "strain", "--params", str(REPO / "experiments" / "paper.yaml"), "--dry-run"], tmp_path, check=True)
+    assert "900,000" in result.stdout and "100,000" in result.stdout and "strain-hl" in result.stdout and "CPU-hours" in result.stdout
+    assert not (tmp_path / "data").exists()
