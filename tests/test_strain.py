@@ -140,6 +140,13 @@ def test_likelihood_peaks_at_the_injection_for_a_noise_free_signal():
     log_l = likelihood(grid)
     assert np.argmax(log_l) == len(grid) // 2 and np.all(np.isfinite(log_l))
     assert log_l.max() == pytest.approx(-0.5 * observation.size * np.log(2 * np.pi), abs=1e-6)
+    pooled = WhitenedGaussianLikelihood(gen, FIVE_D, observation, workers=2)
+    try:
+        np.testing.assert_allclose(pooled(grid), log_l, rtol=1e-12)  # templates from worker processes
+    finally:
+        pooled.close()
+    with pytest.raises(ValueError, match=r"observation shape \(2, 1024\) does not match the dataset's \(1, 1024\)"):
+        WhitenedGaussianLikelihood(gen, FIVE_D, np.zeros((2, 1024)))
 
 
 def test_default_profile_median_snr_matches_the_paper():
