@@ -4,9 +4,7 @@
   are fetched through ``__getitems__`` (used by torch's DataLoader) as one orthogonal selection, which lets
   zarr read the chunks concurrently instead of one call per sample.
 - Workers: the zarr arrays are (re)opened lazily in each process, so the Dataset pickles as a path.
-- DDP: the training loader uses ``DistributedSampler`` with the trainer's world size and global rank, so
-  every rank reads a disjoint shard of the split each epoch (the last incomplete round is padded by
-  repetition, as DDP needs equal batch counts). Lightning leaves a DistributedSampler in place.
+- DDP: loaders shard every split across ranks without overlap (``gwpe.data.splits.SplitDataModule``).
 - ``last_samples`` keeps the last N time samples of each waveform (the WaveNet "leaves" input length).
 """
 
@@ -15,12 +13,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from gwpe.data.reading import read_rows
+from gwpe.data.splits import SplitDataModule
 from gwpe.waveforms.grid import SPLITS
 
 
@@ -76,55 +74,20 @@ class H22Dataset(Dataset):
         return [(torch.from_numpy(blocks[j]), torch.from_numpy(params[i])) for i, j in zip(indices, inverse)]
 
 
-class H22DataModule(L.LightningDataModule):
-    """Train/validation/test h22 splits from ``root`` with DDP-aware sharding of the training split."""
+class H22DataModule(SplitDataModule):
+    """Train/validation/test h22 splits from ``root`` with DDP-aware sharding (``SplitDataModule``)."""
+
+    stage_splits = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("test",)}
 
     def __init__(self, root: str | Path = "data/h22", batch_size: int = 32, num_workers: int = 0, last_samples: int | None = None, seed: int = 0):
-        super().__init__()
+        super().__init__(batch_size, num_workers, seed)
         self.root = Path(root)
-        self.batch_size = batch_size
-        self.num_workers = num_workers
         self.last_samples = last_samples
-        self.seed = seed
-        self.datasets: dict[str, H22Dataset] = {}
 
-    def dataset(self, split: str) -> H22Dataset:
-        if split not in self.datasets:
-            self.datasets[split] = H22Dataset(self.root / f"{split}.zarr", self.last_samples)
-        return self.datasets[split]
-
-    def setup(self, stage: str | None = None) -> None:
-        wanted = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("test",)}.get(stage or "", SPLITS)
-        for split in wanted:
-            self.dataset(split)
-
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None:
-            return trainer.global_rank, trainer.world_size
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return 0, 1
-
-    def sampler(self, split: str, shuffle: bool) -> DistributedSampler:
-        rank, world = self._rank_world()
-        return DistributedSampler(self.dataset(split), num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.dataset(split),
-            batch_size=self.batch_size,
-            sampler=self.sampler(split, shuffle),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", shuffle=False)
+    def make_dataset(self, split: str) -> H22Dataset:
+        if split not in SPLITS:
+            raise ValueError(f"split = {split!r}; allowed: {', '.join(SPLITS)}")
+        return H22Dataset(self.root / f"{split}.zarr", self.last_samples)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self.loader("test", shuffle=False)

@@ -15,12 +15,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
 from gwpe.data.reading import read_rows
+from gwpe.data.splits import SplitDataModule
 
 IN_MEMORY_BYTES = 256 << 20  # splits up to 256 MiB of float32 strain are read into memory once (per loader worker)
 
@@ -122,41 +122,17 @@ class StrainDataset(Dataset):
         return [self._item(int(i), blocks[j]) for i, j in zip(indices, inverse)]
 
 
-class StrainDataModule(L.LightningDataModule):
-    """Train/validation loaders of one strain dataset, DDP-aware (DistributedSampler on the trainer's ranks)."""
+class StrainDataModule(SplitDataModule):
+    """Train/validation loaders of one strain dataset, DDP-aware (``SplitDataModule``)."""
 
     def __init__(self, path: str | Path, batch_size: int = 256, num_workers: int = 0, seed: int = 0, in_memory: bool | None = None):
-        super().__init__()
+        super().__init__(batch_size, num_workers, seed)
         self.path = Path(path)
         self.in_memory = in_memory
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.seed = seed
-        self.datasets: dict[str, StrainDataset] = {}
 
-    def dataset(self, split: str) -> StrainDataset:
-        if split not in self.datasets:
-            self.datasets[split] = StrainDataset(self.path, split, seed=self.seed, in_memory=self.in_memory)
-        return self.datasets[split]
+    def make_dataset(self, split: str) -> StrainDataset:
+        return StrainDataset(self.path, split, seed=self.seed, in_memory=self.in_memory)
 
     @property
     def standardisation(self) -> Standardisation:
         return self.dataset("train").standardisation
-
-    def setup(self, stage: str | None = None) -> None:
-        for split in ("train", "validation"):
-            self.dataset(split)
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        trainer = getattr(self, "trainer", None)
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        dataset = self.dataset(split)
-        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
-                          sampler=DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=self.seed),
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", shuffle=False)
