@@ -28,3 +28,33 @@ def test_geometric_units_match_lal_constants():
     assert physics.PC_SI == lal.PC_SI
     assert physics.seconds_per_M(50.0) == pytest.approx(50 * 4.925490947641267e-06)
     assert physics.strain_to_geometric(10.0, 1476.6250380501247 * 10.0) == pytest.approx(1.0)
+
+
+def test_effective_spins_by_hand():
+    # q = 2, s1z = 0.5, s2z = -0.3: sigma_eff = (1.0 - 0.3)/3; sigma_1 = 1.375, sigma_2 = 2.5
+    assert physics.sigma_eff(2.0, 0.5, -0.3) == pytest.approx(0.7 / 3.0)
+    assert physics.spin_weights(2.0) == pytest.approx((1.375, 2.5))
+    assert physics.hamiltonian_effective_spin(2.0, 0.5, -0.3) == pytest.approx(1.375 * 0.5 - 2.5 * 0.3)  # -0.0625
+    assert physics.hamiltonian_effective_spin(1.0, 0.2, 0.2) == pytest.approx(0.7)  # 1.75 * (0.2 + 0.2)
+    assert physics.chirp_mass_over_total(1.0) == pytest.approx(0.25**0.6)
+
+
+def test_spin_solve_inverts_the_forward_formulas_away_from_q1():
+    rng = np.random.default_rng(0)
+    q = rng.uniform(1.1, 8.0, 500)
+    s1, s2 = rng.uniform(-0.8, 0.8, (2, 500))
+    r1, r2 = physics.solve_spins(q, physics.hamiltonian_effective_spin(q, s1, s2), physics.sigma_eff(q, s1, s2))
+    np.testing.assert_allclose(r1, s1, atol=1e-10)
+    np.testing.assert_allclose(r2, s2, atol=1e-10)
+
+
+def test_spin_solve_at_equal_masses_returns_the_symmetric_split():
+    s1, s2 = physics.solve_spins(1.0, physics.hamiltonian_effective_spin(1.0, 0.6, -0.2), physics.sigma_eff(1.0, 0.6, -0.2))
+    assert s1 == pytest.approx(0.2) and s2 == pytest.approx(0.2)  # only s1z + s2z = 0.4 is measurable
+    import torch
+
+    q = torch.tensor([1.0, 3.0], requires_grad=True)
+    t1, t2 = physics.solve_spins(q, torch.tensor([0.7, 0.2]), torch.tensor([0.2, 0.1]))
+    assert torch.isfinite(t1).all() and torch.isfinite(t2).all()
+    (t1.sum() + t2.sum()).backward()
+    assert torch.isfinite(q.grad).all()

@@ -58,3 +58,54 @@ def chirp_time_seconds(m1_msun, m2_msun, f_low):
     """Leading-order time to coalescence from frequency f_low [Hz]: tau_0 = 5/256 (pi f)^(-8/3) (G M_c/c^3)^(-5/3)."""
     mc_seconds = chirp_mass(m1_msun, m2_msun) * MTSUN_SI
     return 5.0 / 256.0 * (np.pi * f_low) ** (-8.0 / 3.0) * mc_seconds ** (-5.0 / 3.0)
+
+
+def chirp_mass_over_total(q):
+    """M_c / M = eta^(3/5)."""
+    return symmetric_mass_ratio(q) ** 0.6
+
+
+def sigma_eff(q, s1z, s2z):
+    """Effective spin sigma_eff = (m1 s1z + m2 s2z)/M = (q s1z + s2z)/(1 + q) (Khan, Huerta & Das eq. 3)."""
+    q = np.asarray(q, dtype=float)
+    return (q * np.asarray(s1z) + np.asarray(s2z)) / (1.0 + q)
+
+
+def spin_weights(q):
+    """sigma_1 = 1 + 3/(4q), sigma_2 = 1 + 3q/4 of the Hamiltonian effective spin (Khan, Huerta & Das eq. 2)."""
+    q = np.asarray(q, dtype=float)
+    return 1.0 + 0.75 / q, 1.0 + 0.75 * q
+
+
+def hamiltonian_effective_spin(q, s1z, s2z):
+    """S_eff = sigma_1 s1z + sigma_2 s2z (Khan, Huerta & Das eq. 2, after Damour 2001)."""
+    w1, w2 = spin_weights(q)
+    return w1 * np.asarray(s1z) + w2 * np.asarray(s2z)
+
+
+def solve_spins(q, s_eff, sig_eff, singular_tolerance: float = 1e-3):
+    """Individual spins from (q, S_eff, sigma_eff) by solving eqs. (2) and (3) of Khan, Huerta & Das.
+
+    [sigma_1, sigma_2; q/(1+q), 1/(1+q)] (s1z, s2z) = (S_eff, sigma_eff); the determinant
+    (sigma_1 - q sigma_2)/(1 + q) vanishes at q = 1, where both equations constrain only s1z + s2z (the
+    components are interchangeable). Where |det| < ``singular_tolerance`` (|q - 1| below ~1.4e-3) the
+    symmetric solution s1z = s2z = sigma_eff is returned: the minimum-norm split of the measured
+    s1z + s2z = 2 sigma_eff, which a GW researcher reads as "individual spins not identifiable".
+    Works on arrays; numpy or torch inputs (torch keeps gradients).
+    """
+    try:
+        import torch
+
+        is_torch = isinstance(q, torch.Tensor)
+    except ImportError:  # pragma: no cover
+        is_torch = False
+    lib = torch if is_torch else np
+    if not is_torch:
+        q, s_eff, sig_eff = (np.asarray(x, dtype=float) for x in (q, s_eff, sig_eff))
+    w1, w2 = 1.0 + 0.75 / q, 1.0 + 0.75 * q
+    det = (w1 - q * w2) / (1.0 + q)
+    singular = lib.abs(det) < singular_tolerance
+    safe = lib.where(singular, lib.ones_like(det), det)
+    s1 = (s_eff / (1.0 + q) - w2 * sig_eff) / safe
+    s2 = (w1 * sig_eff - q / (1.0 + q) * s_eff) / safe
+    return lib.where(singular, sig_eff, s1), lib.where(singular, sig_eff, s2)
