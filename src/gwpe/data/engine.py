@@ -28,14 +28,20 @@ from gwpe.config import ComputeConfig
 
 PROGRESS_DIR = ".gwpe-progress"
 
-# Two Dask defaults made waveform generation in a worker slower than a plain loop (measured with
+# Dask defaults made waveform generation in a worker slower than a plain loop (measured with
 # benchmarks/generation.py on 2 cores): the nanny's MALLOC_TRIM_THRESHOLD_=65536 switches off glibc's
-# dynamic mmap threshold, so every large array is an mmap/munmap pair (~10 %), and the worker's statistical
-# profiler samples every thread's stack every 10 ms under the GIL (~15 %). gwpe's own clusters drop both
-# (the dashboard's profile tab stays empty); workers keep the usual one-thread caps for BLAS/OpenMP.
+# dynamic mmap threshold, so every large array is an mmap/munmap pair (~10 %); the worker's statistical
+# profiler samples every thread's stack every 10 ms under the GIL (~15 %); and the event-loop tick (20 ms),
+# system monitor (0.5 s) and memory monitor (0.1 s) of the scheduler, nannies and workers cost another
+# ~15 % of throughput when workers fill every core. gwpe's own clusters drop the first two and slow the
+# monitors (the dashboard's profile tab stays empty); workers keep the one-thread caps for BLAS/OpenMP.
 WORKER_CONFIG = {
     "distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1},
     "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.tick.limit": "30s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
 }
 
 
