@@ -28,6 +28,8 @@ from gwpe.waveforms import build_backend, split_parameters
 
 
 def warm_up(backend, params, times) -> None:
+    import zarr  # noqa: F401  (the first chunk write would otherwise pay the import)
+
     backend.h22(*params, times)
 
 

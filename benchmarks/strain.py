@@ -33,6 +33,8 @@ def raw_calls(generator: StrainGenerator, names: list[str], params) -> float:
 
 
 def warm_up(generator: StrainGenerator, names: list[str], row) -> None:
+    import zarr  # noqa: F401  (the first chunk write would otherwise pay the import)
+
     generator.whitened(as_theta(names, row))
 
 
