@@ -35,7 +35,7 @@ demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc push
 	@echo
-	@echo "Done. Datasets: data/h22/{train,validation,test}.zarr  metrics: metrics/"
+	@echo "Done. Datasets: data/h22/{train,validation,test}.zarr, data/strain/strain-{5d,8d,hl}.zarr  metrics: metrics/ (dvc metrics show)"
 	@echo "Look at the runs with:  $(BIN)/gwpe ui   (MLflow UI on http://127.0.0.1:5000)"
 
 test: install-test
