@@ -66,21 +66,22 @@ def chirp_mass_over_total(q):
 
 
 def sigma_eff(q, s1z, s2z):
-    """Effective spin sigma_eff = (m1 s1z + m2 s2z)/M = (q s1z + s2z)/(1 + q) (Khan, Huerta & Das eq. 3)."""
-    q = np.asarray(q, dtype=float)
-    return (q * np.asarray(s1z) + np.asarray(s2z)) / (1.0 + q)
+    """Effective spin sigma_eff = (m1 s1z + m2 s2z)/M = (q s1z + s2z)/(1 + q) (Khan, Huerta & Das eq. 3).
+
+    Like the other spin formulas below: floats, numpy arrays or torch tensors (gradients kept).
+    """
+    return (q * s1z + s2z) / (1.0 + q)
 
 
 def spin_weights(q):
     """sigma_1 = 1 + 3/(4q), sigma_2 = 1 + 3q/4 of the Hamiltonian effective spin (Khan, Huerta & Das eq. 2)."""
-    q = np.asarray(q, dtype=float)
     return 1.0 + 0.75 / q, 1.0 + 0.75 * q
 
 
 def hamiltonian_effective_spin(q, s1z, s2z):
     """S_eff = sigma_1 s1z + sigma_2 s2z (Khan, Huerta & Das eq. 2, after Damour 2001)."""
     w1, w2 = spin_weights(q)
-    return w1 * np.asarray(s1z) + w2 * np.asarray(s2z)
+    return w1 * s1z + w2 * s2z
 
 
 def solve_spins(q, s_eff, sig_eff, singular_tolerance: float = 1e-3):
