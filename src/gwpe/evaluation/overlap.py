@@ -2,16 +2,24 @@
 
 O(h, s) = max over t_c, phi_c of (h^ | s^_[t_c, phi_c]), h^ = h / (h|h)^(1/2), with the white-noise inner
 product of complex h22 time series (h|s) = Re sum_t h(t) s*(t). Maximising over the phase of a complex
-mode gives |sum_t h(t) s*(t - tau)|, and over tau the peak of the linear cross-correlation, computed for a
-whole batch with one FFT of length >= 2L (zero padding: no circular wrap), refined between samples by a
-parabola through the top three lags so time shifts between samples are not penalised. Runs on the
-tensors' device (GPU when present).
+mode gives |c(k)|, c(k) = sum_t h(t + k) s*(t), and over t_c the peak of this linear cross-correlation.
+
+Two passes, so that speed does not cost precision:
+1. search: c(k) for all lags of a whole batch with single-precision FFTs of a fast length >= 2L - 1 (``fft_length``) (zero
+   padding: no circular wrap);
+2. exact: c(k) is recomputed in double precision directly at the five lags around the found peak, the
+   exact maximum among the central three is taken, and a parabola through it and its neighbours refines
+   the peak between samples, so time shifts between samples are not penalised.
+Single-precision FFT errors (~1e-6 of the peak) can only move the search to a lag next to the true one,
+which pass 2 corrects. Runs on the tensors' device (GPU when present).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+_SEARCH_WINDOW = 2  # exact lags evaluated on each side of the search peak
 
 
 def _complex(x) -> torch.Tensor:
@@ -23,28 +31,59 @@ def _complex(x) -> torch.Tensor:
     return x.double().to(torch.complex128)
 
 
+def _correlation_around(h: torch.Tensor, s: torch.Tensor, centre: torch.Tensor, width: int) -> torch.Tensor:
+    """|c(k)| = |sum_t h(t + k) s*(t)| at lags k = centre - width .. centre + width, shape (B, 2 width + 1)."""
+    length = h.shape[-1]
+    padded = torch.nn.functional.pad(torch.view_as_real(h), (0, 0, 1, 0))  # index 0 is a zero sample
+    source = torch.arange(-width, length + width, device=h.device) + centre.unsqueeze(-1)  # (B, L + 2 width)
+    source = torch.where((source >= 0) & (source < length), source + 1, 0)
+    window = torch.view_as_complex(padded.gather(1, source.unsqueeze(-1).expand(-1, -1, 2)).contiguous())
+    # vecdot(x, y) = sum conj(x) y
+    return torch.stack([torch.linalg.vecdot(s, window[:, j : j + length]) for j in range(2 * width + 1)], -1).abs()
+
+
+def fft_length(minimum: int) -> int:
+    """Smallest 2^a * c >= minimum with c in {1, 3, 9}: lengths that torch's FFTs run fastest (measured:
+    4608 = 2^9 * 9 runs 1.6x faster than scipy's next_fast_len 4312 = 2^3 7^2 11 and 3.2x faster than 8192)."""
+    return min(c << max(0, int(np.ceil(np.log2(minimum / c)))) for c in (1, 3, 9))
+
+
+def _squared_norm(x: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_real(x).square().sum((-1, -2))
+
+
 def overlap(h, s, refine: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(O, lag) for batches of waveforms (B, L) complex or (B, 2, L) real; lag in samples: s(t - lag) ~ h(t)."""
+    """(O, lag) for batches of waveforms (B, L) complex or (B, 2, L) real; lag in samples: h(t + lag) ~ s(t)."""
     h, s = _complex(h), _complex(s)
     if h.shape != s.shape:
         raise ValueError(f"h and s must have the same shape, got {tuple(h.shape)} and {tuple(s.shape)}")
-    length = h.shape[-1]
-    n = 1 << int(np.ceil(np.log2(2 * length)))
-    correlation = torch.fft.ifft(torch.fft.fft(h, n=n) * torch.fft.fft(s, n=n).conj()).abs()
-    peak, index = correlation.max(dim=-1)
-    lag = index.double()
+    batch_shape, length = h.shape[:-1], h.shape[-1]
+    h, s = h.reshape(-1, length), s.reshape(-1, length)
+    n, batch = fft_length(2 * length - 1), len(h)
+    spectra = torch.zeros(2 * batch, n, dtype=torch.complex64, device=h.device)  # zero padding
+    spectra[:batch, :length], spectra[batch:, :length] = h, s
+    torch.fft.fft(spectra, out=spectra)
+    product = spectra[:batch].mul_(spectra[batch:].conj())
+    coarse = torch.fft.ifft(product, out=product).abs().argmax(dim=-1)
+    coarse = torch.where(coarse > n // 2, coarse - n, coarse)  # circular index -> signed lag
+    lags = coarse.unsqueeze(-1) + torch.arange(-_SEARCH_WINDOW, _SEARCH_WINDOW + 1, device=h.device)
+    exact = _correlation_around(h, s, coarse, _SEARCH_WINDOW)  # (B, 5), double precision
+    centre = exact[:, 1:-1].argmax(dim=-1) + 1  # exact maximum among the three central lags
+    peak = exact.gather(-1, centre.unsqueeze(-1)).squeeze(-1)
+    lag = lags.gather(-1, centre.unsqueeze(-1)).squeeze(-1).double()
     if refine:
-        # |correlation| of complex modes is an envelope, smooth on the scale of a sample: a parabola through
-        # the top three lags recovers sub-sample shifts (half a sample at merger otherwise costs ~1e-3).
-        left = correlation.gather(-1, ((index - 1) % n).unsqueeze(-1)).squeeze(-1)
-        right = correlation.gather(-1, ((index + 1) % n).unsqueeze(-1)).squeeze(-1)
+        # |c(k)| of complex modes is an envelope, smooth on the scale of a sample: a parabola through the
+        # top three lags recovers sub-sample shifts (half a sample at merger otherwise costs ~1e-3).
+        left = exact.gather(-1, (centre - 1).unsqueeze(-1)).squeeze(-1)
+        right = exact.gather(-1, (centre + 1).unsqueeze(-1)).squeeze(-1)
         curvature = left - 2 * peak + right
         offset = torch.where(curvature < 0, 0.5 * (left - right) / curvature.clamp(max=-1e-300), torch.zeros_like(peak))
+        offset = offset.clamp(-0.5, 0.5)  # the peak is the largest sample, so the vertex lies within half a sample
         peak = peak - 0.25 * (left - right) * offset
         lag = lag + offset
-    norms = torch.linalg.vector_norm(h, dim=-1) * torch.linalg.vector_norm(s, dim=-1)
-    lag = torch.where(lag > n / 2, lag - n, lag)
-    return (peak / norms).clamp(max=1.0), lag
+    norms = (_squared_norm(h) * _squared_norm(s)).sqrt()
+    values = (peak / norms).clamp(max=1.0)
+    return values.reshape(batch_shape), lag.reshape(batch_shape)
 
 
 def overlap_reference(h: np.ndarray, s: np.ndarray) -> float:
