@@ -31,7 +31,23 @@ def tiny_profile(**h22_overrides) -> dict:
             h22[key] = {**h22.get(key, {}), **value}
         else:
             h22[key] = value
-    return {"profile": "tiny", "tracking": {"experiment": "gwpe-test"}, "h22": h22, "strain": tiny_strain()}
+    return {"profile": "tiny", "tracking": {"experiment": "gwpe-test"}, "h22": h22, "strain": tiny_strain(), "wavenet": tiny_wavenet()}
+
+
+def tiny_wavenet(**training_overrides) -> dict:
+    """A 4-block, 8-channel WaveNet on the last 128 steps, 4 epochs of 27 waveforms: trains in seconds."""
+    return {
+        "model": {"channels": 8, "skip_channels": 8, "dilation_limit": 8, "stacks": 1, "leaf_steps": 128, "leaf_hidden": 16,
+                  "head": "physics"},
+        "training": {"batch_size": 9, "max_epochs": 4, "learning_rate": 0.002, "seed": 0, "num_workers": 0,
+                     "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "precision": "32-true",
+                     "threads": None, **training_overrides},
+        "evaluation": {"batch_size": 64, "q_slices": None},
+        "keep": "best",
+        "model_dir": "models/wavenet",
+        "checkpoint_dir": "checkpoints/wavenet",
+        "registered_name": "gwpe-wavenet",
+    }
 
 
 def tiny_strain(**dataset_overrides) -> dict:

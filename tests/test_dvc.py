@@ -39,7 +39,21 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     all_runs = client.search_runs([client.get_experiment_by_name("gwpe-test").experiment_id])
-    assert sorted(r.data.tags["gwpe.stage"] for r in all_runs) == ["generate-h22"] * 3 + ["generate-strain"]
+    assert sorted(r.data.tags["gwpe.stage"] for r in all_runs) == ["generate-h22"] * 3 + ["generate-strain", "train-wavenet"]
+    # train -> evaluate -> register: one MLflow run holds the losses, Table 1 and the registered model
+    train_run = next(r for r in all_runs if r.data.tags["gwpe.stage"] == "train-wavenet")
+    assert train_run.data.tags["gwpe.stage.evaluate-wavenet"] == "true"
+    assert len(client.get_metric_history(train_run.info.run_id, "train_loss")) == 4  # one point per epoch
+    assert train_run.data.tags["data.input.h22-train.md5"] == lock["stages"]["generate-h22@train"]["outs"][0]["md5"]
+    evaluation = yaml.safe_load((repo / "metrics" / "wavenet-eval.json").read_text())
+    assert evaluation["median_overlap"] == pytest.approx(train_run.data.metrics["test.median_overlap"])
+    champion = client.get_model_version_by_alias("gwpe-wavenet", "champion")
+    assert champion.run_id == train_run.info.run_id and evaluation["registry"]["version"] == int(champion.version)
+    assert {p.name for p in (repo / "plots" / "wavenet").iterdir()} >= {"errors-vs-q.png", "overlap-histograms.png",
+                                                                        "overlap-spin-planes.png", "waveform-pairs.png"}
+    shown = sh([DVC, "metrics", "show"], repo, env)
+    for column in ("table1.delta_q.median", "table1.overlap.min", "counts.overlap_le_0.97", "baseline.median_overlap"):
+        assert column in shown, shown
     strain_run = next(r for r in all_runs if r.data.tags["gwpe.stage"] == "generate-strain")
     assert strain_run.data.tags["data.output.strain-5d.md5"] == lock["stages"]["generate-strain@strain-5d"]["outs"][0]["md5"]
     assert yaml.safe_load((repo / "metrics" / "strain-5d.json").read_text())["snr_median"] == strain_run.data.metrics["snr_median"]
@@ -52,7 +66,7 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
 
     rerun = sh([DVC, "repro"], repo, env)
     assert "didn't change, skipping" in rerun and "Running stage" not in rerun
-    assert len(client.search_runs([runs[0].info.experiment_id])) == 4
+    assert len(client.search_runs([runs[0].info.experiment_id])) == 5
 
     sh([DVC, "push"], repo, env)
     before = {p.relative_to(repo).as_posix(): p.read_bytes() for p in (repo / "data").rglob("*") if p.is_file()}

@@ -147,6 +147,51 @@ class StrainConfig(StrictModel):
     datasets: dict[str, StrainDatasetConfig] = Field(default_factory=dict)
 
 
+class WaveNetModelConfig(StrictModel):
+    """WaveNet root + leaves (Khan, Huerta & Das sec. 2.2); see ``gwpe.models.wavenet``."""
+
+    channels: int = Field(16, ge=1, le=1024)
+    skip_channels: int = Field(16, ge=1, le=1024)
+    dilation_limit: int = Field(64, ge=1, le=1 << 16, description="dilation doubles 1, 2, 4, ... up to this")
+    stacks: int = Field(1, ge=1, le=64, description="times the dilation stack is repeated")
+    leaf_steps: int = Field(256, ge=1, le=1_000_000, description="last N time steps of the root output fed to the leaves")
+    leaf_hidden: int = Field(64, ge=1, le=65536)
+    head: Literal["physics", "direct"] = "physics"
+
+
+class TrainingConfig(StrictModel):
+    """Optimisation and where it runs (Lightning Trainer arguments); domain-free."""
+
+    batch_size: int = Field(32, ge=1, le=1 << 20)
+    max_epochs: int = Field(10, ge=1, le=100_000)
+    learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
+    seed: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes per rank")
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | Literal["auto"] = "auto"
+    num_nodes: int = Field(1, ge=1, le=100_000)
+    strategy: Literal["auto", "ddp", "ddp_spawn", "fsdp"] = "auto"
+    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
+    threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads (null: torch's default)")
+
+
+class WaveNetEvaluationConfig(StrictModel):
+    batch_size: int = Field(256, ge=1, le=1 << 20)
+    q_slices: list[float] | None = Field(None, description="q values for the per-slice plots (null: 3 test q spread over the range)")
+
+
+class WaveNetSection(StrictModel):
+    """The physics-inspired WaveNet regressor: model, training, evaluation, outputs and registry name."""
+
+    model: WaveNetModelConfig = WaveNetModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: WaveNetEvaluationConfig = WaveNetEvaluationConfig()
+    keep: Literal["best", "last"] = Field("best", description="save the lowest-validation-loss epoch, or the last")
+    model_dir: str = "models/wavenet"
+    checkpoint_dir: str = "checkpoints/wavenet"
+    registered_name: str = Field("gwpe-wavenet", min_length=1)
+
+
 class TrackingConfig(StrictModel):
     experiment: str = Field("gwpe", min_length=1)
 
@@ -158,6 +203,7 @@ class ProjectConfig(StrictModel):
     tracking: TrackingConfig = TrackingConfig()
     h22: H22Config = H22Config()
     strain: StrainConfig = StrainConfig()
+    wavenet: WaveNetSection = WaveNetSection()
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

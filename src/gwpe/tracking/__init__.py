@@ -79,11 +79,11 @@ class StageRun:
 
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
-    def log_dataset(self, role: str, name: str, path: str | Path) -> str:
+    def log_dataset(self, role: str, name: str, path: str | Path, digest: str | None = None) -> str:
         """Tag the DVC-compatible md5 of a dataset (``role`` is 'input' or 'output') and log it as an input."""
         import mlflow
 
-        digest = dvc_md5(path)
+        digest = digest or dvc_md5(path)
         mlflow.set_tags({f"data.{role}.{name}.md5": digest, f"data.{role}.{name}.path": str(path)})
         with contextlib.suppress(Exception):  # the dataset panel is a convenience; the tags are the record
             from mlflow.data.meta_dataset import MetaDataset
@@ -105,8 +105,13 @@ class StageRun:
 
 
 @contextlib.contextmanager
-def stage_run(config: ProjectConfig, stage: str, run_name: str | None = None, tags: dict[str, Any] | None = None) -> Iterator[StageRun | NullRun]:
-    """Open the stage's MLflow run (rank 0 only) with config params and provenance tags."""
+def stage_run(config: ProjectConfig, stage: str, run_name: str | None = None, tags: dict[str, Any] | None = None,
+              run_id: str | None = None, log_params: bool = True) -> Iterator[StageRun | NullRun]:
+    """Open the stage's MLflow run (rank 0 only) with config params and provenance tags.
+
+    ``run_id`` reopens an existing run (a resumed training, or the evaluation of a trained model, which
+    reports into its training run); its params are then not logged again unless ``log_params``.
+    """
     if not is_rank_zero():
         yield NullRun()
         return
@@ -127,9 +132,31 @@ def stage_run(config: ProjectConfig, stage: str, run_name: str | None = None, ta
         **{k: str(v) for k, v in (tags or {}).items()},
     }
     all_tags = {k: v for k, v in all_tags.items() if v != ""}
-    with mlflow.start_run(run_name=run_name or stage, tags=all_tags) as run:
-        mlflow.log_params({k: ("null" if v is None else v) for k, v in flatten(config).items()})
+    if run_id is not None:
+        all_tags = {k: v for k, v in all_tags.items() if k != "gwpe.stage"}
+        all_tags[f"gwpe.stage.{stage}"] = "true"
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else (run_name or stage), tags=all_tags) as run:
+        if log_params:
+            mlflow.log_params({k: ("null" if v is None else v) for k, v in flatten(config).items()})
         yield StageRun(run)
+
+
+def dataset_md5(path: str | Path) -> str:
+    """The DVC md5 of a dataset: under a DVC stage, from ``dvc.lock`` when an upstream stage outputs ``path``
+    (DVC has just verified it, so this is free and exactly the tracked version), else computed (reads
+    every file: costly for TB stores)."""
+    import yaml
+
+    root = project_root()
+    lock = root / "dvc.lock"
+    target = Path(path).resolve()
+    if lock.is_file() and (os.environ.get("DVC_ROOT") or os.environ.get("DVC_STAGE")):
+        with contextlib.suppress(Exception):
+            for stage in (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).values():
+                for out in stage.get("outs", []):
+                    if (root / out["path"]).resolve() == target and out.get("md5"):
+                        return out["md5"]
+    return dvc_md5(path)
 
 
 def ui_command(host: str = "127.0.0.1", port: int = 5000) -> list[str]:

@@ -1,0 +1,1 @@
+"""Domain-free training pieces: Lightning Trainer from config, resumable checkpoints, MLflow epoch logging."""

@@ -1,0 +1,60 @@
+"""Resumable training runs: Lightning checkpoints every epoch plus a small ``run.json`` beside them.
+
+``run.json`` records what the checkpoints belong to (a fingerprint of the model/training config and the
+input data md5s), the MLflow run they log to, and whether training finished. ``--resume`` continues only
+an unfinished run with the same fingerprint, from ``last.ckpt`` (epoch, optimizer, scheduler, loop and RNG
+state), loaded with ``weights_only=True``; anything else starts fresh, saying why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LAST = "last.ckpt"
+STATE = "run.json"
+
+
+def fingerprint(*parts: Any) -> str:
+    """sha256 of the JSON of ``parts`` (configs as dicts, data md5s)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+@dataclass
+class ResumePlan:
+    ckpt_path: Path | None
+    run_id: str | None
+    reason: str
+
+
+def plan_resume(checkpoint_dir: str | Path, expected: str, resume: bool) -> ResumePlan:
+    """Decide whether to continue from ``checkpoint_dir``; clears it when starting fresh."""
+    folder = Path(checkpoint_dir)
+    state_file, last = folder / STATE, folder / LAST
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    if resume:
+        if not last.is_file() or not state:
+            reason = f"--resume: no checkpoint in {folder}; starting fresh"
+        elif state.get("fingerprint") != expected:
+            reason = f"--resume: the checkpoint in {folder} was made with another config or data; starting fresh"
+        elif state.get("complete"):
+            reason = f"--resume: the run in {folder} had finished; starting fresh"
+        else:
+            return ResumePlan(last, state.get("mlflow_run_id"), f"resuming from {last}")
+    else:
+        reason = "starting fresh"
+    if folder.exists():
+        shutil.rmtree(folder)
+    return ResumePlan(None, None, reason)
+
+
+def write_state(checkpoint_dir: str | Path, expected: str, run_id: str | None, complete: bool) -> None:
+    folder = Path(checkpoint_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (STATE + ".tmp")
+    tmp.write_text(json.dumps({"fingerprint": expected, "mlflow_run_id": run_id, "complete": complete}, indent=2) + "\n")
+    tmp.replace(folder / STATE)

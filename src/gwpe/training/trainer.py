@@ -1,0 +1,91 @@
+"""``build_trainer``: a Lightning Trainer from a ``TrainingConfig``, from a laptop CPU to multi-node DDP.
+
+Checkpoints: ``last.ckpt`` is rewritten at the end of every epoch (the resume point) and the best epoch by
+validation loss is kept (``best-epoch=NNN.ckpt``). Per-epoch metrics go to the active MLflow run from global rank 0.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+
+from gwpe.config import TrainingConfig
+
+
+class MLflowEpochMetrics(Callback):
+    """Logs train/val losses, learning rate and throughput at each epoch's end (step = epoch)."""
+
+    def __init__(self, samples_per_epoch: int):
+        self.samples_per_epoch = samples_per_epoch
+        self._start = None
+
+    def on_train_epoch_start(self, trainer, module):
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module):
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        import mlflow
+
+        if mlflow.active_run() is None:
+            return
+        seconds = time.perf_counter() - (self._start or time.perf_counter())
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train_loss", "val_loss")}
+        metrics["learning_rate"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        metrics["epoch_seconds"] = seconds
+        metrics["train_samples_per_second"] = self.samples_per_epoch / max(seconds, 1e-9)
+        mlflow.log_metrics(metrics, step=trainer.current_epoch)
+
+
+def best_checkpoint(trainer: L.Trainer) -> tuple[str | None, float | None]:
+    """(path, validation loss) of the best epoch so far, or (None, None)."""
+    for callback in trainer.checkpoint_callbacks:
+        if callback.monitor == "val_loss" and callback.best_model_score is not None:
+            return callback.best_model_path or None, float(callback.best_model_score)
+    return None, None
+
+
+def restore_best(trainer: L.Trainer, module: L.LightningModule) -> int | None:
+    """Load the best epoch's weights into ``module`` (weights_only); returns that epoch, or None."""
+    path, _ = best_checkpoint(trainer)
+    if not path or not Path(path).is_file():
+        return None
+    checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+    module.load_state_dict(checkpoint["state_dict"])
+    return int(checkpoint["epoch"])
+
+
+def build_trainer(training: TrainingConfig, checkpoint_dir: str | Path, samples_per_epoch: int,
+                  progress_bar: bool = True, extra_callbacks: list[Callback] | None = None) -> L.Trainer:
+    if training.threads:
+        torch.set_num_threads(training.threads)
+    callbacks: list[Callback] = [
+        # The resume point. Not `save_last=True` on the best-model callback: Lightning 2.6 then rewrites
+        # last.ckpt only in epochs where the monitored loss improved.
+        ModelCheckpoint(dirpath=str(checkpoint_dir), filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+                        enable_version_counter=False),
+        ModelCheckpoint(dirpath=str(checkpoint_dir), filename="best-{epoch:03d}", monitor="val_loss", mode="min",
+                        save_top_k=1, every_n_epochs=1, enable_version_counter=False),
+        MLflowEpochMetrics(samples_per_epoch),
+        *(extra_callbacks or []),
+    ]
+    if progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, samples_per_epoch // training.batch_size // 20)))
+    return L.Trainer(
+        max_epochs=training.max_epochs,
+        accelerator=training.accelerator,
+        devices=training.devices,
+        num_nodes=training.num_nodes,
+        strategy=training.strategy,
+        precision=training.precision,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        deterministic=False,
+        num_sanity_val_steps=0,
+    )
