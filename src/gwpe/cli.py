@@ -150,6 +150,11 @@ def _train_wavenet(args: argparse.Namespace) -> int:
     from gwpe.training.wavenet import train_wavenet, write_metrics
 
     config = load_config(args.params)
+    if args.dry_run:
+        from gwpe.training.wavenet import price_training
+
+        print(price_training(config))
+        return 0
     result = train_wavenet(config, resume=args.resume, progress_bar=not args.no_progress)
     if args.metrics:
         write_metrics(args.metrics, result.metrics)
@@ -284,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     wavenet.add_argument("--resume", action="store_true", help="continue an unfinished run from its last checkpoint")
     wavenet.add_argument("--metrics", default=None, help="write final losses as DVC metrics JSON here")
     wavenet.add_argument("--no-progress", action="store_true", help="no progress bar")
+    wavenet.add_argument("--dry-run", action="store_true", help="measure training samples/s here and price the profile's epochs; train nothing")
     wavenet.set_defaults(handler=_train_wavenet)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained model on its test set (DVC stage)")

@@ -7,6 +7,7 @@ validation loss is kept (``best-epoch=NNN.ckpt``). Per-epoch metrics go to the a
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -63,6 +64,8 @@ def build_trainer(training: TrainingConfig, checkpoint_dir: str | Path, samples_
                   progress_bar: bool = True, extra_callbacks: list[Callback] | None = None) -> L.Trainer:
     if training.threads:
         torch.set_num_threads(training.threads)
+    # run.json sits beside the checkpoints on purpose (see gwpe.training.checkpoints)
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     callbacks: list[Callback] = [
         # The resume point. Not `save_last=True` on the best-model callback: Lightning 2.6 then rewrites
         # last.ckpt only in epochs where the monitored loss improved.
