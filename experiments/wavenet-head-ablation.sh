@@ -2,8 +2,11 @@
 # The paper's loss ablation (Khan, Huerta & Das sec. 2.2.3) on the accuracy profile: the physics head
 # (q, S_eff, sigma_eff -> spins by solving eqs. 2-3) against the direct MSE head (q, s1z, s2z), trained on
 # the same data for the same epochs, each in its own folder under $1 (default: runs/wavenet-ablation),
-# with one MLflow store. Prints each Table 1 and the IQR of Delta s2.
-#   bash experiments/wavenet-head-ablation.sh [folder] [profile]
+# with one MLflow store. Prints each Table 1 and the IQR of Delta s2. Arms (ARMS, default "physics direct"):
+#   physics        (q, S_eff, sigma_eff) + the spin-consistency term (gwpe.models.wavenet_module)
+#   physics-paper  the paper's loss: (q, S_eff, sigma_eff) only (spin_loss_weight: 0)
+#   direct         (q, s1z, s2z) with MSE
+#   [ARMS="physics physics-paper direct"] bash experiments/wavenet-head-ablation.sh [folder] [profile]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=$(realpath -m "${1:-runs/wavenet-ablation}")
@@ -13,22 +16,31 @@ export MLFLOW_TRACKING_URI="sqlite:///$out/mlflow.db"
 cd "$out"
 cp "$profile" params.yaml
 gwpe generate h22 --params params.yaml
-for head in physics direct; do
-  mkdir -p "$out/$head"
-  sed "s/^    head: physics .*/    head: $head/; s/^  registered_name: .*/  registered_name: gwpe-wavenet-$head/" params.yaml > "$out/$head/params.yaml"
-  grep -q "head: $head" "$out/$head/params.yaml"
-  ln -sfn "$out/data" "$out/$head/data"
-  (cd "$out/$head" && gwpe train wavenet --params params.yaml --resume --no-progress --metrics metrics/wavenet-train.json \
+arms=${ARMS:-physics direct}
+for arm in $arms; do
+  case $arm in
+    physics) head=physics weight=1.0 ;;
+    physics-paper) head=physics weight=0.0 ;;
+    direct) head=direct weight=0.0 ;;
+    *) echo "unknown arm '$arm'; allowed: physics, physics-paper, direct" >&2; exit 2 ;;
+  esac
+  mkdir -p "$out/$arm"
+  sed "s/^    head: physics .*/    head: $head/; s/^    spin_loss_weight: .*/    spin_loss_weight: $weight/;
+       s/^  registered_name: .*/  registered_name: gwpe-wavenet-$arm/" params.yaml > "$out/$arm/params.yaml"
+  grep -q "head: $head" "$out/$arm/params.yaml" && grep -q "spin_loss_weight: $weight" "$out/$arm/params.yaml"
+  ln -sfn "$out/data" "$out/$arm/data"
+  (cd "$out/$arm" && gwpe train wavenet --params params.yaml --resume --no-progress --metrics metrics/wavenet-train.json \
      && gwpe evaluate wavenet --params params.yaml --no-progress --metrics metrics/wavenet-eval.json)
 done
-python - "$out" <<'PY'
+python - "$out" $arms <<'PY'
 import json, sys
-out = sys.argv[1]
-rows = {head: json.load(open(f"{out}/{head}/metrics/wavenet-eval.json")) for head in ("physics", "direct")}
-for head, m in rows.items():
-    t = json.load(open(f"{out}/{head}/metrics/wavenet-train.json"))
-    print(f"{head:>8}: median O {m['median_overlap']:.4f} (baseline {m['baseline']['median_overlap']:.4f}), "
+out, arms = sys.argv[1], sys.argv[2:]
+rows = {arm: json.load(open(f"{out}/{arm}/metrics/wavenet-eval.json")) for arm in arms}
+for arm, m in rows.items():
+    t = json.load(open(f"{out}/{arm}/metrics/wavenet-train.json"))
+    print(f"{arm:>13}: median O {m['median_overlap']:.4f} (baseline {m['baseline']['median_overlap']:.4f}), "
           f"IQR(Δs2) {m['iqr_delta_s2']:.4f}, IQR(Δs1) {m['iqr_delta_s1']:.4f}, epochs {t['epochs']}, {t['train_seconds']:.0f} s")
-better = rows["physics"]["iqr_delta_s2"] < rows["direct"]["iqr_delta_s2"]
-print(f"physics head beats direct head on IQR(Δs2): {better}")
+for arm in ("physics", "physics-paper"):
+    if arm in rows and "direct" in rows:
+        print(f"{arm} head beats direct head on IQR(Δs2): {rows[arm]['iqr_delta_s2'] < rows['direct']['iqr_delta_s2']}")
 PY

@@ -58,3 +58,9 @@ def test_spin_solve_at_equal_masses_returns_the_symmetric_split():
     assert torch.isfinite(t1).all() and torch.isfinite(t2).all()
     (t1.sum() + t2.sum()).backward()
     assert torch.isfinite(q.grad).all()
+
+
+def test_spin_system_determinant_by_hand():
+    # q = 2: sigma_1 = 1 + 3/8 = 1.375, sigma_2 = 1 + 3/2 = 2.5, det = (1.375 - 2 * 2.5) / 3
+    assert physics.spin_system_determinant(2.0) == pytest.approx(-3.625 / 3)
+    assert physics.spin_system_determinant(1.0) == pytest.approx(0.0)

@@ -84,7 +84,18 @@ def hamiltonian_effective_spin(q, s1z, s2z):
     return w1 * s1z + w2 * s2z
 
 
-def solve_spins(q, s_eff, sig_eff, singular_tolerance: float = 1e-3):
+def spin_system_determinant(q):
+    """det [sigma_1, sigma_2; q/(1+q), 1/(1+q)] = (sigma_1 - q sigma_2)/(1 + q) of eqs. (2)-(3); 0 at q = 1.
+
+    1/|det| is the factor by which errors in (S_eff, sigma_eff) grow into the individual spins.
+    """
+    return (1.0 + 0.75 / q - q * (1.0 + 0.75 * q)) / (1.0 + q)
+
+
+SPIN_SOLVE_SINGULAR_TOLERANCE = 1e-3
+
+
+def solve_spins(q, s_eff, sig_eff, singular_tolerance: float = SPIN_SOLVE_SINGULAR_TOLERANCE):
     """Individual spins from (q, S_eff, sigma_eff) by solving eqs. (2) and (3) of Khan, Huerta & Das.
 
     [sigma_1, sigma_2; q/(1+q), 1/(1+q)] (s1z, s2z) = (S_eff, sigma_eff); the determinant
@@ -104,7 +115,7 @@ def solve_spins(q, s_eff, sig_eff, singular_tolerance: float = 1e-3):
     if not is_torch:
         q, s_eff, sig_eff = (np.asarray(x, dtype=float) for x in (q, s_eff, sig_eff))
     w1, w2 = 1.0 + 0.75 / q, 1.0 + 0.75 * q
-    det = (w1 - q * w2) / (1.0 + q)
+    det = spin_system_determinant(q)
     singular = lib.abs(det) < singular_tolerance
     safe = lib.where(singular, lib.ones_like(det), det)
     s1 = (s_eff / (1.0 + q) - w2 * sig_eff) / safe

@@ -32,10 +32,13 @@ class WaveNetConfig:
     leaf_steps: int = 256
     leaf_hidden: int = 64
     head: str = "physics"  # "physics": (q, S_eff, sigma_eff); "direct": (q, s1z, s2z)
+    spin_loss_weight: float = 1.0  # physics head only; see gwpe.models.wavenet_module
 
     def __post_init__(self):
         if self.head not in ("physics", "direct"):
             raise ValueError(f"head = {self.head!r}; allowed: physics, direct")
+        if self.spin_loss_weight < 0:
+            raise ValueError(f"spin_loss_weight = {self.spin_loss_weight!r}; allowed: >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)

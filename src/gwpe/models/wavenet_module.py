@@ -1,5 +1,13 @@
 """Lightning module around ``WaveNetRegressor``: standardised MSE on the head targets, Adam + cosine decay.
 
+Physics head loss (choice documented here; the paper gives no formula): the standardised MSE of
+(q, S_eff, sigma_eff) plus ``spin_loss_weight`` x the standardised MSE of the spins solved from the predicted
+(S_eff, sigma_eff) at the *true* q (eqs. 2-3). The first term alone is the paper's loss; it treats an error in
+S_eff alike at every q, although the solve multiplies it by 1/|det|, which grows without bound as q -> 1.
+The second term weights each waveform's effective-spin error by how much it moves the spins; using the true
+q keeps its gradient finite, and waveforms at the singular point (|det| < tolerance, q = 1) are left to the
+first term. ``spin_loss_weight = 0`` reproduces the paper's loss.
+
 Inputs are divided by ``input_scale`` (the RMS of training waveforms) and head targets standardised with
 the training split's mean/std, both stored as buffers so a saved model carries its own normalisation.
 Saved without pickle: ``save_model`` writes the state dict (tensors only, loaded with
@@ -16,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gwpe import physics
 from gwpe.models.wavenet import WaveNetConfig, WaveNetRegressor, head_targets, head_to_parameters
 
 WEIGHTS_FILE = "weights.pt"
@@ -24,30 +33,49 @@ CONFIG_FILE = "config.json"
 
 class WaveNetModule(L.LightningModule):
     def __init__(self, config: WaveNetConfig, target_mean, target_std, input_scale: float = 1.0,
-                 learning_rate: float = 1e-3, max_epochs: int = 10):
+                 learning_rate: float = 1e-3, max_epochs: int = 10, spin_std=(1.0, 1.0)):
         super().__init__()
         self.config = config
         self.net = WaveNetRegressor(config)
         self.register_buffer("target_mean", torch.as_tensor(target_mean, dtype=torch.float32))
         self.register_buffer("target_std", torch.as_tensor(target_std, dtype=torch.float32))
         self.register_buffer("input_scale", torch.as_tensor(float(input_scale), dtype=torch.float32))
+        self.register_buffer("spin_std", torch.as_tensor(spin_std, dtype=torch.float32))
         self.learning_rate = learning_rate
         self.max_epochs = max_epochs
 
     @classmethod
     def from_training_parameters(cls, config: WaveNetConfig, params, waveforms=None, **kwargs) -> "WaveNetModule":
         """Target standardisation from the training split's (q, s1z, s2z); input scale from sample waveforms."""
-        targets = head_targets(torch.as_tensor(np.asarray(params), dtype=torch.float64), config.head)
+        params = torch.as_tensor(np.asarray(params), dtype=torch.float64)
+        targets = head_targets(params, config.head)
         scale = 1.0 if waveforms is None else float(torch.as_tensor(np.asarray(waveforms)).double().square().mean().sqrt())
-        return cls(config, targets.mean(0), targets.std(0).clamp(min=1e-6), input_scale=scale or 1.0, **kwargs)
+        return cls(config, targets.mean(0), targets.std(0).clamp(min=1e-6), input_scale=scale or 1.0,
+                   spin_std=params[:, 1:].std(0).clamp(min=1e-6), **kwargs)
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         """Standardised head outputs for (B, 2, L) waveforms."""
         return self.net(waveforms / self.input_scale)
 
     def loss(self, waveforms: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        targets = (head_targets(params.double(), self.config.head).float() - self.target_mean) / self.target_std
-        return F.mse_loss(self(waveforms), targets)
+        params = params.double()
+        outputs = self(waveforms)
+        targets = (head_targets(params, self.config.head).float() - self.target_mean) / self.target_std
+        loss = F.mse_loss(outputs, targets)
+        if self.config.head == "physics" and self.config.spin_loss_weight > 0:
+            loss = loss + self.config.spin_loss_weight * self.spin_consistency(outputs, params)
+        return loss
+
+    def spin_consistency(self, outputs: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Standardised MSE of the spins solved from predicted (S_eff, sigma_eff) at the true q (module doc)."""
+        q = params[:, 0]
+        regular = physics.spin_system_determinant(q).abs() >= physics.SPIN_SOLVE_SINGULAR_TOLERANCE
+        if not bool(regular.any()):
+            return outputs.sum() * 0.0
+        physical = outputs.double() * self.target_std.double() + self.target_mean.double()
+        s1, s2 = physics.solve_spins(q[regular], physical[regular, 1], physical[regular, 2])
+        residual = (torch.stack([s1, s2], dim=-1) - params[regular, 1:]) / self.spin_std.double()
+        return residual.square().mean().to(outputs.dtype)
 
     def training_step(self, batch, batch_index):
         loss = self.loss(*batch)
@@ -88,6 +116,7 @@ class WaveNetModule(L.LightningModule):
         if meta.get("model") != "wavenet":
             raise ValueError(f"{folder / CONFIG_FILE}: model = {meta.get('model')!r}; expected 'wavenet'")
         state = torch.load(folder / WEIGHTS_FILE, weights_only=True, map_location=map_location)
+        state.setdefault("spin_std", torch.ones(2))  # models saved before the spin term
         module = cls(WaveNetConfig(**meta["architecture"]), state["target_mean"], state["target_std"],
                      input_scale=float(state.get("input_scale", torch.tensor(1.0))),
                      learning_rate=meta["learning_rate"], max_epochs=meta["max_epochs"])
