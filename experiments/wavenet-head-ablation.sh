@@ -3,10 +3,10 @@
 # (q, S_eff, sigma_eff -> spins by solving eqs. 2-3) against the direct MSE head (q, s1z, s2z), trained on
 # the same data for the same epochs, each in its own folder under $1 (default: runs/wavenet-ablation),
 # with one MLflow store. Prints each Table 1 and the IQR of Delta s2. Arms (ARMS, default "physics direct"):
-#   physics        (q, S_eff, sigma_eff) + the spin-consistency term (gwpe.models.wavenet_module)
-#   physics-paper  the paper's loss: (q, S_eff, sigma_eff) only (spin_loss_weight: 0)
+#   physics        the paper's loss: standardised MSE of (q, S_eff, sigma_eff) (spin_loss_weight: 0, the default)
+#   physics-spin   the same + the spin-consistency term (spin_loss_weight: 1; gwpe.models.wavenet_module)
 #   direct         (q, s1z, s2z) with MSE
-#   [ARMS="physics physics-paper direct"] bash experiments/wavenet-head-ablation.sh [folder] [profile]
+#   [ARMS="physics physics-spin direct"] bash experiments/wavenet-head-ablation.sh [folder] [profile]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=$(realpath -m "${1:-runs/wavenet-ablation}")
@@ -19,10 +19,10 @@ gwpe generate h22 --params params.yaml
 arms=${ARMS:-physics direct}
 for arm in $arms; do
   case $arm in
-    physics) head=physics weight=1.0 ;;
-    physics-paper) head=physics weight=0.0 ;;
+    physics) head=physics weight=0.0 ;;
+    physics-spin) head=physics weight=1.0 ;;
     direct) head=direct weight=0.0 ;;
-    *) echo "unknown arm '$arm'; allowed: physics, physics-paper, direct" >&2; exit 2 ;;
+    *) echo "unknown arm '$arm'; allowed: physics, physics-spin, direct" >&2; exit 2 ;;
   esac
   mkdir -p "$out/$arm"
   sed "s/^    head: physics .*/    head: $head/; s/^    spin_loss_weight: .*/    spin_loss_weight: $weight/;
@@ -40,7 +40,7 @@ for arm, m in rows.items():
     t = json.load(open(f"{out}/{arm}/metrics/wavenet-train.json"))
     print(f"{arm:>13}: median O {m['median_overlap']:.4f} (baseline {m['baseline']['median_overlap']:.4f}), "
           f"IQR(Δs2) {m['iqr_delta_s2']:.4f}, IQR(Δs1) {m['iqr_delta_s1']:.4f}, epochs {t['epochs']}, {t['train_seconds']:.0f} s")
-for arm in ("physics", "physics-paper"):
+for arm in ("physics", "physics-spin"):
     if arm in rows and "direct" in rows:
         print(f"{arm} head beats direct head on IQR(Δs2): {rows[arm]['iqr_delta_s2'] < rows['direct']['iqr_delta_s2']}")
 PY

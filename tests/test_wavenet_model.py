@@ -25,7 +25,7 @@ def test_heads_round_trip_physical_parameters():
 
 def test_spin_consistency_term_weights_effective_spin_errors_by_the_solve():
     params = torch.tensor([[1.0, 0.5, -0.3], [1.5, -0.2, 0.4], [6.0, 0.7, 0.1]], dtype=torch.float64)
-    module = WaveNetModule.from_training_parameters(WaveNetConfig(head="physics"), params)
+    module = WaveNetModule.from_training_parameters(WaveNetConfig(head="physics", spin_loss_weight=1.0), params)
     exact = (head_targets(params, "physics").float() - module.target_mean) / module.target_std
     assert module.spin_consistency(exact, params).item() == pytest.approx(0.0, abs=1e-10)
     # one standardised unit of S_eff error: q = 1 is skipped (singular), q = 1.5 moves the spins more than q = 6
@@ -35,8 +35,8 @@ def test_spin_consistency_term_weights_effective_spin_errors_by_the_solve():
     expected = 0.5 * sum(((w * std / (1 + 1.5)) / physics.spin_system_determinant(1.5) / float(module.spin_std[k])) ** 2
                          for k, w in ((0, 1.0), (1, -1.5)))  # d s1/d S_eff = 1/((1+q) det), d s2/d S_eff = -q/((1+q) det)
     assert per_row[1] == pytest.approx(expected, rel=1e-5)
-    # the paper's loss is the first term alone
-    paper = WaveNetModule.from_training_parameters(WaveNetConfig(head="physics", spin_loss_weight=0.0), params)
+    # the paper's loss (the default) is the first term alone
+    paper = WaveNetModule.from_training_parameters(WaveNetConfig(head="physics"), params)
     x = torch.randn(3, 2, 300)
     paper.load_state_dict(module.state_dict())
     assert module.loss(x, params) > paper.loss(x, params)

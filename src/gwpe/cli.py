@@ -164,89 +164,18 @@ def _train_wavenet(args: argparse.Namespace) -> int:
 
 
 def _evaluate_wavenet(args: argparse.Namespace) -> int:
-    import csv
-    import tempfile
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from gwpe.config import flatten, load_config
-    from gwpe.data.h22 import split_time_grid
-    from gwpe.errors import ConfigError
-    from gwpe.evaluation import wavenet as wavenet_eval
-    from gwpe.evaluation import wavenet_plots
-    from gwpe.models.wavenet_module import CONFIG_FILE, WaveNetModule
-    from gwpe.tracking import dataset_md5, stage_run
-    from gwpe.tracking.registry import register_version
+    from gwpe.config import load_config
+    from gwpe.evaluation.wavenet_stage import evaluate_stage, format_table1
     from gwpe.training.wavenet import write_metrics
 
     config = load_config(args.params)
-    model_dir = Path(args.model or config.wavenet.model_dir)
-    if not (model_dir / CONFIG_FILE).is_file():
-        raise ConfigError(f"no trained model in {model_dir} (run: gwpe train wavenet --params {args.params})")
-    meta = json.loads((model_dir / CONFIG_FILE).read_text())
-    trained_on = meta.get("h22", {}).get("time")
-    if trained_on and trained_on != config.h22.time.model_dump():
-        raise ConfigError(f"{model_dir} was trained on h22.time = {trained_on}, but the profile's test set has "
-                          f"{config.h22.time.model_dump()}; evaluate with the profile it was trained with")
-    module = WaveNetModule.load_model(model_dir)
-    plots_dir = Path(args.plots_dir)
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    test_path = Path(config.h22.store.root) / "test.zarr"
-    with stage_run(config, "evaluate-wavenet", run_name="evaluate-wavenet", run_id=meta.get("mlflow_run_id"),
-                   log_params=meta.get("mlflow_run_id") is None) as run:
-        run.log_dataset("input", "h22-test", test_path, digest=dataset_md5(test_path))
-        evaluation = wavenet_eval.evaluate(module, config, limit=args.limit, progress=not args.no_progress)
-        metrics = wavenet_eval.summary(evaluation)
-        run.log_metrics({f"test.{k}": v for k, v in flatten(metrics).items() if isinstance(v, (int, float))})
-        slices = wavenet_plots.q_slices(evaluation, config.wavenet.evaluation.q_slices)
-        picks = wavenet_plots.pick_examples(evaluation, slices)
-        times, stored, regenerated = wavenet_eval.waveform_pairs(config, evaluation, list(picks.values()))
-        figures = {
-            "errors-vs-q": wavenet_plots.errors_vs_q(evaluation),
-            "overlap-histograms": wavenet_plots.overlap_histograms(evaluation, slices),
-            "overlap-spin-planes": wavenet_plots.overlap_planes(evaluation, slices),
-            "waveform-pairs": wavenet_plots.waveform_pairs(evaluation, slices, times, stored, regenerated, picks),
-        }
-        for name, figure in figures.items():
-            figure.savefig(plots_dir / f"{name}.png", dpi=110)
-            run.log_figure(figure, f"plots/wavenet/{name}.png")
-            plt.close(figure)
-        with tempfile.TemporaryDirectory() as scratch:  # per-waveform results, for follow-ups (paper App. A)
-            table = Path(scratch) / "test-predictions.csv"
-            with open(table, "w", newline="") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["q", "s1z", "s2z", "q_pred", "s1z_pred", "s2z_pred", "overlap", "baseline_overlap"])
-                for row in zip(*evaluation.true.T, *evaluation.predicted.T, evaluation.overlap, evaluation.baseline_overlap):
-                    writer.writerow([f"{v:.6g}" for v in row])
-            run.log_artifact(table, "evaluation")
-        if run.info is not None and not args.no_register:
-            registration = register_version(meta.get("registered_name", config.wavenet.registered_name), run.info.run_id,
-                                            "model", "median_test_overlap", metrics["median_overlap"])
-            metrics["registry"] = {"name": registration.name, "version": registration.version,
-                                   "champion": registration.champion}
-            verdict = ("is now champion" if registration.champion else
-                       f"stays challenger (champion v{registration.previous_champion}: {registration.previous_score:.4f})")
-            print(f"registered {registration.name} v{registration.version} (median test overlap {registration.score:.4f}) {verdict}")
+    metrics = evaluate_stage(config, args.params, model_dir=args.model, plots_dir=args.plots_dir, limit=args.limit,
+                             register=not args.no_register, progress=not args.no_progress)
     if args.metrics:
         write_metrics(args.metrics, metrics)
     print(format_table1(metrics))
     return 0
 
-
-def format_table1(metrics: dict) -> str:
-    names = {"delta_q": "Δq", "delta_s1": "Δs1", "delta_s2": "Δs2", "delta_sigma_eff": "Δσ_eff", "delta_S_eff": "ΔS_eff", "overlap": "O"}
-    lines = [f"Table 1 ({metrics['n_test']} test waveforms)", f"{'':<8}{'min':>9}{'Q1':>9}{'median':>9}{'Q3':>9}{'max':>9}"]
-    for key, label in names.items():
-        row = metrics["table1"][key]
-        lines.append(f"{label:<8}" + "".join(f"{row[s]:>9.3f}" for s in ("min", "q1", "median", "q3", "max")))
-    counts = ", ".join(f"O <= {k.rsplit('_', 1)[1]}: {v}" for k, v in metrics["counts"].items())
-    lines.append(counts)
-    lines.append(f"median overlap {metrics['median_overlap']:.4f} vs trivial baseline (training-mean parameters) "
-                 f"{metrics['baseline']['median_overlap']:.4f}")
-    return "\n".join(lines)
 
 
 def _ui(args: argparse.Namespace) -> int:

@@ -157,7 +157,7 @@ class WaveNetModelConfig(StrictModel):
     leaf_steps: int = Field(256, ge=1, le=1_000_000, description="last N time steps of the root output fed to the leaves")
     leaf_hidden: int = Field(64, ge=1, le=65536)
     head: Literal["physics", "direct"] = "physics"
-    spin_loss_weight: float = Field(1.0, ge=0.0, le=1000.0, description="physics head: weight of the spin-consistency "
+    spin_loss_weight: float = Field(0.0, ge=0.0, le=1000.0, description="physics head: weight of the spin-consistency "
                                     "term (spins solved from the predicted S_eff, sigma_eff at the true q); 0 = the paper's loss")
 
 

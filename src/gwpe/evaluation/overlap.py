@@ -34,12 +34,12 @@ def _complex(x) -> torch.Tensor:
 def _correlation_around(h: torch.Tensor, s: torch.Tensor, centre: torch.Tensor, width: int) -> torch.Tensor:
     """|c(k)| = |sum_t h(t + k) s*(t)| at lags k = centre - width .. centre + width, shape (B, 2 width + 1)."""
     length = h.shape[-1]
-    padded = torch.nn.functional.pad(torch.view_as_real(h), (0, 0, 1, 0))  # index 0 is a zero sample
-    source = torch.arange(-width, length + width, device=h.device) + centre.unsqueeze(-1)  # (B, L + 2 width)
-    source = torch.where((source >= 0) & (source < length), source + 1, 0)
-    window = torch.view_as_complex(padded.gather(1, source.unsqueeze(-1).expand(-1, -1, 2)).contiguous())
-    # vecdot(x, y) = sum conj(x) y
-    return torch.stack([torch.linalg.vecdot(s, window[:, j : j + length]) for j in range(2 * width + 1)], -1).abs()
+    pad = int(centre.abs().max()) + width  # zeros outside h, so every window lies inside the padded row
+    padded = torch.nn.functional.pad(h, (pad, pad))
+    index = (centre - width + pad).unsqueeze(-1) + torch.arange(length + 2 * width, device=h.device)
+    window = padded.gather(1, index)  # h(t + centre - width), t = 0 .. L + 2 width - 1
+    # all lags in one batched matrix product: (B, 2 width + 1, L) sliding view @ (B, L, 1)
+    return torch.bmm(window.unfold(1, length, 1), s.conj().unsqueeze(-1)).squeeze(-1).abs()
 
 
 def fft_length(minimum: int) -> int:
@@ -60,10 +60,8 @@ def overlap(h, s, refine: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     batch_shape, length = h.shape[:-1], h.shape[-1]
     h, s = h.reshape(-1, length), s.reshape(-1, length)
     n, batch = fft_length(2 * length - 1), len(h)
-    spectra = torch.zeros(2 * batch, n, dtype=torch.complex64, device=h.device)  # zero padding
-    spectra[:batch, :length], spectra[batch:, :length] = h, s
-    torch.fft.fft(spectra, out=spectra)
-    product = spectra[:batch].mul_(spectra[batch:].conj())
+    product = torch.fft.fft(h.to(torch.complex64), n=n)  # n > L: zero padded, no circular wrap
+    product.mul_(torch.fft.fft(s.to(torch.complex64), n=n).conj_physical_())
     coarse = torch.fft.ifft(product, out=product).abs().argmax(dim=-1)
     coarse = torch.where(coarse > n // 2, coarse - n, coarse)  # circular index -> signed lag
     lags = coarse.unsqueeze(-1) + torch.arange(-_SEARCH_WINDOW, _SEARCH_WINDOW + 1, device=h.device)

@@ -32,7 +32,7 @@ class WaveNetConfig:
     leaf_steps: int = 256
     leaf_hidden: int = 64
     head: str = "physics"  # "physics": (q, S_eff, sigma_eff); "direct": (q, s1z, s2z)
-    spin_loss_weight: float = 1.0  # physics head only; see gwpe.models.wavenet_module
+    spin_loss_weight: float = 0.0  # physics head only; see gwpe.models.wavenet_module
 
     def __post_init__(self):
         if self.head not in ("physics", "direct"):
