@@ -40,11 +40,12 @@ def main() -> None:
             path, cpu_batch, gpu_batch = CASES[name]
             config = load_config(path)
             rate = measure_training_rate(config, device, gpu_batch if device == "cuda" else cpu_batch, steps=args.steps)
-            hours = split_size(config.h22.grid, "train") / rate["samples_per_second"] / 3600
+            seconds = split_size(config.h22.grid, "train") / rate["samples_per_second"]
+            epoch = f"{seconds / 3600:8.1f} h" if seconds >= 3600 else f"{seconds:8.1f} s"
             memory = f", peak {rate['peak_gpu_bytes'] / 2**30:.1f} GiB" if rate["peak_gpu_bytes"] else ""
             print(f"{name:>7} | L = {rate['length']:>7,} | {rate['parameters'] / 1e6:6.2f} M params | {device:>4} batch "
                   f"{rate['batch']:>3} | {rate['samples_per_second']:9.1f} samples/s | one epoch of the profile's train split: "
-                  f"{hours:8.2f} h{memory}")
+                  f"{epoch}{memory}")
 
 
 if __name__ == "__main__":
