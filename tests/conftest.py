@@ -14,6 +14,25 @@ REPO = Path(__file__).resolve().parents[1]
 GWPE = Path(sys.executable).with_name("gwpe")
 
 
+@pytest.fixture(autouse=True)
+def _unpin_mlflow_tracking_uri():
+    """``stage_run`` calls ``mlflow.set_tracking_uri``, which pins the URI for the whole process (and sets
+    $MLFLOW_TRACKING_URI); unpin both after every test so an in-process test never writes into, or reads
+    from, an earlier test's store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if "mlflow" in sys.modules:
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        tracking_utils._tracking_uri = None
+        registry_utils._registry_uri = None
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 def tiny_profile(**h22_overrides) -> dict:
     """3 x 3 x 3 training grid, 1 validation and 1 test waveform, 631 samples: generates in ~1 s."""
     h22 = {
