@@ -119,11 +119,15 @@ class BatchNormAffine(Transform):
         self.mean, self.var = mean, var
 
     def _statistics(self, x: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(m, v): fixed once chosen in batch mode (the batch standardised first, or the running statistics
+        when the inverse comes first); the current running statistics in eval mode."""
         if self.mean is None:
-            if self.batch and x is not None:
+            if not self.batch:
+                return self.module.running_mean, self.module.running_var
+            if x is not None:
                 self.mean, self.var = self.module._observe(x)
             else:
-                return self.module.running_mean, self.module.running_var
+                self.mean, self.var = self.module.running_mean.clone(), self.module.running_var.clone()
         return self.mean, self.var
 
     def _scale(self, var: Tensor) -> Tensor:
