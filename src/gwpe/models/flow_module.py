@@ -1,0 +1,89 @@
+"""Lightning module around the zuko posterior models (MAF, CVAE, CVAE+) of ``gwpe.models.flows``.
+
+Batches are (whitened strain (B, D, L), standardised parameters (B, P)) from ``StrainDataModule``; the
+model learns p(theta | strain). Training loss: the model's own (-log q for the MAF; reconstruction + annealed
+KL for the CVAEs, Green et al. sec. III B). Validation: ``val_loss`` = mean -log q(theta | strain) (exact for
+the MAF, the negative ELBO for the CVAEs: comparable across kinds as an upper bound), the column of the
+paper's Table III. At each training epoch's end the BatchNorm transforms take the statistics of the whole
+training split (Green et al., after Papamakarios et al.), in eval mode, one extra pass without gradients.
+
+Optimiser: Adam over the model's parameter groups (CVAE+: 1e-4 Gaussian parts, 4e-4 flow parts; scaled by
+``learning_rate / 4e-4`` so one number moves both), learning rate halved every ``halve_every`` epochs
+(paper: 80). Saved without pickle: ``weights.pt`` (tensors, ``weights_only``) + ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from gwpe.models.flows import build_flow_model
+
+WEIGHTS_FILE = "weights.pt"
+CONFIG_FILE = "config.json"
+PAPER_FLOW_LR = 4e-4
+
+
+class FlowModule(L.LightningModule):
+    def __init__(self, flow_config: dict, learning_rate: float = PAPER_FLOW_LR, halve_every: int = 80):
+        super().__init__()
+        self.model = build_flow_model(flow_config)
+        self.flow_config = self.model.config
+        self.learning_rate = learning_rate
+        self.halve_every = halve_every
+
+    def training_step(self, batch, batch_index):
+        strain, theta = batch
+        loss = self.model.loss(theta, strain, epoch=self.current_epoch)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch, batch_index):
+        strain, theta = batch
+        self.log("val_loss", -self.model.log_prob(theta, strain).mean(), on_epoch=True, prog_bar=True, sync_dist=True)
+
+    def on_train_epoch_end(self):
+        if self.trainer.datamodule is None:
+            return
+        loader = self.trainer.datamodule.train_dataloader()
+        with torch.no_grad():
+            self.model.set_batchnorm_statistics((strain.to(self.device), theta.to(self.device)) for strain, theta in loader)
+
+    def configure_optimizers(self):
+        scale = self.learning_rate / PAPER_FLOW_LR
+        groups = [{**g, "lr": g["lr"] * scale} for g in self.model.parameter_groups(gaussian_lr=1e-4, flow_lr=PAPER_FLOW_LR)]
+        optimizer = torch.optim.Adam(groups)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, self.halve_every), gamma=0.5)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    @torch.no_grad()
+    def sample(self, strain: torch.Tensor, n: int) -> torch.Tensor:
+        """n standardised posterior samples (n, P) for one observation (D, L) (fast sampler, eval mode)."""
+        self.model.eval()
+        return self.model.sample(strain.unsqueeze(0).to(self.device), n).reshape(n, -1)
+
+    def metadata(self) -> dict:
+        return {"model": "flow", "flow": self.flow_config, "learning_rate": self.learning_rate,
+                "halve_every": self.halve_every}
+
+    def save_model(self, folder: str | Path, extra: dict | None = None) -> Path:
+        """Write ``weights.pt`` (tensors only) and ``config.json`` (flow config + ``extra``) into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.detach().cpu() for k, v in self.state_dict().items()}, folder / WEIGHTS_FILE)
+        (folder / CONFIG_FILE).write_text(json.dumps({**self.metadata(), **(extra or {})}, indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def load_model(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> "FlowModule":
+        """Rebuild from ``save_model``'s folder; no pickled code is executed (``weights_only=True``)."""
+        folder = Path(folder)
+        meta = json.loads((folder / CONFIG_FILE).read_text())
+        if meta.get("model") != "flow":
+            raise ValueError(f"{folder / CONFIG_FILE}: model = {meta.get('model')!r}; expected 'flow'")
+        module = cls(meta["flow"], learning_rate=meta["learning_rate"], halve_every=meta["halve_every"])
+        module.load_state_dict(torch.load(folder / WEIGHTS_FILE, weights_only=True, map_location=map_location))
+        return module.eval()
