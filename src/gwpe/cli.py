@@ -163,6 +163,32 @@ def _train_wavenet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_flow(args: argparse.Namespace) -> int:
+    from gwpe.config import load_config
+    from gwpe.training.flow import train_flow
+    from gwpe.training.wavenet import write_metrics
+
+    result = train_flow(load_config(args.params), args.model, resume=args.resume, progress_bar=not args.no_progress)
+    if args.metrics:
+        write_metrics(args.metrics, result.metrics)
+    print(f"train flow {args.model}: {result.epochs} epochs in {result.seconds:.0f} s, val NLL "
+          f"{result.metrics.get('best_val_loss', float('nan')):.4f} -> {result.model_dir} (MLflow run {result.run_id})")
+    return 0
+
+
+def _evaluate_flow(args: argparse.Namespace) -> int:
+    from gwpe.config import load_config
+    from gwpe.evaluation.flow_stage import evaluate_flow, format_report
+    from gwpe.training.wavenet import write_metrics
+
+    metrics = evaluate_flow(load_config(args.params), args.model, plots_dir=args.plots_dir,
+                            register=not args.no_register, progress=not args.no_progress)
+    if args.metrics:
+        write_metrics(args.metrics, metrics)
+    print(format_report(args.model, metrics))
+    return 0
+
+
 def _evaluate_wavenet(args: argparse.Namespace) -> int:
     from gwpe.config import load_config
     from gwpe.evaluation.wavenet_stage import evaluate_stage, format_table1
@@ -221,6 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
     wavenet.add_argument("--dry-run", action="store_true", help="measure training samples/s here and price the profile's epochs; train nothing")
     wavenet.set_defaults(handler=_train_wavenet)
 
+    flow = models.add_parser("flow", help="a normalizing-flow posterior of flows.models on its strain dataset (Green et al.)")
+    flow.add_argument("--model", required=True, help="a name under flows.models in the profile (e.g. maf, cvae_plus)")
+    flow.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
+    flow.add_argument("--resume", action="store_true", help="continue an unfinished run from its last checkpoint")
+    flow.add_argument("--metrics", default=None, help="write final losses as DVC metrics JSON here")
+    flow.add_argument("--no-progress", action="store_true", help="no progress bar")
+    flow.set_defaults(handler=_train_flow)
+
     evaluate = commands.add_parser("evaluate", help="evaluate a trained model on its test set (DVC stage)")
     evaluated = evaluate.add_subparsers(dest="model", required=True, metavar="MODEL", parser_class=OneLineParser)
     wavenet = evaluated.add_parser("wavenet", help="Table 1, overlaps, Figs. 8-11; register the model and move 'champion' if better")
@@ -232,6 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     wavenet.add_argument("--no-register", action="store_true", help="do not register the model in MLflow")
     wavenet.add_argument("--no-progress", action="store_true", help="no progress bar")
     wavenet.set_defaults(handler=_evaluate_wavenet)
+
+    flow = evaluated.add_parser("flow", help="validation NLL, p-p test with KS p-values, 90% widths, sampling time; register")
+    flow.add_argument("--model", required=True, help="a name under flows.models in the profile")
+    flow.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
+    flow.add_argument("--metrics", default=None, help="write the report as DVC metrics JSON here")
+    flow.add_argument("--plots-dir", default="plots/flows", help="write the p-p plot here (default: plots/flows)")
+    flow.add_argument("--no-register", action="store_true", help="do not register the model in MLflow")
+    flow.add_argument("--no-progress", action="store_true", help="no progress bar")
+    flow.set_defaults(handler=_evaluate_flow)
 
     ui = commands.add_parser("ui", help="start the MLflow UI on the project's tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, loopback only)")

@@ -194,6 +194,37 @@ class WaveNetSection(StrictModel):
     registered_name: str = Field("gwpe-wavenet", min_length=1)
 
 
+class FlowModelConfig(StrictModel):
+    """One posterior model of ``gwpe.models.flows``; ``options`` go to ``build_flow_model`` (checked there)."""
+
+    kind: Literal["maf", "cvae", "cvae_plus"]
+    options: dict[str, Any] = Field(default_factory=dict, description="e.g. transforms, hidden, latent; defaults: the paper's")
+    embedding: dict[str, Any] | None = Field(None, description="null: flatten the strain; {kind: conv, ...}: Conv1d embedding")
+
+
+class FlowEvaluationConfig(StrictModel):
+    injections: int = Field(300, ge=10, le=1_000_000, description="held-out injections for the p-p test")
+    samples: int = Field(1000, ge=10, le=10_000_000, description="posterior samples per injection")
+
+
+def _default_flow_training() -> "TrainingConfig":
+    return TrainingConfig(batch_size=256, max_epochs=20, learning_rate=4e-4)
+
+
+class FlowsSection(StrictModel):
+    """Normalizing-flow posteriors on a strain dataset (Green, Gair & Messenger); one entry per model."""
+
+    dataset: str = Field("strain-5d", min_length=1)
+    models: dict[str, FlowModelConfig] = Field(default_factory=lambda: {
+        "maf": FlowModelConfig(kind="maf"), "cvae_plus": FlowModelConfig(kind="cvae_plus")})
+    training: TrainingConfig = Field(default_factory=_default_flow_training)
+    halve_every: int = Field(80, ge=1, le=100_000, description="learning rate halved every N epochs (paper: 80)")
+    evaluation: FlowEvaluationConfig = FlowEvaluationConfig()
+    model_dir: str = "models/flows"
+    checkpoint_dir: str = "checkpoints/flows"
+    registered_prefix: str = Field("gwpe-npe", min_length=1, description="registered as <prefix>-<model name>")
+
+
 class TrackingConfig(StrictModel):
     experiment: str = Field("gwpe", min_length=1)
 
@@ -206,6 +237,7 @@ class ProjectConfig(StrictModel):
     h22: H22Config = H22Config()
     strain: StrainConfig = StrainConfig()
     wavenet: WaveNetSection = WaveNetSection()
+    flows: FlowsSection = FlowsSection()
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

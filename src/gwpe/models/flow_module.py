@@ -14,20 +14,20 @@ Optimiser: Adam over the model's parameter groups (CVAE+: 1e-4 Gaussian parts, 4
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import lightning as L
 import torch
 
 from gwpe.models.flows import build_flow_model
+from gwpe.models.package import PackagedModel
 
-WEIGHTS_FILE = "weights.pt"
-CONFIG_FILE = "config.json"
 PAPER_FLOW_LR = 4e-4
 
 
-class FlowModule(L.LightningModule):
+class FlowModule(PackagedModel, L.LightningModule):
+    model_kind = "flow"
+
     def __init__(self, flow_config: dict, learning_rate: float = PAPER_FLOW_LR, halve_every: int = 80):
         super().__init__()
         self.model = build_flow_model(flow_config)
@@ -66,24 +66,13 @@ class FlowModule(L.LightningModule):
         return self.model.sample(strain.unsqueeze(0).to(self.device), n).reshape(n, -1)
 
     def metadata(self) -> dict:
-        return {"model": "flow", "flow": self.flow_config, "learning_rate": self.learning_rate,
+        return {"model": self.model_kind, "flow": self.flow_config, "learning_rate": self.learning_rate,
                 "halve_every": self.halve_every}
-
-    def save_model(self, folder: str | Path, extra: dict | None = None) -> Path:
-        """Write ``weights.pt`` (tensors only) and ``config.json`` (flow config + ``extra``) into ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.detach().cpu() for k, v in self.state_dict().items()}, folder / WEIGHTS_FILE)
-        (folder / CONFIG_FILE).write_text(json.dumps({**self.metadata(), **(extra or {})}, indent=2) + "\n")
-        return folder
 
     @classmethod
     def load_model(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> "FlowModule":
         """Rebuild from ``save_model``'s folder; no pickled code is executed (``weights_only=True``)."""
-        folder = Path(folder)
-        meta = json.loads((folder / CONFIG_FILE).read_text())
-        if meta.get("model") != "flow":
-            raise ValueError(f"{folder / CONFIG_FILE}: model = {meta.get('model')!r}; expected 'flow'")
+        meta, state = cls.read_package(folder, map_location)
         module = cls(meta["flow"], learning_rate=meta["learning_rate"], halve_every=meta["halve_every"])
-        module.load_state_dict(torch.load(folder / WEIGHTS_FILE, weights_only=True, map_location=map_location))
+        module.load_state_dict(state)
         return module.eval()

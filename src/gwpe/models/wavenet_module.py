@@ -16,7 +16,6 @@ Saved without pickle: ``save_model`` writes the state dict (tensors only, loaded
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import lightning as L
@@ -25,13 +24,14 @@ import torch
 import torch.nn.functional as F
 
 from gwpe import physics
+from gwpe.models.package import CONFIG_FILE, PackagedModel  # noqa: F401 (CONFIG_FILE: re-exported)
 from gwpe.models.wavenet import WaveNetConfig, WaveNetRegressor, head_targets, head_to_parameters
 
-WEIGHTS_FILE = "weights.pt"
-CONFIG_FILE = "config.json"
 
 
-class WaveNetModule(L.LightningModule):
+class WaveNetModule(PackagedModel, L.LightningModule):
+    model_kind = "wavenet"
+
     def __init__(self, config: WaveNetConfig, target_mean, target_std, input_scale: float = 1.0,
                  learning_rate: float = 1e-3, max_epochs: int = 10, spin_std=(1.0, 1.0)):
         super().__init__()
@@ -97,25 +97,13 @@ class WaveNetModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def metadata(self) -> dict:
-        return {"model": "wavenet", "architecture": self.config.to_dict(), "learning_rate": self.learning_rate,
+        return {"model": self.model_kind, "architecture": self.config.to_dict(), "learning_rate": self.learning_rate,
                 "max_epochs": self.max_epochs}
-
-    def save_model(self, folder: str | Path, extra: dict | None = None) -> Path:
-        """Write ``weights.pt`` (tensors only) and ``config.json`` (architecture + ``extra``) into ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.detach().cpu() for k, v in self.state_dict().items()}, folder / WEIGHTS_FILE)
-        (folder / CONFIG_FILE).write_text(json.dumps({**self.metadata(), **(extra or {})}, indent=2) + "\n")
-        return folder
 
     @classmethod
     def load_model(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> "WaveNetModule":
         """Rebuild from ``save_model``'s folder; no pickled code is executed (``weights_only=True``)."""
-        folder = Path(folder)
-        meta = json.loads((folder / CONFIG_FILE).read_text())
-        if meta.get("model") != "wavenet":
-            raise ValueError(f"{folder / CONFIG_FILE}: model = {meta.get('model')!r}; expected 'wavenet'")
-        state = torch.load(folder / WEIGHTS_FILE, weights_only=True, map_location=map_location)
+        meta, state = cls.read_package(folder, map_location)
         state.setdefault("spin_std", torch.ones(2))  # models saved before the spin term
         module = cls(WaveNetConfig(**meta["architecture"]), state["target_mean"], state["target_std"],
                      input_scale=float(state.get("input_scale", torch.tensor(1.0))),

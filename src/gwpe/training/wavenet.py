@@ -55,6 +55,7 @@ def train_wavenet(config: ProjectConfig, resume: bool = False, progress_bar: boo
     import lightning as L
     import torch
 
+    from gwpe.models.package import CONFIG_FILE, WEIGHTS_FILE
     from gwpe.models.wavenet_module import WaveNetModule
     from gwpe.tracking import dataset_md5, is_rank_zero, stage_run
     from gwpe.training.checkpoints import fingerprint, plan_resume, write_state
@@ -113,8 +114,8 @@ def train_wavenet(config: ProjectConfig, resume: bool = False, progress_bar: boo
             })
             # the losses already have one point per epoch (MLflowEpochMetrics); a step-less copy would add a point
             run.log_metrics({k: v for k, v in metrics.items() if k not in ("epochs", "train_loss", "val_loss")})
-            run.log_artifact(model_dir / "weights.pt", "model")
-            run.log_artifact(model_dir / "config.json", "model")
+            for name in (WEIGHTS_FILE, CONFIG_FILE):
+                run.log_artifact(model_dir / name, "model")
             write_state(checkpoint_dir, expected, run_id, complete=True)
     return TrainResult(model_dir, run_id, metrics["epochs"], seconds, metrics)
 

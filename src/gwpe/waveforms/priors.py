@@ -66,3 +66,17 @@ def log_prior_density(prior: StrainPriorConfig, names: list[str], theta: np.ndar
     if "dec" in col:
         out += np.log(np.clip(np.cos(col["dec"]), 1e-300, None))
     return np.where(inside, out, -np.inf)
+
+
+def prior_bounds(prior: StrainPriorConfig, name: str) -> tuple[float, float]:
+    """(low, high) of a parameter's prior support; ``chirp_mass`` from the mass range (equal-mass corners)."""
+    from gwpe.physics import chirp_mass
+
+    bounds = {"m1": (prior.mass_min, prior.mass_max), "m2": (prior.mass_min, prior.mass_max),
+              "dL": (prior.distance_min, prior.distance_max), "tc": (prior.tc_min, prior.tc_max),
+              "phi0": (0.0, 2.0 * np.pi), "chi1z": (-prior.chi_max, prior.chi_max), "chi2z": (-prior.chi_max, prior.chi_max),
+              "theta_jn": (0.0, np.pi), "ra": (0.0, 2.0 * np.pi), "dec": (-np.pi / 2, np.pi / 2), "psi": (0.0, np.pi),
+              "chirp_mass": (float(chirp_mass(prior.mass_min, prior.mass_min)), float(chirp_mass(prior.mass_max, prior.mass_max)))}
+    if name not in bounds:
+        raise ValueError(f"parameter = {name!r}; allowed: {', '.join(bounds)}")
+    return bounds[name]
