@@ -48,3 +48,14 @@ def test_unknown_flow_model_is_one_line_error(tmp_path):
     out = run_gwpe(["train", "flow", "--model", "nope", "--params", "params.yaml"], cwd=project)
     assert out.returncode != 0 and "flow model = 'nope'; allowed: maf" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_dry_run_prices_cvae_on_strain_8d_without_data(tmp_path):
+    profile = tiny_profile()
+    profile["strain"] = tiny_strain(parameters=["m1", "m2", "phi0", "tc", "dL", "chi1z", "chi2z", "theta_jn"])
+    profile["flows"] = {"dataset": "strain-5d", "models": {"cvae": {"kind": "cvae", "options": {"hidden": [64, 64, 64], "latent": 16}}},
+                        "training": {"batch_size": 16, "max_epochs": 5}}
+    write_profile(tmp_path / "params.yaml", profile)
+    out = run_gwpe(["train", "flow", "--model", "cvae", "--params", "params.yaml", "--dry-run"], cwd=tmp_path, check=True)
+    assert "cvae (cvae) on strain-5d" in out.stdout and "8 parameters inferred from strain of shape (1, 1024)" in out.stdout
+    assert "samples/s" in out.stdout and "for 5 epochs" in out.stdout and not (tmp_path / "models").exists()

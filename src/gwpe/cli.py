@@ -168,7 +168,13 @@ def _train_flow(args: argparse.Namespace) -> int:
     from gwpe.training.flow import train_flow
     from gwpe.training.wavenet import write_metrics
 
-    result = train_flow(load_config(args.params), args.model, resume=args.resume, progress_bar=not args.no_progress)
+    config = load_config(args.params)
+    if args.dry_run:
+        from gwpe.training.flow import price_flow_training
+
+        print(price_flow_training(config, args.model))
+        return 0
+    result = train_flow(config, args.model, resume=args.resume, progress_bar=not args.no_progress)
     if args.metrics:
         write_metrics(args.metrics, result.metrics)
     print(f"train flow {args.model}: {result.epochs} epochs in {result.seconds:.0f} s, val NLL "
@@ -253,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     flow.add_argument("--resume", action="store_true", help="continue an unfinished run from its last checkpoint")
     flow.add_argument("--metrics", default=None, help="write final losses as DVC metrics JSON here")
     flow.add_argument("--no-progress", action="store_true", help="no progress bar")
+    flow.add_argument("--dry-run", action="store_true", help="measure training samples/s here and price the profile's epochs; train nothing")
     flow.set_defaults(handler=_train_flow)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained model on its test set (DVC stage)")

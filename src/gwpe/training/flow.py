@@ -19,32 +19,74 @@ from gwpe.training.wavenet import TrainResult
 
 def store_path(config: ProjectConfig) -> Path:
     dataset = config.flows.dataset
-    if dataset not in config.strain.datasets:
-        raise ConfigError(f"flows.dataset = {dataset!r}; allowed: {', '.join(config.strain.datasets)}")
+    dataset_config(config)
     path = Path(config.strain.store.root) / f"{dataset}.zarr"
     if not (path / "zarr.json").is_file():
         raise ConfigError(f"no strain store at {path} (run: gwpe generate strain --dataset {dataset})")
     return path
 
 
-def flow_model_config(config: ProjectConfig, name: str) -> dict:
-    """The ``build_flow_model`` dict for ``flows.models[name]``, shaped by the dataset (checked)."""
-    import zarr
+def dataset_config(config: ProjectConfig):
+    dataset = config.flows.dataset
+    if dataset not in config.strain.datasets:
+        raise ConfigError(f"flows.dataset = {dataset!r}; allowed: {', '.join(config.strain.datasets)}")
+    return config.strain.datasets[dataset]
 
+
+def flow_model_config(config: ProjectConfig, name: str) -> dict:
+    """The ``build_flow_model`` dict for ``flows.models[name]``, shaped by the profile's dataset (checked):
+    features = the inferred parameters, context = (detectors or 1 polarisation, sample_rate x duration)."""
     from gwpe.models.flows import resolve_config
 
     if name not in config.flows.models:
         raise ConfigError(f"flow model = {name!r}; allowed: {', '.join(config.flows.models)}")
-    entry = config.flows.models[name]
-    group = zarr.open_group(str(store_path(config)), mode="r")
-    features = len(group.attrs["standardisation"]["parameters"])
-    raw = {"kind": entry.kind, "features": features, "context_shape": list(group["strain"].shape[1:]), **entry.options}
+    entry, dataset = config.flows.models[name], dataset_config(config)
+    context_shape = [max(1, len(dataset.detectors)), int(round(dataset.sample_rate * dataset.duration))]
+    raw = {"kind": entry.kind, "features": len(dataset.inferred_parameters), "context_shape": context_shape, **entry.options}
     if entry.embedding is not None:
         raw["embedding"] = entry.embedding
     try:
         return resolve_config(raw)
     except ValueError as error:
         raise ConfigError(f"flows.models.{name}: {error}") from None
+
+
+def price_flow_training(config: ProjectConfig, name: str, steps: int = 3) -> str:
+    """``gwpe train flow --dry-run``: optimisation steps timed here on synthetic batches of the dataset's
+    shape, extrapolated to the profile's epochs; nothing is read or written."""
+    import statistics
+
+    import torch
+
+    from gwpe.data.strain import split_sizes
+    from gwpe.models.flow_module import FlowModule
+
+    model_config, training = flow_model_config(config, name), config.flows.training
+    dataset = dataset_config(config)
+    module = FlowModule(model_config, learning_rate=training.learning_rate)
+    optimizer = module.configure_optimizers()["optimizer"]
+    batch = training.batch_size
+    strain = torch.randn(batch, *model_config["context_shape"])
+    theta = torch.randn(batch, model_config["features"])
+    times = []
+    for step in range(steps + 1):
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        module.model.loss(theta, strain, epoch=0).backward()
+        optimizer.step()
+        if step:  # the first step warms up
+            times.append(time.perf_counter() - start)
+    rate = batch / statistics.median(times)
+    n_train, _ = split_sizes(dataset)
+    hours = n_train / rate / 3600
+    parameters = sum(p.numel() for p in module.parameters())
+    return "\n".join([
+        f"profile {config.profile}: {name} ({model_config['kind']}) on {config.flows.dataset}: {parameters / 1e6:.2f} M parameters, "
+        f"{model_config['features']} parameters inferred from strain of shape {tuple(model_config['context_shape'])}",
+        f"measured here (cpu, batch {batch}): {rate:.0f} samples/s (loss + backward + Adam; data loading not included)",
+        f"train split {n_train:,} signals: {hours * 3600:.0f} s per epoch, {hours * training.max_epochs:.2f} h for "
+        f"{training.max_epochs} epochs on one such device",
+    ])
 
 
 def train_flow(config: ProjectConfig, name: str, resume: bool = False, progress_bar: bool = True) -> TrainResult:
