@@ -50,7 +50,24 @@ def tiny_profile(**h22_overrides) -> dict:
             h22[key] = {**h22.get(key, {}), **value}
         else:
             h22[key] = value
-    return {"profile": "tiny", "tracking": {"experiment": "gwpe-test"}, "h22": h22, "strain": tiny_strain(), "wavenet": tiny_wavenet()}
+    return {"profile": "tiny", "tracking": {"experiment": "gwpe-test"}, "h22": h22, "strain": tiny_strain(), "wavenet": tiny_wavenet(),
+            "flows": tiny_flows()}
+
+
+def tiny_flows() -> dict:
+    """MAF and CVAE+ of a few thousand weights on the tiny strain-5d set: seconds per model."""
+    return {
+        "dataset": "strain-5d",
+        "models": {"maf": {"kind": "maf", "options": {"transforms": 2, "hidden": [32, 32]}},
+                   "cvae_plus": {"kind": "cvae_plus", "options": {"hidden": [32, 32], "transforms": 2, "flow_hidden": [32, 32],
+                                                                  "latent": 2, "iaf_context": 2}}},
+        "training": {"batch_size": 8, "max_epochs": 2, "learning_rate": 0.002, "seed": 0, "num_workers": 0},
+        "halve_every": 80,
+        "evaluation": {"injections": 10, "samples": 100},
+        "model_dir": "models/flows",  # spelled out: dvc.yaml interpolates these from params.yaml
+        "checkpoint_dir": "checkpoints/flows",
+        "registered_prefix": "gwpe-npe",
+    }
 
 
 def tiny_wavenet(**training_overrides) -> dict:

@@ -39,7 +39,7 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     all_runs = client.search_runs([client.get_experiment_by_name("gwpe-test").experiment_id])
-    assert sorted(r.data.tags["gwpe.stage"] for r in all_runs) == ["generate-h22"] * 3 + ["generate-strain", "train-wavenet"]
+    assert sorted(r.data.tags["gwpe.stage"] for r in all_runs) == ["generate-h22"] * 3 + ["generate-strain"] + ["train-flow"] * 2 + ["train-wavenet"]
     # train -> evaluate -> register: one MLflow run holds the losses, Table 1 and the registered model
     train_run = next(r for r in all_runs if r.data.tags["gwpe.stage"] == "train-wavenet")
     assert train_run.data.tags["gwpe.stage.evaluate-wavenet"] == "true"
@@ -54,6 +54,13 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
     shown = sh([DVC, "metrics", "show"], repo, env)
     for column in ("table1.delta_q.median", "table1.overlap.min", "counts.overlap_le_0.97", "baseline.median_overlap"):
         assert column in shown, shown
+    # flows: train -> evaluate (p-p report) -> registered per model, champion by validation NLL
+    for name in ("maf", "cvae_plus"):
+        report = yaml.safe_load((repo / "metrics" / f"flow-{name}-eval.json").read_text())
+        flow_run = next(r for r in all_runs if r.data.tags.get("gwpe.flow") == name)
+        assert flow_run.data.tags["gwpe.stage.evaluate-flow"] == "true" and set(report["ks_pvalue"]) >= {"m1", "chirp_mass"}
+        registered = client.get_model_version_by_alias(f"gwpe-npe-{name.replace('_', '-')}", "champion")
+        assert registered.run_id == flow_run.info.run_id and (repo / "plots" / "flows" / name / f"{name}-pp.png").is_file()
     strain_run = next(r for r in all_runs if r.data.tags["gwpe.stage"] == "generate-strain")
     assert strain_run.data.tags["data.output.strain-5d.md5"] == lock["stages"]["generate-strain@strain-5d"]["outs"][0]["md5"]
     assert yaml.safe_load((repo / "metrics" / "strain-5d.json").read_text())["snr_median"] == strain_run.data.metrics["snr_median"]
@@ -66,7 +73,7 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
 
     rerun = sh([DVC, "repro"], repo, env)
     assert "didn't change, skipping" in rerun and "Running stage" not in rerun
-    assert len(client.search_runs([runs[0].info.experiment_id])) == 5
+    assert len(client.search_runs([runs[0].info.experiment_id])) == 7
 
     sh([DVC, "push"], repo, env)
     before = {p.relative_to(repo).as_posix(): p.read_bytes() for p in (repo / "data").rglob("*") if p.is_file()}
