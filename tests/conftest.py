@@ -64,6 +64,9 @@ def tiny_flows() -> dict:
         "training": {"batch_size": 8, "max_epochs": 2, "learning_rate": 0.002, "seed": 0, "num_workers": 0},
         "halve_every": 80,
         "evaluation": {"injections": 10, "samples": 100},
+        "reference": {"injections": 1, "walkers": 12, "steps": 40, "burn": 10, "workers": 0, "seed": 0,
+                      "flow_samples": 300, "path": "data/reference"},
+        "batchnorm_signals": 4096,
         "model_dir": "models/flows",  # spelled out: dvc.yaml interpolates these from params.yaml
         "checkpoint_dir": "checkpoints/flows",
         "registered_prefix": "gwpe-npe",

@@ -15,6 +15,7 @@ def _project(tmp_path):
         "models": {"maf": {"kind": "maf", "options": {"transforms": 2, "hidden": [32, 32]}}},
         "training": {"batch_size": 12, "max_epochs": 3, "learning_rate": 0.002, "seed": 0, "num_workers": 0},
         "evaluation": {"injections": 10, "samples": 200},
+        "reference": {"injections": 1, "walkers": 12, "steps": 60, "burn": 20, "workers": 0, "flow_samples": 500},
     }
     write_profile(tmp_path / "params.yaml", profile)
     run_gwpe(["generate", "strain", "--params", "params.yaml", "--dataset", "strain-5d"], cwd=tmp_path, check=True)
@@ -41,6 +42,22 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path):
     run = client.get_run(config["mlflow_run_id"])
     assert run.data.metrics["test.val_nll"] == metrics["val_nll"]
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 3  # one point per epoch
+    table3 = metrics["table3"]
+    assert set(table3) == {"train_loss", "test_loss"} and table3["test_loss"] == metrics["val_nll"]  # MAF: loss = NLL
+    assert "Train loss" in out.stdout and (project / "plots" / "flows" / "maf-corner-0.png").stat().st_size > 10_000
+    assert "reference" not in metrics
+
+    # emcee reference posterior for validation injection 0, then the flow compared with it
+    out = run_gwpe(["reference", "--params", "params.yaml", "--no-progress", "--metrics", "metrics/reference.json"], cwd=project, check=True)
+    diagnostics = json.loads((project / "metrics" / "reference.json").read_text())["injections"][0]
+    assert diagnostics["index"] == 0 and 0 < diagnostics["acceptance"] < 1 and diagnostics["likelihood_evaluations"] > 12 * 30
+    run_gwpe(["evaluate", "flow", "--model", "maf", "--params", "params.yaml", "--metrics", "metrics/maf.json",
+              "--no-progress", "--no-register"], cwd=project, check=True)
+    reference = json.loads((project / "metrics" / "maf.json").read_text())["reference"]
+    assert set(reference["max_js"]) == {"m1", "m2", "phi0", "tc", "dL"}
+    assert all(0 <= v <= 0.6932 for v in reference["max_js"].values())
+    assert max(reference["max_js"].values()) > 0.05  # a 3-epoch toy flow is far from the likelihood posterior
+    assert (project / "plots" / "flows" / "maf-corner-0.png").stat().st_size > 10_000
 
 
 def test_unknown_flow_model_is_one_line_error(tmp_path):
@@ -48,6 +65,15 @@ def test_unknown_flow_model_is_one_line_error(tmp_path):
     out = run_gwpe(["train", "flow", "--model", "nope", "--params", "params.yaml"], cwd=project)
     assert out.returncode != 0 and "flow model = 'nope'; allowed: maf" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_reference_with_burn_not_below_steps_is_one_line_error(tmp_path):
+    project = _project(tmp_path)
+    text = (project / "params.yaml").read_text().replace("burn: 20", "burn: 60")
+    (project / "params.yaml").write_text(text)
+    out = run_gwpe(["reference", "--params", "params.yaml"], cwd=project)
+    assert out.returncode != 0 and "flows.reference.burn = 60; allowed: < flows.reference.steps = 60" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and not (project / "data" / "reference").exists()
 
 
 def test_dry_run_prices_cvae_on_strain_8d_without_data(tmp_path):

@@ -157,3 +157,16 @@ def test_default_profile_median_snr_matches_the_paper():
         params = draw_parameters(dataset)[:600]
         snr = np.array([gen.whitened(as_theta(list(dataset.parameters), row))[1] for row in params])
         assert np.median(snr) == pytest.approx(paper_median, rel=0.10)
+
+
+def test_log_posterior_adds_the_prior_and_skips_templates_outside_it():
+    gen = generator()
+    truth = np.array([55.0, 42.0, 2.0, 0.74, 1400.0])
+    observation, _ = gen.whitened(as_theta(FIVE_D, truth))
+    prior = StrainPriorConfig()
+    likelihood = WhitenedGaussianLikelihood(gen, FIVE_D, observation, prior=prior)
+    outside = truth.copy()
+    outside[1] = 60.0  # m2 > m1
+    out = likelihood.log_posterior(np.stack([truth, outside]))
+    assert likelihood.evaluations == 1 and np.isneginf(out[1])
+    assert out[0] == pytest.approx(likelihood(truth[None])[0] + 2 * np.log(1400.0), abs=1e-9)  # p(dL) ∝ dL^2

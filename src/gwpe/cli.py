@@ -195,6 +195,18 @@ def _evaluate_flow(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reference(args: argparse.Namespace) -> int:
+    from gwpe.config import load_config
+    from gwpe.inference.reference_stage import build_reference_posteriors
+    from gwpe.training.wavenet import write_metrics
+
+    summary = build_reference_posteriors(load_config(args.params), progress=not args.no_progress)
+    if args.metrics:
+        write_metrics(args.metrics, summary)
+    print(f"reference posteriors for {len(summary['injections'])} {summary['dataset']} injections -> {summary['path']}")
+    return 0
+
+
 def _evaluate_wavenet(args: argparse.Namespace) -> int:
     from gwpe.config import load_config
     from gwpe.evaluation.wavenet_stage import evaluate_stage, format_table1
@@ -282,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     flow.add_argument("--no-register", action="store_true", help="do not register the model in MLflow")
     flow.add_argument("--no-progress", action="store_true", help="no progress bar")
     flow.set_defaults(handler=_evaluate_flow)
+
+    reference = commands.add_parser("reference", help="emcee reference posteriors for validation injections of flows.dataset (DVC stage)")
+    reference.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
+    reference.add_argument("--metrics", default=None, help="write the sampler diagnostics as DVC metrics JSON here")
+    reference.add_argument("--no-progress", action="store_true", help="no progress bar")
+    reference.set_defaults(handler=_reference)
 
     ui = commands.add_parser("ui", help="start the MLflow UI on the project's tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, loopback only)")

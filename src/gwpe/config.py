@@ -200,6 +200,20 @@ class FlowModelConfig(StrictModel):
     kind: Literal["maf", "cvae", "cvae_plus"]
     options: dict[str, Any] = Field(default_factory=dict, description="e.g. transforms, hidden, latent; defaults: the paper's")
     embedding: dict[str, Any] | None = Field(None, description="null: flatten the strain; {kind: conv, ...}: Conv1d embedding")
+    max_epochs: int | None = Field(None, ge=1, le=100_000, description="overrides flows.training.max_epochs for this model")
+
+
+class FlowReferenceConfig(StrictModel):
+    """emcee reference posteriors for the first ``injections`` validation signals (``gwpe reference``)."""
+
+    injections: int = Field(2, ge=0, le=10_000, description="0: no reference posteriors")
+    walkers: int = Field(32, ge=4, le=100_000)
+    steps: int = Field(2000, ge=2, le=10_000_000)
+    burn: int = Field(500, ge=0, le=10_000_000)
+    workers: int = Field(2, ge=0, le=4096, description="processes generating templates; 0: in-process")
+    seed: int = 0
+    flow_samples: int = Field(10_000, ge=100, le=10_000_000, description="flow samples per reference injection")
+    path: str = "data/reference"
 
 
 class FlowEvaluationConfig(StrictModel):
@@ -219,7 +233,9 @@ class FlowsSection(StrictModel):
         "maf": FlowModelConfig(kind="maf"), "cvae_plus": FlowModelConfig(kind="cvae_plus")})
     training: TrainingConfig = Field(default_factory=_default_flow_training)
     halve_every: int = Field(80, ge=1, le=100_000, description="learning rate halved every N epochs (paper: 80)")
+    batchnorm_signals: int | None = Field(4096, ge=1, description="training signals for the end-of-epoch batch-norm statistics; null: all (paper)")
     evaluation: FlowEvaluationConfig = FlowEvaluationConfig()
+    reference: FlowReferenceConfig = FlowReferenceConfig()
     model_dir: str = "models/flows"
     checkpoint_dir: str = "checkpoints/flows"
     registered_prefix: str = Field("gwpe-npe", min_length=1, description="registered as <prefix>-<model name>")

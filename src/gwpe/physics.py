@@ -54,6 +54,19 @@ def chirp_mass(m1, m2):
     return (m1 * m2) ** 0.6 / (m1 + m2) ** 0.2
 
 
+def masses_from_chirp_mass(chirp_mass, small_mass_ratio):
+    """(m1, m2) from M_c and nu = m2/m1 in (0, 1]: m1 = M_c (1 + nu)^(1/5) nu^(-3/5), m2 = nu m1."""
+    chirp_mass, nu = np.asarray(chirp_mass, dtype=float), np.asarray(small_mass_ratio, dtype=float)
+    m1 = chirp_mass * (1.0 + nu) ** 0.2 * nu ** (-0.6)
+    return m1, nu * m1
+
+
+def log_jacobian_masses_chirp_mass(chirp_mass, small_mass_ratio):
+    """log |d(m1, m2)/d(M_c, nu)| = log(m1^2 / M_c), nu = m2/m1: densities over (M_c, nu) are p(m1, m2) m1^2 / M_c."""
+    m1, _ = masses_from_chirp_mass(chirp_mass, small_mass_ratio)
+    return 2.0 * np.log(m1) - np.log(chirp_mass)
+
+
 def chirp_time_seconds(m1_msun, m2_msun, f_low):
     """Leading-order time to coalescence from frequency f_low [Hz]: tau_0 = 5/256 (pi f)^(-8/3) (G M_c/c^3)^(-5/3)."""
     mc_seconds = chirp_mass(m1_msun, m2_msun) * MTSUN_SI

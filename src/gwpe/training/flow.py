@@ -51,6 +51,12 @@ def flow_model_config(config: ProjectConfig, name: str) -> dict:
         raise ConfigError(f"flows.models.{name}: {error}") from None
 
 
+def model_training(config: ProjectConfig, name: str):
+    """``flows.training`` with the model's own ``max_epochs`` where it sets one."""
+    training, entry = config.flows.training, config.flows.models[name]
+    return training if entry.max_epochs is None else training.model_copy(update={"max_epochs": entry.max_epochs})
+
+
 def price_flow_training(config: ProjectConfig, name: str, steps: int = 3) -> str:
     """``gwpe train flow --dry-run``: optimisation steps timed here on synthetic batches of the dataset's
     shape, extrapolated to the profile's epochs; nothing is read or written."""
@@ -61,7 +67,7 @@ def price_flow_training(config: ProjectConfig, name: str, steps: int = 3) -> str
     from gwpe.data.strain import split_sizes
     from gwpe.models.flow_module import FlowModule
 
-    model_config, training = flow_model_config(config, name), config.flows.training
+    model_config, training = flow_model_config(config, name), model_training(config, name)
     dataset = dataset_config(config)
     module = FlowModule(model_config, learning_rate=training.learning_rate)
     optimizer = module.configure_optimizers()["optimizer"]
@@ -99,19 +105,21 @@ def train_flow(config: ProjectConfig, name: str, resume: bool = False, progress_
     from gwpe.training.checkpoints import fingerprint, plan_resume, write_state
     from gwpe.training.trainer import best_checkpoint, build_trainer, restore_best
 
-    section, training = config.flows, config.flows.training
+    section = config.flows
     model_config = flow_model_config(config, name)
+    training = model_training(config, name)
     store = store_path(config)
     data = StrainDataModule(store, batch_size=training.batch_size, num_workers=training.num_workers, seed=training.seed)
     n_train = len(data.dataset("train"))
     md5 = dataset_md5(store)
-    expected = fingerprint(model_config, training.model_dump(), section.halve_every, md5)
+    expected = fingerprint(model_config, training.model_dump(), section.halve_every, section.batchnorm_signals, md5)
     checkpoint_dir = Path(section.checkpoint_dir) / name
     plan = plan_resume(checkpoint_dir, expected, resume) if is_rank_zero() else None
     if plan is not None:
         print(f"train flow {name}: {plan.reason}", flush=True)
     L.seed_everything(training.seed, workers=True, verbose=False)
-    module = FlowModule(model_config, learning_rate=training.learning_rate, halve_every=section.halve_every)
+    module = FlowModule(model_config, learning_rate=training.learning_rate, halve_every=section.halve_every,
+                        batchnorm_signals=section.batchnorm_signals)
     start = time.perf_counter()
     with stage_run(config, "train-flow", run_name=f"train-flow-{name}",
                    tags={"gwpe.model": "flow", "gwpe.flow": name, "gwpe.flow.kind": model_config["kind"]},

@@ -139,6 +139,15 @@ class StrainGenerator:
             raise WaveformError(f"{s.approximant} produced NaN/inf for {format_theta(theta)}")
         return x, snr
 
+    def templates(self, params: np.ndarray, names: list[str]) -> np.ndarray:
+        """(n, P) parameters -> float64 (n, D, L) whitened noise-free signals in the window (no SNR, no checks).
+
+        The likelihood's template path: one waveform call per row, then whitening and cropping batched."""
+        s = self.setup
+        series = np.stack([self.detector_frequency_series(as_theta(names, row)) for row in np.atleast_2d(params)])
+        start = int(round(s.pad * s.sample_rate))
+        return whiten_frequency_series(series, s.psd_values, s.dt, s.n_long)[..., start : start + s.n_samples]
+
     def batch(self, params: np.ndarray, names: list[str], dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
         """(n, P) parameters -> ((n, D, L) whitened strain, float64 (n,) network optimal SNR)."""
         s = self.setup
