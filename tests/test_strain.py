@@ -170,3 +170,15 @@ def test_log_posterior_adds_the_prior_and_skips_templates_outside_it():
     out = likelihood.log_posterior(np.stack([truth, outside]))
     assert likelihood.evaluations == 1 and np.isneginf(out[1])
     assert out[0] == pytest.approx(likelihood(truth[None])[0] + 2 * np.log(1400.0), abs=1e-9)  # p(dL) ∝ dL^2
+
+
+def test_strain_is_invariant_under_phi0_plus_pi_which_phase_flip_relies_on():
+    gen = generator()
+    theta = np.array([62.0, 41.0, 0.4, 0.74, 1500.0])
+    flipped = theta.copy()
+    flipped[2] += np.pi
+    a, b = gen.templates(np.stack([theta, flipped]), FIVE_D)
+    np.testing.assert_allclose(a, b, atol=1e-9 * np.abs(a).max())
+    quarter = theta.copy()
+    quarter[2] += np.pi / 2  # a quarter turn is a sign flip of the (2, 2) mode: the symmetry is pi, not pi / 2
+    np.testing.assert_allclose(gen.templates(quarter[None], FIVE_D)[0], -a, atol=1e-9 * np.abs(a).max())

@@ -96,3 +96,19 @@ def test_dry_run_prices_the_paper_strain_sets(tmp_path):
     result = run_gwpe(["generate", "strain", "--params", str(REPO / "experiments" / "paper.yaml"), "--dry-run"], tmp_path, check=True)
     assert "900,000" in result.stdout and "100,000" in result.stdout and "strain-hl" in result.stdout and "CPU-hours" in result.stdout
     assert not (tmp_path / "data").exists()
+
+
+def test_phase_flip_moves_phi0_by_pi_half_the_time_on_training_targets_only(store):
+    params = zarr.open_group(str(store.path), mode="r")["params"][:]
+    train = StrainDataset(store.path, "train", phase_flip=True)
+    torch.manual_seed(0)
+    phi0 = np.array([train.standardisation.inverse(train[2][1].numpy().astype(np.float64))[2] for _ in range(400)])
+    stored = params[2, 2]
+    flipped = (stored + np.pi) % (2 * np.pi)
+    is_stored, is_flipped = np.isclose(phi0, stored, atol=1e-5), np.isclose(phi0, flipped, atol=1e-5)
+    assert np.all(is_stored | is_flipped) and 160 < is_flipped.sum() < 240
+    other = train.standardisation.inverse(train[2][1].numpy().astype(np.float64))
+    np.testing.assert_allclose(np.delete(other, 2), np.delete(params[2], 2), rtol=1e-5)  # only phi0 moves
+    module = StrainDataModule(store.path, batch_size=4, phase_flip=True)
+    validation = torch.cat([theta for _, theta in module.val_dataloader()])
+    np.testing.assert_allclose(module.standardisation.inverse(validation.double()).numpy(), params[10:], rtol=1e-5)

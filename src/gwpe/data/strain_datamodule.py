@@ -4,6 +4,11 @@ Stored signals are noise-free and whitened, so noise is N(0, 1) per sample and d
 - training: a fresh realisation for every sample on every epoch (torch's per-worker, per-epoch RNG);
 - validation/test: a fixed realisation per sample, seeded by (seed, index), identical across runs,
   loader workers and batch sizes, so validation losses are comparable between runs.
+- ``phase_flip``: each training sample's phi0 target becomes phi0 + pi (mod 2 pi) with probability 1/2, drawn
+  afresh every time. Exact for signals carrying only the (2, +-2) modes, e.g. IMRPhenomPv2 with aligned spins
+  (h+, hx ∝ exp(2 i phi0), ``gwpe.waveforms.strain``): with phi0 uniform the pairs (phi0 + pi, x) and (phi0, x)
+  have the same joint distribution, so the flow sees both copies of the posterior's two modes equally often
+  instead of one per stored signal.
 Splits up to IN_MEMORY_BYTES are held in memory (random access from the zarr store costs ~2 ms a row);
 larger ones are read per batch. Targets are the inferred parameters standardised with the training split's mean and std stored in the
 dataset (``Standardisation.inverse`` maps model outputs back to physical units).
@@ -50,8 +55,10 @@ class Standardisation:
 class StrainDataset(Dataset):
     """(noisy whitened strain float32 (D, L), standardised inferred parameters float32 (P,)) pairs."""
 
-    def __init__(self, path: str | Path, split: str, noise: str = "auto", seed: int = 0, in_memory: bool | None = None):
+    def __init__(self, path: str | Path, split: str, noise: str = "auto", seed: int = 0, in_memory: bool | None = None,
+                 phase_flip: bool = False):
         self.path = Path(path)
+        self.phase_flip = phase_flip
         if not (self.path / "zarr.json").is_file():
             raise FileNotFoundError(f"no strain store at {self.path} (run: gwpe generate strain --dataset {self.path.stem})")
         if split not in ("train", "validation"):
@@ -76,6 +83,11 @@ class StrainDataset(Dataset):
         rows = slice(0, n_train) if self.split == "train" else slice(n_train, group["params"].shape[0])
         self.offset = rows.start
         self.targets = self.standardisation.forward(group["params"][rows][:, columns]).astype(np.float32)
+        names = list(self.standardisation.parameters)
+        self._phi0 = None
+        if "phi0" in names:
+            k = names.index("phi0")
+            self._phi0 = (k, float(self.standardisation.mean[k]), float(self.standardisation.std[k]))
         self.snr = group["snr"][rows]
         self._strain = group["strain"]
         self._memory = None
@@ -85,7 +97,8 @@ class StrainDataset(Dataset):
         self._pid = os.getpid()
 
     def __getstate__(self):
-        return {"path": self.path, "split": self.split, "noise": self.noise, "seed": self.seed, "in_memory": self.in_memory, "_pid": None}
+        return {"path": self.path, "split": self.split, "noise": self.noise, "seed": self.seed, "in_memory": self.in_memory,
+                "phase_flip": self.phase_flip, "_pid": None}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -107,7 +120,12 @@ class StrainDataset(Dataset):
     def _item(self, index: int, signal: np.ndarray):
         if self.noise != "none":
             signal = signal + self._noise(index, signal.shape)
-        return torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32)), torch.from_numpy(self.targets[index])
+        target = self.targets[index]
+        if self.phase_flip and self._phi0 is not None and torch.rand(()) < 0.5:
+            k, mean, std = self._phi0
+            target = target.copy()
+            target[k] = (((target[k] * std + mean) + np.pi) % (2.0 * np.pi) - mean) / std
+        return torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32)), torch.from_numpy(target)
 
     def __getitem__(self, index: int):
         if self._memory is not None:
@@ -125,13 +143,17 @@ class StrainDataset(Dataset):
 class StrainDataModule(SplitDataModule):
     """Train/validation loaders of one strain dataset, DDP-aware (``SplitDataModule``)."""
 
-    def __init__(self, path: str | Path, batch_size: int = 256, num_workers: int = 0, seed: int = 0, in_memory: bool | None = None):
+    def __init__(self, path: str | Path, batch_size: int = 256, num_workers: int = 0, seed: int = 0, in_memory: bool | None = None,
+                 phase_flip: bool = False):
         super().__init__(batch_size, num_workers, seed)
         self.path = Path(path)
         self.in_memory = in_memory
+        self.phase_flip = phase_flip
 
     def make_dataset(self, split: str) -> StrainDataset:
-        return StrainDataset(self.path, split, seed=self.seed, in_memory=self.in_memory)
+        """``phase_flip`` applies to the training split only: validation targets stay the stored truths."""
+        return StrainDataset(self.path, split, seed=self.seed, in_memory=self.in_memory,
+                             phase_flip=self.phase_flip and split == "train")
 
     @property
     def standardisation(self) -> Standardisation:

@@ -109,10 +109,12 @@ def train_flow(config: ProjectConfig, name: str, resume: bool = False, progress_
     model_config = flow_model_config(config, name)
     training = model_training(config, name)
     store = store_path(config)
-    data = StrainDataModule(store, batch_size=training.batch_size, num_workers=training.num_workers, seed=training.seed)
+    data = StrainDataModule(store, batch_size=training.batch_size, num_workers=training.num_workers, seed=training.seed,
+                            phase_flip=section.phase_flip)
     n_train = len(data.dataset("train"))
     md5 = dataset_md5(store)
-    expected = fingerprint(model_config, training.model_dump(), section.halve_every, section.batchnorm_signals, md5)
+    expected = fingerprint(model_config, training.model_dump(), section.halve_every, section.batchnorm_signals,
+                           section.phase_flip, md5)
     checkpoint_dir = Path(section.checkpoint_dir) / name
     plan = plan_resume(checkpoint_dir, expected, resume) if is_rank_zero() else None
     if plan is not None:
