@@ -30,6 +30,7 @@ def test_flow_module_trains_on_strain_sets_batchnorm_and_reloads_without_pickle(
     trainer.fit(module, datamodule=data)
     assert torch.isfinite(trainer.callback_metrics["val_loss"])
     layers = batchnorm_layers(module.model)
+    assert module.set_training_statistics(data.dataset("train"), batch_size=5) == 36  # every training signal, one pass
     assert layers and all(float(layer.running_var.sub(1).abs().max()) > 1e-3 for layer in layers)  # set from data
 
     module.save_model(tmp_path / "model")

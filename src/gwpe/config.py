@@ -233,7 +233,6 @@ class FlowsSection(StrictModel):
         "maf": FlowModelConfig(kind="maf"), "cvae_plus": FlowModelConfig(kind="cvae_plus")})
     training: TrainingConfig = Field(default_factory=_default_flow_training)
     halve_every: int = Field(80, ge=1, le=100_000, description="learning rate halved every N epochs (paper: 80)")
-    batchnorm_signals: int | None = Field(4096, ge=1, description="training signals for the end-of-epoch batch-norm statistics; null: all (paper)")
     # exact for strain.approximant IMRPhenomPv2 with aligned spins (the only choice): it carries the (2, +-2) modes only;
     # an approximant with higher modes must set it false
     phase_flip: bool = Field(False, description="train on phi0 + pi with probability 1/2 (exact for (2,2)-mode-only signals)")

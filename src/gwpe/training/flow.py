@@ -113,15 +113,13 @@ def train_flow(config: ProjectConfig, name: str, resume: bool = False, progress_
                             phase_flip=section.phase_flip)
     n_train = len(data.dataset("train"))
     md5 = dataset_md5(store)
-    expected = fingerprint(model_config, training.model_dump(), section.halve_every, section.batchnorm_signals,
-                           section.phase_flip, md5)
+    expected = fingerprint(model_config, training.model_dump(), section.halve_every, section.phase_flip, md5)
     checkpoint_dir = Path(section.checkpoint_dir) / name
     plan = plan_resume(checkpoint_dir, expected, resume) if is_rank_zero() else None
     if plan is not None:
         print(f"train flow {name}: {plan.reason}", flush=True)
     L.seed_everything(training.seed, workers=True, verbose=False)
-    module = FlowModule(model_config, learning_rate=training.learning_rate, halve_every=section.halve_every,
-                        batchnorm_signals=section.batchnorm_signals)
+    module = FlowModule(model_config, learning_rate=training.learning_rate, halve_every=section.halve_every)
     start = time.perf_counter()
     with stage_run(config, "train-flow", run_name=f"train-flow-{name}",
                    tags={"gwpe.model": "flow", "gwpe.flow": name, "gwpe.flow.kind": model_config["kind"]},
@@ -144,6 +142,7 @@ def train_flow(config: ProjectConfig, name: str, resume: bool = False, progress_
             metrics["selected_epoch"] = selected
         model_dir = Path(section.model_dir) / name
         if trainer.is_global_zero:
+            metrics["batchnorm_rows"] = module.set_training_statistics(data.dataset("train"), training.batch_size)
             standardisation = data.standardisation
             module.save_model(model_dir, extra={
                 "mlflow_run_id": run_id, "name": name,

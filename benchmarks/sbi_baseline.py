@@ -1,0 +1,225 @@
+"""gwpe's MAF against the ``sbi`` library's NPE with a zuko MAF: same data, same epochs, same CPU threads.
+
+Both learn p(theta | strain) on one strain-5d store (noise-free whitened signals; N(0, 1) noise added at load
+time) and are measured in the same run on:
+- validation NLL: mean -log q(theta_z | strain) over the store's whole validation split with gwpe's fixed
+  noise realisation per index, in the SAME space for both: standardised parameters theta_z = (theta - mean)
+  / std with the store's stored standardisation. sbi is trained on theta_z itself (its own z-scoring is then
+  ~identity and its Jacobian is inside its flow), so its raw density estimator already reports log q in
+  that space and no sum(log std) correction is needed (it would be, had sbi been fed physical theta);
+  sbi's posterior.log_prob is not used: it renormalises for mass outside the prior box, gwpe has no box;
+- KS p-value per parameter (chirp mass derived from m1, m2 too) of the p–p test on the first --injections
+  validation signals, --samples draws each, in physical units (``gwpe.evaluation.calibration.calibrate``);
+- training throughput: epochs x signals fitted per epoch / wall time of the whole fit (each side's
+  per-epoch validation included; gwpe's also includes its final whole-training-set batch-norm statistics pass);
+- sampling time for 10^4 samples for one observation (best of --repeats): gwpe ``module.sample`` (its fast
+  sampler) vs sbi ``posterior.sample((10_000,), x=x0)``.
+
+Fairness. Identical training signals (the store's train split, first --max-train), batch 256, Adam at 4e-4
+(no schedule within 80 epochs: gwpe halves every 80; sbi's gradient clipping is turned off, gwpe has none),
+--epochs each (sbi: stop_after_epochs so large that it never stops early; its loop runs max_num_epochs + 1
+epochs, so it is given --epochs - 1), flattened strain (1024) as context, no embedding net, 5 MADE units of
+3 x 512 with alternating orders on both sides (sbi's hidden_features=512 would mean num_transforms hidden
+layers per unit, so the list [512, 512, 512] is passed). Differences that are part of each design, kept:
+gwpe draws fresh noise every epoch, sbi trains on fixed (theta, x) pairs, so it gets one noise realisation
+per training signal (seed + 1, independent of the validation noise); sbi holds out its default 10 % of
+those pairs and returns the weights of its best epoch on them (on 3,600 signals it overfits the fixed pairs
+within a few epochs, so that is an early one), gwpe keeps its last epoch (the validation split is the test
+set here, so it is not used for selection); gwpe has batch norm between MADE units, sbi's
+MAF has none but z-scores theta and x (sbi defaults). sbi's prior is a BoxUniform over the standardised
+prior box (m1 >= m2 is not a box, so not imposed): posterior.sample rejects draws outside it (its default);
+the time without rejection and the accepted fraction are printed too. gwpe samples are not truncated.
+Threads: torch.set_num_threads(--threads) for everything; default 1, as in benchmarks/sampling.py: a
+one-core sampling time is the per-observation cost, and it keeps timings stable on a shared machine.
+
+    pip install -e '.[bench]'    # sbi
+    python benchmarks/sbi_baseline.py --store data/strain/strain-5d.zarr [--epochs 20] [--injections 200]
+        [--samples 1000] [--max-train N] [--threads 1] [--repeats 3] [--seed 0] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+import warnings
+from types import SimpleNamespace
+
+import lightning as L
+import numpy as np
+import torch
+import zarr
+
+from gwpe.data.strain_datamodule import StrainDataModule, StrainDataset
+from gwpe.evaluation.calibration import calibrate
+from gwpe.models.flow_module import FlowModule
+from gwpe.physics import chirp_mass
+from gwpe.waveforms.priors import prior_bounds
+
+BATCH, LR, HIDDEN, UNITS = 256, 4e-4, [512, 512, 512], 5
+
+
+class Data(StrainDataModule):
+    """StrainDataModule whose train split is cut to its first ``max_train`` signals."""
+
+    def __init__(self, path, seed: int, max_train: int | None):
+        super().__init__(path, batch_size=BATCH, seed=seed)
+        self.max_train = max_train
+
+    def make_dataset(self, split):
+        dataset = super().make_dataset(split)
+        if split == "train" and self.max_train:
+            dataset.targets = dataset.targets[: self.max_train]  # __len__ and indices follow the targets
+        return dataset
+
+
+class NoTracking:  # sbi's default tracker writes TensorBoard logs to ./sbi-logs
+    log_dir = None
+    log_metric = log_metrics = log_params = add_figure = flush = lambda self, *args, **kwargs: None
+
+
+def best_of(repeats: int, draw) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        draw()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def validation_nll(log_prob, data) -> float:
+    with torch.no_grad():
+        values = [-log_prob(theta, strain) for strain, theta in data.val_dataloader()]
+    return float(torch.cat(values).mean())
+
+
+def train_gwpe(data, epochs: int, seed: int):
+    L.seed_everything(seed, verbose=False)
+    n_train, context = len(data.dataset("train")), list(data.dataset("train")[0][0].shape)
+    module = FlowModule({"kind": "maf", "features": len(data.standardisation.parameters), "context_shape": context,
+                         "transforms": UNITS, "hidden": HIDDEN}, learning_rate=LR)
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    module.set_training_statistics(data.dataset("train"), BATCH)  # as gwpe train flow does before saving
+    rate = epochs * n_train / (time.perf_counter() - start)
+    module.eval()
+    return module, rate, module.model.log_prob, module.sample
+
+
+def train_sbi(data, epochs: int, seed: int, box: np.ndarray):
+    from sbi.inference import NPE
+    from sbi.neural_nets import posterior_nn
+    from sbi.utils import BoxUniform
+
+    torch.manual_seed(seed)
+    signals = StrainDataset(data.path, "train", noise="none")
+    pairs = [signals[i] for i in range(len(data.dataset("train")))]
+    x = torch.stack([strain for strain, _ in pairs]).flatten(1)
+    x = x + torch.randn(x.shape, generator=torch.Generator().manual_seed(seed + 1))  # one fixed realisation
+    theta = torch.stack([target for _, target in pairs])
+    prior = BoxUniform(torch.as_tensor(box[:, 0], dtype=torch.float32), torch.as_tensor(box[:, 1], dtype=torch.float32))
+    estimator = posterior_nn(model="zuko_maf", hidden_features=HIDDEN, num_transforms=UNITS)
+    inference = NPE(prior=prior, density_estimator=estimator, device="cpu", show_progress_bars=False,
+                    tracker=NoTracking())
+    inference.append_simulations(theta, x)
+    start = time.perf_counter()
+    net = inference.train(training_batch_size=BATCH, learning_rate=LR, stop_after_epochs=10**9,
+                          max_num_epochs=epochs - 1, clip_max_norm=None)
+    seconds = time.perf_counter() - start
+    trained = len(inference._summary["training_loss"])
+    assert trained == epochs, f"sbi trained {trained} epochs, not {epochs}"
+    rate = epochs * int(0.9 * len(x)) / seconds  # sbi fits on 90 % of the pairs (default validation_fraction)
+    net.eval()
+    posterior = inference.build_posterior(net)
+    log_prob = lambda theta, strain: net.log_prob(theta.unsqueeze(0), strain.flatten(1))[0]  # noqa: E731
+    sample = lambda x0, k, reject=True: posterior.sample((k,), x=x0.reshape(1, -1), show_progress_bars=False,  # noqa: E731
+                                                          reject_outside_prior=reject)
+    return posterior, rate, log_prob, sample
+
+
+def pp_test(sample, validation, standardisation, parameters, ranges, injections: int, k: int):
+    draws, truth = [], []
+    for index in range(injections):
+        strain, theta = validation[index]
+        draws.append(standardisation.inverse(sample(strain, k).double().numpy()))
+        truth.append(standardisation.inverse(theta.double().numpy()))
+    draws, truth = np.asarray(draws), np.asarray(truth)
+    if "chirp_mass" in parameters:
+        i, j = parameters.index("m1"), parameters.index("m2")
+        draws = np.concatenate([draws, chirp_mass(draws[..., i], draws[..., j])[..., None]], axis=-1)
+        truth = np.concatenate([truth, chirp_mass(truth[:, i], truth[:, j])[:, None]], axis=-1)
+    return calibrate(draws, truth, parameters, ranges)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", required=True, help="an existing strain-5d zarr store")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--injections", type=int, default=200)
+    parser.add_argument("--samples", type=int, default=1000, help="posterior samples per injection")
+    parser.add_argument("--max-train", type=int, default=None, help="train on the first N training signals only")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="write the results here")
+    args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs must be >= 2 (sbi always runs at least max_num_epochs + 1 = 2 epochs)")
+    torch.set_num_threads(args.threads)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # device banners and tips
+    warnings.filterwarnings("ignore", message=".*(LeafSpec|max_num_epochs|lie outside the prior support).*")
+    data = Data(args.store, args.seed, args.max_train)
+    standardisation, validation = data.standardisation, data.dataset("validation")
+    parameters = list(standardisation.parameters)
+    prior = SimpleNamespace(**zarr.open_group(args.store, mode="r").attrs["prior"])
+    bounds = np.array([prior_bounds(prior, p) for p in parameters])
+    box = (bounds - standardisation.mean[:, None]) / standardisation.std[:, None]
+    if "m1" in parameters and "m2" in parameters:
+        parameters.append("chirp_mass")
+    ranges = [np.subtract(*prior_bounds(prior, p)[::-1]) for p in parameters]
+    n_inj = min(args.injections, len(validation))
+    x0 = validation[0][0]
+    print(f"torch {torch.__version__}, {args.threads} CPU thread(s); {len(data.dataset('train')):,} training signals, "
+          f"{len(validation):,} validation, {args.epochs} epochs; p–p: {n_inj} injections x {args.samples} samples",
+          flush=True)
+
+    results = {}
+    for name, train in (("gwpe MAF", lambda: train_gwpe(data, args.epochs, args.seed)),
+                        ("sbi NPE (zuko MAF)", lambda: train_sbi(data, args.epochs, args.seed, box))):
+        _, rate, log_prob, sample = train()
+        torch.manual_seed(args.seed)
+        calibration = pp_test(sample, validation, standardisation, parameters, ranges, n_inj, args.samples)
+        results[name] = {"val_nll": validation_nll(log_prob, data), "train_samples_per_s": rate,
+                         "sampling_seconds_1e4": best_of(args.repeats, lambda: sample(x0, 10_000)), **calibration.summary()}
+        if name.startswith("sbi"):
+            raw = sample(x0, 10_000, reject=False)
+            inside = ((raw >= torch.as_tensor(box[:, 0])) & (raw <= torch.as_tensor(box[:, 1]))).all(1)
+            results[name].update(sampling_seconds_1e4_no_rejection=best_of(args.repeats, lambda: sample(x0, 10_000, False)),
+                                 in_prior_fraction=float(inside.float().mean()))
+        print(f"{name}: done", flush=True)
+
+    gwpe, sbi = results.values()
+    short = [p.replace("chirp_mass", "Mc") for p in parameters]
+    print(f"\n{'method':<20}{'val NLL':>9}" + "".join(f"{'KS ' + p:>9}" for p in short) + f"{'train [1/s]':>13}{'1e4 draws [s]':>15}")
+    for name, r in results.items():
+        print(f"{name:<20}{r['val_nll']:>9.3f}" + "".join(f"{r['ks_pvalue'][p]:>9.3f}" for p in parameters)
+              + f"{r['train_samples_per_s']:>13.0f}{r['sampling_seconds_1e4']:>15.3f}")
+    ratios = {"val_nll_difference": gwpe["val_nll"] - sbi["val_nll"],
+              "train_throughput_ratio": gwpe["train_samples_per_s"] / sbi["train_samples_per_s"],
+              "sampling_speedup": sbi["sampling_seconds_1e4"] / gwpe["sampling_seconds_1e4"]}
+    print(f"{'gwpe vs sbi':<20}{ratios['val_nll_difference']:>+9.3f}" + " " * 9 * len(parameters)
+          + f"{ratios['train_throughput_ratio']:>12.2f}x{ratios['sampling_speedup']:>14.1f}x")
+    print(f"(NLL in standardised parameters, nats, lower is better: gwpe - sbi; throughput gwpe/sbi; sampling "
+          f"speed-up sbi/gwpe. sbi without prior rejection: {sbi['sampling_seconds_1e4_no_rejection']:.3f} s, "
+          f"{100 * sbi['in_prior_fraction']:.1f} % of its raw draws inside the prior box)")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"args": vars(args), "torch": torch.__version__, "results": results, "gwpe_vs_sbi": ratios},
+                      handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
