@@ -39,7 +39,7 @@ def _validation_nll(module, data) -> float:
     return total / max(count, 1)
 
 
-def table3_losses(module, data, max_batches: int | None = None) -> dict:
+def table3_losses(module, data) -> dict:
     """Loss (no KL annealing) and its KL part (CVAEs) on the validation split and as many training signals,
     both with fixed noise: the columns of Green et al.'s Table III."""
     import torch
@@ -165,8 +165,7 @@ def evaluate_flow(config: ProjectConfig, name: str, plots_dir: str | Path = "plo
         samples.append(posterior_samples(module, standardisation, strain, evaluation.samples))
         truth.append(standardisation.inverse(np.asarray(theta, dtype=float)))
     samples, truth = np.asarray(samples), np.asarray(truth)
-    with_chirp_mass = "m1" in parameters and "m2" in parameters
-    if with_chirp_mass:
+    if "m1" in parameters and "m2" in parameters:
         samples, truth = _with_chirp_mass(samples, parameters), _with_chirp_mass(truth, parameters)
         parameters.append("chirp_mass")
     ranges = [np.subtract(*prior_bounds(prior, p)[::-1]) for p in parameters]
