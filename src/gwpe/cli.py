@@ -221,6 +221,55 @@ def _evaluate_wavenet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from gwpe.config import load_config
+    from gwpe.tuning.sweep import run_sweep
+
+    summary = run_sweep(load_config(args.params), workers=args.workers, metrics_path=args.metrics, plots_dir=args.plots_dir,
+                        progress_bar=not args.no_progress)
+    print(f"sweep {summary['study']}: trials {summary['trials']}; best trial {summary['trial']} val NLL {summary['value']:.4f} "
+          f"with {summary['params']} -> {load_config(args.params).distill.sweep.best_params}")
+    return 0
+
+
+def _train_teacher(args: argparse.Namespace) -> int:
+    from gwpe.config import load_config
+    from gwpe.training.distill import train_teacher
+    from gwpe.training.wavenet import write_metrics
+
+    result = train_teacher(load_config(args.params), resume=args.resume, progress_bar=not args.no_progress)
+    if args.metrics:
+        write_metrics(args.metrics, result.metrics)
+    print(f"train teacher: {result.epochs} epochs in {result.seconds:.0f} s, val NLL {result.metrics.get('best_val_loss', float('nan')):.4f}, "
+          f"{result.metrics['parameters']:,} parameters -> {result.model_dir} (MLflow run {result.run_id})")
+    return 0
+
+
+def _train_student(args: argparse.Namespace) -> int:
+    from gwpe.config import load_config
+    from gwpe.training.distill import train_student
+    from gwpe.training.wavenet import write_metrics
+
+    result = train_student(load_config(args.params), args.mode, resume=args.resume, progress_bar=not args.no_progress)
+    if args.metrics:
+        write_metrics(args.metrics, result.metrics)
+    print(f"train student ({args.mode}): {result.epochs} epochs in {result.seconds:.0f} s, val NLL "
+          f"{result.metrics.get('best_val_loss', float('nan')):.4f}, {result.metrics['parameters']:,} parameters -> {result.model_dir}")
+    return 0
+
+
+def _evaluate_distill(args: argparse.Namespace) -> int:
+    from gwpe.config import load_config
+    from gwpe.evaluation.distill_stage import evaluate_distill, format_table2
+    from gwpe.training.wavenet import write_metrics
+
+    metrics = evaluate_distill(load_config(args.params), plots_dir=args.plots_dir, register=not args.no_register,
+                               progress=not args.no_progress)
+    if args.metrics:
+        write_metrics(args.metrics, metrics)
+    print(format_table2(metrics))
+    return 0
+
 
 def _ui(args: argparse.Namespace) -> int:
     import os
@@ -274,6 +323,21 @@ def build_parser() -> argparse.ArgumentParser:
     flow.add_argument("--dry-run", action="store_true", help="measure training samples/s here and price the profile's epochs; train nothing")
     flow.set_defaults(handler=_train_flow)
 
+    teacher = models.add_parser("teacher", help="ResNet1D+IAF teacher with the sweep's best depth, width, transforms and learning rate")
+    teacher.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
+    teacher.add_argument("--resume", action="store_true", help="continue an unfinished run from its last checkpoint")
+    teacher.add_argument("--metrics", default=None, help="write final losses as DVC metrics JSON here")
+    teacher.add_argument("--no-progress", action="store_true", help="no progress bar")
+    teacher.set_defaults(handler=_train_teacher)
+
+    student = models.add_parser("student", help="a smaller ResNet1D+IAF, distilled from the teacher or trained directly")
+    student.add_argument("--mode", required=True, choices=("distilled", "direct"), help="distilled: NLL + T^2 KL to the teacher; direct: NLL only")
+    student.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
+    student.add_argument("--resume", action="store_true", help="continue an unfinished run from its last checkpoint")
+    student.add_argument("--metrics", default=None, help="write final losses as DVC metrics JSON here")
+    student.add_argument("--no-progress", action="store_true", help="no progress bar")
+    student.set_defaults(handler=_train_student)
+
     evaluate = commands.add_parser("evaluate", help="evaluate a trained model on its test set (DVC stage)")
     evaluated = evaluate.add_subparsers(dest="model", required=True, metavar="MODEL", parser_class=OneLineParser)
     wavenet = evaluated.add_parser("wavenet", help="Table 1, overlaps, Figs. 8-11; register the model and move 'champion' if better")
@@ -294,6 +358,22 @@ def build_parser() -> argparse.ArgumentParser:
     flow.add_argument("--no-register", action="store_true", help="do not register the model in MLflow")
     flow.add_argument("--no-progress", action="store_true", help="no progress bar")
     flow.set_defaults(handler=_evaluate_flow)
+
+    distill = evaluated.add_parser("distill", help="Table II (NLL, latency, parameters, memory), JS teacher-student, Table I; register")
+    distill.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
+    distill.add_argument("--metrics", default=None, help="write the report as DVC metrics JSON here")
+    distill.add_argument("--plots-dir", default="plots/distill", help="write the figures here (default: plots/distill)")
+    distill.add_argument("--no-register", action="store_true", help="do not register the models in MLflow")
+    distill.add_argument("--no-progress", action="store_true", help="no progress bar")
+    distill.set_defaults(handler=_evaluate_distill)
+
+    sweep = commands.add_parser("sweep", help="Optuna study of ResNet depth, width, IAF transforms and learning rate (DVC stage)")
+    sweep.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
+    sweep.add_argument("--workers", type=int, default=None, help="local worker processes on the study (default: distill.sweep.workers)")
+    sweep.add_argument("--metrics", default=None, help="write the study summary as DVC metrics JSON here")
+    sweep.add_argument("--plots-dir", default="plots/sweep", help="write the study's plots here (default: plots/sweep)")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.set_defaults(handler=_sweep)
 
     reference = commands.add_parser("reference", help="emcee reference posteriors for validation injections of flows.dataset (DVC stage)")
     reference.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")

@@ -243,6 +243,98 @@ class FlowsSection(StrictModel):
     registered_prefix: str = Field("gwpe-npe", min_length=1, description="registered as <prefix>-<model name>")
 
 
+class ResNetIAFConfig(StrictModel):
+    """ResNet1D embedding + IAF posterior (the distillation study's teacher family); see ``gwpe.models.flows``."""
+
+    depth: int = Field(7, ge=1, le=512, description="residual blocks (paper: 7-16)")
+    width: int = Field(100, ge=1, le=4096, description="Conv1d channels (paper's hidden features: 70-120)")
+    transforms: int = Field(7, ge=1, le=64, description="IAF transforms (paper: 7)")
+    hidden: int = Field(120, ge=1, le=65536, description="width of each MADE's hidden layers (paper: 120)")
+    hidden_layers: int = Field(2, ge=1, le=16)
+    features: int = Field(128, ge=1, le=65536, description="embedding output fed to the IAF as context")
+    kernel_size: int = Field(3, ge=1, le=255)
+    stem_stride: int = Field(4, ge=1, le=64)
+    downsample_every: int = Field(2, ge=1, le=512)
+    pool: int = Field(8, ge=1, le=4096)
+
+
+class SearchSpaceConfig(StrictModel):
+    """Optuna search space, [low, high] inclusive; learning rate sampled log-uniformly."""
+
+    depth: list[int] = Field([7, 16], min_length=2, max_length=2)
+    width: list[int] = Field([70, 120], min_length=2, max_length=2)
+    transforms: list[int] = Field([3, 8], min_length=2, max_length=2)
+    learning_rate: list[float] = Field([1e-4, 1e-3], min_length=2, max_length=2)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SearchSpaceConfig":
+        for name in ("depth", "width", "transforms", "learning_rate"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"{name} = [{low}, {high}]: need 0 < low <= high")
+        return self
+
+
+class SweepConfig(StrictModel):
+    """``gwpe sweep``: one Optuna study over ``search_space``; objective = validation NLL after ``max_epochs``."""
+
+    n_trials: int = Field(20, ge=1, le=1_000_000, description="finished (complete + pruned) trials in the study, all workers together")
+    workers: int = Field(1, ge=1, le=1024, description="local worker processes (--workers overrides)")
+    storage: str = Field("sqlite:///optuna.db", min_length=1, description="sqlite:///FILE (relative to the project root), "
+                         "any SQLAlchemy RDB URL, or journal:FILE")
+    study_name: str = Field("resnet-iaf", min_length=1)
+    sampler_seed: int = Field(0, ge=0)
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    startup_trials: int = Field(2, ge=0, le=1_000_000, description="median pruner: trials finished before pruning starts")
+    warmup_epochs: int = Field(1, ge=0, le=100_000, description="no pruning before this many epochs of a trial")
+    max_epochs: int = Field(4, ge=1, le=100_000, description="epochs per trial")
+    search_space: SearchSpaceConfig = SearchSpaceConfig()
+    best_params: str = "models/sweep/best.json"
+
+
+class StudentConfig(StrictModel):
+    """Distilled student: the teacher's family with depth, width and MADE width scaled by ``factor``."""
+
+    factor: float = Field(0.6, gt=0.0, le=1.0, description="paper eq. 9: d_student = c d_teacher")
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the NLL term; 1 - alpha weighs T^2 KL")
+    temperature: list[float] = Field([1.0, 4.0], min_length=2, max_length=2, description="T rises linearly from the first to the second value")
+    teacher_samples: int = Field(4, ge=1, le=100_000, description="teacher draws per event for the KL estimate")
+    max_epochs: int | None = Field(None, ge=1, le=100_000, description="null: distill.training.max_epochs")
+
+    @model_validator(mode="after")
+    def _positive(self) -> "StudentConfig":
+        if min(self.temperature) <= 0:
+            raise ValueError(f"temperature = {list(self.temperature)}: both values must be > 0")
+        return self
+
+
+class DistillEvaluationConfig(StrictModel):
+    events: int = Field(100, ge=1, le=1_000_000, description="held-out validation events for relative errors")
+    js_events: int = Field(10, ge=1, le=100_000, description="held-out events for teacher-student JS divergences")
+    samples: int = Field(10_000, ge=10, le=10_000_000, description="posterior samples per event (latency, JS, errors)")
+    latency_repeats: int = Field(5, ge=1, le=1000)
+    threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads when timing (null: torch's default)")
+
+
+def _default_distill_training() -> "TrainingConfig":
+    return TrainingConfig(batch_size=64, max_epochs=20, learning_rate=3e-4)
+
+
+class DistillSection(StrictModel):
+    """ResNet1D+IAF teacher found by an Optuna sweep, distilled into a smaller student (two-detector strain)."""
+
+    dataset: str = Field("strain-hl", min_length=1)
+    model: ResNetIAFConfig = ResNetIAFConfig()
+    sweep: SweepConfig = SweepConfig()
+    training: TrainingConfig = Field(default_factory=_default_distill_training)
+    student: StudentConfig = StudentConfig()
+    evaluation: DistillEvaluationConfig = DistillEvaluationConfig()
+    model_dir: str = "models/distill"
+    checkpoint_dir: str = "checkpoints/distill"
+    registered_teacher: str = Field("gwpe-teacher", min_length=1)
+    registered_student: str = Field("gwpe-student", min_length=1)
+
+
 class TrackingConfig(StrictModel):
     experiment: str = Field("gwpe", min_length=1)
 
@@ -256,6 +348,7 @@ class ProjectConfig(StrictModel):
     strain: StrainConfig = StrainConfig()
     wavenet: WaveNetSection = WaveNetSection()
     flows: FlowsSection = FlowsSection()
+    distill: DistillSection = DistillSection()
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

@@ -1,10 +1,7 @@
 """``gwpe train flow --model NAME``: fit one posterior model of ``flows.models`` on its strain dataset.
 
-Training noise is fresh every epoch and validation noise fixed (``StrainDataModule``). Checkpoints every
-epoch in ``<flows.checkpoint_dir>/<name>``; ``--resume`` continues a killed run (same fingerprint rules as
-the WaveNet: model, training and data md5). The saved model (``<flows.model_dir>/<name>``, pickle-free) is
-the epoch with the lowest validation NLL, with the dataset's standardisation in its config.json so that
-samples map back to physical units.
+Checkpoints in ``<flows.checkpoint_dir>/<name>``, the package in ``<flows.model_dir>/<name>``; the training
+itself is ``gwpe.training.posterior.fit_posterior`` (fresh training noise, resume, best epoch, pickle-free).
 """
 
 from __future__ import annotations
@@ -18,12 +15,9 @@ from gwpe.training.wavenet import TrainResult
 
 
 def store_path(config: ProjectConfig) -> Path:
-    dataset = config.flows.dataset
-    dataset_config(config)
-    path = Path(config.strain.store.root) / f"{dataset}.zarr"
-    if not (path / "zarr.json").is_file():
-        raise ConfigError(f"no strain store at {path} (run: gwpe generate strain --dataset {dataset})")
-    return path
+    from gwpe.training.posterior import strain_store
+
+    return strain_store(config, config.flows.dataset, "flows.dataset")
 
 
 def dataset_config(config: ProjectConfig):
@@ -96,64 +90,19 @@ def price_flow_training(config: ProjectConfig, name: str, steps: int = 3) -> str
 
 
 def train_flow(config: ProjectConfig, name: str, resume: bool = False, progress_bar: bool = True) -> TrainResult:
-    import lightning as L
-
-    from gwpe.data.strain_datamodule import StrainDataModule
     from gwpe.models.flow_module import FlowModule
-    from gwpe.models.package import CONFIG_FILE, WEIGHTS_FILE
-    from gwpe.tracking import dataset_md5, is_rank_zero, stage_run
-    from gwpe.training.checkpoints import fingerprint, plan_resume, write_state
-    from gwpe.training.trainer import best_checkpoint, build_trainer, restore_best
+    from gwpe.training.posterior import PosteriorJob, fit_posterior
 
     section = config.flows
     model_config = flow_model_config(config, name)
     training = model_training(config, name)
-    store = store_path(config)
-    data = StrainDataModule(store, batch_size=training.batch_size, num_workers=training.num_workers, seed=training.seed,
-                            phase_flip=section.phase_flip)
-    n_train = len(data.dataset("train"))
-    md5 = dataset_md5(store)
-    expected = fingerprint(model_config, training.model_dump(), section.halve_every, section.phase_flip, md5)
-    checkpoint_dir = Path(section.checkpoint_dir) / name
-    plan = plan_resume(checkpoint_dir, expected, resume) if is_rank_zero() else None
-    if plan is not None:
-        print(f"train flow {name}: {plan.reason}", flush=True)
-    L.seed_everything(training.seed, workers=True, verbose=False)
-    module = FlowModule(model_config, learning_rate=training.learning_rate, halve_every=section.halve_every)
-    start = time.perf_counter()
-    with stage_run(config, "train-flow", run_name=f"train-flow-{name}",
-                   tags={"gwpe.model": "flow", "gwpe.flow": name, "gwpe.flow.kind": model_config["kind"]},
-                   run_id=plan.run_id if plan else None, log_params=not (plan and plan.run_id)) as run:
-        run_id = run.info.run_id if run.info is not None else None
-        if is_rank_zero():
-            write_state(checkpoint_dir, expected, run_id, complete=False)
-            run.log_dataset("input", section.dataset, store, digest=md5)
-        trainer = build_trainer(training, checkpoint_dir, samples_per_epoch=n_train, progress_bar=progress_bar)
-        trainer.fit(module, datamodule=data, ckpt_path=plan.ckpt_path if plan else None, weights_only=True)
-        seconds = time.perf_counter() - start
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train_loss", "val_loss")}
-        metrics.update(epochs=int(trainer.current_epoch), train_seconds=round(seconds, 2),
-                       parameters=sum(p.numel() for p in module.parameters()))
-        _, best = best_checkpoint(trainer)
-        if best is not None:
-            metrics["best_val_loss"] = best
-        selected = restore_best(trainer, module)
-        if selected is not None:
-            metrics["selected_epoch"] = selected
-        model_dir = Path(section.model_dir) / name
-        if trainer.is_global_zero:
-            metrics["batchnorm_rows"] = module.set_training_statistics(data.dataset("train"), training.batch_size)
-            standardisation = data.standardisation
-            module.save_model(model_dir, extra={
-                "mlflow_run_id": run_id, "name": name,
-                "registered_name": f"{section.registered_prefix}-{name.replace('_', '-')}",
-                "dataset": section.dataset, "data_md5": md5,
-                "standardisation": {"parameters": list(standardisation.parameters),
-                                    "mean": standardisation.mean.tolist(), "std": standardisation.std.tolist()},
-                "metrics": metrics,
-            })
-            run.log_metrics({k: v for k, v in metrics.items() if k not in ("epochs", "train_loss", "val_loss")})
-            for file in (WEIGHTS_FILE, CONFIG_FILE):
-                run.log_artifact(model_dir / file, "model")
-            write_state(checkpoint_dir, expected, run_id, complete=True)
-    return TrainResult(model_dir, run_id, metrics["epochs"], seconds, metrics)
+    job = PosteriorJob(
+        stage="train-flow", run_name=f"train-flow-{name}", dataset=section.dataset, store=store_path(config),
+        model_config=model_config, training=training, checkpoint_dir=Path(section.checkpoint_dir) / name,
+        model_dir=Path(section.model_dir) / name,
+        registered_name=f"{section.registered_prefix}-{name.replace('_', '-')}",
+        tags={"gwpe.model": "flow", "gwpe.flow": name, "gwpe.flow.kind": model_config["kind"]},
+        fingerprint_extra=(section.halve_every, section.phase_flip), meta={"name": name}, phase_flip=section.phase_flip)
+    return fit_posterior(job, config, lambda: FlowModule(model_config, learning_rate=training.learning_rate,
+                                                         halve_every=section.halve_every),
+                         resume=resume, progress_bar=progress_bar)

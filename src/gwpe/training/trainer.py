@@ -60,19 +60,23 @@ def restore_best(trainer: L.Trainer, module: L.LightningModule) -> int | None:
     return int(checkpoint["epoch"])
 
 
-def build_trainer(training: TrainingConfig, checkpoint_dir: str | Path, samples_per_epoch: int,
+def build_trainer(training: TrainingConfig, checkpoint_dir: str | Path | None, samples_per_epoch: int,
                   progress_bar: bool = True, extra_callbacks: list[Callback] | None = None) -> L.Trainer:
+    """``checkpoint_dir=None``: no checkpoints (sweep trials)."""
     if training.threads:
         torch.set_num_threads(training.threads)
     # run.json sits beside the checkpoints on purpose (see gwpe.training.checkpoints)
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-    callbacks: list[Callback] = [
+    checkpoints: list[Callback] = [] if checkpoint_dir is None else [
         # The resume point. Not `save_last=True` on the best-model callback: Lightning 2.6 then rewrites
         # last.ckpt only in epochs where the monitored loss improved.
         ModelCheckpoint(dirpath=str(checkpoint_dir), filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
                         enable_version_counter=False),
         ModelCheckpoint(dirpath=str(checkpoint_dir), filename="best-{epoch:03d}", monitor="val_loss", mode="min",
                         save_top_k=1, every_n_epochs=1, enable_version_counter=False),
+    ]
+    callbacks: list[Callback] = [
+        *checkpoints,
         MLflowEpochMetrics(samples_per_epoch),
         *(extra_callbacks or []),
     ]
@@ -87,6 +91,7 @@ def build_trainer(training: TrainingConfig, checkpoint_dir: str | Path, samples_
         precision=training.precision,
         callbacks=callbacks,
         logger=False,
+        enable_checkpointing=checkpoint_dir is not None,
         enable_progress_bar=progress_bar,
         enable_model_summary=False,
         deterministic=False,

@@ -52,9 +52,10 @@ class ConvEmbedding(nn.Module):
         return self.linear(h.flatten(1)).reshape(*batch, self.features)
 
 
-def build_embedding(shape: Sequence[int], config: dict | None = None) -> FlattenEmbedding | ConvEmbedding:
-    """``{"kind": "flatten"}`` (default) or ``{"kind": "conv", "features": .., "channels": [..], "kernel_size": ..,
-    "stride": ..}``; ``shape`` is the context's trailing shape, e.g. (channels, samples)."""
+def build_embedding(shape: Sequence[int], config: dict | None = None) -> nn.Module:
+    """``{"kind": "flatten"}`` (default), ``{"kind": "conv", "features": .., "channels": [..], "kernel_size": ..,
+    "stride": ..}`` or ``{"kind": "resnet1d", "depth": .., "width": .., "features": .., ...}`` (``ResNet1DEmbedding``);
+    ``shape`` is the context's trailing shape, e.g. (channels, samples)."""
     config = dict(config or {"kind": "flatten"})
     kind = config.pop("kind", "flatten")
     if kind == "flatten":
@@ -65,4 +66,10 @@ def build_embedding(shape: Sequence[int], config: dict | None = None) -> Flatten
         if len(shape) != 2:
             raise ValueError(f"conv embedding needs a (channels, samples) context, got shape {tuple(shape)}")
         return ConvEmbedding(shape, **config)
-    raise ValueError(f"embedding kind = {kind!r}; allowed: flatten, conv")
+    if kind == "resnet1d":
+        from gwpe.models.flows.resnet1d import ResNet1DEmbedding
+
+        if len(shape) != 2:
+            raise ValueError(f"resnet1d embedding needs a (channels, samples) context, got shape {tuple(shape)}")
+        return ResNet1DEmbedding(shape, **config)
+    raise ValueError(f"embedding kind = {kind!r}; allowed: flatten, conv, resnet1d")

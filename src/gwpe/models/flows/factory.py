@@ -1,7 +1,8 @@
 """``build_flow_model(config)``: a MAF, CVAE or CVAE+ posterior from a JSON-able dict.
 
-    {"kind": "maf" | "cvae" | "cvae_plus", "features": 5, "context_shape": [1, 1024],
-     "embedding": {"kind": "flatten"} | {"kind": "conv", "features": 128, ...},   # optional, default flatten
+    {"kind": "maf" | "cvae" | "cvae_plus" | "iaf", "features": 5, "context_shape": [1, 1024],
+     "embedding": {"kind": "flatten"} | {"kind": "conv", "features": 128, ...}
+                  | {"kind": "resnet1d", "depth": 7, "width": 100, ...},          # optional, default flatten
      ...kind options (defaults = the paper's 5-d settings, ``DEFAULTS``)}
 
 Strain-8d CVAE+ (paper sec. IV): ``{"latent": 16, "transforms": 10, "iaf_context": 16, "frozen_prior": true}``.
@@ -17,6 +18,7 @@ from torch import nn
 
 from gwpe.models.flows.cvae import CVAE, CVAEPlus
 from gwpe.models.flows.embedding import build_embedding
+from gwpe.models.flows.iaf import IAFPosterior
 from gwpe.models.flows.maf import MAFPosterior
 
 DEFAULTS: dict[str, dict] = {
@@ -24,8 +26,9 @@ DEFAULTS: dict[str, dict] = {
     "cvae": {"latent": 8, "hidden": [2048, 2048, 2048]},
     "cvae_plus": {"latent": 8, "hidden": [1024, 1024, 1024], "transforms": 5, "flow_hidden": [512, 512, 512],
                   "iaf_context": 8, "frozen_prior": False, "batchnorm": True, "momentum": 0.1},
+    "iaf": {"transforms": 5, "hidden": [128, 128]},
 }
-CLASSES = {"maf": MAFPosterior, "cvae": CVAE, "cvae_plus": CVAEPlus}
+CLASSES = {"maf": MAFPosterior, "cvae": CVAE, "cvae_plus": CVAEPlus, "iaf": IAFPosterior}
 
 
 def resolve_config(config: dict) -> dict:

@@ -1,0 +1,130 @@
+"""``gwpe train teacher`` and ``gwpe train student --mode distilled|direct`` (the ResNet1D+IAF distillation study).
+
+- Teacher: ``distill.model`` with depth, width, IAF transforms and learning rate from the sweep's best trial
+  (``distill.sweep.best_params``, a DVC output of ``gwpe sweep``), trained by NLL with Adam and cosine decay.
+- Students: the same family with ResNet depth and width, IAF transforms and MADE width multiplied by
+  ``distill.student.factor`` (paper eq. 9; rounded, at least 1). Sampling N posterior draws costs one MADE pass
+  per transform, so latency at large N falls only if the transform count does. ``distilled`` minimises
+  alpha NLL + (1 - alpha) T^2 KL(teacher_T || student_T) (``gwpe.models.distillation``); ``direct`` minimises
+  the NLL alone with the same epochs, learning rate and schedule: the "direct training" row.
+Packages land in ``<distill.model_dir>/{teacher,student-distilled,student-direct}``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gwpe.config import ProjectConfig
+from gwpe.errors import ConfigError
+from gwpe.training.wavenet import TrainResult
+
+TUNED = ("depth", "width", "transforms", "learning_rate")
+STUDENT_MODES = ("distilled", "direct")
+
+
+def dataset_shape(config: ProjectConfig) -> tuple[int, list[int]]:
+    """(number of inferred parameters, context shape [detectors, samples]) of ``distill.dataset``."""
+    name = config.distill.dataset
+    if name not in config.strain.datasets:
+        raise ConfigError(f"distill.dataset = {name!r}; allowed: {', '.join(config.strain.datasets)}")
+    dataset = config.strain.datasets[name]
+    return len(dataset.inferred_parameters), [max(1, len(dataset.detectors)), int(round(dataset.sample_rate * dataset.duration))]
+
+
+def resnet_iaf_config(config: ProjectConfig, overrides: dict | None = None, factor: float = 1.0) -> dict:
+    """The ``build_flow_model`` dict of the teacher family for ``distill.dataset``: ``distill.model`` with
+    ``overrides`` (depth, width, transforms) applied, then ResNet depth and width, IAF transforms and MADE width
+    scaled by ``factor`` (rounded, at least 1): the student is smaller in every dimension that costs time."""
+    from gwpe.models.flows import resolve_config
+
+    model = config.distill.model.model_dump()
+    model.update({k: v for k, v in (overrides or {}).items() if k in ("depth", "width", "transforms")})
+    scale = lambda n: max(1, int(round(n * factor)))  # noqa: E731
+    features, context_shape = dataset_shape(config)
+    raw = {
+        "kind": "iaf", "features": features, "context_shape": context_shape, "transforms": scale(model["transforms"]),
+        "hidden": [scale(model["hidden"])] * model["hidden_layers"],
+        "embedding": {"kind": "resnet1d", "depth": scale(model["depth"]), "width": scale(model["width"]),
+                      "features": model["features"], "kernel_size": model["kernel_size"],
+                      "stem_stride": model["stem_stride"], "downsample_every": model["downsample_every"], "pool": model["pool"]},
+    }
+    try:
+        return resolve_config(raw)
+    except ValueError as error:
+        raise ConfigError(f"distill.model: {error}") from None
+
+
+def read_best_params(config: ProjectConfig) -> dict:
+    """The sweep's best trial (``distill.sweep.best_params``): depth, width, transforms, learning_rate."""
+    path = Path(config.distill.sweep.best_params)
+    if not path.is_file():
+        raise ConfigError(f"no sweep result at {path} (run: gwpe sweep)")
+    best = json.loads(path.read_text())
+    missing = [k for k in TUNED if k not in best.get("params", {})]
+    if missing:
+        raise ConfigError(f"{path}: params lack {missing}; expected {list(TUNED)}")
+    return best
+
+
+def _job(config: ProjectConfig, role: str, model_config: dict, training, meta: dict, registered_name: str, extra: tuple):
+    from gwpe.training.posterior import PosteriorJob, strain_store
+
+    section = config.distill
+    return PosteriorJob(
+        stage=f"train-{role.split('-')[0]}", run_name=f"train-{role}", dataset=section.dataset,
+        store=strain_store(config, section.dataset, "distill.dataset"), model_config=model_config, training=training,
+        checkpoint_dir=Path(section.checkpoint_dir) / role, model_dir=Path(section.model_dir) / role,
+        registered_name=registered_name, tags={"gwpe.model": "distill", "gwpe.distill.role": role},
+        fingerprint_extra=extra, meta={"name": role, "role": role, **meta})
+
+
+def train_teacher(config: ProjectConfig, resume: bool = False, progress_bar: bool = True) -> TrainResult:
+    from gwpe.models.flow_module import FlowModule
+    from gwpe.training.posterior import fit_posterior
+
+    best = read_best_params(config)
+    model_config = resnet_iaf_config(config, best["params"])
+    training = config.distill.training.model_copy(update={"learning_rate": float(best["params"]["learning_rate"])})
+    job = _job(config, "teacher", model_config, training, {"sweep": best}, config.distill.registered_teacher, ("cosine",))
+    return fit_posterior(job, config, lambda: FlowModule(model_config, learning_rate=training.learning_rate, schedule="cosine"),
+                         resume=resume, progress_bar=progress_bar)
+
+
+def train_student(config: ProjectConfig, mode: str, resume: bool = False, progress_bar: bool = True) -> TrainResult:
+    from gwpe.data.checksum import dvc_md5
+    from gwpe.models.distillation import DistillationModule
+    from gwpe.models.flow_module import FlowModule
+    from gwpe.training.posterior import fit_posterior
+
+    if mode not in STUDENT_MODES:
+        raise ConfigError(f"student mode = {mode!r}; allowed: {', '.join(STUDENT_MODES)}")
+    section, student = config.distill, config.distill.student
+    teacher_dir = Path(section.model_dir) / "teacher"
+    if not (teacher_dir / "config.json").is_file():
+        raise ConfigError(f"no teacher model at {teacher_dir} (run: gwpe train teacher)")
+    teacher = FlowModule.load_model(teacher_dir)
+    teacher_config = teacher.flow_config
+    embedding = teacher_config["embedding"]
+    teacher_shape = {"depth": embedding["depth"], "width": embedding["width"], "transforms": teacher_config["transforms"]}
+    # scale the teacher's own architecture (not distill.model): the student follows whatever the sweep chose
+    model_config = resnet_iaf_config(config, teacher_shape, factor=student.factor)
+    epochs = student.max_epochs or section.training.max_epochs
+    training = section.training.model_copy(update={"learning_rate": teacher.learning_rate, "max_epochs": epochs})
+    role = f"student-{mode}"
+    meta = {"teacher": str(teacher_dir), "factor": student.factor}
+    if mode == "distilled":
+        meta.update(alpha=student.alpha, temperature=list(student.temperature), teacher_samples=student.teacher_samples)
+        teacher_md5 = dvc_md5(teacher_dir)
+        extra = ("distilled", student.alpha, tuple(student.temperature), student.teacher_samples, teacher_md5)
+
+        def make():
+            return DistillationModule(model_config, teacher.model, alpha=student.alpha, temperature=tuple(student.temperature),
+                                      teacher_samples=student.teacher_samples, learning_rate=training.learning_rate)
+    else:
+        extra = ("direct",)
+
+        def make():
+            return FlowModule(model_config, learning_rate=training.learning_rate, schedule="cosine")
+    job = _job(config, role, model_config, training, meta, section.registered_student, extra)
+    return fit_posterior(job, config, make, resume=resume, progress_bar=progress_bar)

@@ -1,0 +1,98 @@
+"""Optuna storage from one config string (``distill.sweep.storage``). Domain-free.
+
+- ``sqlite:///FILE``: SQLite; a relative FILE is taken from the project root (beside ``mlflow.db``). Fine for a
+  few local worker processes (Optuna advises an RDB server for more);
+- any other SQLAlchemy URL (``postgresql://user@host/db``, ``mysql+pymysql://...``): an RDB server that workers
+  on several machines share;
+- ``journal:FILE``: Optuna's append-only journal file (fast, lock-file based; on a shared file system workers on
+  several machines can use it too).
+RDB storages run trial heartbeats: a trial whose worker died is failed after ``grace_period`` seconds and
+re-queued once with the same parameters (``RetryFailedTrialCallback``). Journal storages have no heartbeat;
+``gwpe sweep`` instead fails and re-queues RUNNING trials whose process on this host is gone (``fail_orphans``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from gwpe.errors import ConfigError
+
+HEARTBEAT_SECONDS = 30
+GRACE_SECONDS = 120
+WORKER_ATTR = "worker"
+
+
+def resolve_storage_url(url: str, root: str | Path) -> str:
+    """``url`` with a relative sqlite/journal path made absolute against ``root``."""
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix):
+            path = Path(url[len(prefix):])
+            if not str(path):
+                raise ConfigError(f"distill.sweep.storage = {url!r}: no file name after {prefix!r}")
+            return prefix + str(path if path.is_absolute() else Path(root) / path)
+    if "://" not in url:
+        raise ConfigError(f"distill.sweep.storage = {url!r}; allowed: sqlite:///FILE, an RDB URL "
+                          "(postgresql://..., mysql://...) or journal:FILE")
+    return url
+
+
+def build_storage(url: str, root: str | Path):
+    """An Optuna storage object for ``url`` (see the module docstring)."""
+    import optuna
+    from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
+    from optuna.storages.journal import JournalFileBackend
+
+    url = resolve_storage_url(url, root)
+    if url.startswith("journal:"):
+        path = Path(url[len("journal:"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    engine_kwargs = {}
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": 60}}  # concurrent local workers wait for the write lock
+    try:
+        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                          failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+    except (ImportError, ModuleNotFoundError) as error:
+        raise ConfigError(f"distill.sweep.storage = {url!r}: database driver missing ({error})") from None
+    except optuna.exceptions.StorageInternalError as error:
+        raise ConfigError(f"distill.sweep.storage = {url!r}: cannot connect ({error})") from None
+
+
+def worker_tag() -> str:
+    """``host:pid`` of this process, stored on each trial it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_orphans(study, storage) -> list[int]:
+    """Fail RUNNING trials whose worker process on this host no longer exists, and re-queue their parameters
+    (a killed sweep then resumes with them). Trials of live processes or other hosts are left alone.
+    Returns the numbers of the trials failed."""
+    from optuna.trial import TrialState
+
+    host = socket.gethostname()
+    study_id = storage.get_study_id_from_name(study.study_name)
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
+        name, _, pid = worker.rpartition(":")
+        if name != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        if storage.set_trial_state_values(trial_id, TrialState.FAIL):
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            failed.append(trial.number)
+    return failed
