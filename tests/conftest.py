@@ -51,7 +51,33 @@ def tiny_profile(**h22_overrides) -> dict:
         else:
             h22[key] = value
     return {"profile": "tiny", "tracking": {"experiment": "gwpe-test"}, "h22": h22, "strain": tiny_strain(), "wavenet": tiny_wavenet(),
-            "flows": tiny_flows()}
+            "flows": tiny_flows(), "distill": tiny_distill()}
+
+
+TINY_HL = {"parameters": ["m1", "m2", "chi1z", "chi2z", "dL", "tc", "phi0", "theta_jn", "ra", "dec", "psi"],
+           "inferred": ["m1", "m2", "chi1z", "chi2z", "dL"], "detectors": ["H1", "L1"], "n_signals": 40,
+           "validation_fraction": 0.2, "sample_rate": 1024.0, "duration": 1.0, "seed": 3}
+
+
+def tiny_distill(**sweep_overrides) -> dict:
+    """ResNet1D+IAF of ~2k weights on the 40-signal two-detector set; a 3-trial sweep of 2-epoch trials."""
+    return {
+        "dataset": "strain-hl",
+        "model": {"depth": 2, "width": 8, "transforms": 2, "hidden": 16, "hidden_layers": 2, "features": 8, "kernel_size": 3,
+                  "stem_stride": 4, "downsample_every": 2, "pool": 4},
+        "sweep": {"n_trials": 3, "workers": 1, "storage": "sqlite:///optuna.db", "study_name": "tiny", "sampler_seed": 0,
+                  "pruner": "median", "startup_trials": 1, "warmup_epochs": 0, "max_epochs": 2,
+                  "search_space": {"depth": [1, 3], "width": [4, 8], "transforms": [1, 3], "learning_rate": [0.001, 0.01]},
+                  "best_params": "models/sweep/best.json", **sweep_overrides},
+        "training": {"batch_size": 8, "max_epochs": 2, "learning_rate": 0.002, "seed": 0, "num_workers": 0, "accelerator": "cpu",
+                     "devices": 1},
+        "student": {"factor": 0.5, "alpha": 0.5, "temperature": [1.0, 4.0], "teacher_samples": 2, "max_epochs": None},
+        "evaluation": {"events": 4, "js_events": 2, "samples": 200, "latency_repeats": 2, "threads": None},
+        "model_dir": "models/distill",  # spelled out: dvc.yaml interpolates these from params.yaml
+        "checkpoint_dir": "checkpoints/distill",
+        "registered_teacher": "gwpe-teacher",
+        "registered_student": "gwpe-student",
+    }
 
 
 def tiny_flows() -> dict:
@@ -100,7 +126,7 @@ def tiny_strain(**dataset_overrides) -> dict:
         "reference_gps": 1126259462.0,
         "store": {"root": "data/strain", "chunk_size": 4, "compression_level": 5},
         "compute": {"workers": 0, "threads_per_worker": 1, "scheduler_address": None},
-        "datasets": {"strain-5d": dataset},
+        "datasets": {"strain-5d": dataset, "strain-hl": dict(TINY_HL)},
     }
 
 

@@ -39,7 +39,9 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     all_runs = client.search_runs([client.get_experiment_by_name("gwpe-test").experiment_id])
-    assert sorted(r.data.tags["gwpe.stage"] for r in all_runs) == ["generate-h22"] * 3 + ["generate-strain"] + ["train-flow"] * 2 + ["train-wavenet"]
+    assert sorted(r.data.tags["gwpe.stage"] for r in all_runs) == sorted(
+        ["generate-h22"] * 3 + ["generate-strain"] * 2 + ["train-flow"] * 2 + ["train-wavenet"]
+        + ["sweep"] + ["sweep-trial"] * 3 + ["train-teacher"] + ["train-student"] * 2 + ["evaluate-distill"])
     # train -> evaluate -> register: one MLflow run holds the losses, Table 1 and the registered model
     train_run = next(r for r in all_runs if r.data.tags["gwpe.stage"] == "train-wavenet")
     assert train_run.data.tags["gwpe.stage.evaluate-wavenet"] == "true"
@@ -61,7 +63,7 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
         assert flow_run.data.tags["gwpe.stage.evaluate-flow"] == "true" and set(report["ks_pvalue"]) >= {"m1", "chirp_mass"}
         registered = client.get_model_version_by_alias(f"gwpe-npe-{name.replace('_', '-')}", "champion")
         assert registered.run_id == flow_run.info.run_id and (repo / "plots" / "flows" / name / f"{name}-pp.png").is_file()
-    strain_run = next(r for r in all_runs if r.data.tags["gwpe.stage"] == "generate-strain")
+    strain_run = next(r for r in all_runs if "data.output.strain-5d.md5" in r.data.tags)
     assert strain_run.data.tags["data.output.strain-5d.md5"] == lock["stages"]["generate-strain@strain-5d"]["outs"][0]["md5"]
     assert yaml.safe_load((repo / "metrics" / "strain-5d.json").read_text())["snr_median"] == strain_run.data.metrics["snr_median"]
     runs = [r for r in all_runs if r.data.tags["gwpe.stage"] == "generate-h22"]
@@ -71,9 +73,21 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
         assert run.data.tags["dvc.stage"] == f"generate-h22@{split}"
         assert run.data.tags[f"data.output.h22-{split}.md5"] == stage["outs"][0]["md5"]  # MLflow -> exact DVC version
 
+    # sweep -> teacher -> students -> report: the sweep's best parameters are what the teacher trained with
+    best = yaml.safe_load((repo / "models" / "sweep" / "best.json").read_text())
+    teacher = yaml.safe_load((repo / "models" / "distill" / "teacher" / "config.json").read_text())
+    assert teacher["sweep"]["params"] == best["params"] and any(
+        d["path"] == "models/sweep/best.json" for d in lock["stages"]["train-teacher"]["deps"])
+    report = yaml.safe_load((repo / "metrics" / "distill-eval.json").read_text())
+    assert set(report["table2"]) == {"teacher", "student-direct", "student-distilled"}
+    assert client.get_model_version_by_alias("gwpe-student", "champion").run_id == next(
+        r for r in all_runs if r.data.tags.get("gwpe.distill.role") == "student-distilled").info.run_id
+    for column in ("table2.teacher.val_nll", "comparison.parameter_reduction", "best_val_loss", "trials_complete"):
+        assert column in shown, shown
+
     rerun = sh([DVC, "repro"], repo, env)
     assert "didn't change, skipping" in rerun and "Running stage" not in rerun
-    assert len(client.search_runs([runs[0].info.experiment_id])) == 7
+    assert len(client.search_runs([runs[0].info.experiment_id])) == len(all_runs)
 
     sh([DVC, "push"], repo, env)
     before = {p.relative_to(repo).as_posix(): p.read_bytes() for p in (repo / "data").rglob("*") if p.is_file()}

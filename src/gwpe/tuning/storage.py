@@ -7,7 +7,7 @@
 - ``journal:FILE``: Optuna's append-only journal file (fast, lock-file based; on a shared file system workers on
   several machines can use it too).
 RDB storages run trial heartbeats: a trial whose worker died is failed after ``grace_period`` seconds and
-re-queued once with the same parameters (``RetryFailedTrialCallback``). Journal storages have no heartbeat;
+re-queued once with the same parameters (``RetryHeartbeatStaleTrialCallback``). Journal storages have no heartbeat;
 ``gwpe sweep`` instead fails and re-queues RUNNING trials whose process on this host is gone (``fail_orphans``).
 """
 
@@ -40,8 +40,10 @@ def resolve_storage_url(url: str, root: str | Path) -> str:
 
 def build_storage(url: str, root: str | Path):
     """An Optuna storage object for ``url`` (see the module docstring)."""
+    import warnings
+
     import optuna
-    from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
     from optuna.storages.journal import JournalFileBackend
 
     url = resolve_storage_url(url, root)
@@ -54,8 +56,10 @@ def build_storage(url: str, root: str | Path):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}  # concurrent local workers wait for the write lock
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-                          failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+        with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna 5
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
+                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
     except (ImportError, ModuleNotFoundError) as error:
         raise ConfigError(f"distill.sweep.storage = {url!r}: database driver missing ({error})") from None
     except optuna.exceptions.StorageInternalError as error:

@@ -1,0 +1,146 @@
+"""``gwpe sweep``: a real Optuna study on real storage (SQLite, journal file), real worker processes, MLflow
+nesting, pruning, and resuming after the sweep process is killed."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from conftest import GWPE, gwpe_env, run_gwpe, tiny_distill, tiny_profile, write_profile
+from gwpe.config import load_config
+from gwpe.data.checksum import dvc_md5
+from gwpe.tuning.storage import build_storage, resolve_storage_url
+from gwpe.tuning.sweep import open_study, study_name
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@pytest.fixture(scope="module")
+def hl_store(tmp_path_factory):
+    """The tiny two-detector set, generated once and copied into each test's project."""
+    root = tmp_path_factory.mktemp("hl")
+    write_profile(root / "params.yaml", tiny_profile())
+    run_gwpe(["generate", "strain", "--params", "params.yaml", "--dataset", "strain-hl"], cwd=root, env=gwpe_env(root), check=True)
+    return root / "data"
+
+
+def project(tmp_path, hl_store, **sweep):
+    import shutil
+
+    profile = tiny_profile()
+    profile["distill"] = tiny_distill(**sweep)
+    write_profile(tmp_path / "params.yaml", profile)
+    shutil.copytree(hl_store, tmp_path / "data")
+    return tmp_path, gwpe_env(tmp_path)
+
+
+def study_of(tmp_path):
+    config = load_config(tmp_path / "params.yaml")
+    storage = build_storage(config.distill.sweep.storage, tmp_path)
+    name = study_name(config, dvc_md5(tmp_path / "data" / "strain" / "strain-hl.zarr"))
+    return optuna.load_study(study_name=name, storage=storage), config, storage
+
+
+def test_storage_urls_resolve_and_bad_ones_are_refused(tmp_path):
+    assert resolve_storage_url("sqlite:///optuna.db", tmp_path) == f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert resolve_storage_url("journal:sweeps/j.log", tmp_path) == f"journal:{tmp_path / 'sweeps' / 'j.log'}"
+    assert resolve_storage_url("postgresql://u:p@127.0.0.1/optuna", tmp_path) == "postgresql://u:p@127.0.0.1/optuna"
+    with pytest.raises(Exception, match="allowed: sqlite:///FILE"):
+        resolve_storage_url("optuna.db", tmp_path)
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study_without_duplicates(tmp_path, hl_store):
+    tmp_path, env = project(tmp_path, hl_store, n_trials=4, storage="journal:optuna-journal.log", pruner="none")
+    result = run_gwpe(["sweep", "--params", "params.yaml", "--workers", "2", "--no-progress"], cwd=tmp_path, env=env, check=True)
+    study, _, _ = study_of(tmp_path)
+    trials = study.get_trials()
+    assert [t.number for t in trials] == [0, 1, 2, 3] and all(t.state == TrialState.COMPLETE for t in trials), result.stdout
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert len(workers) == 2  # two processes ran them
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4  # distinct proposals (seed + worker index)
+    best = json.loads((tmp_path / "models" / "sweep" / "best.json").read_text())
+    assert best["value"] == pytest.approx(min(t.value for t in trials)) and best["trials"]["complete"] == 4
+    # every trial is an MLflow run nested under the one sweep run
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name("gwpe-test").experiment_id])
+    parent = [r for r in runs if r.data.tags.get("gwpe.stage") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("gwpe.stage") == "sweep-trial"]
+    assert len(parent) == 1 and len(children) == 4
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent[0].info.run_id}
+    assert {r.data.tags["optuna.trial_number"] for r in children} == {"0", "1", "2", "3"}
+    artifacts = {a.path for a in client.list_artifacts(parent[0].info.run_id, "plots")}
+    assert {"plots/optimization_history.png", "plots/param_importances.png", "plots/parallel_coordinate.png"} <= artifacts
+    # a rerun finds the study full and only rewrites the result
+    again = run_gwpe(["sweep", "--params", "params.yaml", "--no-progress"], cwd=tmp_path, env=env, check=True)
+    assert "4 of 4 trials finished; running 0" in again.stdout and len(study_of(tmp_path)[0].get_trials()) == 4
+
+
+@pytest.mark.slow
+def test_pruned_trial_is_recorded_in_optuna_and_mlflow(tmp_path, hl_store):
+    tmp_path, env = project(tmp_path, hl_store, n_trials=2, startup_trials=1, warmup_epochs=0, max_epochs=3,
+                            search_space={"depth": [1, 1], "width": [4, 4], "transforms": [1, 1], "learning_rate": [1e-3, 1e3]})
+    config = load_config(tmp_path / "params.yaml")
+    storage = build_storage(config.distill.sweep.storage, tmp_path)
+    name = study_name(config, dvc_md5(tmp_path / "data" / "strain" / "strain-hl.zarr"))
+    study = open_study(config, storage, name)
+    study.enqueue_trial({"depth": 1, "width": 4, "transforms": 1, "learning_rate": 3e-3})
+    study.enqueue_trial({"depth": 1, "width": 4, "transforms": 1, "learning_rate": 1e3})  # diverges: worse than the median
+    run_gwpe(["sweep", "--params", "params.yaml", "--no-progress"], cwd=tmp_path, env=env, check=True)
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert len(trials[1].intermediate_values) < 3  # stopped before its last epoch
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = {r.data.tags["optuna.trial_number"]: r for r in client.search_runs(
+        [client.get_experiment_by_name("gwpe-test").experiment_id], "tags.`gwpe.stage` = 'sweep-trial'")}
+    assert runs["0"].data.tags["optuna.state"] == "COMPLETE" and runs["1"].data.tags["optuna.state"] == "PRUNED"
+    assert json.loads((tmp_path / "models" / "sweep" / "best.json").read_text())["trial"] == 0
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_losing_finished_trials(tmp_path, hl_store):
+    tmp_path, env = project(tmp_path, hl_store, n_trials=5, pruner="none", max_epochs=3)
+    config = load_config(tmp_path / "params.yaml")
+    storage = build_storage(config.distill.sweep.storage, tmp_path)
+    name = study_name(config, dvc_md5(tmp_path / "data" / "strain" / "strain-hl.zarr"))
+    process = subprocess.Popen([str(GWPE), "sweep", "--params", "params.yaml", "--no-progress"], cwd=tmp_path, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    finished_before = {}
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and process.poll() is None:
+            time.sleep(0.2)
+            try:
+                trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+            except KeyError:  # study not created yet
+                continue
+            running = [t for t in trials if t.state == TrialState.RUNNING]
+            if len([t for t in trials if t.state in FINISHED]) >= 2 and running:
+                os.killpg(process.pid, signal.SIGKILL)  # mid-trial, as a node failure or Ctrl-\ would
+                process.wait()
+                finished_before = {t.number: t.value for t in trials if t.state in FINISHED}
+                break
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert len(finished_before) >= 2, "the sweep finished before it could be interrupted"
+    orphans = [t for t in optuna.load_study(study_name=name, storage=storage).get_trials() if t.state == TrialState.RUNNING]
+    assert len(orphans) == 1
+
+    result = run_gwpe(["sweep", "--params", "params.yaml", "--no-progress"], cwd=tmp_path, env=env, check=True)
+    assert f"trials [{orphans[0].number}] were left running by a dead process" in result.stdout
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+    finished = {t.number: t.value for t in trials if t.state in FINISHED}
+    assert len(finished) == 5
+    assert all(finished[n] == v for n, v in finished_before.items())  # nothing finished was redone or lost
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.number for t in failed] == [orphans[0].number]
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == orphans[0].number]
+    assert len(retry) == 1 and retry[0].params == orphans[0].params and retry[0].state == TrialState.COMPLETE
