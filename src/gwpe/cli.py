@@ -225,6 +225,11 @@ def _sweep(args: argparse.Namespace) -> int:
     from gwpe.config import load_config
     from gwpe.tuning.sweep import run_sweep
 
+    if args.dry_run:
+        from gwpe.training.distill import price_distill
+
+        print(price_distill(load_config(args.params)))
+        return 0
     summary = run_sweep(load_config(args.params), workers=args.workers, metrics_path=args.metrics, plots_dir=args.plots_dir,
                         progress_bar=not args.no_progress)
     print(f"sweep {summary['study']}: trials {summary['trials']}; best trial {summary['trial']} val NLL {summary['value']:.4f} "
@@ -373,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--metrics", default=None, help="write the study summary as DVC metrics JSON here")
     sweep.add_argument("--plots-dir", default="plots/sweep", help="write the study's plots here (default: plots/sweep)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.add_argument("--dry-run", action="store_true", help="price the sweep, teacher and students from rates measured here; run nothing")
     sweep.set_defaults(handler=_sweep)
 
     reference = commands.add_parser("reference", help="emcee reference posteriors for validation injections of flows.dataset (DVC stage)")

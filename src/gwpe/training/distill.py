@@ -128,3 +128,66 @@ def train_student(config: ProjectConfig, mode: str, resume: bool = False, progre
             return FlowModule(model_config, learning_rate=training.learning_rate, schedule="cosine")
     job = _job(config, role, model_config, training, meta, section.registered_student, extra)
     return fit_posterior(job, config, make, resume=resume, progress_bar=progress_bar)
+
+
+def measure_rate(model_config: dict, batch_size: int, learning_rate: float = 1e-3, steps: int = 2) -> float:
+    """Training samples/s of the posterior ``model_config`` here (NLL + backward + Adam on synthetic batches)."""
+    import statistics
+    import time
+
+    import torch
+
+    from gwpe.models.flow_module import FlowModule
+
+    module = FlowModule(model_config, learning_rate=learning_rate, schedule="cosine")
+    optimizer = torch.optim.Adam(module.parameters(), lr=learning_rate)
+    strain = torch.randn(batch_size, *model_config["context_shape"])
+    theta = torch.randn(batch_size, model_config["features"])
+    times = []
+    for step in range(steps + 1):
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        module.model.loss(theta, strain).backward()
+        optimizer.step()
+        if step:  # the first step warms up
+            times.append(time.perf_counter() - start)
+    return batch_size / statistics.median(times)
+
+
+def price_distill(config: ProjectConfig) -> str:
+    """``gwpe sweep --dry-run``: the study, teacher and students priced from training rates measured here on
+    synthetic batches of the dataset's shape (the sweep at the search space's corners; pruning only shortens
+    it, so its figure is an upper bound). Nothing is read or written."""
+    from gwpe.data.strain import split_sizes
+    from gwpe.models.flows import build_flow_model
+
+    section, sweep, space = config.distill, config.distill.sweep, config.distill.sweep.search_space
+    features, shape = dataset_shape(config)
+    n_train, _ = split_sizes(config.strain.datasets[section.dataset])
+    batch = section.training.batch_size
+    corners = {"smallest": {"depth": space.depth[0], "width": space.width[0], "transforms": space.transforms[0]},
+               "largest": {"depth": space.depth[1], "width": space.width[1], "transforms": space.transforms[1]}}
+    rates = {k: measure_rate(resnet_iaf_config(config, v), batch) for k, v in corners.items()}
+    mean_seconds = sum(n_train / r for r in rates.values()) / 2  # per epoch, midway between the corners
+    teacher_config = resnet_iaf_config(config)
+    teacher_rate = measure_rate(teacher_config, batch)
+    student_config = resnet_iaf_config(config, factor=section.student.factor)
+    student_rate = measure_rate(student_config, batch)
+    epochs = section.training.max_epochs
+    student_epochs = section.student.max_epochs or epochs
+    hours = lambda seconds: seconds / 3600  # noqa: E731
+    count = lambda c: sum(p.numel() for p in build_flow_model(c).parameters())  # noqa: E731
+    lines = [
+        f"profile {config.profile}: distillation study on {section.dataset}: {features} parameters from strain of shape {tuple(shape)}, "
+        f"{n_train:,} training signals, batch {batch} (measured here, cpu; data loading not included)",
+        f"sweep: {sweep.n_trials} trials x <= {sweep.max_epochs} epochs; {rates['smallest']:.0f} samples/s at the smallest corner "
+        f"{corners['smallest']}, {rates['largest']:.0f} at the largest {corners['largest']}: <= "
+        f"{hours(sweep.n_trials * sweep.max_epochs * mean_seconds):.2f} h on one such device "
+        f"(/ K with K workers on K devices)",
+        f"teacher ({count(teacher_config):,} parameters at distill.model; the sweep's choice replaces it): {teacher_rate:.0f} samples/s, "
+        f"{hours(epochs * n_train / teacher_rate):.2f} h for {epochs} epochs",
+        f"students (factor {section.student.factor}, {count(student_config):,} parameters): {student_rate:.0f} samples/s; direct "
+        f"{hours(student_epochs * n_train / student_rate):.2f} h, distilled about that plus {section.student.teacher_samples} teacher "
+        f"draws per event (teacher forward, no gradient) for {student_epochs} epochs",
+    ]
+    return "\n".join(lines)
