@@ -144,3 +144,16 @@ def test_killed_sweep_resumes_without_losing_finished_trials(tmp_path, hl_store)
     assert [t.number for t in failed] == [orphans[0].number]
     retry = [t for t in trials if t.user_attrs.get("retry_of") == orphans[0].number]
     assert len(retry) == 1 and retry[0].params == orphans[0].params and retry[0].state == TrialState.COMPLETE
+
+
+def test_dry_run_prices_and_bad_storage_is_one_line(tmp_path, hl_store):
+    tmp_path, env = project(tmp_path, hl_store)
+    priced = run_gwpe(["sweep", "--params", "params.yaml", "--dry-run"], cwd=tmp_path, env=env, check=True)
+    assert "sweep: 3 trials x <= 2 epochs" in priced.stdout and "samples/s" in priced.stdout
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "models").exists()
+    profile = tiny_profile()
+    profile["distill"] = tiny_distill(storage="optuna.db")
+    write_profile(tmp_path / "params.yaml", profile)
+    bad = run_gwpe(["sweep", "--params", "params.yaml"], cwd=tmp_path, env=env)
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+    assert "distill.sweep.storage = 'optuna.db'" in bad.stderr and "allowed: sqlite:///FILE" in bad.stderr
