@@ -259,7 +259,7 @@ def test_tiny_cvae_plus_elbo_improves_and_samples_match_the_posterior_moments():
 
 def test_factory_configs_groups_and_pickle_free_round_trip(tmp_path):
     with pytest.raises(ValueError, match="flow kind"):
-        build_flow_model({"kind": "iaf", "features": 2, "context_shape": [4]})
+        build_flow_model({"kind": "nsf", "features": 2, "context_shape": [4]})
     with pytest.raises(ValueError, match="unknown maf options"):
         build_flow_model({"kind": "maf", "features": 2, "context_shape": [4], "latent": 3})
     assert resolve_config({"kind": "cvae", "features": 5, "context_shape": [1, 1024]})["hidden"] == [2048] * 3

@@ -71,14 +71,14 @@ def test_cli_stage_logs_snr_distribution_and_rejects_unknown_dataset(tmp_path, t
     histogram = json.loads((tmp_path / "plots" / "strain-5d-snr.json").read_text())
     assert sum(row["signals"] for row in histogram) == 12
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    run = client.search_runs([client.get_experiment_by_name("gwpe-test").experiment_id])[0]
+    run = client.search_runs([client.get_experiment_by_name("gwpe-test").experiment_id], "tags.`gwpe.dataset` = 'strain-5d'")[0]
     assert run.data.metrics["snr_median"] == pytest.approx(metrics["snr_median"])
     assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == ["plots/strain-5d-snr.png"]
     assert "strain-5d: 12 signals" in result.stdout
 
     bad = run_gwpe(["generate", "strain", "--dataset", "strain-9d"], tmp_path)
     assert bad.returncode == 2
-    assert bad.stderr.strip() == "gwpe: error: unknown strain dataset 'strain-9d'; configured in strain.datasets: strain-5d"
+    assert bad.stderr.strip() == "gwpe: error: unknown strain dataset 'strain-9d'; configured in strain.datasets: strain-5d, strain-hl"
 
 
 def test_strain_config_errors_name_key_and_value():

@@ -276,13 +276,59 @@ def _evaluate_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_list(args: argparse.Namespace) -> int:
+    from gwpe.tracking.registry import list_models
+
+    rows = list_models()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no registered models (run: dvc repro, or gwpe evaluate ...)")
+        return 0
+    print(f"{'name':<22}{'version':>8}  {'aliases':<18}{'metric':<16}{'value':>10}  run")
+    for row in rows:
+        print(f"{row['name']:<22}{row['version']:>8}  {','.join(row['aliases']) or '-':<18}{row['metric'] or '-':<16}"
+              f"{row['value']:>10.4f}  {row['run_id']}")
+    return 0
+
+
+def _models_promote(args: argparse.Namespace) -> int:
+    from gwpe.tracking.registry import promote
+
+    result = promote(args.name, args.version, args.alias)
+    before = f" (was version {result['previous']})" if result["previous"] is not None else ""
+    print(f"{result['name']}@{result['alias']} -> version {result['version']}{before}")
+    return 0
+
+
+def _models_pull(args: argparse.Namespace) -> int:
+    from gwpe.tracking.registry import pull
+
+    folder = pull(args.reference, args.dest)
+    print(f"{args.reference} -> {folder} (weights.pt + config.json; load with gwpe.models.package.load_package)")
+    return 0
+
+
+def _infer(args: argparse.Namespace) -> int:
+    from gwpe.inference.infer import format_result, run_infer
+
+    detectors = args.detectors.split(",") if args.detectors else None
+    result = run_infer(args.model, args.strain, args.n_samples, args.out, sample_rate=args.sample_rate, detectors=detectors,
+                       start=args.start, whiten_raw=args.whiten, plot=not args.no_plot, progress=not args.no_progress,
+                       seed=args.seed)
+    print(format_result(result))
+    return 0
+
+
 def _ui(args: argparse.Namespace) -> int:
     import os
 
     from gwpe.tracking import tracking_uri, ui_command
 
     command = ui_command(args.host, args.port)
-    print(f"MLflow UI for {tracking_uri()} on http://{args.host}:{args.port}", flush=True)
+    print(f"MLflow UI for {tracking_uri()} on http://{args.host}:{args.port}  (runs table: "
+          f"http://{args.host}:{args.port}/#/experiments/1/runs?workflowType=machine_learning)", flush=True)
     os.execv(command[0], command)
     return 0  # not reached
 
@@ -386,6 +432,35 @@ def build_parser() -> argparse.ArgumentParser:
     reference.add_argument("--metrics", default=None, help="write the sampler diagnostics as DVC metrics JSON here")
     reference.add_argument("--no-progress", action="store_true", help="no progress bar")
     reference.set_defaults(handler=_reference)
+
+    registry = commands.add_parser("models", help="registered models: list, promote (move an alias), pull (download a package)")
+    actions = registry.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=OneLineParser)
+    listing = actions.add_parser("list", help="names, versions, aliases and each version's key metric")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(handler=_models_list)
+    promote = actions.add_parser("promote", help="point an alias (e.g. champion) at a version")
+    promote.add_argument("name")
+    promote.add_argument("version", type=int)
+    promote.add_argument("--alias", required=True)
+    promote.set_defaults(handler=_models_promote)
+    pull = actions.add_parser("pull", help="download NAME@ALIAS or NAME/VERSION into a folder (works against a remote server)")
+    pull.add_argument("reference", metavar="NAME@ALIAS|NAME/VERSION")
+    pull.add_argument("--dest", required=True, help="folder to write the package into")
+    pull.set_defaults(handler=_models_pull)
+
+    infer = commands.add_parser("infer", help="posterior samples (flows) or (q, s1z, s2z) (WaveNet) from strain files")
+    infer.add_argument("--model", required=True, help="NAME@ALIAS, NAME/VERSION or a package folder")
+    infer.add_argument("--strain", required=True, nargs="+", help="strain file(s): .npy, .npz, .h5/.hdf5 (gwpe or GWOSC), .txt (GWOSC)")
+    infer.add_argument("--n-samples", type=int, default=10_000, help="posterior samples (flows; default 10000)")
+    infer.add_argument("--out", required=True, help="output HDF5 file (.h5); the corner plot goes beside it (.png)")
+    infer.add_argument("--sample-rate", type=float, default=None, help="Hz, for files that do not record it")
+    infer.add_argument("--detectors", default=None, help="comma-separated, e.g. H1,L1, for files that do not record them")
+    infer.add_argument("--start", type=float, default=None, help="GPS start of the model's window inside a longer segment")
+    infer.add_argument("--whiten", action="store_true", help="the strain is raw: whiten it with the model's PSD first")
+    infer.add_argument("--seed", type=int, default=None, help="seed the sampler (reproducible samples)")
+    infer.add_argument("--no-plot", action="store_true", help="no corner plot")
+    infer.add_argument("--no-progress", action="store_true", help="no progress bar")
+    infer.set_defaults(handler=_infer)
 
     ui = commands.add_parser("ui", help="start the MLflow UI on the project's tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, loopback only)")

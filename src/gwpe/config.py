@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gwpe.errors import ConfigError
 
@@ -336,7 +336,15 @@ class DistillSection(StrictModel):
 
 
 class TrackingConfig(StrictModel):
+    """MLflow experiment name; optional Weights & Biases mirror of every stage run (params, metrics)."""
+
     experiment: str = Field("gwpe", min_length=1)
+    wandb: Literal["off", "offline", "online"] = Field("off", description="offline: runs under ./wandb for `wandb sync`")
+
+    @field_validator("wandb", mode="before")
+    @classmethod
+    def _yaml_off(cls, value):
+        return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
 
 
 class ProjectConfig(StrictModel):

@@ -19,3 +19,15 @@ class WaveformError(GwpeError):
 
 class SurrogateNotFoundError(GwpeError):
     """The NRHybSur3dq8 data file is not on disk (gwpe never downloads it)."""
+
+
+class PackageError(GwpeError):
+    """A model package (weights.pt + config.json) is missing, corrupt or of an unknown kind."""
+
+
+class InputError(GwpeError):
+    """An input file for inference is unreadable or does not match what the model expects."""
+
+
+class RegistryError(GwpeError):
+    """The tracking server is unreachable, or a registered model, version or alias does not exist."""

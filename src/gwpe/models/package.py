@@ -12,8 +12,12 @@ from pathlib import Path
 
 import torch
 
+from gwpe.errors import PackageError
+
 WEIGHTS_FILE = "weights.pt"
 CONFIG_FILE = "config.json"
+PACKAGE_FORMAT = 1
+KINDS = ("flow", "wavenet")
 
 
 class PackagedModel:
@@ -28,15 +32,69 @@ class PackagedModel:
         """Write ``weights.pt`` (tensors only) and ``config.json`` (``metadata()`` + ``extra``) into ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        import gwpe
+
         torch.save({k: v.detach().cpu() for k, v in self.state_dict().items()}, folder / WEIGHTS_FILE)
-        (folder / CONFIG_FILE).write_text(json.dumps({**self.metadata(), **(extra or {})}, indent=2) + "\n")
+        meta = {**self.metadata(), "package_format": PACKAGE_FORMAT, "gwpe_version": gwpe.__version__, **(extra or {})}
+        (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return folder
 
     @classmethod
     def read_package(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:
         """(config.json contents, state dict) of a package of this model kind; no pickled code is executed."""
         folder = Path(folder)
-        meta = json.loads((folder / CONFIG_FILE).read_text())
+        meta = read_package_config(folder)
         if meta.get("model") != cls.model_kind:
-            raise ValueError(f"{folder / CONFIG_FILE}: model = {meta.get('model')!r}; expected {cls.model_kind!r}")
-        return meta, torch.load(folder / WEIGHTS_FILE, weights_only=True, map_location=map_location)
+            raise PackageError(f"{folder / CONFIG_FILE}: model = {meta.get('model')!r}; expected {cls.model_kind!r}")
+        return meta, read_weights(folder, map_location)
+
+
+def read_package_config(folder: str | Path) -> dict:
+    """config.json of a package, checked: both files present, valid JSON, a known model kind."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PackageError(f"model package {folder} does not exist")
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (folder / name).is_file():
+            raise PackageError(f"model package {folder} has no {name} (a package is {WEIGHTS_FILE} + {CONFIG_FILE})")
+    try:
+        meta = json.loads((folder / CONFIG_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PackageError(f"{folder / CONFIG_FILE} is not valid JSON ({error})") from None
+    if not isinstance(meta, dict) or meta.get("model") not in KINDS:
+        kind = meta.get("model") if isinstance(meta, dict) else None
+        raise PackageError(f"{folder / CONFIG_FILE}: model = {kind!r}; allowed: {', '.join(KINDS)}")
+    return meta
+
+
+def read_weights(folder: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """The state dict, with ``weights_only=True``: a file holding anything but tensors is refused, not run."""
+    import warnings
+
+    path = Path(folder) / WEIGHTS_FILE
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol before refusing a foreign file
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, weights_only=True, map_location=map_location)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
+        raise PackageError(f"{path} is not a tensors-only state dict (torch.load(weights_only=True) refused it: "
+                           f"{type(error).__name__}); nothing in it was executed") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise PackageError(f"{path} is not a state dict of tensors")
+    return state
+
+
+def load_package(folder: str | Path, map_location: str | torch.device = "cpu"):
+    """The module packaged in ``folder`` (a ``FlowModule`` or ``WaveNetModule``), in eval mode."""
+    meta = read_package_config(folder)
+    if meta["model"] == "flow":
+        from gwpe.models.flow_module import FlowModule as cls
+    else:
+        from gwpe.models.wavenet_module import WaveNetModule as cls
+    try:
+        return cls.load_model(folder, map_location)
+    except PackageError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PackageError(f"model package {folder} does not rebuild ({type(error).__name__}: {first[:160]})") from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -67,6 +68,41 @@ class NullRun:
         return lambda *args, **kwargs: None
 
 
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    """Log to the active MLflow run and, when a W&B run is open (``tracking.wandb``), mirror there."""
+    import mlflow
+
+    metrics = {k: float(v) for k, v in metrics.items()}
+    mlflow.log_metrics(metrics, step=step)
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.log({**metrics, **({"epoch": step} if step is not None else {})})
+
+
+@contextlib.contextmanager
+def wandb_run(config: ProjectConfig, stage: str, run_name: str, mlflow_run_id: str | None) -> Iterator[None]:
+    """A W&B run beside the MLflow run when ``tracking.wandb`` is offline/online (rank 0 only). Offline runs
+    are written under ``<project root>/wandb`` and uploaded later with ``wandb sync wandb/offline-run-*``."""
+    if config.tracking.wandb == "off":
+        yield
+        return
+    try:
+        import wandb
+    except ImportError:
+        from gwpe.errors import ConfigError
+
+        raise ConfigError(f"tracking.wandb = {config.tracking.wandb!r} needs the wandb package (pip install wandb)") from None
+    run = wandb.init(project=config.tracking.experiment, name=run_name, mode=config.tracking.wandb, dir=str(project_root()),
+                     config=flatten(config), tags=[stage, config.profile], job_type=stage,
+                     notes=f"MLflow run {mlflow_run_id}" if mlflow_run_id else None, reinit="finish_previous")
+    try:
+        yield
+        run.finish()
+    except BaseException:
+        run.finish(exit_code=1)
+        raise
+
+
 class StageRun:
     """Thin handle over the active MLflow run with gwpe's conventions."""
 
@@ -75,9 +111,7 @@ class StageRun:
         self.info = run.info
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        import mlflow
-
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        log_metrics(metrics, step)
 
     def log_dataset(self, role: str, name: str, path: str | Path, digest: str | None = None) -> str:
         """Tag the DVC-compatible md5 of a dataset (``role`` is 'input' or 'output') and log it as an input."""
@@ -138,7 +172,8 @@ def stage_run(config: ProjectConfig, stage: str, run_name: str | None = None, ta
     with mlflow.start_run(run_id=run_id, run_name=None if run_id else (run_name or stage), tags=all_tags) as run:
         if log_params:
             mlflow.log_params({k: ("null" if v is None else v) for k, v in flatten(config).items()})
-        yield StageRun(run)
+        with wandb_run(config, stage, run.info.run_name or run_name or stage, run.info.run_id):
+            yield StageRun(run)
 
 
 def dataset_md5(path: str | Path) -> str:

@@ -64,9 +64,19 @@ def register_version(name: str, run_id: str, artifact_path: str, score_name: str
 
 def download_model(uri: str, destination: str | Path | None = None) -> Path:
     """Download ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` (or any artifact URI) to a folder."""
+    import os
+
     import mlflow
 
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=None if destination is None else str(destination)))
+    before = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # two small files: the bar would only clutter stderr
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=None if destination is None else str(destination)))
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = before
 
 
 def load_wavenet(uri: str = f"models:/gwpe-wavenet@{CHAMPION}"):
@@ -74,3 +84,136 @@ def load_wavenet(uri: str = f"models:/gwpe-wavenet@{CHAMPION}"):
     from gwpe.models.wavenet_module import WaveNetModule
 
     return WaveNetModule.load_model(download_model(uri))
+
+
+def check_server(uri: str | None = None, timeout: float = 5.0) -> str:
+    """The tracking URI, after a health check when it is an HTTP server (one-line error if unreachable)."""
+    import urllib.error
+    import urllib.request
+
+    from gwpe.errors import RegistryError
+    from gwpe.tracking import tracking_uri
+
+    uri = uri or tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+                response.read()
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            reason = getattr(error, "reason", error)
+            raise RegistryError(f"tracking server {uri} unreachable ({reason}); start it or set MLFLOW_TRACKING_URI") from None
+    return uri
+
+
+def parse_model_reference(reference: str) -> tuple[str, str | None, str | None]:
+    """``NAME@ALIAS`` -> (name, alias, None); ``NAME/VERSION`` -> (name, None, version); also ``models:/...``."""
+    from gwpe.errors import RegistryError
+
+    ref = reference.removeprefix("models:/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        if name and alias:
+            return name, alias, None
+    elif "/" in ref:
+        name, version = ref.rsplit("/", 1)
+        if name and version.isdigit():
+            return name, None, version
+    raise RegistryError(f"model = {reference!r}; allowed: NAME@ALIAS (e.g. gwpe-npe-maf@champion), NAME/VERSION, "
+                        "or a package folder")
+
+
+def model_version(reference: str):
+    """The registry's ModelVersion for ``NAME@ALIAS`` or ``NAME/VERSION`` (one-line errors for unknown ones)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from gwpe.errors import RegistryError
+
+    name, alias, version = parse_model_reference(reference)
+    client = MlflowClient(check_server())
+    try:
+        registered = client.get_registered_model(name)
+    except MlflowException:
+        known = sorted(m.name for m in client.search_registered_models())
+        raise RegistryError(f"no registered model {name!r}; registered: {', '.join(known) or 'none'}") from None
+    if alias is not None:
+        if alias not in registered.aliases:
+            allowed = ", ".join(f"{a} (v{v})" for a, v in sorted(registered.aliases.items())) or "none set"
+            raise RegistryError(f"model {name!r} has no alias {alias!r}; aliases: {allowed}")
+        return client.get_model_version_by_alias(name, alias)
+    try:
+        return client.get_model_version(name, version)
+    except MlflowException:
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+        raise RegistryError(f"model {name!r} has no version {version}; versions: {', '.join(map(str, versions)) or 'none'}") from None
+
+
+def list_models() -> list[dict]:
+    """Every registered model: versions, aliases and each version's score tag (the metric the alias follows)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(check_server())
+    rows = []
+    for registered in sorted(client.search_registered_models(), key=lambda m: m.name):
+        aliases_by_version: dict[str, list[str]] = {}
+        for alias, version in registered.aliases.items():
+            aliases_by_version.setdefault(str(version), []).append(alias)
+        for version in sorted(client.search_model_versions(f"name = '{registered.name}'"), key=lambda v: int(v.version)):
+            score = {k: v for k, v in version.tags.items() if k in SCORE_TAGS}
+            rows.append({"name": registered.name, "version": int(version.version),
+                         "aliases": sorted(aliases_by_version.get(str(version.version), [])),
+                         "metric": next(iter(score), ""), "value": float(next(iter(score.values()), "nan")),
+                         "run_id": version.run_id})
+    return rows
+
+
+SCORE_TAGS = ("median_overlap", "val_nll")
+
+
+def promote(name: str, version: int, alias: str) -> dict:
+    """Point ``alias`` at ``name`` version ``version`` (checked to exist); returns the previous holder."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from gwpe.errors import RegistryError
+
+    model_version(f"{name}/{version}")  # existence, with one-line errors
+    if not alias or not alias.replace("-", "").replace("_", "").isalnum() or alias.isdigit():
+        raise RegistryError(f"alias = {alias!r}; allowed: letters, digits, '-' and '_', not only digits")
+    client = MlflowClient(check_server())
+    previous = None
+    try:
+        previous = int(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        pass
+    client.set_registered_model_alias(name, alias, str(version))
+    return {"name": name, "alias": alias, "version": int(version), "previous": previous}
+
+
+def pull(reference: str, destination: str | Path) -> Path:
+    """Download a registered package into ``destination`` and check it loads (pickle-free)."""
+    from gwpe.models.package import load_package
+
+    version = model_version(reference)
+    destination = Path(destination)
+    destination.mkdir(parents=True, exist_ok=True)
+    folder = download_model(f"models:/{version.name}/{version.version}", destination)
+    load_package(folder)
+    return folder
+
+
+def resolve_package(model: str, cache: str | Path | None = None) -> tuple[Path, dict]:
+    """A package folder for ``model`` (a folder, ``NAME@ALIAS`` or ``NAME/VERSION``) and where it came from."""
+    import tempfile
+
+    path = Path(model)
+    if path.is_dir():
+        from gwpe.models.package import read_package_config
+
+        read_package_config(path)
+        return path, {"source": str(path.resolve())}
+    version = model_version(model)  # a reference; unknown forms get the allowed ones in one line
+    target = Path(cache or tempfile.mkdtemp(prefix="gwpe-model-"))
+    folder = download_model(f"models:/{version.name}/{version.version}", target)
+    return folder, {"source": f"models:/{version.name}/{version.version}", "name": version.name, "version": int(version.version),
+                    "run_id": version.run_id}

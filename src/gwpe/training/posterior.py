@@ -20,6 +20,19 @@ from gwpe.errors import ConfigError
 from gwpe.training.wavenet import TrainResult
 
 
+DATA_SPEC_KEYS = ("approximant", "psd", "f_min", "f_ref", "sample_rate", "duration", "detectors", "reference_gps",
+                  "inferred", "units", "prior", "whitening")
+
+
+def data_spec(store: Path) -> dict:
+    """What a model trained on ``store`` expects of its input (rate, duration, detectors, PSD, whitening) and
+    what it infers (parameters, units, prior): copied into every package so ``gwpe infer`` can check files."""
+    import zarr
+
+    attrs = dict(zarr.open_group(str(store), mode="r").attrs)
+    return {k: attrs[k] for k in DATA_SPEC_KEYS if k in attrs}
+
+
 def strain_store(config: ProjectConfig, dataset: str, key: str) -> Path:
     """The zarr store of strain dataset ``dataset`` (named by config key ``key``); checked to exist."""
     if dataset not in config.strain.datasets:
@@ -96,7 +109,7 @@ def fit_posterior(job: PosteriorJob, config: ProjectConfig, make_module: Callabl
                 "mlflow_run_id": run_id, "registered_name": job.registered_name, "dataset": job.dataset, "data_md5": md5,
                 "standardisation": {"parameters": list(standardisation.parameters),
                                     "mean": standardisation.mean.tolist(), "std": standardisation.std.tolist()},
-                **job.meta, "metrics": metrics,
+                "data_spec": data_spec(job.store), **job.meta, "metrics": metrics,
             })
             run.log_metrics({k: v for k, v in metrics.items() if k not in ("epochs", "train_loss", "val_loss")})
             for file in (WEIGHTS_FILE, CONFIG_FILE):

@@ -32,6 +32,8 @@ class MLflowEpochMetrics(Callback):
             return
         import mlflow
 
+        from gwpe.tracking import log_metrics
+
         if mlflow.active_run() is None:
             return
         seconds = time.perf_counter() - (self._start or time.perf_counter())
@@ -39,7 +41,7 @@ class MLflowEpochMetrics(Callback):
         metrics["learning_rate"] = float(trainer.optimizers[0].param_groups[0]["lr"])
         metrics["epoch_seconds"] = seconds
         metrics["train_samples_per_second"] = self.samples_per_epoch / max(seconds, 1e-9)
-        mlflow.log_metrics(metrics, step=trainer.current_epoch)
+        log_metrics(metrics, step=trainer.current_epoch)
 
 
 def best_checkpoint(trainer: L.Trainer) -> tuple[str | None, float | None]:

@@ -1,0 +1,162 @@
+"""A real ``mlflow server`` on 127.0.0.1: train, register, promote, pull from another directory and infer
+against it; then the MLflow UI in headless Chromium (Debian's chromium + chromedriver, installed by .ci/run)
+shows the runs with their metrics and renders the compare view of two runs (screenshots under test-output/)."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import REPO, gwpe_env, run_gwpe, tiny_profile, write_profile
+from gwpe.inference.strain_files import write_strain
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
+ARTIFACTS = Path(os.environ.get("GWPE_TEST_OUTPUT", REPO / "test-output"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=open(root / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+        assert process.poll() is None, (root / "server.log").read_text()
+    else:
+        raise AssertionError("mlflow server did not answer /health within 120 s:\n" + (root / "server.log").read_text())
+    yield uri
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def trained(server, tmp_path_factory):
+    """A tiny MAF trained twice (two runs) against the server; the evaluations register versions 1 and 2."""
+    root = tmp_path_factory.mktemp("project")
+    profile = tiny_profile()
+    profile["flows"]["models"] = {"maf": profile["flows"]["models"]["maf"]}
+    write_profile(root / "params.yaml", profile)
+    env = gwpe_env(root, MLFLOW_TRACKING_URI=server)
+    run_gwpe(["generate", "strain", "--params", "params.yaml", "--dataset", "strain-5d"], cwd=root, env=env, check=True)
+    for epochs in (2, 3):
+        profile["flows"]["training"]["max_epochs"] = epochs
+        write_profile(root / "params.yaml", profile)
+        for args in (["train", "flow", "--model", "maf", "--no-progress"], ["evaluate", "flow", "--model", "maf", "--no-progress"]):
+            run_gwpe([*args, "--params", "params.yaml"], cwd=root, env=env, check=True)
+    return root, env
+
+
+@pytest.mark.slow
+def test_register_promote_pull_and_infer_through_the_server(server, trained, tmp_path):
+    root, env = trained
+    client = MlflowClient(server)
+    versions = sorted(int(v.version) for v in client.search_model_versions("name = 'gwpe-npe-maf'"))
+    assert versions == [1, 2]
+    run_gwpe(["models", "promote", "gwpe-npe-maf", "1", "--alias", "production"], cwd=root, env=env, check=True)
+    assert client.get_model_version_by_alias("gwpe-npe-maf", "production").version == "1"
+    # another directory, nothing of the project there: only the server
+    elsewhere = tmp_path / "laptop"
+    elsewhere.mkdir()
+    remote_env = gwpe_env(elsewhere, MLFLOW_TRACKING_URI=server, MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false")
+    listed = json.loads(run_gwpe(["models", "list", "--json"], cwd=elsewhere, env=remote_env, check=True).stdout)
+    assert [r["version"] for r in listed] == [1, 2] and "production" in listed[0]["aliases"]
+    assert sum("champion" in r["aliases"] for r in listed) == 1
+    run_gwpe(["models", "pull", "gwpe-npe-maf@production", "--dest", "pulled"], cwd=elsewhere, env=remote_env, check=True)
+    package = next((elsewhere / "pulled").rglob("weights.pt")).parent
+    assert json.loads((package / "config.json").read_text())["mlflow_run_id"] == client.get_model_version("gwpe-npe-maf", "1").run_id
+    rng = np.random.default_rng(3)
+    write_strain(elsewhere / "event.h5", rng.standard_normal((1, 1024)), 1024.0)
+    result = run_gwpe(["infer", "--model", "gwpe-npe-maf@production", "--strain", "event.h5", "--n-samples", "400",
+                       "--out", "posterior.h5", "--no-progress"], cwd=elsewhere, env=remote_env, check=True)
+    assert "models:/gwpe-npe-maf/1" in result.stdout
+    with h5py.File(elsewhere / "posterior.h5") as f:
+        assert f["samples"].shape == (400, 5) and f.attrs["model_version"] == 1
+    local = run_gwpe(["infer", "--model", str(package), "--strain", "event.h5", "--n-samples", "400", "--seed", "0",
+                      "--out", "local.h5", "--no-plot", "--no-progress"], cwd=elsewhere, env=remote_env, check=True)
+    assert "m1" in local.stdout
+
+
+def chrome():
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail(f"headless browser test needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): "
+                    "apt-get install chromium chromium-driver (.ci/run does)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1600,1000"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def wait_for_text(driver, texts, timeout=90):
+    from selenium.webdriver.common.by import By
+
+    deadline = time.time() + timeout
+    body = ""
+    while time.time() < deadline:
+        body = driver.find_element(By.TAG_NAME, "body").text
+        if all(t in body for t in texts):
+            return body
+        time.sleep(0.5)
+    raise AssertionError(f"page never showed {texts}; it showed:\n{body[:2000]}")
+
+
+@pytest.mark.slow
+def test_mlflow_ui_shows_runs_metrics_and_compare_view(server, trained):
+    client = MlflowClient(server)
+    experiment = client.get_experiment_by_name("gwpe-test")
+    runs = client.search_runs([experiment.experiment_id], "tags.`gwpe.stage` = 'train-flow'")
+    assert len(runs) == 2
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver = chrome()
+    try:
+        # MLflow 3.17 opens experiments in its GenAI view; workflowType selects the model-training runs table
+        driver.get(f"{server}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning")
+        body = wait_for_text(driver, [runs[0].info.run_name, runs[1].info.run_name])
+        driver.save_screenshot(str(ARTIFACTS / "mlflow-experiment.png"))
+        assert "train-flow-maf" in body
+        # one run's page lists its metrics with values
+        driver.get(f"{server}/#/experiments/{experiment.experiment_id}/runs/{runs[0].info.run_id}?workflowType=machine_learning")
+        body = wait_for_text(driver, ["Metrics (", "val_loss", "train_loss"])
+        assert f"{runs[0].data.metrics['val_loss']}"[:6] in body  # the value itself is on the page
+        driver.save_screenshot(str(ARTIFACTS / "mlflow-run.png"))
+        ids = json.dumps([r.info.run_id for r in runs])
+        driver.get(f"{server}/#/compare-runs?runs={ids}&experiments={json.dumps([experiment.experiment_id])}"
+                   "&workflowType=machine_learning")
+        body = wait_for_text(driver, ["Comparing 2 Runs from 1 Experiment", "val_loss", "Run details"])
+        driver.save_screenshot(str(ARTIFACTS / "mlflow-compare.png"))
+        assert runs[0].info.run_name in body and runs[1].info.run_name in body
+    finally:
+        driver.quit()
+    for name in ("mlflow-experiment.png", "mlflow-run.png", "mlflow-compare.png"):
+        assert (ARTIFACTS / name).stat().st_size > 10_000
