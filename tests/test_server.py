@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -160,3 +161,39 @@ def test_mlflow_ui_shows_runs_metrics_and_compare_view(server, trained):
         driver.quit()
     for name in ("mlflow-experiment.png", "mlflow-run.png", "mlflow-compare.png"):
         assert (ARTIFACTS / name).stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_with_posterior_samples(server, trained, tmp_path):
+    """`mlflow models serve` on the registered package (pyfunc flavour loaded by gwpe, no pickle)."""
+    port = free_port()
+    env = gwpe_env(tmp_path, MLFLOW_TRACKING_URI=server, MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false")
+    mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
+    process = subprocess.Popen([mlflow_cli, "models", "serve", "-m", "models:/gwpe-npe-maf@champion", "--env-manager", "local",
+                                "-h", "127.0.0.1", "-p", str(port)], cwd=tmp_path, env=env,
+                               stdout=open(tmp_path / "serve.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                assert process.poll() is None, (tmp_path / "serve.log").read_text()
+                time.sleep(0.5)
+        strain = np.random.default_rng(0).standard_normal((1, 1024)).tolist()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST",
+                                         headers={"Content-Type": "application/json"},
+                                         data=json.dumps({"inputs": {"strain": strain, "n_samples": [300], "seed": [1]}}).encode())
+        with urllib.request.urlopen(request, timeout=60) as response:
+            predictions = json.loads(response.read())["predictions"]
+        assert len(predictions) == 300 and set(predictions[0]) == {"m1", "m2", "phi0", "tc", "dL"}
+        assert 20 < np.median([p["m1"] for p in predictions]) < 100  # physical units (Msun), not standardised
+        bad = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"inputs": {"strain": [[0.0] * 10]}}).encode())
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(bad, timeout=60)
+        assert "the model expects finite whitened strain of shape (1, 1024)" in error.value.read().decode()
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)

@@ -2,7 +2,8 @@
 
 A package is a folder with ``weights.pt`` (the state dict: tensors only, read with
 ``torch.load(weights_only=True)``, so no pickled code runs) and ``config.json`` (the model kind, what rebuilds
-the module, and provenance such as the MLflow run and data checksums).
+the module, the gwpe version, the data spec and standardisation, provenance such as the MLflow run and data
+checksums), plus an ``MLmodel`` file that makes the folder an MLflow pyfunc model (``gwpe.serving``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class PackagedModel:
         torch.save({k: v.detach().cpu() for k, v in self.state_dict().items()}, folder / WEIGHTS_FILE)
         meta = {**self.metadata(), "package_format": PACKAGE_FORMAT, "gwpe_version": gwpe.__version__, **(extra or {})}
         (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        from gwpe.serving import write_mlmodel
+
+        write_mlmodel(folder)  # MLflow pyfunc flavour over the same files (``mlflow models serve``)
         return folder
 
     @classmethod

@@ -112,7 +112,7 @@ def fit_posterior(job: PosteriorJob, config: ProjectConfig, make_module: Callabl
                 "data_spec": data_spec(job.store), **job.meta, "metrics": metrics,
             })
             run.log_metrics({k: v for k, v in metrics.items() if k not in ("epochs", "train_loss", "val_loss")})
-            for file in (WEIGHTS_FILE, CONFIG_FILE):
+            for file in (WEIGHTS_FILE, CONFIG_FILE, "MLmodel"):
                 run.log_artifact(job.model_dir / file, "model")
             write_state(job.checkpoint_dir, expected, run_id, complete=True)
     return TrainResult(job.model_dir, run_id, metrics["epochs"], seconds, metrics)

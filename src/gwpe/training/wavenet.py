@@ -114,7 +114,7 @@ def train_wavenet(config: ProjectConfig, resume: bool = False, progress_bar: boo
             })
             # the losses already have one point per epoch (MLflowEpochMetrics); a step-less copy would add a point
             run.log_metrics({k: v for k, v in metrics.items() if k not in ("epochs", "train_loss", "val_loss")})
-            for name in (WEIGHTS_FILE, CONFIG_FILE):
+            for name in (WEIGHTS_FILE, CONFIG_FILE, "MLmodel"):
                 run.log_artifact(model_dir / name, "model")
             write_state(checkpoint_dir, expected, run_id, complete=True)
     return TrainResult(model_dir, run_id, metrics["epochs"], seconds, metrics)
