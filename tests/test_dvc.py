@@ -90,12 +90,25 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
     assert len(client.search_runs([runs[0].info.experiment_id])) == len(all_runs)
 
     sh([DVC, "push"], repo, env)
-    before = {p.relative_to(repo).as_posix(): p.read_bytes() for p in (repo / "data").rglob("*") if p.is_file()}
-    for split in ("train", "validation", "test"):
-        shutil.rmtree(repo / "data" / "h22" / f"{split}.zarr")
-    shutil.rmtree(repo / "data" / "strain" / "strain-5d.zarr")
-    shutil.rmtree(repo / ".dvc" / "cache")
-    sh([DVC, "pull"], repo, env)
-    after = {p.relative_to(repo).as_posix(): p.read_bytes() for p in (repo / "data").rglob("*") if p.is_file()}
+    tracked = lambda root: {p.relative_to(root).as_posix(): p.read_bytes() for folder in ("data", "models")  # noqa: E731
+                            for p in (root / folder).rglob("*") if p.is_file() and p.name != ".gitignore"}
+    before = tracked(repo)
+    # a fresh clone of the git repo gets every dataset and model back from the DVC remote
+    sh(["git", "add", "-A"], repo, env)
+    sh(["git", "commit", "-qm", "pipeline"], repo, env)
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    assert not (clone / "data" / "h22" / "train.zarr").exists() and not (clone / "models" / "distill" / "teacher").exists()
+    sh([DVC, "pull"], clone, env)
+    after = tracked(clone)
     assert after == before and len(after) > 10
-    assert "up to date" in sh([DVC, "status"], repo, env).lower()
+    assert {"models/wavenet/weights.pt", "models/flows/maf/weights.pt", "models/distill/student-distilled/weights.pt",
+            "models/sweep/best.json", "data/strain/strain-hl.zarr/zarr.json"} <= set(after)
+    assert "up to date" in sh([DVC, "status"], clone, env).lower()
+
+    # a DVC experiment: its MLflow run carries the experiment's name
+    sh([DVC, "exp", "run", "-n", "fewer-js-events", "-S", "distill.evaluation.js_events=1"], repo, env)
+    tagged = client.search_runs([runs[0].info.experiment_id], "tags.`dvc.exp_name` = 'fewer-js-events'")
+    assert [r.data.tags["gwpe.stage"] for r in tagged] == ["evaluate-distill"]
+    shown = sh([DVC, "exp", "show", "--md"], repo, env)
+    assert "fewer-js-events" in shown and "table2.teacher.val_nll" in shown
