@@ -175,6 +175,20 @@ class TrainingConfig(StrictModel):
     strategy: Literal["auto", "ddp", "ddp_spawn", "fsdp"] = "auto"
     precision: Literal["32-true", "16-mixed", "bf16-mixed"] = "32-true"
     threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads (null: torch's default)")
+    accumulate_grad_batches: int = Field(1, ge=1, le=65536, description="optimiser step every N batches")
+    compile: bool = Field(False, description="torch.compile the model before training")
+    optimizer: Literal["adam", "lamb"] = Field("adam", description="lamb: pytorch-optimizer's LAMB, for large global batches")
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="LAMB's decoupled weight decay")
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field("none", description="scale learning_rate by global batch / reference_batch")
+    reference_batch: int = Field(32, ge=1, le=1 << 24, description="global batch that learning_rate was tuned at")
+    warmup_epochs: float = Field(0.0, ge=0.0, le=10_000.0, description="linear learning-rate warm-up (in epochs of steps)")
+
+    def placement(self) -> set[str]:
+        """Fields that say where training runs, not what it computes: a checkpoint resumes across them."""
+        return {"accelerator", "devices", "num_nodes", "strategy", "threads", "num_workers", "precision", "compile"}
+
+    def fingerprint_fields(self) -> dict:
+        return self.model_dump(exclude=self.placement())
 
 
 class WaveNetEvaluationConfig(StrictModel):

@@ -63,15 +63,26 @@ class FlowModule(PackagedModel, L.LightningModule):
         return self.model.set_batchnorm_statistics((strain.to(self.device), theta.to(self.device)) for strain, theta in loader)
 
     def configure_optimizers(self):
+        import math
+
+        from gwpe.training.optim import configure
+
         scale = self.learning_rate / PAPER_FLOW_LR
         groups = [{**g, "lr": g["lr"] * scale} for g in self.model.parameter_groups(gaussian_lr=1e-4, flow_lr=PAPER_FLOW_LR)]
-        optimizer = torch.optim.Adam(groups)
+        epochs = self.trainer.max_epochs if self._trainer is not None and self.trainer.max_epochs else 1
         if self.schedule == "cosine":
-            epochs = self.trainer.max_epochs if self._trainer is not None and self.trainer.max_epochs else 1
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+            def scheduler(optimizer):
+                return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+
+            def factor(epoch):
+                return 0.5 * (1 + math.cos(math.pi * min(epoch, epochs) / max(1, epochs)))
         else:
-            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, self.halve_every), gamma=0.5)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+            def scheduler(optimizer):
+                return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, self.halve_every), gamma=0.5)
+
+            def factor(epoch):
+                return 0.5 ** (epoch // max(1, self.halve_every))
+        return configure(self, groups, scheduler, factor, getattr(self, "training_config", None))
 
     @torch.no_grad()
     def sample(self, strain: torch.Tensor, n: int) -> torch.Tensor:

@@ -45,18 +45,21 @@ class WaveNetConfig:
 
 
 class GatedResidualBlock(nn.Module):
-    """x -> (x + W_r z, W_s z) with z = tanh(W_f * x) . sigmoid(W_g * x), dilated, non-causal."""
+    """x -> (x + W_r z, W_s z) with z = tanh(W_f * x) . sigmoid(W_g * x), dilated, non-causal.
 
-    def __init__(self, channels: int, skip_channels: int, dilation: int):
+    The last block of the root has no residual map (``residual=False``): only its skip output reaches the
+    leaves, so a W_r there would be a parameter without gradient (and DDP refuses those)."""
+
+    def __init__(self, channels: int, skip_channels: int, dilation: int, residual: bool = True):
         super().__init__()
         self.filter_gate = nn.Conv1d(channels, 2 * channels, kernel_size=3, dilation=dilation, padding=dilation)
-        self.residual = nn.Conv1d(channels, channels, kernel_size=1)
+        self.residual = nn.Conv1d(channels, channels, kernel_size=1) if residual else None
         self.skip = nn.Conv1d(channels, skip_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f, g = self.filter_gate(x).chunk(2, dim=1)
         z = torch.tanh(f) * torch.sigmoid(g)
-        return x + self.residual(z), self.skip(z)
+        return (x if self.residual is None else x + self.residual(z)), self.skip(z)
 
 
 class WaveNetRegressor(nn.Module):
@@ -67,8 +70,9 @@ class WaveNetRegressor(nn.Module):
         dilations = []
         while not dilations or dilations[-1] * 2 <= config.dilation_limit:
             dilations.append(1 if not dilations else dilations[-1] * 2)
+        layers = [d for _ in range(config.stacks) for d in dilations]
         self.blocks = nn.ModuleList(
-            GatedResidualBlock(config.channels, config.skip_channels, d) for _ in range(config.stacks) for d in dilations
+            GatedResidualBlock(config.channels, config.skip_channels, d, residual=i < len(layers) - 1) for i, d in enumerate(layers)
         )
         features = config.skip_channels * config.leaf_steps
 

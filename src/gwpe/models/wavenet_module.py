@@ -92,9 +92,16 @@ class WaveNetModule(PackagedModel, L.LightningModule):
         return head_to_parameters(outputs.double(), self.config.head)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.learning_rate)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, self.max_epochs))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        """Adam (or LAMB, from ``training_config``) with cosine decay over ``max_epochs``; see ``gwpe.training.optim``."""
+        import math
+
+        from gwpe.training.optim import configure
+
+        epochs = max(1, self.max_epochs)
+        return configure(self, [{"params": list(self.parameters()), "lr": self.learning_rate}],
+                         lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs),
+                         lambda epoch: 0.5 * (1 + math.cos(math.pi * min(epoch, epochs) / epochs)),
+                         getattr(self, "training_config", None))
 
     def metadata(self) -> dict:
         return {"model": self.model_kind, "architecture": self.config.to_dict(), "learning_rate": self.learning_rate,
@@ -108,5 +115,7 @@ class WaveNetModule(PackagedModel, L.LightningModule):
         module = cls(WaveNetConfig(**meta["architecture"]), state["target_mean"], state["target_std"],
                      input_scale=float(state.get("input_scale", torch.tensor(1.0))),
                      learning_rate=meta["learning_rate"], max_epochs=meta["max_epochs"])
+        last = len(module.model.blocks) - 1  # packages from before the last block lost its unused residual map
+        state = {k: v for k, v in state.items() if not k.startswith(f"model.blocks.{last}.residual.")}
         module.load_state_dict(state)
         return module.eval()

@@ -31,8 +31,10 @@ class ResumePlan:
     reason: str
 
 
-def plan_resume(checkpoint_dir: str | Path, expected: str, resume: bool) -> ResumePlan:
-    """Decide whether to continue from ``checkpoint_dir``; clears it when starting fresh."""
+def plan_resume(checkpoint_dir: str | Path, expected: str, resume: bool, clear: bool = True) -> ResumePlan:
+    """Decide whether to continue from ``checkpoint_dir``; when starting fresh, clears it if ``clear`` (rank 0).
+    The fingerprint leaves out where training runs (devices, nodes, strategy), so a run checkpointed with
+    N processes resumes with M."""
     folder = Path(checkpoint_dir)
     state_file, last = folder / STATE, folder / LAST
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
@@ -47,7 +49,7 @@ def plan_resume(checkpoint_dir: str | Path, expected: str, resume: bool) -> Resu
             return ResumePlan(last, state.get("mlflow_run_id"), f"resuming from {last}")
     else:
         reason = "starting fresh"
-    if folder.exists():
+    if clear and folder.exists():
         shutil.rmtree(folder)
     return ResumePlan(None, None, reason)
 

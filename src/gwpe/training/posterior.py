@@ -70,28 +70,30 @@ def fit_posterior(job: PosteriorJob, config: ProjectConfig, make_module: Callabl
     from gwpe.models.package import CONFIG_FILE, WEIGHTS_FILE
     from gwpe.tracking import dataset_md5, is_rank_zero, stage_run
     from gwpe.training.checkpoints import fingerprint, plan_resume, write_state
-    from gwpe.training.trainer import best_checkpoint, build_trainer, restore_best
+    from gwpe.training.trainer import best_checkpoint, build_trainer, compiled, restore_best
 
     training = job.training
     data = StrainDataModule(job.store, batch_size=training.batch_size, num_workers=training.num_workers, seed=training.seed,
                             phase_flip=job.phase_flip)
     n_train = len(data.dataset("train"))
     md5 = dataset_md5(job.store)
-    expected = fingerprint(job.model_config, training.model_dump(), *job.fingerprint_extra, md5)
-    plan = plan_resume(job.checkpoint_dir, expected, resume) if is_rank_zero() else None
-    if plan is not None:
+    expected = fingerprint(job.model_config, training.fingerprint_fields(), *job.fingerprint_extra, md5)
+    # every rank decides (all must pass the same ckpt_path to fit); only rank 0 clears a stale folder
+    plan = plan_resume(job.checkpoint_dir, expected, resume, clear=is_rank_zero())
+    if is_rank_zero():
         print(f"{job.run_name}: {plan.reason}", flush=True)
     L.seed_everything(training.seed, workers=True, verbose=False)
     module = make_module()
+    module.training_config = training
     start = time.perf_counter()
     with stage_run(config, job.stage, run_name=job.run_name, tags=job.tags,
-                   run_id=plan.run_id if plan else None, log_params=not (plan and plan.run_id)) as run:
+                   run_id=plan.run_id, log_params=not plan.run_id) as run:
         run_id = run.info.run_id if run.info is not None else None
         if is_rank_zero():
             write_state(job.checkpoint_dir, expected, run_id, complete=False)
             run.log_dataset("input", job.dataset, job.store, digest=md5)
-        trainer = build_trainer(training, job.checkpoint_dir, samples_per_epoch=n_train, progress_bar=progress_bar)
-        trainer.fit(module, datamodule=data, ckpt_path=plan.ckpt_path if plan else None, weights_only=True)
+        trainer = build_trainer(training, job.checkpoint_dir, samples_per_epoch=n_train, progress_bar=progress_bar, run_id=run_id)
+        trainer.fit(compiled(module, training), datamodule=data, ckpt_path=plan.ckpt_path, weights_only=True)
         seconds = time.perf_counter() - start
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train_loss", "val_loss")}
         metrics.update(epochs=int(trainer.current_epoch), train_seconds=round(seconds, 2),

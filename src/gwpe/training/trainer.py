@@ -18,10 +18,14 @@ from gwpe.config import TrainingConfig
 
 
 class MLflowEpochMetrics(Callback):
-    """Logs train/val losses, learning rate and throughput at each epoch's end (step = epoch)."""
+    """Logs train/val losses, learning rate and throughput at each epoch's end (step = epoch), from global
+    rank 0: to ``run_id`` through the tracking client when given (works in ddp_spawn children, which do not
+    inherit the parent's active run), else to the active run (mirrored to W&B when one is open)."""
 
-    def __init__(self, samples_per_epoch: int):
+    def __init__(self, samples_per_epoch: int, run_id: str | None = None, tracking_uri: str | None = None):
         self.samples_per_epoch = samples_per_epoch
+        self.run_id = run_id
+        self.tracking_uri = tracking_uri
         self._start = None
 
     def on_train_epoch_start(self, trainer, module):
@@ -34,14 +38,29 @@ class MLflowEpochMetrics(Callback):
 
         from gwpe.tracking import log_metrics
 
-        if mlflow.active_run() is None:
+        active = mlflow.active_run()
+        if active is None and self.run_id is None:
             return
         seconds = time.perf_counter() - (self._start or time.perf_counter())
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train_loss", "val_loss")}
         metrics["learning_rate"] = float(trainer.optimizers[0].param_groups[0]["lr"])
         metrics["epoch_seconds"] = seconds
         metrics["train_samples_per_second"] = self.samples_per_epoch / max(seconds, 1e-9)
-        log_metrics(metrics, step=trainer.current_epoch)
+        if active is not None and (self.run_id is None or active.info.run_id == self.run_id):
+            log_metrics(metrics, step=trainer.current_epoch)
+        else:
+            from mlflow.entities import Metric
+            from mlflow.tracking import MlflowClient
+
+            now = int(time.time() * 1000)
+            MlflowClient(self.tracking_uri).log_batch(
+                self.run_id, metrics=[Metric(k, float(v), now, trainer.current_epoch) for k, v in metrics.items()])
+
+
+def _tracking_uri() -> str:
+    from gwpe.tracking import tracking_uri
+
+    return tracking_uri()
 
 
 def best_checkpoint(trainer: L.Trainer) -> tuple[str | None, float | None]:
@@ -62,9 +81,16 @@ def restore_best(trainer: L.Trainer, module: L.LightningModule) -> int | None:
     return int(checkpoint["epoch"])
 
 
+def compiled(module: L.LightningModule, training: TrainingConfig):
+    """``torch.compile(module)`` when ``training.compile``; Lightning unwraps it for checkpoints, and the
+    original module shares the trained weights."""
+    return torch.compile(module) if training.compile else module
+
+
 def build_trainer(training: TrainingConfig, checkpoint_dir: str | Path | None, samples_per_epoch: int,
-                  progress_bar: bool = True, extra_callbacks: list[Callback] | None = None) -> L.Trainer:
-    """``checkpoint_dir=None``: no checkpoints (sweep trials)."""
+                  progress_bar: bool = True, extra_callbacks: list[Callback] | None = None,
+                  run_id: str | None = None) -> L.Trainer:
+    """``checkpoint_dir=None``: no checkpoints (sweep trials). ``run_id``: the MLflow run epoch metrics go to."""
     if training.threads:
         torch.set_num_threads(training.threads)
     # run.json sits beside the checkpoints on purpose (see gwpe.training.checkpoints)
@@ -79,7 +105,7 @@ def build_trainer(training: TrainingConfig, checkpoint_dir: str | Path | None, s
     ]
     callbacks: list[Callback] = [
         *checkpoints,
-        MLflowEpochMetrics(samples_per_epoch),
+        MLflowEpochMetrics(samples_per_epoch, run_id=run_id, tracking_uri=_tracking_uri() if run_id else None),
         *(extra_callbacks or []),
     ]
     if progress_bar:
@@ -91,6 +117,7 @@ def build_trainer(training: TrainingConfig, checkpoint_dir: str | Path | None, s
         num_nodes=training.num_nodes,
         strategy=training.strategy,
         precision=training.precision,
+        accumulate_grad_batches=training.accumulate_grad_batches,
         callbacks=callbacks,
         logger=False,
         enable_checkpointing=checkpoint_dir is not None,

@@ -59,7 +59,7 @@ def train_wavenet(config: ProjectConfig, resume: bool = False, progress_bar: boo
     from gwpe.models.wavenet_module import WaveNetModule
     from gwpe.tracking import dataset_md5, is_rank_zero, stage_run
     from gwpe.training.checkpoints import fingerprint, plan_resume, write_state
-    from gwpe.training.trainer import best_checkpoint, build_trainer, restore_best
+    from gwpe.training.trainer import best_checkpoint, build_trainer, compiled, restore_best
 
     check_inputs(config)
     section, training = config.wavenet, config.wavenet.training
@@ -68,10 +68,10 @@ def train_wavenet(config: ProjectConfig, resume: bool = False, progress_bar: boo
     data.dataset("validation")
     root = Path(config.h22.store.root)
     md5 = {split: dataset_md5(root / f"{split}.zarr") for split in ("train", "validation")}
-    expected = fingerprint(section.model.model_dump(), training.model_dump(), config.h22.time.model_dump(), md5)
+    expected = fingerprint(section.model.model_dump(), training.fingerprint_fields(), config.h22.time.model_dump(), md5)
     checkpoint_dir = Path(section.checkpoint_dir)
-    plan = plan_resume(checkpoint_dir, expected, resume) if is_rank_zero() else None
-    if plan is not None:
+    plan = plan_resume(checkpoint_dir, expected, resume, clear=is_rank_zero())  # same ckpt_path on every rank
+    if is_rank_zero():
         print(f"train wavenet: {plan.reason}", flush=True)
 
     L.seed_everything(training.seed, workers=True, verbose=False)
@@ -80,17 +80,18 @@ def train_wavenet(config: ProjectConfig, resume: bool = False, progress_bar: boo
     waveforms = torch.stack([w for w, _ in train_set.__getitems__(sorted(sample.tolist()))])
     module = WaveNetModule.from_training_parameters(architecture(config), train_set.parameters, waveforms=waveforms,
                                                     learning_rate=training.learning_rate, max_epochs=training.max_epochs)
+    module.training_config = training
     start = time.perf_counter()
     with stage_run(config, "train-wavenet", run_name=f"train-wavenet-{section.model.head}",
                    tags={"gwpe.model": "wavenet", "gwpe.head": section.model.head},
-                   run_id=plan.run_id if plan else None, log_params=not (plan and plan.run_id)) as run:
+                   run_id=plan.run_id, log_params=not plan.run_id) as run:
         run_id = run.info.run_id if run.info is not None else None
         if is_rank_zero():
             write_state(checkpoint_dir, expected, run_id, complete=False)
             for split, digest in md5.items():
                 run.log_dataset("input", f"h22-{split}", root / f"{split}.zarr", digest=digest)
-        trainer = build_trainer(training, checkpoint_dir, samples_per_epoch=len(train_set), progress_bar=progress_bar)
-        trainer.fit(module, datamodule=data, ckpt_path=plan.ckpt_path if plan else None, weights_only=True)
+        trainer = build_trainer(training, checkpoint_dir, samples_per_epoch=len(train_set), progress_bar=progress_bar, run_id=run_id)
+        trainer.fit(compiled(module, training), datamodule=data, ckpt_path=plan.ckpt_path, weights_only=True)
         seconds = time.perf_counter() - start
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train_loss", "val_loss")}
         metrics.update(epochs=int(trainer.current_epoch), train_seconds=round(seconds, 2))

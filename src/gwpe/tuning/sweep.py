@@ -110,6 +110,7 @@ class Objective:
         data = StrainDataModule(self.store, batch_size=training.batch_size, num_workers=training.num_workers, seed=training.seed)
         L.seed_everything(training.seed + trial.number, workers=True, verbose=False)
         module = FlowModule(model_config, learning_rate=training.learning_rate, schedule="cosine")
+        module.training_config = training
         pruning = PyTorchLightningPruningCallback(trial, monitor="val_loss")
         trainer = build_trainer(training, None, samples_per_epoch=len(data.dataset("train")), progress_bar=False,
                                 extra_callbacks=[pruning])
