@@ -8,7 +8,9 @@ determines the bytes; a store with another fingerprint is wiped and regenerated.
 the progress folder is removed.
 
 Tasks run on Dask: a LocalCluster of ``workers`` processes by default, an existing scheduler when
-``scheduler_address`` is set, or in-process when ``workers == 0``.
+``scheduler_address`` is set, or in-process when ``workers == 0``. Tasks carry absolute store paths: the
+workers of an existing cluster run elsewhere (another directory, another node) and must see the store on a
+shared file system.
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ def run_chunks(
     client=None,
 ) -> EngineStats:
     """Run ``(chunk, fn, args)`` tasks not in ``skip``; fn(*args) writes the chunk, returns its item count."""
-    store = str(store)
+    store = str(Path(store).resolve())  # workers of an existing cluster do not share our working directory
     todo = [(k, fn, args) for k, fn, args in tasks if k not in skip]
     start = time.perf_counter()
     generated = 0

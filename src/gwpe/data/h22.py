@@ -127,7 +127,7 @@ def generate_split(config: ProjectConfig, split: str, client=None) -> SplitResul
     tasks = []
     for k, start in enumerate(range(0, len(params), size)):
         stop = min(start + size, len(params))
-        tasks.append((k, write_h22_chunk, (str(path), start, stop, params[start:stop], time_spec, backend)))
+        tasks.append((k, write_h22_chunk, (str(path.resolve()), start, stop, params[start:stop], time_spec, backend)))
     if done:
         print(f"resuming {path}: {len(done)} of {len(tasks)} chunks already finished")
     stats = run_chunks(path, tasks, h22.compute, done, desc=f"h22 {split}", client=client)

@@ -147,7 +147,7 @@ def generate_dataset(config: ProjectConfig, name: str, client=None) -> StrainRes
     tasks = []
     for k, start in enumerate(range(0, len(params), store.chunk_size)):
         stop = min(start + store.chunk_size, len(params))
-        tasks.append((k, write_strain_chunk, (str(path), start, stop, params[start:stop], names, generator)))
+        tasks.append((k, write_strain_chunk, (str(path.resolve()), start, stop, params[start:stop], names, generator)))
     if done:
         print(f"resuming {path}: {len(done)} of {len(tasks)} chunks already finished")
     stats = run_chunks(path, tasks, config.strain.compute, done, desc=f"strain {name}", client=client)
