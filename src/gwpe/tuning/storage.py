@@ -55,15 +55,33 @@ def build_storage(url: str, root: str | Path):
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}  # concurrent local workers wait for the write lock
+    import time
+
+    from sqlalchemy.exc import DBAPIError
+
     try:
-        with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna 5
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS,
-                              heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+        for attempt in range(5):
+            try:
+                with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna 5
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
+                                      grace_period=GRACE_SECONDS,
+                                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+            except DBAPIError:  # workers that start together race to create the schema in a new database
+                if attempt == 4:
+                    raise
+                time.sleep(0.5 + attempt)
     except (ImportError, ModuleNotFoundError) as error:
         raise ConfigError(f"distill.sweep.storage = {url!r}: database driver missing ({error})") from None
-    except optuna.exceptions.StorageInternalError as error:
-        raise ConfigError(f"distill.sweep.storage = {url!r}: cannot connect ({error})") from None
+    except (optuna.exceptions.StorageInternalError, DBAPIError) as error:
+        first = str(error).strip().splitlines()[0][:200]
+        raise ConfigError(f"distill.sweep.storage = {_redacted(url)!r}: cannot use the database ({first})") from None
+
+
+def _redacted(url: str) -> str:
+    import re
+
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
 
 
 def worker_tag() -> str:

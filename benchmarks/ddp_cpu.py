@@ -1,0 +1,94 @@
+"""CPU data parallelism: training samples/s with 1 and 2 DDP processes (gloo), measured in one run.
+
+    .venv/bin/python benchmarks/ddp_cpu.py [--model wavenet|maf] [--epochs 3] [--samples 2048]
+
+Each process gets one intra-op thread, so 2 processes use the 2 cores a 1-process run leaves half idle;
+the per-process batch is fixed (the global batch doubles, as when nodes are added). Synthetic data of the
+default profile's shapes; the first epoch (process start, gloo rendezvous, warm-up) is not timed.
+Prints samples/s per configuration, the speed-up and the per-rank efficiency (goal: >= 1.6x on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+
+class EpochTimer(L.Callback):
+    def __init__(self, out: str):
+        self.out, self.times, self._start = out, [], None
+
+    def on_train_epoch_start(self, trainer, module):
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module):
+        self.times.append(time.perf_counter() - self._start)
+        if trainer.is_global_zero:
+            Path(self.out).write_text(json.dumps(self.times))
+
+
+class Data(L.LightningDataModule):
+    def __init__(self, x, y, batch):
+        super().__init__()
+        self.data, self.batch = TensorDataset(x, y), batch
+
+    def train_dataloader(self):
+        rank, world = (self.trainer.global_rank, self.trainer.world_size)
+        return DataLoader(self.data, batch_size=self.batch, sampler=DistributedSampler(self.data, world, rank, shuffle=True))
+
+
+def build(model: str):
+    if model == "wavenet":
+        from gwpe.models.wavenet import WaveNetConfig
+        from gwpe.models.wavenet_module import WaveNetModule
+
+        config = WaveNetConfig(channels=16, skip_channels=16, dilation_limit=256, leaf_steps=256, leaf_hidden=64)
+        module = WaveNetModule(config, torch.zeros(3), torch.ones(3), learning_rate=1e-3, max_epochs=10)
+        return module, (2, 2131), 3
+    from gwpe.models.flow_module import FlowModule
+
+    module = FlowModule({"kind": "maf", "features": 5, "context_shape": [1, 1024], "transforms": 5, "hidden": [512] * 3})
+    return module, (1, 1024), 5
+
+
+
+def run(model: str, devices: int, samples: int, batch: int, epochs: int) -> float:
+    module, shape, features = build(model)
+    if model == "maf":
+        module.training_step = lambda b, i: module.model.loss(b[1], b[0])  # plain NLL: no validation, no logging
+    x, y = torch.randn(samples, *shape), torch.randn(samples, features)
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        out = f.name
+    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp_spawn" if devices > 1 else "auto", max_epochs=epochs,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, num_sanity_val_steps=0, callbacks=[EpochTimer(out)])
+    trainer.fit(module, datamodule=Data(x, y, batch))
+    times = json.loads(Path(out).read_text())[1:]
+    return samples / (sum(times) / len(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("wavenet", "maf"), default="maf")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=2048)
+    parser.add_argument("--batch", type=int, default=64, help="per process")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rates = {devices: run(args.model, devices, args.samples, args.batch, args.epochs) for devices in (1, 2)}
+    print(f"{args.model}: {args.samples} samples/epoch, batch {args.batch} per process, 1 thread per process, "
+          f"{args.epochs - 1} timed epochs")
+    for devices, rate in rates.items():
+        print(f"  {devices} process{'es' if devices > 1 else '  '}: {rate:8.1f} samples/s  ({rate / devices:.1f} per rank)")
+    print(f"  speed-up 2 vs 1: {rates[2] / rates[1]:.2f}x   per-rank efficiency {rates[2] / rates[1] / 2:.0%}  (goal >= 1.6x)")
+
+
+if __name__ == "__main__":
+    main()
