@@ -167,7 +167,7 @@ def list_models() -> list[dict]:
     return rows
 
 
-SCORE_TAGS = ("median_overlap", "val_nll")
+SCORE_TAGS = ("median_test_overlap", "val_nll")
 
 
 def promote(name: str, version: int, alias: str) -> dict:
