@@ -10,7 +10,7 @@ For the teacher, the directly trained student and the distilled student (package
   ``js_events`` validation events, N samples each (``gwpe.evaluation.divergence``): mean and max over events.
 - **Table I** (relative errors, %): the posterior median against the truth on the first ``events`` validation
   events, median over events; |median - truth| / truth for the scale parameters (m1, m2, dL) and, since
-  spins cross zero, |median - truth| / (prior width 2 chi_max) for chi1z, chi2z.
+  spins cross zero, |median - truth| / prior width for chi1z, chi2z (and any other parameter).
 
 Everything goes to an ``evaluate-distill`` MLflow run; the teacher is registered as ``distill.registered_teacher``
 and the distilled student as ``distill.registered_student`` from their training runs' ``model`` folders; the
@@ -65,11 +65,15 @@ def latency_seconds(module, strain, n: int, repeats: int) -> float:
     return statistics.median(times)
 
 
-def relative_errors(medians: np.ndarray, truth: np.ndarray, parameters: list[str], chi_max: float) -> dict[str, float]:
-    """Median over events of the relative error (%) of the posterior median (see the module doc)."""
+def relative_errors(medians: np.ndarray, truth: np.ndarray, parameters: list[str], prior) -> dict[str, float]:
+    """Median over events of the relative error (%) of the posterior median: relative to the truth for m1, m2,
+    dL, to the prior width for every other parameter (spins, angles, times)."""
+    from gwpe.waveforms.priors import prior_bounds
+
     out = {}
     for j, name in enumerate(parameters):
-        scale = np.abs(truth[:, j]) if name in SCALE_PARAMETERS else 2.0 * chi_max
+        low, high = prior_bounds(prior, name) if name not in SCALE_PARAMETERS else (0.0, 0.0)
+        scale = np.abs(truth[:, j]) if name in SCALE_PARAMETERS else high - low
         out[name] = float(np.median(np.abs(medians[:, j] - truth[:, j]) / scale) * 100.0)
     return out
 
@@ -107,7 +111,7 @@ def evaluate_distill(config: ProjectConfig, plots_dir: str | Path = "plots/disti
                             seed=section.training.seed)
     standardisation, validation = data.standardisation, data.dataset("validation")
     parameters = list(standardisation.parameters)
-    chi_max = config.strain.datasets[section.dataset].prior.chi_max
+    prior = config.strain.datasets[section.dataset].prior
     n = evaluation.samples
     strain0 = torch.as_tensor(validation[0][0])
     table2 = {}
@@ -133,7 +137,7 @@ def evaluate_distill(config: ProjectConfig, plots_dir: str | Path = "plots/disti
         if index == 0:
             corner_sets = draws
     truth = np.asarray(truth)
-    errors = {role: relative_errors(np.asarray(medians[role]), truth, parameters, chi_max) for role in ROLES}
+    errors = {role: relative_errors(np.asarray(medians[role]), truth, parameters, prior) for role in ROLES}
     divergence = {role: {"mean": dict(zip(parameters, np.mean(js[role], axis=0).tolist())),
                          "max": dict(zip(parameters, np.max(js[role], axis=0).tolist()))} for role in ROLES[1:]}
     teacher, distilled, direct = table2["teacher"], table2["student-distilled"], table2["student-direct"]

@@ -23,16 +23,23 @@ class PeakTensorBytes(TorchDispatchMode):
         super().__init__()
         self.live = 0
         self.peak = 0
+        self._storages: set[int] = set()
 
-    def _free(self, nbytes: int) -> None:
+    def _free(self, key: int, nbytes: int) -> None:
+        self._storages.discard(key)
         self.live -= nbytes
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for tensor in tree_flatten(out)[0]:
             if isinstance(tensor, torch.Tensor) and tensor._base is None and not tensor.is_meta:
-                nbytes = tensor.untyped_storage().nbytes()
+                storage = tensor.untyped_storage()
+                key = storage.data_ptr()
+                if key in self._storages:  # an in-place or out= op returned memory already counted
+                    continue
+                nbytes = storage.nbytes()
+                self._storages.add(key)
                 self.live += nbytes
                 self.peak = max(self.peak, self.live)
-                weakref.finalize(tensor, self._free, nbytes)
+                weakref.finalize(tensor, self._free, key, nbytes)
         return out

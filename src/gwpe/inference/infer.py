@@ -90,6 +90,11 @@ def flow_input(strain: StrainInput, spec: dict, start: float | None, whiten_raw:
     rms = float(np.sqrt(np.mean(data**2)))
     if not whiten_raw and rms < UNWHITENED_RMS:
         raise InputError(f"strain RMS {rms:.3g} looks unwhitened (whitened noise has RMS 1); pass --whiten")
+    if whiten_raw and not 0.5 < rms < 3.0:
+        import sys
+
+        print(f"gwpe: warning: whitened strain has RMS {rms:.3g}, not ~1: the data's noise is not the model's PSD "
+              f"({spec['psd']}); posteriors will be mis-scaled", file=sys.stderr)
     return data
 
 

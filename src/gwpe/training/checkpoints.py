@@ -37,7 +37,10 @@ def plan_resume(checkpoint_dir: str | Path, expected: str, resume: bool, clear: 
     N processes resumes with M."""
     folder = Path(checkpoint_dir)
     state_file, last = folder / STATE, folder / LAST
-    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    try:
+        state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    except (FileNotFoundError, json.JSONDecodeError):  # rank 0 is clearing the folder under another rank
+        state = {}
     if resume:
         if not last.is_file() or not state:
             reason = f"--resume: no checkpoint in {folder}; starting fresh"

@@ -8,7 +8,9 @@
   ``none`` keeps it;
 - ``warmup_epochs``: the learning rate ramps linearly from ~0 over that many epochs' optimiser steps, then
   the model's own schedule takes over (``warmup_factor`` multiplies it, step-wise).
-Adam with no scaling and no warm-up is what every model did before these options existed.
+Adam with no scaling and no warm-up is what every model did before these options existed. A run resumed
+on another number of devices keeps the learning rates restored from its checkpoint (Lightning restores the
+optimiser), so ``lr_scaling`` is applied once, at the start of a run.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ def configure(module, groups: list[dict], epoch_scheduler, epoch_factor, trainin
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": epoch_scheduler(optimizer), "interval": "epoch"}}
     steps_per_epoch = max(1, int(module.trainer.estimated_stepping_batches) // max(1, module.trainer.max_epochs))
     warmup_steps = int(round(training.warmup_epochs * steps_per_epoch))
+    trainer = module.trainer
+    # read progress from the trainer, not the scheduler's own step count: a run resumed on another number of
+    # devices has another number of steps per epoch, and the epoch is what the schedule is defined in
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_factor(step, warmup_steps) * epoch_factor(step // steps_per_epoch))
+        optimizer, lambda step: warmup_factor(trainer.global_step, warmup_steps) * epoch_factor(trainer.current_epoch))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -115,6 +115,7 @@ def fail_orphans(study, storage) -> list[int]:
             continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         if storage.set_trial_state_values(trial_id, TrialState.FAIL):
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            if "retry_of" not in trial.user_attrs:  # re-queue once: a trial that kills its worker twice is dropped
+                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             failed.append(trial.number)
     return failed

@@ -56,12 +56,25 @@ def suggest(trial, space) -> dict:
     }
 
 
-def build_sampler(config: ProjectConfig, worker_index: int = 0):
+def build_sampler(config: ProjectConfig, worker_index: int = 0, offset: int = 0):
+    """Seeded TPE. ``offset`` (trials already in the study, and a host hash for server storages) keeps a resumed
+    sweep or a second machine from replaying the first one's random start-up proposals."""
     import optuna
 
     sweep = config.distill.sweep
     startup = max(1, min(10, sweep.n_trials // 2))
-    return optuna.samplers.TPESampler(seed=sweep.sampler_seed + worker_index, n_startup_trials=startup)
+    return optuna.samplers.TPESampler(seed=sweep.sampler_seed + 1009 * worker_index + offset, n_startup_trials=startup,
+                                      constant_liar=True)
+
+
+def sampler_offset(config: ProjectConfig, study) -> int:
+    import socket
+    import zlib
+
+    offset = len(study.get_trials(deepcopy=False))
+    if not config.distill.sweep.storage.startswith(("sqlite:", "journal:")):  # a server shared by machines
+        offset += zlib.crc32(socket.gethostname().encode()) % 100_003
+    return offset
 
 
 def build_pruner(config: ProjectConfig):
@@ -75,11 +88,11 @@ def build_pruner(config: ProjectConfig):
     return optuna.pruners.NopPruner()
 
 
-def open_study(config: ProjectConfig, storage, name: str, worker_index: int = 0):
+def open_study(config: ProjectConfig, storage, name: str, worker_index: int = 0, offset: int = 0):
     import optuna
 
     return optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True,
-                               sampler=build_sampler(config, worker_index), pruner=build_pruner(config))
+                               sampler=build_sampler(config, worker_index, offset), pruner=build_pruner(config))
 
 
 class Objective:
@@ -122,18 +135,23 @@ class Objective:
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=nested, parent_run_id=self.parent_run_id, tags=tags) as run:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
             mlflow.log_params({**params, "parameters": sum(p.numel() for p in module.model.parameters())})
+            pruned = None
             try:
                 trainer.fit(module, datamodule=data)
                 pruning.check_pruned()
-            except optuna.TrialPruned:
+            except optuna.TrialPruned as signal:
+                # the run ends FINISHED (its epochs are valid); the tag says it was stopped early
                 mlflow.set_tags({"optuna.state": "PRUNED", "optuna.pruned_epoch": str(trainer.current_epoch)})
-                raise
+                pruned = signal
             except Exception:
                 mlflow.set_tag("optuna.state", "FAIL")
                 raise
-            value = float(trainer.callback_metrics["val_loss"])
-            mlflow.set_tag("optuna.state", "COMPLETE" if value == value else "FAIL")
-            mlflow.log_metric("objective_val_loss", value)
+            if pruned is None:
+                value = float(trainer.callback_metrics["val_loss"])
+                mlflow.set_tag("optuna.state", "COMPLETE" if value == value else "FAIL")
+                mlflow.log_metric("objective_val_loss", value)
+        if pruned is not None:
+            raise pruned
         return value
 
 
@@ -165,6 +183,7 @@ def run_worker(config: ProjectConfig, root: str, name: str, store: str, parent_r
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     storage = build_storage(config.distill.sweep.storage, root)
     study = open_study(config, storage, name, worker_index)
+    study.sampler = build_sampler(config, worker_index, sampler_offset(config, study))
     study.optimize(Objective(config, store, parent_run_id), n_trials=quota, gc_after_trial=True,
                    callbacks=[_max_trials_callback(config.distill.sweep.n_trials)], show_progress_bar=progress_bar)
 
@@ -224,7 +243,7 @@ def run_sweep(config: ProjectConfig, workers: int | None = None, metrics_path: s
     from gwpe.tuning.storage import build_storage, fail_orphans, resolve_storage_url
 
     sweep = config.distill.sweep
-    workers = workers or sweep.workers
+    workers = sweep.workers if workers is None else workers
     if workers < 1:
         raise ConfigError(f"--workers = {workers}; allowed: >= 1")
     store = strain_store(config, config.distill.dataset, "distill.dataset")
@@ -246,13 +265,16 @@ def run_sweep(config: ProjectConfig, workers: int | None = None, metrics_path: s
 
         mlflow.set_tracking_uri(tracking_uri())
         if parent is not None:
-            mlflow.get_run(parent)
+            recorded = mlflow.get_run(parent)
+            experiment = mlflow.get_experiment_by_name(config.tracking.experiment)
+            if recorded.info.lifecycle_stage != "active" or experiment is None or recorded.info.experiment_id != experiment.experiment_id:
+                parent = None  # deleted in the UI, or the profile now tracks into another experiment
     except Exception:  # a parent recorded against another tracking server: start a new one here
         parent = None
     with stage_run(config, "sweep", run_name=f"sweep-{name}", run_id=parent, log_params=parent is None,
                    tags={"optuna.study": name, "optuna.storage": _redact(resolve_storage_url(sweep.storage, root))}) as run:
-        parent = run.info.run_id if run.info is not None else None
-        if parent is not None and PARENT_ATTR not in study.user_attrs:
+        parent = run.info.run_id if run.info is not None else parent
+        if parent is not None and study.user_attrs.get(PARENT_ATTR) != parent:
             study.set_user_attr(PARENT_ATTR, parent)
         remaining = max(0, sweep.n_trials - _finished(study))
         print(f"sweep {name}: {_finished(study)} of {sweep.n_trials} trials finished; running {remaining} on "
