@@ -143,7 +143,10 @@ def test_killed_sweep_resumes_without_losing_finished_trials(tmp_path, hl_store)
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert [t.number for t in failed] == [orphans[0].number]
     retry = [t for t in trials if t.user_attrs.get("retry_of") == orphans[0].number]
-    assert len(retry) == 1 and retry[0].params == orphans[0].params and retry[0].state == TrialState.COMPLETE
+    if orphans[0].params:  # killed mid-training: the same parameters run again
+        assert len(retry) == 1 and retry[0].params == orphans[0].params and retry[0].state == TrialState.COMPLETE
+    else:  # killed before it drew parameters: nothing to retry
+        assert retry == []
 
 
 def test_dry_run_prices_and_bad_storage_is_one_line(tmp_path, hl_store):

@@ -115,7 +115,7 @@ class WaveNetModule(PackagedModel, L.LightningModule):
         module = cls(WaveNetConfig(**meta["architecture"]), state["target_mean"], state["target_std"],
                      input_scale=float(state.get("input_scale", torch.tensor(1.0))),
                      learning_rate=meta["learning_rate"], max_epochs=meta["max_epochs"])
-        last = len(module.model.blocks) - 1  # packages from before the last block lost its unused residual map
-        state = {k: v for k, v in state.items() if not k.startswith(f"model.blocks.{last}.residual.")}
+        last = len(module.net.blocks) - 1  # packages from before the last block lost its unused residual map
+        state = {k: v for k, v in state.items() if not k.startswith(f"net.blocks.{last}.residual.")}
         module.load_state_dict(state)
         return module.eval()

@@ -115,7 +115,9 @@ def fail_orphans(study, storage) -> list[int]:
             continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         if storage.set_trial_state_values(trial_id, TrialState.FAIL):
-            if "retry_of" not in trial.user_attrs:  # re-queue once: a trial that kills its worker twice is dropped
+            # re-queue once (a trial that kills its worker twice is dropped); one killed before it drew its
+            # parameters has nothing to retry: a fresh trial takes its place
+            if trial.params and "retry_of" not in trial.user_attrs:
                 study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             failed.append(trial.number)
     return failed
