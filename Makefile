@@ -26,8 +26,7 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install -e ".[test]"
-	bash scripts/install-browser.sh
-	bash scripts/install-services.sh
+	bash scripts/install-system.sh
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,5 +1,5 @@
 """Distributed Optuna on a real PostgreSQL server (Debian's postgresql, installed by .ci/run through
-scripts/install-services.sh, bound to 127.0.0.1): two `gwpe sweep` processes, as on two machines, join one
+scripts/install-system.sh, bound to 127.0.0.1): two `gwpe sweep` processes, as on two machines, join one
 study through the RDB URL and finish it together without duplicate trial numbers."""
 
 import glob
@@ -19,7 +19,7 @@ from conftest import GWPE, gwpe_env, run_gwpe, tiny_distill, tiny_profile, write
 def postgres_bin(name: str) -> str:
     found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
     if found is None:
-        pytest.fail(f"PostgreSQL's {name} not found: apt-get install postgresql (scripts/install-services.sh, run by make test)")
+        pytest.fail(f"PostgreSQL's {name} not found: apt-get install postgresql (scripts/install-system.sh, run by make test)")
     return found
 
 
