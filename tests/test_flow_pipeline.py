@@ -17,6 +17,13 @@ def _project(tmp_path):
         "evaluation": {"injections": 10, "samples": 200},
         "reference": {"injections": 1, "walkers": 12, "steps": 60, "burn": 20, "workers": 0, "flow_samples": 500},
     }
+    profile["sampling"] = {
+        "model": "maf", "injection": 0, "workers": 0, "seed": 0, "npe_samples": 400,
+        "flowmc": {"chains": 16, "local_steps": 4, "global_steps": 4, "max_training_loops": 3, "production_loops": 2,
+                   "max_production_loops": 3, "target_ess": 10, "flow_epochs": 1, "transforms": 1, "hidden": [16],
+                   "warm_start_epochs": 2},
+        "emcee": {"walkers": 12, "steps": 30, "burn": 10},
+    }
     write_profile(tmp_path / "params.yaml", profile)
     run_gwpe(["generate", "strain", "--params", "params.yaml", "--dataset", "strain-5d"], cwd=tmp_path, check=True)
     return tmp_path
@@ -58,6 +65,42 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path):
     assert all(0 <= v <= 0.6932 for v in reference["max_js"].values())
     assert max(reference["max_js"].values()) > 0.05  # a 3-epoch toy flow is far from the likelihood posterior
     assert (project / "plots" / "flows" / "maf-corner-0.png").stat().st_size > 10_000
+
+    # evidence before sampling: one line; then flow-MCMC (warm, cold), emcee, IS of the NPE and the LHM
+    out = run_gwpe(["evidence", "--params", "params.yaml"], cwd=project)
+    assert out.returncode != 0 and "run `gwpe sample" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    run_gwpe(["sample", "--params", "params.yaml", "--no-progress", "--metrics", "metrics/sampling.json",
+              "--plots-dir", "plots/sampling"], cwd=project, check=True)
+    sampling = json.loads((project / "metrics" / "sampling.json").read_text())
+    assert set(sampling["methods"]) == {"flowmc_warm", "flowmc_cold", "emcee"}
+    warm = sampling["methods"]["flowmc_warm"]
+    assert 1 <= warm["training_loops"] <= 3 and 2 <= warm["production_loops"] <= 3
+    assert 0 < warm["evaluations_to_learn"] < warm["evaluations"] and warm["template_evaluations"] <= warm["evaluations"]
+    assert all(0 <= v <= 0.6932 for v in sampling["methods"]["emcee"]["js_vs_flowmc_warm"].values())
+    import h5py
+    import numpy as np
+
+    with h5py.File(project / "data" / "sampling" / "strain-5d.h5") as h5:
+        samples, log_l = h5["flowmc_warm/samples"][()], h5["flowmc_warm/log_likelihood"][()]
+        assert samples.shape == (warm["production_loops"] * 5 * 16, 5) and np.all(np.isfinite(log_l)) and np.all(log_l < 0)
+        assert np.all(samples[:, 0] >= samples[:, 1]) and np.all((samples[:, 2] >= 0) & (samples[:, 2] < 2 * np.pi))
+    out = run_gwpe(["evidence", "--params", "params.yaml", "--metrics", "metrics/evidence.json", "--plots-dir", "plots/evidence"],
+                   cwd=project, check=True)
+    evidence = json.loads((project / "metrics" / "evidence.json").read_text())
+    assert set(evidence["evidence"]) == {"is_npe", "is_flow", "lhm"} and "log Z =" in out.stdout
+    for estimate in evidence["evidence"].values():
+        assert np.isfinite(estimate["log_evidence"]) and estimate["standard_error"] > 0 and 0 < estimate["efficiency"] <= 1
+    assert set(evidence["js_vs_flowmc_warm"]) == {"is_npe", "is_flow", "flowmc_cold", "emcee"}
+    assert (project / "plots" / "evidence" / "corner.png").stat().st_size > 10_000
+    assert (project / "plots" / "sampling" / "convergence.png").stat().st_size > 10_000
+    stages = {run.data.tags.get("gwpe.stage"): run for run in client.search_runs([run.info.experiment_id])}
+    assert stages["sample"].data.metrics["methods.flowmc_warm.evaluations"] == warm["evaluations"]
+    assert "evidence.is_npe.log_evidence" in stages["evidence"].data.metrics
+    text = (project / "params.yaml").read_text().replace("injection: 0", "injection: 99")
+    (project / "params.yaml").write_text(text)
+    out = run_gwpe(["sample", "--params", "params.yaml"], cwd=project)
+    assert out.returncode != 0 and "sampling.injection = 99; allowed: 0 .. 11" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
 
 
 def test_unknown_flow_model_is_one_line_error(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 from gwpe import physics
 from gwpe.evaluation.divergence import marginal_divergences
 from gwpe.inference.reference import gelman_rubin, injection_start, run_emcee
-from gwpe.inference.reference_stage import MassCoordinates
+from gwpe.inference.coordinates import SamplerCoordinates
 
 
 def test_emcee_recovers_a_correlated_gaussian_within_monte_carlo_error():
@@ -65,13 +65,27 @@ def test_chirp_mass_coordinates_invert_and_carry_the_jacobian():
     d_nu = (np.array(physics.masses_from_chirp_mass(mc, nu + h)) - np.array(physics.masses_from_chirp_mass(mc, nu - h))) / (2 * h)
     assert abs(d_mc[0] * d_nu[1] - d_mc[1] * d_nu[0]) == pytest.approx(np.exp(physics.log_jacobian_masses_chirp_mass(mc, nu)), rel=1e-6)
     names = ["m1", "m2", "tc"]
-    coordinates = MassCoordinates(names)
+    coordinates = SamplerCoordinates(names)
     theta = np.array([[60.0, 40.0, 0.7], [45.0, 44.0, 0.8]])
     np.testing.assert_allclose(coordinates.to_physical(coordinates.from_physical(theta)), theta, rtol=1e-12)
     density = coordinates.log_density(lambda t: np.zeros(len(t)))
     u = np.array([[30.0, 0.5, 0.7], [30.0, 1.2, 0.7], [30.0, -0.1, 0.7]])
     out = density(u)
     assert np.isfinite(out[0]) and np.all(np.isneginf(out[1:]))  # nu outside (0, 1] has no density
+
+
+def test_folded_phase_window_keeps_the_mass_of_both_copies():
+    names = ["phi0", "tc"]
+    theta = np.array([[0.1, 0.7], [0.1 + np.pi, 0.7], [3.0, 0.7]])
+    coordinates = SamplerCoordinates.centred_on(names, theta[:2])  # circular mean of 2 phi0 = 0.2 -> window [0.1 - pi/2, 0.1 + pi/2)
+    assert coordinates.phase_centre == pytest.approx(0.1)
+    u = coordinates.from_physical(theta)
+    assert u[0, 0] == pytest.approx(0.1) and u[1, 0] == pytest.approx(0.1) and u[2, 0] == pytest.approx(3.0 - np.pi)
+    density = coordinates.log_density(lambda t: np.zeros(len(t)))
+    assert density(u) == pytest.approx(np.full(3, np.log(2.0)))  # p(phi0) + p(phi0 + pi) = 2 p(phi0)
+    assert np.isneginf(density(np.array([[0.1 + np.pi / 2 + 1e-9, 0.7]])))[0]
+    back = coordinates.to_physical(np.repeat(u[:1], 4000, axis=0), np.random.default_rng(0))[:, 0]
+    assert set(np.round(back, 9)) == {0.1, round(0.1 + np.pi, 9)} and abs(np.mean(back > 1) - 0.5) < 0.03
 
 
 def test_marginal_divergences_match_the_gaussian_kl_and_vanish_for_the_same_distribution():
@@ -83,3 +97,24 @@ def test_marginal_divergences_match_the_gaussian_kl_and_vanish_for_the_same_dist
     assert js[1] < 2e-3 and js[0] == pytest.approx(0.1114, abs=0.01) and np.all(js <= np.log(2))  # quadrature: 0.1114
     with pytest.raises(ValueError, match="2 and 3 parameters"):
         marginal_divergences(a, rng.standard_normal((10, 3)))
+
+
+def test_prior_density_is_normalised_over_its_support():
+    # Monte Carlo over the bounding box: E_box[p] x box volume = 1 when p integrates to one
+    from gwpe.config import StrainPriorConfig
+    from gwpe.waveforms.priors import log_prior_density, prior_bounds
+
+    prior = StrainPriorConfig()
+    names = ["m1", "m2", "phi0", "tc", "dL", "theta_jn"]
+    rng = np.random.default_rng(1)
+    bounds = np.array([prior_bounds(prior, name) for name in names])
+    box = bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * rng.uniform(size=(400_000, len(names)))
+    integral = np.exp(log_prior_density(prior, names, box)).mean() * np.prod(bounds[:, 1] - bounds[:, 0])
+    assert integral == pytest.approx(1.0, abs=0.01)
+
+
+def test_marginal_divergence_of_a_single_repeated_value_is_near_the_maximum():
+    rng = np.random.default_rng(0)
+    spread = rng.standard_normal((5000, 1))
+    _, js = marginal_divergences(np.full((5000, 1), 0.3), spread)
+    assert 0.5 < js[0] <= np.log(2)

@@ -207,6 +207,30 @@ def _reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample(args: argparse.Namespace) -> int:
+    from gwpe.config import load_config
+    from gwpe.inference.sample_stage import run_sampling
+    from gwpe.training.wavenet import write_metrics
+
+    metrics = run_sampling(load_config(args.params), progress=not args.no_progress, plots_dir=args.plots_dir)
+    if args.metrics:
+        write_metrics(args.metrics, metrics)
+    print(f"flow-MCMC (warm, cold) and emcee posteriors for {metrics['dataset']} injection {metrics['injection']} -> {metrics['path']}")
+    return 0
+
+
+def _evidence(args: argparse.Namespace) -> int:
+    from gwpe.config import load_config
+    from gwpe.inference.evidence_stage import format_evidence, run_evidence
+    from gwpe.training.wavenet import write_metrics
+
+    metrics = run_evidence(load_config(args.params), plots_dir=args.plots_dir)
+    if args.metrics:
+        write_metrics(args.metrics, metrics)
+    print(format_evidence(metrics))
+    return 0
+
+
 def _evaluate_wavenet(args: argparse.Namespace) -> int:
     from gwpe.config import load_config
     from gwpe.evaluation.wavenet_stage import evaluate_stage, format_table1
@@ -432,6 +456,19 @@ def build_parser() -> argparse.ArgumentParser:
     reference.add_argument("--metrics", default=None, help="write the sampler diagnostics as DVC metrics JSON here")
     reference.add_argument("--no-progress", action="store_true", help="no progress bar")
     reference.set_defaults(handler=_reference)
+
+    sample = commands.add_parser("sample", help="flow-MCMC (NPE warm start and cold start) and emcee posteriors for one injection (DVC stage)")
+    sample.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
+    sample.add_argument("--metrics", default=None, help="write the samplers' diagnostics as DVC metrics JSON here")
+    sample.add_argument("--plots-dir", default=None, help="also write the convergence plot here")
+    sample.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sample.set_defaults(handler=_sample)
+
+    evidence = commands.add_parser("evidence", help="importance-sampled NPE, learned harmonic mean and posterior agreement for `gwpe sample`'s injection (DVC stage)")
+    evidence.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
+    evidence.add_argument("--metrics", default=None, help="write evidences, efficiencies and JS divergences as DVC metrics JSON here")
+    evidence.add_argument("--plots-dir", default=None, help="also write the corner plot here")
+    evidence.set_defaults(handler=_evidence)
 
     registry = commands.add_parser("models", help="registered models: list, promote (move an alias), pull (download a package)")
     actions = registry.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=OneLineParser)

@@ -361,6 +361,56 @@ class TrackingConfig(StrictModel):
         return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
 
 
+class FlowMCConfig(StrictModel):
+    """Flow-enhanced MCMC settings (``gwpe.inference.flowmc``); the local kernel is a random walk (the
+    lalsimulation likelihood has no gradient)."""
+
+    chains: int = Field(64, ge=2, le=1_000_000)
+    local_steps: int = Field(20, ge=1, le=100_000)
+    global_steps: int = Field(10, ge=0, le=100_000)
+    step_size: float = Field(0.5, gt=0.0, description="initial random-walk scale, in units of 2.38 / sqrt(D) x chain covariance")
+    max_training_loops: int = Field(40, ge=1, le=100_000)
+    train_until: float = Field(0.2, gt=0.0, le=1.0, description="training ends once flow proposals are accepted at this rate")
+    production_loops: int = Field(5, ge=1, le=100_000, description="at least this many production loops")
+    max_production_loops: int = Field(60, ge=1, le=1_000_000)
+    target_ess: float = Field(1000.0, gt=0.0, description="production goes on until this effective sample size")
+    flow_epochs: int = Field(5, ge=1, le=10_000, description="epochs of proposal-flow fitting per training loop")
+    history_loops: int = Field(3, ge=1, le=10_000, description="training loops of chain history the flow is fitted to")
+    transforms: int = Field(4, ge=1, le=64)
+    hidden: list[int] = Field(default_factory=lambda: [64, 64], min_length=1)
+    warm_start_epochs: int = Field(20, ge=1, le=10_000, description="epochs fitting the proposal to NPE draws (warm start)")
+
+
+class EmceeConfig(StrictModel):
+    walkers: int = Field(32, ge=4, le=100_000)
+    steps: int = Field(2000, ge=2, le=10_000_000)
+    burn: int = Field(500, ge=0, le=10_000_000)
+
+
+class SamplingSection(StrictModel):
+    """``gwpe sample`` / ``gwpe evidence``: likelihood-based posteriors and evidence for one injection of
+    ``flows.dataset``, checked against the NPE flow ``model``."""
+
+    model: str = Field("maf", min_length=1, description="a flows.models entry: the NPE posterior used to warm-start and importance-sample")
+    injection: int = Field(0, ge=0, le=10_000_000, description="validation injection (the noise realisation the flows are evaluated on)")
+    workers: int = Field(2, ge=0, le=4096, description="processes generating templates; 0: in-process")
+    seed: int = 0
+    npe_samples: int = Field(10_000, ge=100, le=100_000_000, description="draws per importance-sampling proposal")
+    flowmc: FlowMCConfig = FlowMCConfig()
+    emcee: EmceeConfig = EmceeConfig()
+    harmonic_temperature: float = Field(0.8, gt=0.0, le=1.0, description="T < 1 concentrates the learned harmonic mean's flow")
+    agreement_js: float = Field(0.01, gt=0.0, description="nats: the largest 1-D marginal JS divergence counted as agreement")
+    path: str = "data/sampling"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SamplingSection":
+        if self.emcee.burn >= self.emcee.steps:
+            raise ValueError(f"emcee.burn = {self.emcee.burn}; allowed: < emcee.steps = {self.emcee.steps}")
+        if self.flowmc.production_loops > self.flowmc.max_production_loops:
+            raise ValueError(f"flowmc.production_loops = {self.flowmc.production_loops}; allowed: <= flowmc.max_production_loops")
+        return self
+
+
 class ProjectConfig(StrictModel):
     """A whole profile file. ``profile`` names it in MLflow and in dataset provenance."""
 
@@ -371,6 +421,7 @@ class ProjectConfig(StrictModel):
     wavenet: WaveNetSection = WaveNetSection()
     flows: FlowsSection = FlowsSection()
     distill: DistillSection = DistillSection()
+    sampling: SamplingSection = SamplingSection()
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

@@ -5,7 +5,7 @@ sample sets plus three bandwidths, renormalised with the trapezoid rule, so p an
 
     KL(p || q) = ∫ p log(p / q),    JS(p, q) = KL(p || m) / 2 + KL(q || m) / 2,  m = (p + q) / 2,  0 <= JS <= log 2.
 
-Densities are floored at 1e-300 before the logarithm. Both sets are smoothed alike, so the boundary leakage
+A set with a single distinct value becomes a spike one grid step wide. Densities are floored at 1e-300 before the logarithm. Both sets are smoothed alike, so the boundary leakage
 of a KDE (phi0 at 0 and 2 pi, a prior edge) cancels to first order in the comparison. Domain-free.
 """
 
@@ -19,7 +19,10 @@ MAX_KDE_SAMPLES = 20_000  # KDE cost is samples x grid; more samples change JS b
 
 
 def _density(samples: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    density = stats.gaussian_kde(samples)(grid)
+    if np.ptp(samples) == 0:  # one distinct value (an importance-sampled set with ESS ~ 1): a spike one grid step wide
+        density = stats.norm.pdf(grid, samples[0], grid[1] - grid[0])
+    else:
+        density = stats.gaussian_kde(samples)(grid)
     return density / np.trapezoid(density, grid)
 
 

@@ -57,10 +57,21 @@ def importance_sampling(log_target: Callable[[Tensor], Tensor], samples: Tensor,
     return EvidenceEstimate(log_z, error, ess, ess / len(log_w), "importance"), weights, samples[chosen]
 
 
-def learned_harmonic_mean(log_target: Callable[[Tensor], Tensor], posterior: Tensor, temperature: float = 0.8,
+def learned_harmonic_mean(log_target: Callable[[Tensor], Tensor] | None, posterior: Tensor, temperature: float = 0.8,
                           transforms: int = 3, hidden: tuple[int, ...] = (64, 64), epochs: int = 30,
-                          seed: int = 0) -> EvidenceEstimate:
-    """log Z from posterior samples (n, D): fit a flow on half, tempered base T < 1, estimate on the other half."""
+                          seed: int = 0, log_target_values: Tensor | None = None,
+                          in_support: Callable[[Tensor], Tensor] | None = None, support_draws: int = 100_000,
+                          effective_fraction: float = 1.0) -> EvidenceEstimate:
+    """log Z from posterior samples (n, D): fit a flow on half, tempered base T < 1, estimate on the other half.
+
+    ``log_target_values`` (n,): log(L pi) already known at the samples (an MCMC records it), so no target
+    evaluation is repeated; else ``log_target`` is called on the estimation half. The standard error assumes
+    independent samples: thin correlated chains to about their effective sample size first.
+
+    ``in_support`` (x -> bool mask) for a target with bounded support (a prior edge, a folded phase window):
+    the flow spreads a mass m < 1 over the support, so the ratio's mean is m / Z, not 1 / Z. m is measured by
+    drawing ``support_draws`` points from the concentrated flow (no target calls) and log Z = log m - log
+    rho_hat; its binomial error is added to the standard error."""
     from gwpe.inference.flowmc import StandardisedFlow
 
     if not 0 < temperature <= 1:
@@ -73,10 +84,29 @@ def learned_harmonic_mean(log_target: Callable[[Tensor], Tensor], posterior: Ten
     flow.fit(fit_half.float(), epochs, lr=1e-3, restandardise=True)
     with torch.no_grad():
         log_phi = tempered_log_prob(flow, estimate_half.float(), temperature).double()
-        log_ratio = log_phi - log_target(estimate_half).double()
+        known = log_target_values[order[len(order) // 2:]] if log_target_values is not None else log_target(estimate_half)
+        log_ratio = log_phi - known.double()
+    if not 0 < effective_fraction <= 1:
+        raise ValueError(f"effective_fraction = {effective_fraction!r}; allowed: 0 < ESS / n <= 1")
     log_rho, error = _log_moments(log_ratio)
+    error /= math.sqrt(effective_fraction)
     n = len(estimate_half)
-    return EvidenceEstimate(-log_rho, error, float(n), 1.0, "learned harmonic mean")
+    log_mass = 0.0
+    if in_support is not None:
+        with torch.no_grad():
+            inside = in_support(tempered_sample(flow, support_draws, temperature)).double().mean()
+        if inside <= 0:
+            raise ValueError("the concentrated flow puts no mass inside the target's support; check in_support")
+        log_mass = float(torch.log(inside))
+        error = math.hypot(error, math.sqrt(float((1 - inside) / (inside * support_draws))))
+    return EvidenceEstimate(log_mass - log_rho, error, n * effective_fraction, effective_fraction, "learned harmonic mean")
+
+
+def tempered_sample(flow, n: int, temperature: float) -> Tensor:
+    """n draws from the flow with its base N(0, I) replaced by N(0, T^2 I)."""
+    transform = flow.flow().transform
+    z = temperature * torch.randn(n, flow.mean.shape[0])
+    return transform.inv(z) * flow.scale + flow.mean
 
 
 def tempered_log_prob(flow, x: Tensor, temperature: float) -> Tensor:

@@ -16,7 +16,7 @@ Training loops are followed by production loops with the flow frozen, whose samp
 chain is then a valid MCMC with a fixed mixture kernel). ``flow`` warm-starts the proposal from a given
 distribution (e.g. an amortised NPE posterior for the event: anything with ``sample`` and ``log_prob``),
 trained further unless ``train_flow=False``. Diagnostics: acceptance rates, Gelman-Rubin R-hat over chains,
-number of log-density evaluations.
+number of log-density evaluations, effective sample size; a per-loop history of them.
 """
 
 from __future__ import annotations
@@ -52,9 +52,20 @@ class StandardisedFlow(torch.nn.Module):
         super().__init__()
         import zuko
 
+        self.dim, self.transforms, self.hidden = dim, transforms, tuple(hidden)
         self.flow = zuko.flows.MAF(dim, 0, transforms=transforms, hidden_features=list(hidden))
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("scale", torch.ones(dim))
+
+    def config(self) -> dict:
+        return {"dim": self.dim, "transforms": self.transforms, "hidden": list(self.hidden)}
+
+    @classmethod
+    def from_state(cls, config: dict, state: dict[str, Tensor]) -> "StandardisedFlow":
+        """Rebuild from ``config()`` and a state dict (tensors only: load it with ``weights_only=True``)."""
+        flow = cls(config["dim"], config["transforms"], tuple(config["hidden"]))
+        flow.load_state_dict(state)
+        return flow
 
     def log_prob(self, x: Tensor) -> Tensor:
         return self.flow().log_prob((x - self.mean) / self.scale) - self.scale.log().sum()
@@ -172,32 +183,73 @@ class FlowMC:
             accepted += float(accept.float().mean())
         return x, logp, grad, accepted / max(1, self.n_global)
 
-    def run(self, initial: Tensor, progress: bool = False) -> FlowMCResult:
+    def run(self, initial: Tensor, progress: bool = False, train_until: float | None = None,
+            target_ess: float | None = None, max_production_loops: int | None = None) -> FlowMCResult:
+        """Training then production loops from ``initial`` (n_chains, D).
+
+        ``train_until``: stop training once a loop's flow proposals are accepted at this rate (the flow has
+        learned the target), else after ``training_loops``. ``target_ess``: after ``production_loops``, go on
+        until the production samples hold this effective sample size (chains x steps / max integrated
+        autocorrelation time) or ``max_production_loops`` are done. ``history`` records, per loop, the phase,
+        acceptance rates and cumulative log-density evaluations."""
         from tqdm import tqdm
 
         x = initial.detach().clone().double() if initial.dtype == torch.float64 else initial.detach().clone().float()
         if x.shape != (self.n_chains, self.dim):
             raise ValueError(f"initial positions of shape {tuple(x.shape)}; expected ({self.n_chains}, {self.dim})")
         logp, grad = self._log_prob(x, grad=self.local == "mala")
-        history: list[Tensor] = []
+        chain_history: list[Tensor] = []
         samples, logps, local_rates, global_rates = [], [], [], []
-        loops = self.training_loops + self.production_loops
-        for loop in tqdm(range(loops), desc="flow-MCMC", unit="loop", disable=not progress):
-            training = loop < self.training_loops
+        log = {"phase": [], "local_acceptance": [], "global_acceptance": [], "evaluations": [], "ess": []}
+        most_production = max(self.production_loops, max_production_loops or 0)
+        bar = tqdm(total=self.training_loops + self.production_loops, desc="flow-MCMC", unit="loop", disable=not progress)
+        training, loop, produced = self.training_loops > 0, 0, 0
+        while True:
             x, logp, grad, local_rate, states, state_logps = self._local_steps(x, logp, grad, adapt=training)
             if training and self.train_flow:
-                history.append(torch.stack(states))
-                data = torch.cat(history[-self.history_loops:]).reshape(-1, self.dim)
+                chain_history.append(torch.stack(states))
+                data = torch.cat(chain_history[-self.history_loops:]).reshape(-1, self.dim)
                 self.proposal.fit(data.float(), self.flow_epochs, lr=self.learning_rate,
                                   restandardise=not self.warm and loop == 0)
             x, logp, grad, global_rate = self._global_steps(x, logp, grad)
+            ess = float("nan")
             if not training:
                 samples += [*states, x.clone()]
                 logps += [*state_logps, logp.clone()]
                 global_rates.append(global_rate)
                 local_rates.append(local_rate)
-        stacked = torch.stack(samples) if samples else x[None]
-        return FlowMCResult(stacked, torch.stack(logps) if logps else logp[None],
-                            float(np.mean(local_rates)) if local_rates else float("nan"),
-                            float(np.mean(global_rates)) if global_rates else float("nan"),
-                            self.evaluations, gelman_rubin_rhat(stacked), self.proposal)
+                produced += 1
+                if target_ess is not None:
+                    ess = effective_sample_size(torch.stack(samples))
+            for key, value in (("phase", "training" if training else "production"), ("local_acceptance", local_rate),
+                               ("global_acceptance", global_rate), ("evaluations", self.evaluations), ("ess", ess)):
+                log[key].append(value)
+            loop += 1
+            bar.update()
+            bar.set_postfix(phase=log["phase"][-1], global_acc=f"{global_rate:.2f}", evals=self.evaluations)
+            if training:
+                learned = train_until is not None and global_rate >= train_until
+                if learned or loop >= self.training_loops:
+                    training = False
+                    bar.total = loop + self.production_loops
+                    bar.refresh()
+            elif produced >= self.production_loops and (target_ess is None or ess >= target_ess or produced >= most_production):
+                break
+            elif produced >= self.production_loops:
+                bar.total += 1
+        bar.close()
+        stacked = torch.stack(samples)
+        return FlowMCResult(stacked, torch.stack(logps), float(np.mean(local_rates)), float(np.mean(global_rates)),
+                            self.evaluations, gelman_rubin_rhat(stacked), self.proposal, log)
+
+
+def effective_sample_size(chains: Tensor) -> float:
+    """chains x steps / max over dimensions of the integrated autocorrelation time (emcee's estimator,
+    Goodman & Weare 2010; ``tol=0`` so short chains still report) of samples (steps, chains, D)."""
+    from emcee.autocorr import integrated_time
+
+    steps = chains.shape[0]
+    if steps < 4:
+        return 0.0
+    tau = integrated_time(chains.double().numpy(), tol=0)
+    return float(steps * chains.shape[1] / max(1.0, float(np.max(tau))))

@@ -7,9 +7,9 @@ the dataset's own generator and prior (``gwpe.inference.likelihood``), sampled w
 noise seed, parameter names, sampler settings), and per injection a group ``injection_<i>`` with the
 observation, the truth, samples in physical units, log posterior and the diagnostics.
 
-emcee moves in (M_c, nu = m2/m1) in place of (m1, m2) (``MassCoordinates``): the data measure the chirp mass
-best, so the posterior is a narrow, nearly straight ridge there instead of a curved banana in (m1, m2); the
-density carries the Jacobian m1^2 / M_c, so the samples, mapped back, follow the (m1, m2) posterior.
+emcee moves in ``gwpe.inference.coordinates.SamplerCoordinates``: (M_c, nu = m2/m1) in place of (m1, m2), and
+phi0 folded onto one of the two identical copies of the (2, 2)-mode posterior; the density carries the
+Jacobian, so the samples, mapped back, follow the (m1, m2, phi0) posterior.
 """
 
 from __future__ import annotations
@@ -20,45 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import gwpe
-from gwpe import physics
 from gwpe.config import ProjectConfig
-
-
-class MassCoordinates:
-    """emcee's coordinates: (M_c, nu = m2/m1) in the m1, m2 columns (module doc); identity without masses."""
-
-    def __init__(self, names: list[str]):
-        self.columns = (names.index("m1"), names.index("m2")) if {"m1", "m2"} <= set(names) else None
-
-    def to_physical(self, u: np.ndarray) -> np.ndarray:
-        theta = np.array(u, dtype=np.float64, copy=True)
-        if self.columns is not None:
-            i, j = self.columns
-            with np.errstate(invalid="ignore", divide="ignore"):
-                theta[:, i], theta[:, j] = physics.masses_from_chirp_mass(u[:, i], u[:, j])
-        return theta
-
-    def from_physical(self, theta: np.ndarray) -> np.ndarray:
-        u = np.array(theta, dtype=np.float64, copy=True)
-        if self.columns is not None:
-            i, j = self.columns
-            u[:, i], u[:, j] = physics.chirp_mass(theta[:, i], theta[:, j]), theta[:, j] / theta[:, i]
-        return u
-
-    def log_density(self, log_posterior):
-        """log p(u) = log p(theta(u)) + log |d theta / d u|; -inf where nu is not in (0, 1] or M_c <= 0."""
-        def density(u: np.ndarray) -> np.ndarray:
-            if self.columns is None:
-                return log_posterior(u)
-            i, j = self.columns
-            valid = (u[:, j] > 0) & (u[:, j] <= 1) & (u[:, i] > 0)
-            out = np.full(len(u), -np.inf)
-            if valid.any():
-                good = u[valid]
-                out[valid] = log_posterior(self.to_physical(good)) + physics.log_jacobian_masses_chirp_mass(good[:, i], good[:, j])
-            return out
-
-        return density
 
 
 def reference_path(config: ProjectConfig) -> Path:
@@ -69,6 +31,7 @@ def build_reference_posteriors(config: ProjectConfig, progress: bool = True) -> 
     import h5py
 
     from gwpe.data.strain_datamodule import StrainDataset
+    from gwpe.inference.coordinates import SamplerCoordinates
     from gwpe.inference.likelihood import WhitenedGaussianLikelihood
     from gwpe.inference.reference import injection_start, run_emcee
     from gwpe.tracking import dataset_md5
@@ -102,12 +65,11 @@ def build_reference_posteriors(config: ProjectConfig, progress: bool = True) -> 
             observation = strain.numpy().astype(np.float64)
             truth = validation.standardisation.inverse(theta.numpy().astype(np.float64))
             with WhitenedGaussianLikelihood(generator, names, observation, prior=dataset.prior, workers=settings.workers) as likelihood:
-                coordinates = MassCoordinates(names)
-                density = coordinates.log_density(likelihood.log_posterior)
                 start = injection_start(truth, names, settings.walkers, likelihood.log_posterior, seed=settings.seed + index)
+                coordinates = SamplerCoordinates.centred_on(names, start, fold_phase=True)
+                density = coordinates.log_density(likelihood.log_posterior)
                 result = run_emcee(density, coordinates.from_physical(start), settings.steps, settings.burn,
-                                   seed=settings.seed + index, progress=progress,
-                                   periods={names.index("phi0"): np.pi} if "phi0" in names else None)
+                                   seed=settings.seed + index, progress=progress)
                 evaluations = likelihood.evaluations
             group = h5.create_group(f"injection_{index}")
             group.create_dataset("observation", data=observation)

@@ -42,10 +42,25 @@ def volumetric_distance_cdf(d, d_min: float, d_max: float):
     return (d**3 - d_min**3) / (d_max**3 - d_min**3)
 
 
+def log_prior_volume(prior: StrainPriorConfig, names: list[str]) -> float:
+    """log of the normaliser of the unnormalised densities below, so log Z is an evidence, not up to a constant:
+    the mass triangle m1 >= m2 has area (m_max - m_min)^2 / 2; ∫ d^2 dd = (d_max^3 - d_min^3) / 3; ∫ sin theta_jn = 2;
+    ∫ cos dec = 2; the other parameters are uniform over their ranges."""
+    lengths = {"tc": prior.tc_max - prior.tc_min, "phi0": 2 * np.pi, "chi1z": 2 * prior.chi_max, "chi2z": 2 * prior.chi_max,
+               "theta_jn": 2.0, "ra": 2 * np.pi, "dec": 2.0, "psi": np.pi,
+               "dL": (prior.distance_max**3 - prior.distance_min**3) / 3.0}
+    total = 0.0
+    if "m1" in names and "m2" in names:
+        total += np.log(0.5 * (prior.mass_max - prior.mass_min) ** 2)
+    elif "m1" in names or "m2" in names:
+        raise ValueError(f"parameters {names}: m1 and m2 are drawn together; allowed: both or neither")
+    return float(total + sum(np.log(lengths[name]) for name in names if name not in ("m1", "m2")))
+
+
 def log_prior_density(prior: StrainPriorConfig, names: list[str], theta: np.ndarray) -> np.ndarray:
-    """log p(theta) up to a constant for a batch (n, len(names)); -inf outside the support."""
+    """Normalised log p(theta) for a batch (n, len(names)); -inf outside the support (``log_prior_volume``)."""
     theta = np.atleast_2d(theta)
-    out = np.zeros(len(theta))
+    out = np.full(len(theta), -log_prior_volume(prior, names))
     col = {name: theta[:, i] for i, name in enumerate(names)}
     inside = np.ones(len(theta), dtype=bool)
     if "m1" in col and "m2" in col:
