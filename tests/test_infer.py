@@ -61,10 +61,14 @@ def test_infer_formats_agree_and_record_provenance(flow_project, tmp_path):
     header = "# Gravitational wave strain for H1_GWOSC_1KHZ_R1 for GPS 1126259462 - 1126259463 at 1024Hz\n"
     (tmp_path / "event.txt").write_text(header + "\n".join(f"{v:.17g}" for v in strain[0]) + "\n")
     outputs = {}
+    scratch = tmp_path / "scratch"  # the pulled package's temporary folder goes here, and must be gone after
+    scratch.mkdir()
     for name, extra in (("event.npy", ["--sample-rate", "1024"]), ("event.h5", []), ("event.txt", [])):
         out = tmp_path / f"{name}.h5"
         result = run_gwpe(["infer", "--model", "gwpe-npe-maf@champion", "--strain", str(tmp_path / name), "--n-samples", "3000",
-                           "--out", str(out), "--seed", "1", "--no-progress", *extra], cwd=tmp_path, env=env, check=True)
+                           "--out", str(out), "--seed", "1", "--no-progress", *extra], cwd=tmp_path,
+                          env={**env, "TMPDIR": str(scratch)}, check=True)
+        assert not list(scratch.glob("gwpe-model-*"))
         assert "median" in result.stdout and "m1" in result.stdout
         with h5py.File(out) as f:
             outputs[name] = f["samples"][()]

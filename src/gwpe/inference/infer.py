@@ -17,6 +17,7 @@ and run, the input files and their md5, the gwpe version. Quantiles print on the
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -157,11 +158,15 @@ def run_infer(model: str, strain_files: list[str], n_samples: int, out: str | Pa
         raise InputError(f"--out {out}: allowed: a .h5 or .hdf5 file")
     strain = read_strain(strain_files, sample_rate, detectors)  # input errors before any download
     folder, source = resolve_package(model)
-    meta = read_package_config(folder)
-    if meta["model"] == "flow" and "data_spec" not in meta:
-        raise InputError(f"model {model}: its package has no data_spec (trained before gwpe recorded one); retrain it")
-    window = flow_input(strain, meta["data_spec"], start, whiten_raw) if meta["model"] == "flow" else wavenet_input(strain, meta)
-    module = load_package(folder)
+    try:
+        meta = read_package_config(folder)
+        if meta["model"] == "flow" and "data_spec" not in meta:
+            raise InputError(f"model {model}: its package has no data_spec (trained before gwpe recorded one); retrain it")
+        window = flow_input(strain, meta["data_spec"], start, whiten_raw) if meta["model"] == "flow" else wavenet_input(strain, meta)
+        module = load_package(folder)
+    finally:  # the model is in memory (or the input was refused): a downloaded copy is not kept
+        if "temporary" in source:
+            shutil.rmtree(source.pop("temporary"), ignore_errors=True)
     attrs = {"model": source.get("source", model), "model_name": source.get("name", meta.get("registered_name", "")),
              "model_version": source.get("version", -1), "mlflow_run_id": source.get("run_id", meta.get("mlflow_run_id") or ""),
              "input_files": json.dumps(strain.files), "input_md5": strain.md5, "gwpe_version": gwpe.__version__,

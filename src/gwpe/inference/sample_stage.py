@@ -193,11 +193,11 @@ def run_sampling(config: ProjectConfig, progress: bool = True, plots_dir: str | 
     event = load_event(config, settings.injection)
     module = load_npe(config)
     fm = settings.flowmc
-    theta_npe, _ = npe_draws(module, event, max(settings.npe_samples, fm.chains, settings.emcee.walkers), settings.seed)
+    theta_npe, _ = npe_draws(module, event, max(settings.npe_samples, fm.chains), settings.seed)
     theta_npe = theta_npe[inside_prior(event, theta_npe)]
-    if len(theta_npe) < max(fm.chains, settings.emcee.walkers):
+    if len(theta_npe) < fm.chains:
         raise ConfigError(f"only {len(theta_npe)} of the NPE draws lie inside the prior; raise sampling.npe_samples "
-                          f"(now {settings.npe_samples}) above {max(fm.chains, settings.emcee.walkers)} x 1 / that fraction")
+                          f"(now {settings.npe_samples}) above {fm.chains} chains / that fraction")
     warm_coordinates = SamplerCoordinates.centred_on(event.names, theta_npe)
     prior_draws = prior_start(event, fm.chains, settings.seed)
     cold_coordinates = SamplerCoordinates.centred_on(event.names, prior_draws)

@@ -203,7 +203,10 @@ def pull(reference: str, destination: str | Path) -> Path:
 
 
 def resolve_package(model: str, cache: str | Path | None = None) -> tuple[Path, dict]:
-    """A package folder for ``model`` (a folder, ``NAME@ALIAS`` or ``NAME/VERSION``) and where it came from."""
+    """A package folder for ``model`` (a folder, ``NAME@ALIAS`` or ``NAME/VERSION``) and where it came from.
+
+    A registry download with no ``cache`` goes to a new temporary folder, named in the returned
+    ``"temporary"`` entry: the caller removes it once the model is loaded."""
     import tempfile
 
     path = Path(model)
@@ -216,4 +219,4 @@ def resolve_package(model: str, cache: str | Path | None = None) -> tuple[Path, 
     target = Path(cache or tempfile.mkdtemp(prefix="gwpe-model-"))
     folder = download_model(f"models:/{version.name}/{version.version}", target)
     return folder, {"source": f"models:/{version.name}/{version.version}", "name": version.name, "version": int(version.version),
-                    "run_id": version.run_id}
+                    "run_id": version.run_id, **({} if cache else {"temporary": str(target)})}
