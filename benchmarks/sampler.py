@@ -9,7 +9,7 @@ Needs the default pipeline's strain-5d store and trained NPE (``dvc repro train-
    (in-process, then over ``--workers`` template processes);
 2. wall time and log-posterior evaluations until the production samples reach ``--ess`` effective samples,
    for flow-MCMC from a cold start (prior draws, flow learned from scratch), flow-MCMC warm-started from the
-   NPE, and emcee (DE moves, walkers in a ball around the injection as reference runs usually start, run in
+   NPE (both including the 2,000-draw pilot that places the phase window), and emcee (DE moves, walkers in a ball around the injection as reference runs usually start, run in
    chunks of 250 steps with the first fifth dropped, until its ESS = kept steps x walkers / max tau reaches
    the target or ``--max-emcee-steps``). The last column is the largest 1-D marginal JS divergence from the
    warm flow-MCMC posterior: an ESS read off a chain shorter than 50 autocorrelation times can be reached
@@ -45,7 +45,7 @@ def likelihood_rates(event, workers: int, n_single: int = 200, n_batch: int = 20
     return rates
 
 
-def emcee_to_ess(density, start: np.ndarray, target: float, max_steps: int, seed: int, chunk: int = 250) -> dict:
+def emcee_to_ess(density, start: np.ndarray, target: float, max_steps: int, seed: int, fold, chunk: int = 250) -> dict:
     import emcee
 
     from gwpe.inference.reference import gelman_rubin
@@ -63,6 +63,7 @@ def emcee_to_ess(density, start: np.ndarray, target: float, max_steps: int, seed
         if ess >= target:
             break
     chain = sampler.get_chain(discard=sampler.iteration // 5)
+    chain = fold(chain.reshape(-1, dim)).reshape(chain.shape)
     return {"seconds": time.perf_counter() - began, "evaluations": walkers * (sampler.iteration + 1), "ess": ess,
             "rhat": float(np.max(gelman_rubin(chain))), "steps": sampler.iteration, "samples": chain.reshape(-1, dim)}
 
@@ -78,7 +79,8 @@ def main() -> None:
     from gwpe.config import load_config
     from gwpe.inference.coordinates import SamplerCoordinates
     from gwpe.inference.reference import injection_start
-    from gwpe.inference.sample_stage import (inside_prior, load_event, load_npe, npe_draws, prior_start, run_flowmc)
+    from gwpe.inference.sample_stage import (PILOT_DRAWS, flowmc_from_pilot, inside_prior, load_event, load_npe, npe_draws,
+                                             prior_start)
 
     config = load_config(args.params)
     settings = config.sampling.model_copy(update={"flowmc": config.sampling.flowmc.model_copy(
@@ -95,19 +97,17 @@ def main() -> None:
     theta_npe = theta_npe[inside_prior(event, theta_npe)]
     rows, samples = [], {}
     with event.likelihood(args.workers) as likelihood:
-        for label, start, warm in (("flow-MCMC, cold start", prior_start(event, settings.flowmc.chains, settings.seed), None),
-                                   ("flow-MCMC, NPE warm start", theta_npe[: settings.flowmc.chains], theta_npe)):
-            coordinates = SamplerCoordinates.centred_on(event.names, start if warm is None else warm)
-            result, seconds = run_flowmc(settings, coordinates.log_density(likelihood.log_posterior), coordinates.from_physical(start),
-                                         settings.seed, warm_u=None if warm is None else coordinates.from_physical(warm))
-            from gwpe.inference.flowmc import effective_sample_size
-
+        prior_draws = prior_start(event, max(settings.flowmc.chains, PILOT_DRAWS), settings.seed)
+        for label, pilot, start, warm in (("flow-MCMC, cold start", prior_draws, prior_draws[: settings.flowmc.chains], None),
+                                          ("flow-MCMC, NPE warm start", theta_npe[:PILOT_DRAWS], theta_npe[: settings.flowmc.chains], theta_npe)):
+            began = time.perf_counter()
+            result, coordinates, summary = flowmc_from_pilot(event, settings, likelihood, pilot, start, warm)
             samples[label] = coordinates.to_physical(result.flat().double().numpy())
-            rows.append((label, seconds, result.evaluations, effective_sample_size(result.samples), float(result.rhat.max())))
+            rows.append((label, time.perf_counter() - began, summary["evaluations"], summary["effective_samples"], max(summary["rhat"])))
         start = injection_start(event.truth, event.names, settings.emcee.walkers, likelihood.log_posterior, seed=settings.seed)
         coordinates = SamplerCoordinates.centred_on(event.names, start)
-        emcee_run = emcee_to_ess(coordinates.log_density(likelihood.log_posterior), coordinates.from_physical(start), args.ess,
-                                 args.max_emcee_steps, settings.seed)
+        emcee_run = emcee_to_ess(coordinates.log_density(likelihood.log_posterior, periodic=True), coordinates.from_physical(start),
+                                 args.ess, args.max_emcee_steps, settings.seed, coordinates.fold_sampler)
         label = "emcee (DE moves)" + ("" if emcee_run["ess"] >= args.ess else f", stopped at {emcee_run['steps']} steps")
         samples[label] = coordinates.to_physical(emcee_run.pop("samples"))
         rows.append((label, emcee_run["seconds"], emcee_run["evaluations"], emcee_run["ess"], emcee_run["rhat"]))

@@ -82,7 +82,7 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path):
 
     with h5py.File(project / "data" / "sampling" / "strain-5d.h5") as h5:
         samples, log_l = h5["flowmc_warm/samples"][()], h5["flowmc_warm/log_likelihood"][()]
-        assert samples.shape == (warm["production_loops"] * 5 * 16, 5) and np.all(np.isfinite(log_l)) and np.all(log_l < 0)
+        assert samples.shape == (warm["production_loops"] * (5 + 4) * 16, 5) and np.all(np.isfinite(log_l)) and np.all(log_l < 0)
         assert np.all(samples[:, 0] >= samples[:, 1]) and np.all((samples[:, 2] >= 0) & (samples[:, 2] < 2 * np.pi))
     out = run_gwpe(["evidence", "--params", "params.yaml", "--metrics", "metrics/evidence.json", "--plots-dir", "plots/evidence"],
                    cwd=project, check=True)

@@ -118,3 +118,15 @@ def test_marginal_divergence_of_a_single_repeated_value_is_near_the_maximum():
     spread = rng.standard_normal((5000, 1))
     _, js = marginal_divergences(np.full((5000, 1), 0.3), spread)
     assert 0.5 < js[0] <= np.log(2)
+
+
+def test_phase_walls_go_where_the_likelihood_pilot_finds_no_mass():
+    rng = np.random.default_rng(3)
+    names = ["phi0", "tc"]
+    theta = np.column_stack([rng.uniform(0, 2 * np.pi, 4000), np.full(4000, 0.7)])
+    log_l = 40.0 * np.cos(2.0 * (theta[:, 0] - 0.3))  # (2, 2)-mode copies at 0.3 and 0.3 + pi
+    coordinates = SamplerCoordinates.walled_by_likelihood(names, theta, log_l)
+    wall = coordinates.phase_centre - np.pi / 2
+    distance = abs((0.3 - wall + np.pi / 2) % np.pi - np.pi / 2)  # circular distance mod pi from the mode to the wall
+    assert distance > 1.3  # the wall sits opposite the mode (pi / 2 = 1.571 away), not through it
+    assert SamplerCoordinates.walled_by_likelihood(["m1", "m2"], theta, log_l).phase is None

@@ -102,6 +102,21 @@ def learned_harmonic_mean(log_target: Callable[[Tensor], Tensor] | None, posteri
     return EvidenceEstimate(log_mass - log_rho, error, n * effective_fraction, effective_fraction, "learned harmonic mean")
 
 
+def defensive_mixture(flow, n: int, broad_temperature: float = 1.5, broad_weight: float = 0.2,
+                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """(n draws, their log density) of (1 - a) q + a q_T: the flow mixed with itself at a broader base
+    N(0, T^2 I), T > 1 (defensive importance sampling, Hesterberg 1995). Where q's tails are too light the
+    broad part bounds the weights L pi / q_mix, at most 1/a more draws where q alone fits."""
+    if not 0 < broad_weight < 1 or broad_temperature <= 1:
+        raise ValueError(f"broad_weight = {broad_weight!r}, broad_temperature = {broad_temperature!r}; allowed: 0 < a < 1, T > 1")
+    with torch.no_grad():
+        broad = torch.rand(n, generator=generator) < broad_weight
+        draws = torch.cat([tempered_sample(flow, int((~broad).sum()), 1.0), tempered_sample(flow, int(broad.sum()), broad_temperature)])
+        log_q = torch.logsumexp(torch.stack([math.log1p(-broad_weight) + tempered_log_prob(flow, draws, 1.0),
+                                             math.log(broad_weight) + tempered_log_prob(flow, draws, broad_temperature)]), 0)
+    return draws, log_q
+
+
 def tempered_sample(flow, n: int, temperature: float) -> Tensor:
     """n draws from the flow with its base N(0, I) replaced by N(0, T^2 I)."""
     transform = flow.flow().transform

@@ -6,7 +6,9 @@ Reads ``gwpe sample``'s file for the same injection and computes (``gwpe.inferen
   prior; sample efficiency ESS / n, log Z with its standard error, a resampled posterior;
 - **IS of the refined proposal** (``is_flow``): the warm flow-MCMC's final proposal, i.e. the NPE posterior
   distilled into a small flow and then trained on the chains, used as an importance-sampling proposal in
-  sampler coordinates (exact weights: it is a normalised density). When the NPE is too broad for useful
+  sampler coordinates (exact weights: it is a normalised density), mixed 80/20 with itself at a base widened
+  to T = 1.5 (defensive importance sampling: measured, the flow alone had tails light enough that 15,000 draws
+  gave efficiency 1.9 % where 10,000 had given 7 %, i.e. a few weights dominated). When the NPE is too broad for useful
   weights (the demo profile's is: efficiency ~1e-3), this is how its amortised guess still pays off;
 - **learned harmonic mean** (``lhm``) on all the warm flow-MCMC samples, its standard error scaled by
   sqrt(n / ESS) for their correlation; their log posterior is stored, so it costs no likelihood call. The
@@ -56,7 +58,7 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None) -> 
     from gwpe.evaluation.corner_plots import posterior_corner
     from gwpe.evaluation.divergence import marginal_divergences
     from gwpe.inference.coordinates import SamplerCoordinates
-    from gwpe.inference.evidence import importance_sampling, learned_harmonic_mean
+    from gwpe.inference.evidence import defensive_mixture, importance_sampling, learned_harmonic_mean
     from gwpe.inference.flowmc import StandardisedFlow
     from gwpe.inference.sample_stage import (inside_prior, load_event, load_npe, npe_draws, proposal_path,
                                              read_sampling, sampling_path, torch_density)
@@ -85,12 +87,11 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None) -> 
                                                            torch.as_tensor(log_q), resample=n, generator=generator)
         estimates["is_npe"] = _estimate_dict(estimate, time.perf_counter() - began, likelihood.evaluations - templates)
         draws["is_npe"] = (theta, weights.numpy(), resampled.numpy())
-        with torch.no_grad():
-            u = proposal.sample(n).double()
-            log_q_u = proposal.log_prob(u.float()).double()
+        u, log_q_u = defensive_mixture(proposal, settings.proposal_samples, generator=generator)
+        u, log_q_u = u.double(), log_q_u.double()
         began, templates = time.perf_counter(), likelihood.evaluations
         estimate, weights, resampled_u = importance_sampling(torch_density(coordinates.log_density(likelihood.log_posterior)),
-                                                             u, log_q_u, resample=n, generator=generator)
+                                                             u, log_q_u, resample=len(u), generator=generator)
         estimates["is_flow"] = _estimate_dict(estimate, time.perf_counter() - began, likelihood.evaluations - templates)
         rng = np.random.default_rng(settings.seed)
         draws["is_flow"] = (coordinates.to_physical(u.numpy(), rng), weights.numpy(),

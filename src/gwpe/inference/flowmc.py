@@ -106,11 +106,13 @@ class FlowMC:
                  step_size: float = 0.3, n_local: int = 20, n_global: int = 10, training_loops: int = 10,
                  production_loops: int = 10, flow_epochs: int = 5, history_loops: int = 3, transforms: int = 4,
                  hidden: tuple[int, ...] = (64, 64), learning_rate: float = 1e-3, flow: StandardisedFlow | None = None,
-                 train_flow: bool = True, seed: int = 0):
+                 train_flow: bool = True, seed: int = 0, n_local_production: int | None = None):
         if local not in ("mala", "rw"):
             raise ValueError(f"local = {local!r}; allowed: mala, rw")
         self.target, self.dim, self.n_chains, self.local = log_prob, dim, n_chains, local
         self.step_size, self.n_local, self.n_global = step_size, n_local, n_global
+        # production mixes mostly through the frozen flow's global moves; fewer local steps there cost fewer calls
+        self.n_local_production = n_local if n_local_production is None else n_local_production
         self.training_loops, self.production_loops = training_loops, production_loops
         self.flow_epochs, self.history_loops, self.learning_rate = flow_epochs, history_loops, learning_rate
         self.proposal = flow if flow is not None else StandardisedFlow(dim, transforms, hidden)
@@ -129,7 +131,7 @@ class FlowMC:
         (gradient,) = torch.autograd.grad(value.sum(), x)
         return value.detach(), gradient.detach()
 
-    def _local_steps(self, x, logp, grad, adapt: bool) -> tuple[Tensor, Tensor, Tensor | None, float, list, list]:
+    def _local_steps(self, x, logp, grad, adapt: bool, steps: int) -> tuple[Tensor, Tensor, Tensor | None, float, list, list]:
         accepted = 0.0
         states, state_logps = [], []
         cov_chol = None
@@ -137,7 +139,7 @@ class FlowMC:
             cov = torch.cov(x.T) + 1e-9 * torch.eye(self.dim) if self.n_chains > self.dim else torch.eye(self.dim)
             cov_chol = torch.linalg.cholesky(cov * (2.38**2 / self.dim))
         target_rate = 0.574 if self.local == "mala" else 0.234
-        for _ in range(self.n_local):
+        for _ in range(steps):
             noise = torch.randn(x.shape, generator=self.generator)
             eps = self.step_size
             if self.local == "mala":
@@ -162,10 +164,11 @@ class FlowMC:
             state_logps.append(logp.clone())
             if adapt:  # Robbins-Monro on log(step size), towards the optimal acceptance
                 self.step_size = float(math.exp(math.log(self.step_size) + 0.05 * (rate - target_rate)))
-        return x, logp, grad, accepted / self.n_local, states, state_logps
+        return x, logp, grad, accepted / max(1, steps), states, state_logps
 
-    def _global_steps(self, x, logp, grad) -> tuple[Tensor, Tensor, Tensor | None, float]:
+    def _global_steps(self, x, logp, grad) -> tuple[Tensor, Tensor, Tensor | None, float, list, list]:
         accepted = 0.0
+        states, state_logps = [], []
         with torch.no_grad():
             logq = self.proposal.log_prob(x)
         for _ in range(self.n_global):
@@ -181,10 +184,13 @@ class FlowMC:
             if grad is not None:
                 grad = torch.where(accept[:, None], grad_new, grad)
             accepted += float(accept.float().mean())
-        return x, logp, grad, accepted / max(1, self.n_global)
+            states.append(x.clone())
+            state_logps.append(logp.clone())
+        return x, logp, grad, accepted / max(1, self.n_global), states, state_logps
 
     def run(self, initial: Tensor, progress: bool = False, train_until: float | None = None,
-            target_ess: float | None = None, max_production_loops: int | None = None) -> FlowMCResult:
+            target_ess: float | None = None, max_production_loops: int | None = None,
+            target_rhat: float | None = None) -> FlowMCResult:
         """Training then production loops from ``initial`` (n_chains, D).
 
         ``train_until``: stop training once a loop's flow proposals are accepted at this rate (the flow has
@@ -205,22 +211,25 @@ class FlowMC:
         bar = tqdm(total=self.training_loops + self.production_loops, desc="flow-MCMC", unit="loop", disable=not progress)
         training, loop, produced = self.training_loops > 0, 0, 0
         while True:
-            x, logp, grad, local_rate, states, state_logps = self._local_steps(x, logp, grad, adapt=training)
+            x, logp, grad, local_rate, states, state_logps = self._local_steps(
+                x, logp, grad, adapt=training, steps=self.n_local if training else self.n_local_production)
             if training and self.train_flow:
                 chain_history.append(torch.stack(states))
                 data = torch.cat(chain_history[-self.history_loops:]).reshape(-1, self.dim)
                 self.proposal.fit(data.float(), self.flow_epochs, lr=self.learning_rate,
                                   restandardise=not self.warm and loop == 0)
-            x, logp, grad, global_rate = self._global_steps(x, logp, grad)
+            x, logp, grad, global_rate, global_states, global_logps = self._global_steps(x, logp, grad)
             ess = float("nan")
-            if not training:
-                samples += [*states, x.clone()]
-                logps += [*state_logps, logp.clone()]
+            if not training:  # every state of the frozen-flow kernel is kept: local steps, then each global step
+                samples += [*states, *global_states]
+                logps += [*state_logps, *global_logps]
                 global_rates.append(global_rate)
                 local_rates.append(local_rate)
                 produced += 1
                 if target_ess is not None:
                     ess = effective_sample_size(torch.stack(samples))
+                    if target_rhat is not None and np.max(gelman_rubin_rhat(torch.stack(samples))) > target_rhat:
+                        ess = min(ess, 0.0)  # not mixed yet: keep sampling
             for key, value in (("phase", "training" if training else "production"), ("local_acceptance", local_rate),
                                ("global_acceptance", global_rate), ("evaluations", self.evaluations), ("ess", ess)):
                 log[key].append(value)

@@ -68,11 +68,11 @@ def injection_start(truth: np.ndarray, names: list[str], walkers: int, log_densi
 
 
 def run_emcee(log_density, start: np.ndarray, steps: int, burn: int, seed: int = 0, progress: bool = True,
-              periods: dict[int, float] | None = None) -> ReferencePosterior:
+              fold=None) -> ReferencePosterior:
     """Sample ``log_density`` (vectorised) from ``start`` (walkers, P) for ``steps`` steps, dropping ``burn``.
 
-    ``periods`` {column: period} folds columns for R-hat only: a posterior with an exact symmetry (phi0 -> phi0 + pi)
-    has walkers in both copies, which is correct and would otherwise read as R-hat >> 1."""
+    ``fold`` (samples (n, P) -> (n, P)) maps the chain before R-hat and the returned samples: a density with
+    period pi in phi0 has walkers in several copies, which is correct and would otherwise read as R-hat >> 1."""
     import emcee
 
     if not 0 <= burn < steps:
@@ -88,11 +88,10 @@ def run_emcee(log_density, start: np.ndarray, steps: int, burn: int, seed: int =
     seconds = time.perf_counter() - began
     chain = sampler.get_chain(discard=burn)  # (steps - burn, walkers, P)
     tau = sampler.get_autocorr_time(discard=burn, tol=0)
-    folded = chain.copy()
-    for column, period in (periods or {}).items():
-        folded[..., column] %= period
+    if fold is not None:
+        chain = fold(chain.reshape(-1, dim)).reshape(chain.shape)
     return ReferencePosterior(
         samples=chain.reshape(-1, dim), log_posterior=sampler.get_log_prob(discard=burn).reshape(-1),
         acceptance=float(np.mean(sampler.acceptance_fraction)), autocorr=np.asarray(tau),
-        rhat=gelman_rubin(folded), converged=bool(np.all(50 * tau < len(chain))),
+        rhat=gelman_rubin(chain), converged=bool(np.all(50 * tau < len(chain))),
         evaluations=int(walkers * (steps + 1)), seconds=seconds)

@@ -42,6 +42,7 @@ from gwpe.config import ProjectConfig
 from gwpe.errors import ConfigError
 
 METHODS = ("flowmc_warm", "flowmc_cold", "emcee")
+PILOT_DRAWS = 2000  # broad draws whose likelihoods place the phase window's walls (counted as evaluations)
 
 
 @dataclass
@@ -131,13 +132,32 @@ def run_flowmc(settings, density, start_u: np.ndarray, seed: int, warm_u: np.nda
         proposal = StandardisedFlow(dim, fm.transforms, tuple(fm.hidden))
         proposal.fit(torch.as_tensor(warm_u, dtype=torch.float32), fm.warm_start_epochs, restandardise=True)
     sampler = FlowMC(torch_density(density), dim, n_chains=fm.chains, local="rw", step_size=fm.step_size,
-                     n_local=fm.local_steps, n_global=fm.global_steps, training_loops=fm.max_training_loops,
+                     n_local=fm.local_steps, n_global=fm.global_steps, n_local_production=fm.production_local_steps, training_loops=fm.max_training_loops,
                      production_loops=fm.production_loops, flow_epochs=fm.flow_epochs, history_loops=fm.history_loops,
                      transforms=fm.transforms, hidden=tuple(fm.hidden), flow=proposal, seed=seed)
     began = time.perf_counter()
     result = sampler.run(torch.as_tensor(start_u, dtype=torch.float32), progress=progress, train_until=fm.train_until,
-                         target_ess=fm.target_ess, max_production_loops=fm.max_production_loops)
+                         target_ess=fm.target_ess, max_production_loops=fm.max_production_loops, target_rhat=fm.target_rhat)
     return result, time.perf_counter() - began
+
+
+def flowmc_from_pilot(event: Event, settings, likelihood, pilot: np.ndarray, start: np.ndarray,
+                      warm: np.ndarray | None, progress: bool = False):
+    """(result, coordinates, summary) of one flow-MCMC run: the ``pilot`` draws' likelihoods place the phase
+    walls, chains start at ``start`` (chains, P), and the proposal is first fitted to ``warm`` draws if given.
+    The pilot's evaluations count towards the run's."""
+    from gwpe.inference.coordinates import SamplerCoordinates
+
+    templates = likelihood.evaluations
+    coordinates = SamplerCoordinates.walled_by_likelihood(event.names, pilot, likelihood(pilot))
+    result, seconds = run_flowmc(settings, coordinates.log_density(likelihood.log_posterior), coordinates.from_physical(start),
+                                 settings.seed, warm_u=None if warm is None else coordinates.from_physical(warm), progress=progress)
+    summary = flowmc_summary(result, seconds)
+    summary["pilot_evaluations"] = len(pilot)
+    summary["evaluations"] += len(pilot)
+    summary["evaluations_to_learn"] += len(pilot)
+    summary["template_evaluations"] = likelihood.evaluations - templates
+    return result, coordinates, summary
 
 
 def flowmc_summary(result, seconds: float) -> dict:
@@ -198,34 +218,30 @@ def run_sampling(config: ProjectConfig, progress: bool = True, plots_dir: str | 
     if len(theta_npe) < fm.chains:
         raise ConfigError(f"only {len(theta_npe)} of the NPE draws lie inside the prior; raise sampling.npe_samples "
                           f"(now {settings.npe_samples}) above {fm.chains} chains / that fraction")
-    warm_coordinates = SamplerCoordinates.centred_on(event.names, theta_npe)
-    prior_draws = prior_start(event, fm.chains, settings.seed)
-    cold_coordinates = SamplerCoordinates.centred_on(event.names, prior_draws)
+    prior_draws = prior_start(event, max(fm.chains, PILOT_DRAWS), settings.seed)
     runs: dict[str, dict] = {}
     with event.likelihood(settings.workers) as likelihood:
-        for method, coordinates, start, warm in (
-                ("flowmc_warm", warm_coordinates, theta_npe[: fm.chains], theta_npe),
-                ("flowmc_cold", cold_coordinates, prior_draws, None)):
-            density = coordinates.log_density(likelihood.log_posterior)
-            templates = likelihood.evaluations
-            result, seconds = run_flowmc(settings, density, coordinates.from_physical(start), settings.seed,
-                                         warm_u=None if warm is None else coordinates.from_physical(warm), progress=progress)
-            summary = flowmc_summary(result, seconds)
-            summary["template_evaluations"] = likelihood.evaluations - templates
+        for method, pilot, start, warm in (
+                ("flowmc_warm", theta_npe[:PILOT_DRAWS], theta_npe[: fm.chains], theta_npe),
+                ("flowmc_cold", prior_draws, prior_draws[: fm.chains], None)):
+            result, coordinates, summary = flowmc_from_pilot(event, settings, likelihood, pilot, start, warm, progress)
+            if method == "flowmc_warm":
+                warm_coordinates = coordinates
             u = result.flat().double().numpy()
             runs[method] = {"u": u, "log_density": result.log_prob.reshape(-1).double().numpy(), "coordinates": coordinates,
                             "summary": summary, "proposal": result.proposal if method == "flowmc_warm" else None}
             print(f"{method}: learned the posterior after {summary['evaluations_to_learn']:,} evaluations "
                   f"({summary['training_loops']} training loops), {summary['evaluations']:,} in all, ESS "
                   f"{summary['effective_samples']:,.0f}, global acceptance {summary['global_acceptance']:.2f}, "
-                  f"max R-hat {max(summary['rhat']):.3f}, {seconds:.0f} s", flush=True)
+                  f"max R-hat {max(summary['rhat']):.3f}, {summary['seconds']:.0f} s", flush=True)
         emcee_settings = settings.emcee
         rng = np.random.default_rng(settings.seed)
-        warm_u = runs["flowmc_warm"]["u"]
-        start = warm_u[rng.choice(len(warm_u), emcee_settings.walkers, replace=False)]
+        distinct = np.unique(runs["flowmc_warm"]["u"], axis=0)  # a rejected step repeats a state; the snooker move needs distinct walkers
+        start = distinct[rng.choice(len(distinct), emcee_settings.walkers, replace=False)]
         templates = likelihood.evaluations
-        result = run_emcee(warm_coordinates.log_density(likelihood.log_posterior), start,
-                           emcee_settings.steps, emcee_settings.burn, seed=settings.seed, progress=progress)
+        result = run_emcee(warm_coordinates.log_density(likelihood.log_posterior, periodic=True), start,
+                           emcee_settings.steps, emcee_settings.burn, seed=settings.seed, progress=progress,
+                           fold=warm_coordinates.fold_sampler)
         runs["emcee"] = {"u": result.samples, "log_density": result.log_posterior, "coordinates": warm_coordinates,
                          "summary": {"evaluations": result.evaluations, "template_evaluations": likelihood.evaluations - templates,
                                      "seconds": round(result.seconds, 2), "acceptance": result.acceptance,
