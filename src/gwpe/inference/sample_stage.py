@@ -148,14 +148,14 @@ def flowmc_from_pilot(event: Event, settings, likelihood, pilot: np.ndarray, sta
     The pilot's evaluations count towards the run's."""
     from gwpe.inference.coordinates import SamplerCoordinates
 
-    templates = likelihood.evaluations
+    templates, began = likelihood.evaluations, time.perf_counter()
     coordinates = SamplerCoordinates.walled_by_likelihood(event.names, pilot, likelihood(pilot))
-    result, seconds = run_flowmc(settings, coordinates.log_density(likelihood.log_posterior), coordinates.from_physical(start),
-                                 settings.seed, warm_u=None if warm is None else coordinates.from_physical(warm), progress=progress)
-    summary = flowmc_summary(result, seconds)
+    result, _ = run_flowmc(settings, coordinates.log_density(likelihood.log_posterior), coordinates.from_physical(start),
+                           settings.seed, warm_u=None if warm is None else coordinates.from_physical(warm), progress=progress)
+    result.history["evaluations"] = [count + len(pilot) for count in result.history["evaluations"]]
+    result.evaluations += len(pilot)
+    summary = flowmc_summary(result, time.perf_counter() - began)
     summary["pilot_evaluations"] = len(pilot)
-    summary["evaluations"] += len(pilot)
-    summary["evaluations_to_learn"] += len(pilot)
     summary["template_evaluations"] = likelihood.evaluations - templates
     return result, coordinates, summary
 
@@ -336,7 +336,8 @@ def convergence_figure(runs: dict):
         ess = np.array(history["ess"], dtype=float)
         right.plot(evaluations[np.isfinite(ess)], ess[np.isfinite(ess)], "o-", ms=3, color=colour, label=method.replace("_", " "))
     left.set(xlabel="log-posterior evaluations", ylabel="flow proposal acceptance", title="training ends (dotted) once the flow has learned")
-    right.set(xlabel="log-posterior evaluations", ylabel="effective samples (production)", title="production with the flow frozen")
+    right.set(xlabel="log-posterior evaluations", ylabel="effective samples (production)",
+              title="production, flow frozen (early peak: short chains overestimate ESS)")
     for axis in (left, right):
         axis.legend()
         axis.grid(alpha=0.3)
