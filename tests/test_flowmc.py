@@ -129,3 +129,21 @@ def test_rhat_flags_chains_that_disagree():
     stuck = agree.clone()
     stuck[:, 0] += 5.0
     assert np.all(gelman_rubin_rhat(agree) < 1.02) and np.all(gelman_rubin_rhat(stuck) > 1.5)
+
+
+def test_production_stops_on_ess_and_rhat_targets_or_the_loop_cap():
+    log_prob, mean, _ = gaussian_target()
+
+    def run(**targets):
+        sampler = FlowMC(log_prob, 5, n_chains=16, local="rw", n_local=3, n_global=3, training_loops=2, production_loops=2,
+                         flow_epochs=1, n_local_production=1, seed=4)
+        initial = mean + torch.randn(16, 5, generator=torch.Generator().manual_seed(5))
+        return sampler.run(initial, max_production_loops=5, **targets)
+
+    reached = run(target_ess=1.0)  # met at once: the minimum of 2 production loops
+    capped = run(target_ess=1e9)   # never met: the cap of 5
+    unmixed = run(target_ess=1.0, target_rhat=1.0 + 1e-9)  # R-hat never that close to 1: the cap again
+    for result, loops in ((reached, 2), (capped, 5), (unmixed, 5)):
+        assert result.history["phase"].count("production") == loops
+        assert result.samples.shape == (loops * (1 + 3), 16, 5)  # 1 local + 3 global states kept per production loop
+    assert reached.history["phase"][:2] == ["training", "training"] and len(reached.history["evaluations"]) == 4

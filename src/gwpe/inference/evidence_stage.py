@@ -7,19 +7,20 @@ Reads ``gwpe sample``'s file for the same injection and computes (``gwpe.inferen
 - **IS of the refined proposal** (``is_flow``): the warm flow-MCMC's final proposal, i.e. the NPE posterior
   distilled into a small flow and then trained on the chains, used as an importance-sampling proposal in
   sampler coordinates (exact weights: it is a normalised density), mixed 80/20 with itself at a base widened
-  to T = 1.5 (defensive importance sampling: measured, the flow alone had tails light enough that 15,000 draws
-  gave efficiency 1.9 % where 10,000 had given 7 %, i.e. a few weights dominated). When the NPE is too broad for useful
-  weights (the demo profile's is: efficiency ~1e-3), this is how its amortised guess still pays off;
+  to T = 1.5 (defensive importance sampling: a flow's tails can be lighter than the posterior's, and then a
+  few draws take most of the weight; seen here while the phase walls still cut the mode). When the NPE is too
+  broad for useful weights (the demo profile's is: efficiency 0.04 %), this is how its amortised guess still
+  pays off;
 - **learned harmonic mean** (``lhm``) on all the warm flow-MCMC samples, its standard error scaled by
   sqrt(n / ESS) for their correlation; their log posterior is stored, so it costs no likelihood call. The
   concentrated flow lives on R^D while the posterior lives in the sampler window (0 < nu <= 1, the prior box,
   the phase window, which the broad phi0 posterior fills): the flow's mass inside is measured from its own
-  draws and divided out (``learned_harmonic_mean(in_support=...)``); without it log Z came out 2.7 too high.
+  draws and divided out (``learned_harmonic_mean(in_support=...)``; 0.11 in log Z on the demo injection).
 
 Each posterior (IS ones resampled) is compared with the warm flow-MCMC by the JS divergence of every 1-D
 marginal; they agree when all are <= ``sampling.agreement_js``. Output ``<sampling.path>/<dataset>-evidence.h5``
-(per IS method: proposal draws, log likelihood, log weights, resampled posterior; estimates as JSON
-attributes), a corner plot overlaying NPE, IS, flow-MCMC and emcee, metrics, and an MLflow run.
+(per IS method: proposal draws in physical units, normalised weights, resampled posterior; estimates as
+JSON attributes), a corner plot overlaying NPE, IS, flow-MCMC and emcee, metrics, and an MLflow run.
 """
 
 from __future__ import annotations

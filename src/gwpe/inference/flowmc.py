@@ -228,8 +228,7 @@ class FlowMC:
                 produced += 1
                 if target_ess is not None:
                     ess = effective_sample_size(torch.stack(samples))
-                    if target_rhat is not None and np.max(gelman_rubin_rhat(torch.stack(samples))) > target_rhat:
-                        ess = min(ess, 0.0)  # not mixed yet: keep sampling
+                mixed = target_rhat is None or float(np.max(gelman_rubin_rhat(torch.stack(samples)))) <= target_rhat
             for key, value in (("phase", "training" if training else "production"), ("local_acceptance", local_rate),
                                ("global_acceptance", global_rate), ("evaluations", self.evaluations), ("ess", ess)):
                 log[key].append(value)
@@ -242,7 +241,8 @@ class FlowMC:
                     training = False
                     bar.total = loop + self.production_loops
                     bar.refresh()
-            elif produced >= self.production_loops and (target_ess is None or ess >= target_ess or produced >= most_production):
+            elif produced >= self.production_loops and (((target_ess is None or ess >= target_ess) and mixed)
+                                                         or produced >= most_production):
                 break
             elif produced >= self.production_loops:
                 bar.total += 1
@@ -260,5 +260,6 @@ def effective_sample_size(chains: Tensor) -> float:
     steps = chains.shape[0]
     if steps < 4:
         return 0.0
-    tau = integrated_time(chains.double().numpy(), tol=0)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a dimension no chain has moved in yet has no ACF
+        tau = np.nan_to_num(integrated_time(chains.double().numpy(), tol=0), nan=float(steps))
     return float(steps * chains.shape[1] / max(1.0, float(np.max(tau))))
