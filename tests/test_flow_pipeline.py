@@ -101,6 +101,10 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path):
     out = run_gwpe(["sample", "--params", "params.yaml"], cwd=project)
     assert out.returncode != 0 and "sampling.injection = 99; allowed: 0 .. 11" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+    (project / "params.yaml").write_text(text.replace("model: maf", "model: cvae"))
+    out = run_gwpe(["sample", "--params", "params.yaml"], cwd=project)
+    assert out.returncode != 0 and "sampling.model = 'cvae'; allowed: maf (flows.models of kind maf" in out.stderr
+    assert (project / "data" / "sampling" / "strain-5d.h5").stat().st_size > 0  # what was written survives
 
 
 def test_unknown_flow_model_is_one_line_error(tmp_path):

@@ -89,8 +89,10 @@ def load_npe(config: ProjectConfig):
     from gwpe.models.flow_module import FlowModule
 
     name = config.sampling.model
-    if name not in config.flows.models:
-        raise ConfigError(f"sampling.model = {name!r}; allowed: {', '.join(config.flows.models)} (flows.models)")
+    exact = [key for key, model in config.flows.models.items() if model.kind == "maf"]
+    if name not in exact:  # a CVAE's log q is a bound (ELBO), which would bias every importance weight
+        raise ConfigError(f"sampling.model = {name!r}; allowed: {', '.join(exact) or 'none'} "
+                          "(flows.models of kind maf: importance weights need an exact density)")
     folder = Path(config.flows.model_dir) / name
     if not (folder / "weights.pt").exists():
         raise ConfigError(f"sampling.model = {name!r}: no trained model at {folder}; run `dvc repro train-flow@{name}` first")
@@ -210,8 +212,8 @@ def run_sampling(config: ProjectConfig, progress: bool = True, plots_dir: str | 
     from gwpe.tracking import dataset_md5, stage_run
 
     settings = config.sampling
+    module = load_npe(config)  # a misnamed model fails before any data is read
     event = load_event(config, settings.injection)
-    module = load_npe(config)
     fm = settings.flowmc
     theta_npe, _ = npe_draws(module, event, max(settings.npe_samples, fm.chains), settings.seed)
     theta_npe = theta_npe[inside_prior(event, theta_npe)]
