@@ -79,7 +79,7 @@ def main() -> None:
     from gwpe.config import load_config
     from gwpe.inference.coordinates import SamplerCoordinates
     from gwpe.inference.reference import injection_start
-    from gwpe.inference.sample_stage import (PILOT_DRAWS, flowmc_from_pilot, inside_prior, load_event, load_npe, npe_draws,
+    from gwpe.inference.sample_stage import (flowmc_from_pilot, inside_prior, load_event, load_npe, npe_draws,
                                              prior_start)
 
     config = load_config(args.params)
@@ -97,9 +97,9 @@ def main() -> None:
     theta_npe = theta_npe[inside_prior(event, theta_npe)]
     rows, samples = [], {}
     with event.likelihood(args.workers) as likelihood:
-        prior_draws = prior_start(event, max(settings.flowmc.chains, PILOT_DRAWS), settings.seed)
+        prior_draws = prior_start(event, max(settings.flowmc.chains, settings.pilot_draws), settings.seed)
         for label, pilot, start, warm in (("flow-MCMC, cold start", prior_draws, prior_draws[: settings.flowmc.chains], None),
-                                          ("flow-MCMC, NPE warm start", theta_npe[:PILOT_DRAWS], theta_npe[: settings.flowmc.chains], theta_npe)):
+                                          ("flow-MCMC, NPE warm start", theta_npe[: settings.pilot_draws], theta_npe[: settings.flowmc.chains], theta_npe)):
             began = time.perf_counter()
             result, coordinates, summary = flowmc_from_pilot(event, settings, likelihood, pilot, start, warm)
             samples[label] = coordinates.to_physical(result.flat().double().numpy())

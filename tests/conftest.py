@@ -51,7 +51,19 @@ def tiny_profile(**h22_overrides) -> dict:
         else:
             h22[key] = value
     return {"profile": "tiny", "tracking": {"experiment": "gwpe-test"}, "h22": h22, "strain": tiny_strain(), "wavenet": tiny_wavenet(),
-            "flows": tiny_flows(), "distill": tiny_distill()}
+            "flows": tiny_flows(), "distill": tiny_distill(), "sampling": tiny_sampling()}
+
+
+def tiny_sampling() -> dict:
+    """Flow-MCMC of 16 chains and a few loops, emcee of 12 walkers x 30 steps, a few hundred IS draws: seconds."""
+    return {
+        "model": "maf", "injection": 0, "workers": 0, "seed": 0, "npe_samples": 400, "pilot_draws": 200, "proposal_samples": 400,
+        "flowmc": {"chains": 16, "local_steps": 4, "global_steps": 4, "max_training_loops": 3, "production_loops": 2,
+                   "max_production_loops": 3, "target_ess": 10, "flow_epochs": 1, "transforms": 1, "hidden": [16],
+                   "warm_start_epochs": 2},
+        "emcee": {"walkers": 12, "steps": 30, "burn": 10},
+        "path": "data/sampling",  # spelled out: dvc.yaml interpolates it from params.yaml
+    }
 
 
 TINY_HL = {"parameters": ["m1", "m2", "chi1z", "chi2z", "dL", "tc", "phi0", "theta_jn", "ra", "dec", "psi"],

@@ -41,7 +41,8 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
     all_runs = client.search_runs([client.get_experiment_by_name("gwpe-test").experiment_id])
     assert sorted(r.data.tags["gwpe.stage"] for r in all_runs) == sorted(
         ["generate-h22"] * 3 + ["generate-strain"] * 2 + ["train-flow"] * 2 + ["train-wavenet"]
-        + ["sweep"] + ["sweep-trial"] * 3 + ["train-teacher"] + ["train-student"] * 2 + ["evaluate-distill"])
+        + ["sweep"] + ["sweep-trial"] * 3 + ["train-teacher"] + ["train-student"] * 2 + ["evaluate-distill"]
+        + ["sample", "evidence"])
     # train -> evaluate -> register: one MLflow run holds the losses, Table 1 and the registered model
     train_run = next(r for r in all_runs if r.data.tags["gwpe.stage"] == "train-wavenet")
     assert train_run.data.tags["gwpe.stage.evaluate-wavenet"] == "true"
@@ -103,7 +104,8 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
     after = tracked(clone)
     assert after == before and len(after) > 10
     assert {"models/wavenet/weights.pt", "models/flows/maf/weights.pt", "models/distill/student-distilled/weights.pt",
-            "models/sweep/best.json", "data/strain/strain-hl.zarr/zarr.json"} <= set(after)
+            "models/sweep/best.json", "data/strain/strain-hl.zarr/zarr.json", "data/sampling/strain-5d.h5",
+            "data/sampling/strain-5d-evidence.h5"} <= set(after)
     assert "up to date" in sh([DVC, "status"], clone, env).lower()
 
     # a DVC experiment: its MLflow run carries the experiment's name

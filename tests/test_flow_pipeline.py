@@ -4,7 +4,7 @@ import json
 
 from mlflow.tracking import MlflowClient
 
-from conftest import run_gwpe, tiny_profile, tiny_strain, write_profile
+from conftest import run_gwpe, tiny_profile, tiny_sampling, tiny_strain, write_profile
 
 
 def _project(tmp_path):
@@ -17,13 +17,7 @@ def _project(tmp_path):
         "evaluation": {"injections": 10, "samples": 200},
         "reference": {"injections": 1, "walkers": 12, "steps": 60, "burn": 20, "workers": 0, "flow_samples": 500},
     }
-    profile["sampling"] = {
-        "model": "maf", "injection": 0, "workers": 0, "seed": 0, "npe_samples": 400,
-        "flowmc": {"chains": 16, "local_steps": 4, "global_steps": 4, "max_training_loops": 3, "production_loops": 2,
-                   "max_production_loops": 3, "target_ess": 10, "flow_epochs": 1, "transforms": 1, "hidden": [16],
-                   "warm_start_epochs": 2},
-        "emcee": {"walkers": 12, "steps": 30, "burn": 10},
-    }
+    profile["sampling"] = tiny_sampling()
     write_profile(tmp_path / "params.yaml", profile)
     run_gwpe(["generate", "strain", "--params", "params.yaml", "--dataset", "strain-5d"], cwd=tmp_path, check=True)
     return tmp_path

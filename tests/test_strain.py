@@ -169,7 +169,10 @@ def test_log_posterior_adds_the_prior_and_skips_templates_outside_it():
     outside[1] = 60.0  # m2 > m1
     out = likelihood.log_posterior(np.stack([truth, outside]))
     assert likelihood.evaluations == 1 and np.isneginf(out[1])
-    assert out[0] == pytest.approx(likelihood(truth[None])[0] + 2 * np.log(1400.0), abs=1e-9)  # p(dL) ∝ dL^2
+    # normalised prior, by hand: masses on the triangle of area 45^2 / 2, phi0 over 2 pi, tc over 0.2 s, and
+    # p(dL) = 3 dL^2 / (3000^3 - 1000^3)
+    log_prior = -np.log(0.5 * 45.0**2) - np.log(2 * np.pi) - np.log(0.2) + np.log(3 * 1400.0**2 / (3000.0**3 - 1000.0**3))
+    assert out[0] == pytest.approx(likelihood(truth[None])[0] + log_prior, abs=1e-9)
 
 
 def test_strain_is_invariant_under_phi0_plus_pi_which_phase_flip_relies_on():

@@ -398,6 +398,7 @@ class SamplingSection(StrictModel):
     workers: int = Field(2, ge=0, le=4096, description="processes generating templates; 0: in-process")
     seed: int = 0
     npe_samples: int = Field(10_000, ge=100, le=100_000_000, description="NPE draws: importance sampling of the NPE, and the warm start")
+    pilot_draws: int = Field(2000, ge=10, le=10_000_000, description="broad draws whose likelihoods place the phase window's walls")
     proposal_samples: int = Field(15_000, ge=100, le=100_000_000, description="draws of the refined proposal for importance sampling")
     flowmc: FlowMCConfig = FlowMCConfig()
     emcee: EmceeConfig = EmceeConfig()

@@ -42,7 +42,6 @@ from gwpe.config import ProjectConfig
 from gwpe.errors import ConfigError
 
 METHODS = ("flowmc_warm", "flowmc_cold", "emcee")
-PILOT_DRAWS = 2000  # broad draws whose likelihoods place the phase window's walls (counted as evaluations)
 
 
 @dataclass
@@ -220,11 +219,11 @@ def run_sampling(config: ProjectConfig, progress: bool = True, plots_dir: str | 
     if len(theta_npe) < fm.chains:
         raise ConfigError(f"only {len(theta_npe)} of the NPE draws lie inside the prior; raise sampling.npe_samples "
                           f"(now {settings.npe_samples}) above {fm.chains} chains / that fraction")
-    prior_draws = prior_start(event, max(fm.chains, PILOT_DRAWS), settings.seed)
+    prior_draws = prior_start(event, max(fm.chains, settings.pilot_draws), settings.seed)
     runs: dict[str, dict] = {}
     with event.likelihood(settings.workers) as likelihood:
         for method, pilot, start, warm in (
-                ("flowmc_warm", theta_npe[:PILOT_DRAWS], theta_npe[: fm.chains], theta_npe),
+                ("flowmc_warm", theta_npe[: settings.pilot_draws], theta_npe[: fm.chains], theta_npe),
                 ("flowmc_cold", prior_draws, prior_draws[: fm.chains], None)):
             result, coordinates, summary = flowmc_from_pilot(event, settings, likelihood, pilot, start, warm, progress)
             if method == "flowmc_warm":
