@@ -9,6 +9,7 @@ import time
 
 import optuna
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -101,6 +102,32 @@ def test_pruned_trial_is_recorded_in_optuna_and_mlflow(tmp_path, hl_store):
         [client.get_experiment_by_name("gwpe-test").experiment_id], "tags.`gwpe.stage` = 'sweep-trial'")}
     assert runs["0"].data.tags["optuna.state"] == "COMPLETE" and runs["1"].data.tags["optuna.state"] == "PRUNED"
     assert json.loads((tmp_path / "models" / "sweep" / "best.json").read_text())["trial"] == 0
+
+
+@pytest.mark.slow
+def test_ddp_spawn_trials_prune_and_log_one_mlflow_run_each(tmp_path, hl_store):
+    # issue 8's pattern: each trial trains with 2 ddp_spawn processes; Optuna's pruning callback needs RDB storage (SQLite here)
+    tmp_path, env = project(tmp_path, hl_store, n_trials=2, startup_trials=1, warmup_epochs=0, max_epochs=3,
+                            search_space={"depth": [1, 1], "width": [4, 4], "transforms": [1, 1], "learning_rate": [1e-3, 1e3]})
+    profile = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    profile["distill"]["training"].update({"devices": 2, "strategy": "ddp_spawn"})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    config = load_config(tmp_path / "params.yaml")
+    storage = build_storage(config.distill.sweep.storage, tmp_path)
+    name = study_name(config, dvc_md5(tmp_path / "data" / "strain" / "strain-hl.zarr"))
+    study = open_study(config, storage, name)
+    study.enqueue_trial({"depth": 1, "width": 4, "transforms": 1, "learning_rate": 3e-3})
+    study.enqueue_trial({"depth": 1, "width": 4, "transforms": 1, "learning_rate": 1e3})
+    out = run_gwpe(["sweep", "--params", "params.yaml", "--no-progress"], cwd=tmp_path, env=env, check=True)
+    assert "MEMBER: 2/2" in out.stderr + out.stdout  # the trials really ran on 2 ranks
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = {r.data.tags["optuna.trial_number"]: r for r in client.search_runs(
+        [client.get_experiment_by_name("gwpe-test").experiment_id], "tags.`gwpe.stage` = 'sweep-trial'")}
+    assert sorted(runs) == ["0", "1"]  # one run per trial, not per rank
+    history = {k: len(client.get_metric_history(r.info.run_id, "val_loss")) for k, r in runs.items()}
+    assert history["0"] == 3 and 1 <= history["1"] < 3  # per-epoch losses from rank 0, by run id
 
 
 @pytest.mark.slow

@@ -125,8 +125,6 @@ class Objective:
         module = FlowModule(model_config, learning_rate=training.learning_rate, schedule="cosine")
         module.training_config = training
         pruning = PyTorchLightningPruningCallback(trial, monitor="val_loss")
-        trainer = build_trainer(training, None, samples_per_epoch=len(data.dataset("train")), progress_bar=False,
-                                extra_callbacks=[pruning])
         mlflow.set_tracking_uri(tracking_uri())
         mlflow.set_experiment(config.tracking.experiment)
         tags = {"gwpe.stage": "sweep-trial", "gwpe.profile": config.profile, "optuna.study": trial.study.study_name,
@@ -134,6 +132,9 @@ class Objective:
         nested = mlflow.active_run() is not None
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=nested, parent_run_id=self.parent_run_id, tags=tags) as run:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
+            # by run id: a ddp_spawn trial's ranks do not inherit this process's active run
+            trainer = build_trainer(training, None, samples_per_epoch=len(data.dataset("train")), progress_bar=False,
+                                    extra_callbacks=[pruning], run_id=run.info.run_id)
             mlflow.log_params({**params, "parameters": sum(p.numel() for p in module.model.parameters())})
             pruned = None
             try:
