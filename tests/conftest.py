@@ -165,3 +165,15 @@ def run_gwpe(args: list[str], cwd: Path, env: dict | None = None, timeout: float
 @pytest.fixture
 def tiny_params(tmp_path: Path) -> Path:
     return write_profile(tmp_path / "params.yaml", tiny_profile())
+
+
+def run_in_process(argv, capsys) -> tuple[int, str, str]:
+    """The console script's ``main`` in this process (the same code path, without a 5 s interpreter start)."""
+    from gwpe.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # argparse errors
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -4,7 +4,7 @@ import json
 
 from mlflow.tracking import MlflowClient
 
-from conftest import run_gwpe, tiny_profile, tiny_sampling, tiny_strain, write_profile
+from conftest import run_gwpe, run_in_process, tiny_profile, tiny_sampling, tiny_strain, write_profile
 
 
 def _project(tmp_path):
@@ -23,7 +23,7 @@ def _project(tmp_path):
     return tmp_path
 
 
-def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path):
+def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsys, monkeypatch):
     project = _project(tmp_path)
     out = run_gwpe(["train", "flow", "--model", "maf", "--params", "params.yaml", "--no-progress"], cwd=project, check=True)
     assert "train flow maf: 3 epochs" in out.stdout
@@ -61,8 +61,9 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path):
     assert (project / "plots" / "flows" / "maf-corner-0.png").stat().st_size > 10_000
 
     # evidence before sampling: one line; then flow-MCMC (warm, cold), emcee, IS of the NPE and the LHM
-    out = run_gwpe(["evidence", "--params", "params.yaml"], cwd=project)
-    assert out.returncode != 0 and "run `gwpe sample" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    monkeypatch.chdir(project)  # the one-line errors run in this process: same code path, no interpreter start
+    code, _, err = run_in_process(["evidence", "--params", "params.yaml"], capsys)
+    assert code != 0 and "run `gwpe sample" in err and len(err.strip().splitlines()) == 1
     run_gwpe(["sample", "--params", "params.yaml", "--no-progress", "--metrics", "metrics/sampling.json",
               "--plots-dir", "plots/sampling"], cwd=project, check=True)
     sampling = json.loads((project / "metrics" / "sampling.json").read_text())
@@ -92,29 +93,30 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path):
     assert "evidence.is_npe.log_evidence" in stages["evidence"].data.metrics
     text = (project / "params.yaml").read_text().replace("injection: 0", "injection: 99")
     (project / "params.yaml").write_text(text)
-    out = run_gwpe(["sample", "--params", "params.yaml"], cwd=project)
-    assert out.returncode != 0 and "sampling.injection = 99; allowed: 0 .. 11" in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
+    code, _, err = run_in_process(["sample", "--params", "params.yaml"], capsys)
+    assert code != 0 and "sampling.injection = 99; allowed: 0 .. 11" in err and len(err.strip().splitlines()) == 1
     (project / "params.yaml").write_text(text.replace("model: maf", "model: cvae"))
-    out = run_gwpe(["sample", "--params", "params.yaml"], cwd=project)
-    assert out.returncode != 0 and "sampling.model = 'cvae'; allowed: maf (flows.models of kind maf" in out.stderr
+    code, _, err = run_in_process(["sample", "--params", "params.yaml"], capsys)
+    assert code != 0 and "sampling.model = 'cvae'; allowed: maf (flows.models of kind maf" in err
     assert (project / "data" / "sampling" / "strain-5d.h5").stat().st_size > 0  # what was written survives
 
 
-def test_unknown_flow_model_is_one_line_error(tmp_path):
+def test_unknown_flow_model_is_one_line_error(tmp_path, capsys, monkeypatch):
     project = _project(tmp_path)
-    out = run_gwpe(["train", "flow", "--model", "nope", "--params", "params.yaml"], cwd=project)
-    assert out.returncode != 0 and "flow model = 'nope'; allowed: maf" in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
+    monkeypatch.chdir(project)
+    code, _, err = run_in_process(["train", "flow", "--model", "nope", "--params", "params.yaml"], capsys)
+    assert code != 0 and "flow model = 'nope'; allowed: maf" in err
+    assert len(err.strip().splitlines()) == 1
 
 
-def test_reference_with_burn_not_below_steps_is_one_line_error(tmp_path):
+def test_reference_with_burn_not_below_steps_is_one_line_error(tmp_path, capsys, monkeypatch):
     project = _project(tmp_path)
     text = (project / "params.yaml").read_text().replace("burn: 20", "burn: 60")
     (project / "params.yaml").write_text(text)
-    out = run_gwpe(["reference", "--params", "params.yaml"], cwd=project)
-    assert out.returncode != 0 and "flows.reference.burn = 60; allowed: < flows.reference.steps = 60" in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1 and not (project / "data" / "reference").exists()
+    monkeypatch.chdir(project)
+    code, _, err = run_in_process(["reference", "--params", "params.yaml"], capsys)
+    assert code != 0 and "flows.reference.burn = 60; allowed: < flows.reference.steps = 60" in err
+    assert len(err.strip().splitlines()) == 1 and not (project / "data" / "reference").exists()
 
 
 def test_dry_run_prices_cvae_on_strain_8d_without_data(tmp_path):

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import gwpe_env, run_gwpe, tiny_profile, write_profile
+from conftest import gwpe_env, run_gwpe, run_in_process, tiny_profile, write_profile
 from gwpe.config import load_config
 from gwpe.inference.infer import whiten
 from gwpe.inference.strain_files import read_strain, write_strain
@@ -217,18 +217,6 @@ def _bad_inputs(tmp_path, root, generator, config):
         ("pull unknown model", ["models", "pull", "gwpe-nope@champion", "--dest", str(tmp_path / "p")], "no registered model"),
         ("bad detectors flag", infer(champion, good, "--detectors", "H1,L1"), "names 2 channels but the files hold 1"),
     ]
-
-
-def run_in_process(argv, capsys) -> tuple[int, str, str]:
-    """The console script's ``main`` in this process (the same code path, without a 5 s interpreter start)."""
-    from gwpe.cli import main
-
-    try:
-        code = main(argv)
-    except SystemExit as exit:  # argparse errors
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_bad_inputs_fail_with_one_line(flow_project, tmp_path, capsys, monkeypatch):
