@@ -177,3 +177,12 @@ def run_in_process(argv, capsys) -> tuple[int, str, str]:
         code = exit.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="session")
+def hl_store(tmp_path_factory):
+    """The tiny two-detector set, generated once per test session; tests copy it into their projects."""
+    root = tmp_path_factory.mktemp("hl")
+    write_profile(root / "params.yaml", tiny_profile())
+    run_gwpe(["generate", "strain", "--params", "params.yaml", "--dataset", "strain-hl"], cwd=root, env=gwpe_env(root), check=True)
+    return root / "data"

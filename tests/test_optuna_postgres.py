@@ -7,13 +7,12 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import GWPE, gwpe_env, run_gwpe, tiny_distill, tiny_profile, write_profile
+from conftest import GWPE, gwpe_env, tiny_distill, tiny_profile, write_profile
 
 
 def postgres_bin(name: str) -> str:
@@ -56,21 +55,12 @@ def postgres():
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def hl_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hl")
-    write_profile(root / "params.yaml", tiny_profile())
-    run_gwpe(["generate", "strain", "--params", "params.yaml", "--dataset", "strain-hl"], cwd=root, env=gwpe_env(root), check=True)
-    return root / "data"
-
-
-@pytest.mark.slow
-def test_two_machines_share_one_study_through_postgresql(postgres, hl_data, tmp_path):
+def test_two_machines_share_one_study_through_postgresql(postgres, hl_store, tmp_path):
     machines = []
     for name in ("node-a", "node-b"):  # two project checkouts, as on two machines; only the RDB is shared
         folder = tmp_path / name
         folder.mkdir()
-        shutil.copytree(hl_data, folder / "data")
+        shutil.copytree(hl_store, folder / "data")
         profile = tiny_profile()
         profile["distill"] = tiny_distill(n_trials=6, storage=postgres, pruner="median")
         write_profile(folder / "params.yaml", profile)

@@ -22,15 +22,6 @@ from gwpe.tuning.sweep import open_study, study_name
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-@pytest.fixture(scope="module")
-def hl_store(tmp_path_factory):
-    """The tiny two-detector set, generated once and copied into each test's project."""
-    root = tmp_path_factory.mktemp("hl")
-    write_profile(root / "params.yaml", tiny_profile())
-    run_gwpe(["generate", "strain", "--params", "params.yaml", "--dataset", "strain-hl"], cwd=root, env=gwpe_env(root), check=True)
-    return root / "data"
-
-
 def project(tmp_path, hl_store, **sweep):
     import shutil
 
