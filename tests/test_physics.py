@@ -37,6 +37,12 @@ def test_effective_spins_by_hand():
     assert physics.hamiltonian_effective_spin(2.0, 0.5, -0.3) == pytest.approx(1.375 * 0.5 - 2.5 * 0.3)  # -0.0625
     assert physics.hamiltonian_effective_spin(1.0, 0.2, 0.2) == pytest.approx(0.7)  # 1.75 * (0.2 + 0.2)
     assert physics.chirp_mass_over_total(1.0) == pytest.approx(0.25**0.6)
+    # sigma_1 + sigma_2: 1.75 + 1.75 at q = 1, 1.375 + 2.5 at q = 2, 1.09375 + 7 at q = 8
+    assert physics.hamiltonian_spin_range(1.0) == pytest.approx(3.5)
+    assert physics.hamiltonian_spin_range(2.0) == pytest.approx(3.875)
+    assert physics.hamiltonian_spin_range(8.0) == pytest.approx(8.09375)
+    # equal spins: S_eff / (sigma_1 + sigma_2) is that spin at every q, like sigma_eff
+    assert physics.hamiltonian_effective_spin(5.0, -0.6, -0.6) / physics.hamiltonian_spin_range(5.0) == pytest.approx(-0.6)
 
 
 def test_spin_solve_inverts_the_forward_formulas_away_from_q1():

@@ -53,6 +53,26 @@ def test_training_noise_is_fresh_validation_noise_is_fixed(store):
     torch.testing.assert_close(batch_a, batch_b)  # same realisation whatever the batching and workers
 
 
+def test_batched_reads_equal_item_by_item_reads(store):
+    """__getitems__ gathers a batch and draws its noise in one call: same values as one item at a time."""
+    train = StrainDataset(store.path, "train")
+    indices = [7, 2, 2, 9]
+    torch.manual_seed(5)
+    items = [train[i] for i in indices]
+    torch.manual_seed(5)
+    batch = train.__getitems__(indices)
+    for (x, theta), (y, phi) in zip(items, batch):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+        torch.testing.assert_close(theta, phi, rtol=0, atol=0)
+    assert not torch.equal(batch[1][0], batch[2][0])  # a repeated index still gets its own noise
+    validation = StrainDataset(store.path, "validation")
+    for fixed in (validation, StrainDataset(store.path, "validation", in_memory=False)):
+        batch = fixed.__getitems__([1, 0])
+        torch.testing.assert_close(batch[0][0], validation[1][0], rtol=0, atol=0)
+        noise = batch[1][0].numpy() - zarr.open_group(str(store.path), mode="r")["strain"][10]
+        np.testing.assert_allclose(noise, np.random.default_rng([0, 0]).standard_normal(noise.shape, dtype=np.float32), atol=1e-6)
+
+
 def test_targets_are_standardised_and_map_back_to_physical_units(store):
     module = StrainDataModule(store.path, batch_size=4)
     targets = torch.cat([theta for _, theta in module.train_dataloader()])

@@ -18,9 +18,15 @@ from conftest import tiny_profile
 def test_heads_round_trip_physical_parameters():
     params = torch.tensor([[2.0, 0.5, -0.3], [6.5, -0.7, 0.4]], dtype=torch.float64)
     for head in ("physics", "direct"):
-        torch.testing.assert_close(head_to_parameters(head_targets(params, head), head), params)
+        for scale in ("absolute", "mass_ratio"):
+            torch.testing.assert_close(head_to_parameters(head_targets(params, head, scale), head, scale), params)
+    # S_eff in units of its range at q: (1.375 * 0.5 - 2.5 * 0.3) / 3.875 at q = 2
+    assert head_targets(params, "physics", "mass_ratio")[0, 1].item() == pytest.approx(-0.0625 / 3.875)
+    assert head_targets(params, "physics", "absolute")[0, 1].item() == pytest.approx(-0.0625)
     with pytest.raises(ValueError, match="head = 'both'"):
         WaveNetConfig(head="both")
+    with pytest.raises(ValueError, match="s_eff_scale = 'q'"):
+        WaveNetConfig(s_eff_scale="q")
 
 
 def test_spin_consistency_term_weights_effective_spin_errors_by_the_solve():
@@ -28,6 +34,10 @@ def test_spin_consistency_term_weights_effective_spin_errors_by_the_solve():
     module = WaveNetModule.from_training_parameters(WaveNetConfig(head="physics", spin_loss_weight=1.0), params)
     exact = (head_targets(params, "physics").float() - module.target_mean) / module.target_std
     assert module.spin_consistency(exact, params).item() == pytest.approx(0.0, abs=1e-10)
+    ranged = WaveNetModule.from_training_parameters(WaveNetConfig(head="physics", spin_loss_weight=1.0, s_eff_scale="mass_ratio"), params)
+    exact_ranged = (head_targets(params, "physics", "mass_ratio").float() - ranged.target_mean) / ranged.target_std
+    assert ranged.spin_consistency(exact_ranged, params).item() == pytest.approx(0.0, abs=1e-10)
+    assert ranged.spin_consistency(exact, params).item() > 1e-3  # absolute-scale outputs read as ranged ones are wrong
     # one standardised unit of S_eff error: q = 1 is skipped (singular), q = 1.5 moves the spins more than q = 6
     per_row = [module.spin_consistency(exact[i:i + 1] + torch.tensor([0.0, 1.0, 0.0]), params[i:i + 1]).item() for i in range(3)]
     assert per_row[0] == 0.0 and per_row[1] > 10 * per_row[2] > 0

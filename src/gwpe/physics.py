@@ -97,6 +97,16 @@ def hamiltonian_effective_spin(q, s1z, s2z):
     return w1 * s1z + w2 * s2z
 
 
+def hamiltonian_spin_range(q):
+    """sigma_1 + sigma_2 = 2 + 3/(4q) + 3q/4: the largest |S_eff| per unit spin magnitude at mass ratio q.
+
+    S_eff / (sigma_1 + sigma_2) is a weighted mean of s1z and s2z (weights sigma_i / (sigma_1 + sigma_2)), bounded by
+    the largest |s_iz| at every q, as sigma_eff is; 3.5 at q = 1, 8.09375 at q = 8.
+    """
+    w1, w2 = spin_weights(q)
+    return w1 + w2
+
+
 def spin_system_determinant(q):
     """det [sigma_1, sigma_2; q/(1+q), 1/(1+q)] = (sigma_1 - q sigma_2)/(1 + q) of eqs. (2)-(3); 0 at q = 1.
 

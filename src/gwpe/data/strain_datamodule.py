@@ -92,8 +92,15 @@ class StrainDataset(Dataset):
         self._strain = group["strain"]
         self._memory = None
         split_bytes = (rows.stop - rows.start) * int(np.prod(self._strain.shape[1:])) * 4
+        self._noisy_memory = False
         if self.in_memory or (self.in_memory is None and split_bytes <= IN_MEMORY_BYTES):
             self._memory = self._strain[rows]  # one contiguous read; random access is then free
+            if self.noise == "fixed":
+                # the fixed realisation of every row added once here, not re-drawn each epoch (same values)
+                shape = self._memory.shape[1:]
+                self._memory = np.stack([row + self._noise(i, shape) for i, row in enumerate(self._memory)]) \
+                    if len(self._memory) else self._memory
+                self._noisy_memory = True
         self._pid = os.getpid()
 
     def __getstate__(self):
@@ -118,7 +125,7 @@ class StrainDataset(Dataset):
         return torch.randn(shape).numpy()
 
     def _item(self, index: int, signal: np.ndarray):
-        if self.noise != "none":
+        if self.noise != "none" and not self._noisy_memory:
             signal = signal + self._noise(index, signal.shape)
         target = self.targets[index]
         if self.phase_flip and self._phi0 is not None and torch.rand(()) < 0.5:
@@ -134,7 +141,15 @@ class StrainDataset(Dataset):
 
     def __getitems__(self, indices: list[int]):
         if self._memory is not None:
-            return [self._item(int(i), self._memory[int(i)]) for i in indices]
+            if self.phase_flip:  # per-item draws keep the flips interleaved with the noise, as before
+                return [self._item(int(i), self._memory[int(i)]) for i in indices]
+            # one gather and one noise draw for the whole batch: torch.randn of (B, D, L) is the same stream
+            # as B draws of (D, L), so batches are identical to item-by-item ones, only faster
+            index = np.asarray(indices, dtype=np.int64)
+            strain = torch.from_numpy(np.ascontiguousarray(self._memory[index], dtype=np.float32))
+            if self.noise == "fresh":
+                strain += torch.randn(strain.shape)
+            return list(zip(strain.unbind(0), torch.from_numpy(self.targets[index]).unbind(0)))
         unique, inverse = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
         blocks = read_rows(self._array(), unique + self.offset)
         return [self._item(int(i), blocks[j]) for i, j in zip(indices, inverse)]

@@ -8,6 +8,15 @@ connected heads: one predicts q, the other either (S_eff, sigma_eff) (``head = "
 spins then follow from ``physics.solve_spins`` with the predicted q) or (s1z, s2z) directly
 (``head = "direct"``, the paper's MSE baseline for the ablation).
 
+S_eff's scale (``s_eff_scale``, a choice the paper leaves open): S_eff = sigma_1 s1z + sigma_2 s2z spans
++-0.8 x 3.5 at q = 1 but +-0.8 x 8.1 at q = 8, so a leaf predicting S_eff itself (``"absolute"``) must make
+its output's magnitude grow with q: a product of q and the spins that a small leaf learns slowly (measured:
+its S_eff came out worse than the direct head's implied one). With ``"mass_ratio"`` the leaf predicts
+S_eff / (sigma_1 + sigma_2) (``physics.hamiltonian_spin_range``), a weighted mean of the spins in [-0.8, 0.8]
+like sigma_eff, and S_eff is recovered with the predicted q before the spin solve. The physics is the
+paper's: the leaf's two outputs are the Hamiltonian effective spin (in units of its range) and sigma_eff,
+and the spins come from solving eqs. (2)-(3) at the predicted q.
+
 Targets are standardised (mean/std from the training split) inside the module; ``predict`` returns
 physical (q, s1z, s2z).
 """
@@ -22,6 +31,9 @@ from torch import nn
 from gwpe import physics
 
 
+S_EFF_SCALES = ("absolute", "mass_ratio")
+
+
 @dataclass(frozen=True)
 class WaveNetConfig:
     in_channels: int = 2
@@ -33,10 +45,15 @@ class WaveNetConfig:
     leaf_hidden: int = 64
     head: str = "physics"  # "physics": (q, S_eff, sigma_eff); "direct": (q, s1z, s2z)
     spin_loss_weight: float = 0.0  # physics head only; see gwpe.models.wavenet_module
+    # physics head only: "absolute" predicts S_eff itself; "mass_ratio" predicts S_eff / (sigma_1 + sigma_2), S_eff in
+    # units of its range at that q (module docstring). Packages saved before this option load as "absolute".
+    s_eff_scale: str = "absolute"
 
     def __post_init__(self):
         if self.head not in ("physics", "direct"):
             raise ValueError(f"head = {self.head!r}; allowed: physics, direct")
+        if self.s_eff_scale not in S_EFF_SCALES:
+            raise ValueError(f"s_eff_scale = {self.s_eff_scale!r}; allowed: {', '.join(S_EFF_SCALES)}")
         if self.spin_loss_weight < 0:
             raise ValueError(f"spin_loss_weight = {self.spin_loss_weight!r}; allowed: >= 0")
 
@@ -99,19 +116,25 @@ class WaveNetRegressor(nn.Module):
         return torch.cat([self.q_leaf(features), self.spin_leaf(features)], dim=-1)
 
 
-def head_targets(params: torch.Tensor, head: str) -> torch.Tensor:
-    """Physical (q, s1z, s2z) -> what the head predicts: (q, S_eff, sigma_eff) or (q, s1z, s2z)."""
+def head_targets(params: torch.Tensor, head: str, s_eff_scale: str = "absolute") -> torch.Tensor:
+    """Physical (q, s1z, s2z) -> what the head predicts: (q, S_eff, sigma_eff) or (q, s1z, s2z);
+    with ``s_eff_scale = "mass_ratio"`` the second is S_eff / (sigma_1 + sigma_2) at the true q."""
     q, s1, s2 = params.unbind(-1)
     if head == "direct":
         return params
-    return torch.stack([q, physics.hamiltonian_effective_spin(q, s1, s2), physics.sigma_eff(q, s1, s2)], dim=-1)
+    s_eff = physics.hamiltonian_effective_spin(q, s1, s2)
+    if s_eff_scale == "mass_ratio":
+        s_eff = s_eff / physics.hamiltonian_spin_range(q)
+    return torch.stack([q, s_eff, physics.sigma_eff(q, s1, s2)], dim=-1)
 
 
-def head_to_parameters(outputs: torch.Tensor, head: str) -> torch.Tensor:
-    """Physical head outputs -> (q, s1z, s2z), solving eqs. (2)-(3) for the physics head."""
+def head_to_parameters(outputs: torch.Tensor, head: str, s_eff_scale: str = "absolute") -> torch.Tensor:
+    """Physical head outputs -> (q, s1z, s2z), solving eqs. (2)-(3) at the predicted q for the physics head."""
     if head == "direct":
         return outputs
     q, s_eff, sig_eff = outputs.unbind(-1)
     q = q.clamp(min=1.0)  # q = m1/m2 >= 1 by convention
+    if s_eff_scale == "mass_ratio":
+        s_eff = s_eff * physics.hamiltonian_spin_range(q)
     s1, s2 = physics.solve_spins(q, s_eff, sig_eff)
     return torch.stack([q, s1, s2], dim=-1)

@@ -48,7 +48,7 @@ class WaveNetModule(PackagedModel, L.LightningModule):
     def from_training_parameters(cls, config: WaveNetConfig, params, waveforms=None, **kwargs) -> "WaveNetModule":
         """Target standardisation from the training split's (q, s1z, s2z); input scale from sample waveforms."""
         params = torch.as_tensor(np.asarray(params), dtype=torch.float64)
-        targets = head_targets(params, config.head)
+        targets = head_targets(params, config.head, config.s_eff_scale)
         scale = 1.0 if waveforms is None else float(torch.as_tensor(np.asarray(waveforms)).double().square().mean().sqrt())
         return cls(config, targets.mean(0), targets.std(0).clamp(min=1e-6), input_scale=scale or 1.0,
                    spin_std=params[:, 1:].std(0).clamp(min=1e-6), **kwargs)
@@ -60,7 +60,7 @@ class WaveNetModule(PackagedModel, L.LightningModule):
     def loss(self, waveforms: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         params = params.double()
         outputs = self(waveforms)
-        targets = (head_targets(params, self.config.head).float() - self.target_mean) / self.target_std
+        targets = (head_targets(params, self.config.head, self.config.s_eff_scale).float() - self.target_mean) / self.target_std
         loss = F.mse_loss(outputs, targets)
         if self.config.head == "physics" and self.config.spin_loss_weight > 0:
             loss = loss + self.config.spin_loss_weight * self.spin_consistency(outputs, params)
@@ -73,7 +73,10 @@ class WaveNetModule(PackagedModel, L.LightningModule):
         if not bool(regular.any()):
             return outputs.sum() * 0.0
         physical = outputs.double() * self.target_std.double() + self.target_mean.double()
-        s1, s2 = physics.solve_spins(q[regular], physical[regular, 1], physical[regular, 2])
+        s_eff = physical[regular, 1]
+        if self.config.s_eff_scale == "mass_ratio":
+            s_eff = s_eff * physics.hamiltonian_spin_range(q[regular])
+        s1, s2 = physics.solve_spins(q[regular], s_eff, physical[regular, 2])
         residual = (torch.stack([s1, s2], dim=-1) - params[regular, 1:]) / self.spin_std.double()
         return residual.square().mean().to(outputs.dtype)
 
@@ -89,7 +92,7 @@ class WaveNetModule(PackagedModel, L.LightningModule):
     def predict(self, waveforms: torch.Tensor) -> torch.Tensor:
         """Physical (q, s1z, s2z) for a batch of (B, 2, L) waveforms (float64)."""
         outputs = self(waveforms) * self.target_std + self.target_mean
-        return head_to_parameters(outputs.double(), self.config.head)
+        return head_to_parameters(outputs.double(), self.config.head, self.config.s_eff_scale)
 
     def configure_optimizers(self):
         """Adam (or LAMB, from ``training_config``) with cosine decay over ``max_epochs``; see ``gwpe.training.optim``."""
