@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=512)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--reference-pairs", type=int, default=32, help="the numpy reference is timed on this many")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--lengths", nargs="+", choices=sorted(SPANS), default=["default", "paper"])
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -5,12 +5,12 @@ product of complex h22 time series (h|s) = Re sum_t h(t) s*(t). Maximising over 
 mode gives |c(k)|, c(k) = sum_t h(t + k) s*(t), and over t_c the peak of this linear cross-correlation.
 
 Two passes, so that speed does not cost precision:
-1. search: c(k) for all lags of a whole batch with single-precision FFTs of a fast length >= 2L - 1 (``fft_length``) (zero
+1. search: c(k) for all lags of a block of pairs with single-precision FFTs of a fast length >= 2L - 1 (``fft_length``) (zero
    padding: no circular wrap);
-2. exact: c(k) is recomputed in double precision directly at the five lags around the found peak, the
-   exact maximum among the central three is taken, and a parabola through it and its neighbours refines
-   the peak between samples, so time shifts between samples are not penalised.
-Single-precision FFT errors (~1e-6 of the peak) can only move the search to a lag next to the true one,
+2. exact: c(k) is recomputed in double precision directly at the found peak and its two neighbours, the
+   exact maximum among them is taken, and a parabola through the three refines the peak between samples,
+   so time shifts between samples are not penalised.
+Single-precision FFT errors (~1e-7 of the peak) can only move the search to a lag next to the true one,
 which pass 2 corrects. Runs on the tensors' device (GPU when present).
 """
 
@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-_SEARCH_WINDOW = 2  # exact lags evaluated on each side of the search peak
 
 
 def _complex(x) -> torch.Tensor:
@@ -52,36 +50,64 @@ def _squared_norm(x: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(x).square().sum((-1, -2))
 
 
+BLOCK_ROWS = 32  # pairs per FFT block: its buffers (~1 MB each) stay in cache and are reused by the allocator
+
+
 def overlap(h, s, refine: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(O, lag) for batches of waveforms (B, L) complex or (B, 2, L) real; lag in samples: h(t + lag) ~ s(t)."""
+    """(O, lag) for batches of waveforms (B, L) complex or (B, 2, L) real; lag in samples: h(t + lag) ~ s(t).
+
+    The batch is processed in blocks of ``BLOCK_ROWS`` pairs: on CPU, whole-batch intermediates of several
+    MB are fresh page-faulted allocations at every step (measured: 256 pairs x 2,131 samples 1.5x slower in
+    one block than in blocks of 32 on 2 threads); results do not depend on the blocking.
+    """
     h, s = _complex(h), _complex(s)
     if h.shape != s.shape:
         raise ValueError(f"h and s must have the same shape, got {tuple(h.shape)} and {tuple(s.shape)}")
     batch_shape, length = h.shape[:-1], h.shape[-1]
     h, s = h.reshape(-1, length), s.reshape(-1, length)
-    n, batch = fft_length(2 * length - 1), len(h)
-    product = torch.fft.fft(h.to(torch.complex64), n=n)  # n > L: zero padded, no circular wrap
-    product.mul_(torch.fft.fft(s.to(torch.complex64), n=n).conj_physical_())
-    coarse = torch.fft.ifft(product, out=product).abs().argmax(dim=-1)
+    n = fft_length(2 * length - 1)
+    values, lags = [], []
+    buffer = torch.empty(2 * min(BLOCK_ROWS, len(h)), n, dtype=torch.complex64, device=h.device)  # reused by every block
+    for start in range(0, len(h), BLOCK_ROWS):
+        value, lag = _overlap_block(h[start:start + BLOCK_ROWS], s[start:start + BLOCK_ROWS], buffer, refine)
+        values.append(value)
+        lags.append(lag)
+    if not values:
+        empty = torch.empty(0, dtype=torch.float64, device=h.device)
+        return empty.reshape(batch_shape), empty.reshape(batch_shape)
+    return torch.cat(values).reshape(batch_shape), torch.cat(lags).reshape(batch_shape)
+
+
+def _overlap_block(h: torch.Tensor, s: torch.Tensor, buffer: torch.Tensor, refine: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    (batch, length), n = h.shape, buffer.shape[-1]
+    spectra = buffer[: 2 * batch]
+    spectra[:batch, :length] = h
+    spectra[batch:, :length] = s
+    spectra[:, length:] = 0  # zero padded to n >= 2L - 1: no circular wrap
+    torch.fft.fft(spectra, out=spectra)
+    correlation = spectra[:batch].mul_(spectra[batch:].conj())
+    torch.fft.ifft(correlation, out=correlation)
+    power = correlation.mul_(correlation.conj()).real  # |c|^2: no square roots for the search
+    coarse = power.argmax(dim=-1)
     coarse = torch.where(coarse > n // 2, coarse - n, coarse)  # circular index -> signed lag
-    lags = coarse.unsqueeze(-1) + torch.arange(-_SEARCH_WINDOW, _SEARCH_WINDOW + 1, device=h.device)
-    exact = _correlation_around(h, s, coarse, _SEARCH_WINDOW)  # (B, 5), double precision
-    centre = exact[:, 1:-1].argmax(dim=-1) + 1  # exact maximum among the three central lags
-    peak = exact.gather(-1, centre.unsqueeze(-1)).squeeze(-1)
-    lag = lags.gather(-1, centre.unsqueeze(-1)).squeeze(-1).double()
+    exact = _correlation_around(h, s, coarse, 1)  # |c| at the search peak and its two neighbours, double precision
+    best = exact.argmax(dim=-1)  # single-precision errors can only have put the search one lag off
+    peak = exact.gather(-1, best.unsqueeze(-1)).squeeze(-1)
+    lag = (coarse + best - 1).double()
     if refine:
         # |c(k)| of complex modes is an envelope, smooth on the scale of a sample: a parabola through the
-        # top three lags recovers sub-sample shifts (half a sample at merger otherwise costs ~1e-3).
-        left = exact.gather(-1, (centre - 1).unsqueeze(-1)).squeeze(-1)
-        right = exact.gather(-1, (centre + 1).unsqueeze(-1)).squeeze(-1)
-        curvature = left - 2 * peak + right
-        offset = torch.where(curvature < 0, 0.5 * (left - right) / curvature.clamp(max=-1e-300), torch.zeros_like(peak))
-        offset = offset.clamp(-0.5, 0.5)  # the peak is the largest sample, so the vertex lies within half a sample
-        peak = peak - 0.25 * (left - right) * offset
-        lag = lag + offset
+        # three lags recovers sub-sample shifts (half a sample at merger otherwise costs ~1e-3).
+        left, middle, right = exact.unbind(-1)
+        curvature = left - 2 * middle + right
+        offset = torch.where(curvature < 0, 0.5 * (left - right) / curvature.clamp(max=-1e-300), torch.zeros_like(middle))
+        offset = offset.clamp(-1.0, 1.0)
+        vertex = middle - 0.25 * (left - right) * offset
+        # where the search was one lag off, the vertex can fall below the exact maximum: keep the larger
+        better = vertex > peak
+        peak = torch.where(better, vertex, peak)
+        lag = torch.where(better, coarse.double() + offset, lag)
     norms = (_squared_norm(h) * _squared_norm(s)).sqrt()
-    values = (peak / norms).clamp(max=1.0)
-    return values.reshape(batch_shape), lag.reshape(batch_shape)
+    return (peak / norms).clamp(max=1.0), lag
 
 
 def overlap_reference(h: np.ndarray, s: np.ndarray) -> float:
