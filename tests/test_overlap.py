@@ -48,3 +48,21 @@ def test_overlap_is_symmetric_bounded_and_matches_the_reference(waveforms):
     np.testing.assert_allclose(refined.numpy(), overlap(s, h)[0].numpy(), rtol=1e-9)
     stored = np.stack([waveforms.real, waveforms.imag], axis=1).astype(np.float32)  # (B, 2, L) as in the store
     np.testing.assert_allclose(overlap(stored, stored)[0].numpy(), 1.0, atol=1e-6)
+
+
+def test_blocks_do_not_change_the_result(waveforms, monkeypatch):
+    """A batch spanning several FFT blocks (and a partial last one) gives each pair's own overlap and lag."""
+    import gwpe.evaluation.overlap as module
+
+    rng = np.random.default_rng(3)
+    h = np.concatenate([waveforms] * 3)  # 9 pairs
+    s = np.stack([np.roll(w, k) * np.exp(1j * p) for w, k, p in zip(h, rng.integers(-20, 20, 9), rng.uniform(0, 6, 9))])
+    s = s + 0.05 * (rng.standard_normal(s.shape) + 1j * rng.standard_normal(s.shape))
+    whole, whole_lag = overlap(h, s)
+    monkeypatch.setattr(module, "BLOCK_ROWS", 4)
+    blocked, blocked_lag = overlap(h, s)
+    single = [overlap(a[None], b[None]) for a, b in zip(h, s)]
+    np.testing.assert_allclose(blocked.numpy(), whole.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(blocked_lag.numpy(), whole_lag.numpy(), atol=1e-9)
+    np.testing.assert_allclose(blocked.numpy(), [v.item() for v, _ in single], rtol=1e-12)
+    assert overlap(h[:0], s[:0])[0].shape == (0,)

@@ -160,7 +160,7 @@ class WaveNetModelConfig(StrictModel):
     spin_loss_weight: float = Field(0.0, ge=0.0, le=1000.0, description="physics head: weight of the spin-consistency "
                                     "term (spins solved from the predicted S_eff, sigma_eff at the true q); 0 = the paper's loss")
     s_eff_scale: Literal["absolute", "mass_ratio"] = Field(
-        "absolute", description="physics head: the leaf predicts S_eff itself (absolute) or S_eff / (sigma_1 + sigma_2), "
+        "mass_ratio", description="physics head: the leaf predicts S_eff itself (absolute) or S_eff / (sigma_1 + sigma_2), "
         "its value in units of its range at that q (mass_ratio); see gwpe.models.wavenet")
 
 
