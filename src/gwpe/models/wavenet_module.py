@@ -73,11 +73,9 @@ class WaveNetModule(PackagedModel, L.LightningModule):
         if not bool(regular.any()):
             return outputs.sum() * 0.0
         physical = outputs.double() * self.target_std.double() + self.target_mean.double()
-        s_eff = physical[regular, 1]
-        if self.config.s_eff_scale == "mass_ratio":
-            s_eff = s_eff * physics.hamiltonian_spin_range(q[regular])
-        s1, s2 = physics.solve_spins(q[regular], s_eff, physical[regular, 2])
-        residual = (torch.stack([s1, s2], dim=-1) - params[regular, 1:]) / self.spin_std.double()
+        at_true_q = torch.stack([q[regular], physical[regular, 1], physical[regular, 2]], dim=-1)
+        spins = head_to_parameters(at_true_q, "physics", self.config.s_eff_scale)[:, 1:]
+        residual = (spins - params[regular, 1:]) / self.spin_std.double()
         return residual.square().mean().to(outputs.dtype)
 
     def training_step(self, batch, batch_index):
