@@ -112,3 +112,50 @@ def test_two_loopback_nodes_under_torchrun_then_resume_with_one_process(tmp_path
     assert steps == set(range(40))  # epochs before the kill (2 nodes) and after the resume (1 process), one run
     assert json.loads((tmp_path / "checkpoints" / "wavenet" / "run.json").read_text())["complete"] is True
     assert (tmp_path / "models" / "wavenet" / "weights.pt").is_file()
+
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+
+
+class TinyBatchNorm(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 1))
+
+    def training_step(self, batch, batch_index):
+        return self.net(batch[0]).square().mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class RecordBuffers(L.Callback):
+    def __init__(self, folder, tag):
+        self.folder, self.tag = folder, tag
+
+    def on_train_end(self, trainer, module):
+        torch.save({k: v.clone() for k, v in module.net[1].state_dict().items() if v.is_floating_point()},
+                   Path(self.folder) / f"{self.tag}-{trainer.global_rank}.pt")
+
+
+def test_ddp_strategy_skips_the_buffer_broadcast_and_averages_batch_norm_statistics(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from gwpe.training.trainer import AverageBuffers, ddp_strategy
+
+    strategy = ddp_strategy("ddp_spawn")
+    assert strategy._ddp_kwargs == {"broadcast_buffers": False} and strategy._start_method == "spawn"
+    assert ddp_strategy("auto") == "auto" and ddp_strategy("fsdp") == "fsdp"
+    # ranks see different data (DistributedSampler interleaves the rows), so their running statistics differ
+    x = torch.arange(64, dtype=torch.float32).repeat_interleave(3).view(64, 3) % 2 * 5 + torch.linspace(0, 1, 192).view(64, 3)
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy=strategy, max_epochs=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[RecordBuffers(tmp_path, "before"), AverageBuffers(), RecordBuffers(tmp_path, "after")])
+    trainer.fit(TinyBatchNorm(), DataLoader(TensorDataset(x), batch_size=8, shuffle=False))
+    before = [torch.load(tmp_path / f"before-{r}.pt", weights_only=True) for r in (0, 1)]
+    after = [torch.load(tmp_path / f"after-{r}.pt", weights_only=True) for r in (0, 1)]
+    assert not torch.allclose(before[0]["running_mean"], before[1]["running_mean"])  # not broadcast from rank 0
+    for key in ("running_mean", "running_var"):
+        torch.testing.assert_close(after[0][key], after[1][key])
+        torch.testing.assert_close(after[0][key], (before[0][key] + before[1][key]) / 2)
