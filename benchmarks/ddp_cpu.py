@@ -6,8 +6,9 @@
 Each process gets one intra-op thread, so 2 processes use the 2 cores a 1-process run leaves half idle;
 the per-process batch is fixed (the global batch doubles, as when nodes are added). Synthetic data of the
 default profile's shapes, at the default profile's per-process batch and, for the MAF, also at Green et
-al.'s 512 (the gradient all-reduce is per step, so its share falls as the batch grows). The MAF's epoch is
-16,384 signals (the default profile trains on 18,000), so the epoch's fixed costs weigh as in the pipeline. The first epoch (process start, gloo rendezvous, warm-up) is
+al.'s 512 (the gradient all-reduce is per step, so its share falls as the batch grows). Epochs are 1,024
+waveforms (WaveNet) and 16,384 signals (MAF), close to the default profile's 1,215 and 18,000, so an epoch's
+fixed costs (loader start, epoch-end sync) weigh as in the pipeline; shorter epochs scatter the ratio by +-7 %. The first epoch (process start, gloo rendezvous, warm-up) is
 not timed. The 2-process runs use gwpe's strategy (``gwpe.training.trainer.ddp_strategy``: no per-step
 buffer broadcast, batch-norm statistics averaged once per epoch); ``--compare-broadcast`` adds Lightning's
 default DDP, which copies rank 0's buffers to every rank at each step, measured in the same run.
@@ -93,13 +94,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("all", "wavenet", "maf"), default="all")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--samples", type=int, default=None, help="per epoch (default: wavenet 256, maf 16384)")
+    parser.add_argument("--samples", type=int, default=None, help="per epoch (default: wavenet 1024, maf 16384)")
     parser.add_argument("--batch", type=int, nargs="+", default=None,
                         help="per process, one or more (default: wavenet 16; maf 256, the default profile's, and 512, Green et al.'s)")
     parser.add_argument("--compare-broadcast", action="store_true", help="also time Lightning's default DDP (buffers broadcast every step)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    defaults = {"wavenet": (256, [16]), "maf": (16384, [256, 512])}
+    defaults = {"wavenet": (1024, [16]), "maf": (16384, [256, 512])}
     report = []
     for model, batch in ((m, b) for m in (("wavenet", "maf") if args.model == "all" else (args.model,))
                          for b in (args.batch or defaults[m][1])):
