@@ -1,5 +1,6 @@
 """Data-parallel training on CPU (gloo): 2 ddp_spawn processes against 1 with the same global batch, for the
-WaveNet and a flow; two "nodes" on loopback under torchrun; a run checkpointed by 2 processes resumes with 1."""
+WaveNet and a flow; two "nodes" on loopback under torchrun; a run checkpointed by 2 processes resumes with 1;
+gwpe's DDP strategy keeps buffers rank-local and averages batch-norm statistics once per epoch."""
 
 import json
 import os
@@ -10,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import GWPE, gwpe_env, run_gwpe, tiny_profile, tiny_wavenet, write_profile
@@ -112,10 +115,6 @@ def test_two_loopback_nodes_under_torchrun_then_resume_with_one_process(tmp_path
     assert steps == set(range(40))  # epochs before the kill (2 nodes) and after the resume (1 process), one run
     assert json.loads((tmp_path / "checkpoints" / "wavenet" / "run.json").read_text())["complete"] is True
     assert (tmp_path / "models" / "wavenet" / "weights.pt").is_file()
-
-
-import lightning as L  # noqa: E402
-import torch  # noqa: E402
 
 
 class TinyBatchNorm(L.LightningModule):
