@@ -16,7 +16,9 @@ time) and are measured in the same run on:
   sampler) vs sbi ``posterior.sample((10_000,), x=x0)``.
 
 Fairness. Identical training signals (the store's train split, first --max-train), batch 256, Adam at 4e-4
-(no schedule within 80 epochs: gwpe halves every 80; sbi's gradient clipping is turned off, gwpe has none),
+(sbi's gradient clipping is turned off, gwpe has none). gwpe halves its learning rate every --halve-every
+epochs (default 80, the paper's, so no schedule within 20 epochs, like sbi's constant rate; 7 is what the
+default profile's ``gwpe train flow`` uses: measured, val NLL 0.092 instead of 0.050, phi0 KS 0.006 vs 0.005),
 --epochs each (sbi: stop_after_epochs so large that it never stops early; its loop runs max_num_epochs + 1
 epochs, so it is given --epochs - 1), flattened strain (1024) as context, no embedding net, 5 MADE units of
 3 x 512 with alternating orders on both sides (sbi's hidden_features=512 would mean num_transforms hidden
@@ -34,7 +36,7 @@ one-core sampling time is the per-observation cost, and it keeps timings stable 
 
     pip install -e '.[bench]'    # sbi
     python benchmarks/sbi_baseline.py --store data/strain/strain-5d.zarr [--epochs 20] [--injections 200]
-        [--samples 1000] [--max-train N] [--threads 1] [--repeats 3] [--seed 0] [--json OUT]
+        [--samples 1000] [--max-train N] [--threads 1] [--repeats 3] [--seed 0] [--halve-every 80] [--json OUT]
 """
 
 from __future__ import annotations
@@ -94,11 +96,11 @@ def validation_nll(log_prob, data) -> float:
     return float(torch.cat(values).mean())
 
 
-def train_gwpe(data, epochs: int, seed: int):
+def train_gwpe(data, epochs: int, seed: int, halve_every: int):
     L.seed_everything(seed, verbose=False)
     n_train, context = len(data.dataset("train")), list(data.dataset("train")[0][0].shape)
     module = FlowModule({"kind": "maf", "features": len(data.standardisation.parameters), "context_shape": context,
-                         "transforms": UNITS, "hidden": HIDDEN}, learning_rate=LR)
+                         "transforms": UNITS, "hidden": HIDDEN}, learning_rate=LR, halve_every=halve_every)
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     start = time.perf_counter()
@@ -164,6 +166,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--halve-every", type=int, default=80,
+                        help="gwpe's learning rate halves every N epochs (default 80, the paper's: none within 20 epochs; 7: the default profile's)")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
     if args.epochs < 2:
@@ -187,7 +191,7 @@ def main() -> None:
           flush=True)
 
     results = {}
-    for name, train in (("gwpe MAF", lambda: train_gwpe(data, args.epochs, args.seed)),
+    for name, train in (("gwpe MAF", lambda: train_gwpe(data, args.epochs, args.seed, args.halve_every)),
                         ("sbi NPE (zuko MAF)", lambda: train_sbi(data, args.epochs, args.seed, box))):
         _, rate, log_prob, sample = train()
         torch.manual_seed(args.seed)
