@@ -65,8 +65,8 @@ BATCH, LR, HIDDEN, UNITS = 256, 4e-4, [512, 512, 512], 5
 class Data(StrainDataModule):
     """StrainDataModule whose train split is cut to its first ``max_train`` signals."""
 
-    def __init__(self, path, seed: int, max_train: int | None):
-        super().__init__(path, batch_size=BATCH, seed=seed)
+    def __init__(self, path, seed: int, max_train: int | None, phase_flip: bool = False):
+        super().__init__(path, batch_size=BATCH, seed=seed, phase_flip=phase_flip)
         self.max_train = max_train
 
     def make_dataset(self, split):
@@ -166,6 +166,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--phase-flip", action="store_true",
+                        help="gwpe trains on phi0 + pi half the time (the profile's flows.phase_flip; exact for (2,2)-only signals)")
     parser.add_argument("--halve-every", type=int, default=80,
                         help="gwpe's learning rate halves every N epochs (default 80, the paper's: none within 20 epochs; 7: the default profile's)")
     parser.add_argument("--json", default=None, help="write the results here")
@@ -175,7 +177,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # device banners and tips
     warnings.filterwarnings("ignore", message=".*(LeafSpec|max_num_epochs|lie outside the prior support).*")
-    data = Data(args.store, args.seed, args.max_train)
+    data = Data(args.store, args.seed, args.max_train, args.phase_flip)
     standardisation, validation = data.standardisation, data.dataset("validation")
     parameters = list(standardisation.parameters)
     prior = SimpleNamespace(**zarr.open_group(args.store, mode="r").attrs["prior"])
