@@ -11,7 +11,10 @@ time) and are measured in the same run on:
 - KS p-value per parameter (chirp mass derived from m1, m2 too) of the p–p test on the first --injections
   validation signals, --samples draws each, in physical units (``gwpe.evaluation.calibration.calibrate``);
 - training throughput: epochs x signals fitted per epoch / wall time of the whole fit (each side's
-  per-epoch validation included; gwpe's also includes its final whole-training-set batch-norm statistics pass);
+  per-epoch validation included; gwpe's also includes its final whole-training-set batch-norm statistics pass),
+  averaged over --rounds fits of each side in ABBA order (gwpe first in odd rounds, sbi first in even ones), so
+  that which side runs first on a shared machine does not decide the column; every round trains from the same
+  seed, and NLL, KS and sampling come from round 1;
 - sampling time for 10^4 samples for one observation (best of --repeats): gwpe ``module.sample`` (its fast
   sampler) vs sbi ``posterior.sample((10_000,), x=x0)``.
 
@@ -28,7 +31,12 @@ per training signal (seed + 1, independent of the validation noise); sbi holds o
 those pairs and returns the weights of its best epoch on them (on 3,600 signals it overfits the fixed pairs
 within a few epochs, so that is an early one), gwpe keeps its last epoch (the validation split is the test
 set here, so it is not used for selection); gwpe has batch norm between MADE units, sbi's
-MAF has none but z-scores theta and x (sbi defaults). sbi's prior is a BoxUniform over the standardised
+MAF has none but z-scores theta and x (sbi defaults); gwpe's training uses its fused Adam
+(``gwpe.training.optim.adam``) and MADE units that skip the strain's input gradient
+(``gwpe.models.flows.made``), sbi torch's default Adam and zuko's MADE: the same update and the same function,
+computed with less work, so that is part of gwpe's column. gwpe's MAF wraps phi0 onto [0, 2 pi) and averages over phi0 -> phi0 + pi
+(``--phase-symmetry``, gwpe's default ``flows.phase_symmetry: pi``; ``gwpe.models.flows.phase``): its samples and
+its validation NLL are those of that density; sbi's flow is its own. sbi's prior is a BoxUniform over the standardised
 prior box (m1 >= m2 is not a box, so not imposed): posterior.sample rejects draws outside it (its default);
 the time without rejection and the accepted fraction are printed too. gwpe samples are not truncated.
 Threads: torch.set_num_threads(--threads) for everything; default 1, as in benchmarks/sampling.py: a
@@ -36,7 +44,7 @@ one-core sampling time is the per-observation cost, and it keeps timings stable 
 
     pip install -e '.[bench]'    # sbi
     python benchmarks/sbi_baseline.py --store data/strain/strain-5d.zarr [--epochs 20] [--injections 200]
-        [--samples 1000] [--max-train N] [--threads 1] [--repeats 3] [--seed 0] [--halve-every 80] [--json OUT]
+        [--samples 1000] [--max-train N] [--threads 1] [--repeats 3] [--seed 0] [--halve-every 80] [--phase-symmetry pi] [--rounds 2] [--json OUT]
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ from gwpe.data.strain_datamodule import StrainDataModule, StrainDataset
 from gwpe.evaluation.calibration import calibrate
 from gwpe.models.flow_module import FlowModule
 from gwpe.physics import chirp_mass
+from gwpe.training.flow import phi0_symmetry
 from gwpe.waveforms.priors import prior_bounds
 
 BATCH, LR, HIDDEN, UNITS = 256, 4e-4, [512, 512, 512], 5
@@ -96,11 +105,12 @@ def validation_nll(log_prob, data) -> float:
     return float(torch.cat(values).mean())
 
 
-def train_gwpe(data, epochs: int, seed: int, halve_every: int):
+def train_gwpe(data, epochs: int, seed: int, halve_every: int, phase_symmetry: str):
     L.seed_everything(seed, verbose=False)
     n_train, context = len(data.dataset("train")), list(data.dataset("train")[0][0].shape)
     module = FlowModule({"kind": "maf", "features": len(data.standardisation.parameters), "context_shape": context,
-                         "transforms": UNITS, "hidden": HIDDEN}, learning_rate=LR, halve_every=halve_every)
+                         "transforms": UNITS, "hidden": HIDDEN, "phase": phi0_symmetry(phase_symmetry, data.standardisation)},
+                        learning_rate=LR, halve_every=halve_every)
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     start = time.perf_counter()
@@ -170,8 +180,14 @@ def main() -> None:
                         help="gwpe trains on phi0 + pi half the time (the profile's flows.phase_flip; exact for (2,2)-only signals)")
     parser.add_argument("--halve-every", type=int, default=80,
                         help="gwpe's learning rate halves every N epochs (default 80, the paper's: none within 20 epochs; 7: the default profile's)")
+    parser.add_argument("--phase-symmetry", choices=["pi", "periodic", "none"], default="pi",
+                        help="gwpe's MAF over phi0 (flows.phase_symmetry; default pi, gwpe's default; none: the paper's raw flow)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="fit both sides this many times, alternating which goes first; throughput = mean over rounds")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
     if args.epochs < 2:
         parser.error("--epochs must be >= 2 (sbi always runs at least max_num_epochs + 1 = 2 epochs)")
     torch.set_num_threads(args.threads)
@@ -192,20 +208,27 @@ def main() -> None:
           f"{len(validation):,} validation, {args.epochs} epochs; p–p: {n_inj} injections x {args.samples} samples",
           flush=True)
 
-    results = {}
-    for name, train in (("gwpe MAF", lambda: train_gwpe(data, args.epochs, args.seed, args.halve_every)),
-                        ("sbi NPE (zuko MAF)", lambda: train_sbi(data, args.epochs, args.seed, box))):
-        _, rate, log_prob, sample = train()
-        torch.manual_seed(args.seed)
-        calibration = pp_test(sample, validation, standardisation, parameters, ranges, n_inj, args.samples)
-        results[name] = {"val_nll": validation_nll(log_prob, data), "train_samples_per_s": rate,
-                         "sampling_seconds_1e4": best_of(args.repeats, lambda: sample(x0, 10_000)), **calibration.summary()}
-        if name.startswith("sbi"):
-            raw = sample(x0, 10_000, reject=False)
-            inside = ((raw >= torch.as_tensor(box[:, 0])) & (raw <= torch.as_tensor(box[:, 1]))).all(1)
-            results[name].update(sampling_seconds_1e4_no_rejection=best_of(args.repeats, lambda: sample(x0, 10_000, False)),
-                                 in_prior_fraction=float(inside.float().mean()))
-        print(f"{name}: done", flush=True)
+    trainers = {"gwpe MAF": lambda: train_gwpe(data, args.epochs, args.seed, args.halve_every, args.phase_symmetry),
+                "sbi NPE (zuko MAF)": lambda: train_sbi(data, args.epochs, args.seed, box)}
+    results, rates = {}, {name: [] for name in trainers}
+    for round_ in range(args.rounds):
+        for name in (list(trainers) if round_ % 2 == 0 else list(trainers)[::-1]):  # ABBA: order is not a bias
+            _, rate, log_prob, sample = trainers[name]()
+            rates[name].append(rate)
+            print(f"round {round_ + 1}: {name} trained at {rate:,.0f} samples/s", flush=True)
+            if round_ > 0:
+                continue  # same seeds, same model: later rounds only time the fit
+            torch.manual_seed(args.seed)
+            calibration = pp_test(sample, validation, standardisation, parameters, ranges, n_inj, args.samples)
+            results[name] = {"val_nll": validation_nll(log_prob, data),
+                             "sampling_seconds_1e4": best_of(args.repeats, lambda: sample(x0, 10_000)), **calibration.summary()}
+            if name.startswith("sbi"):
+                raw = sample(x0, 10_000, reject=False)
+                inside = ((raw >= torch.as_tensor(box[:, 0])) & (raw <= torch.as_tensor(box[:, 1]))).all(1)
+                results[name].update(sampling_seconds_1e4_no_rejection=best_of(args.repeats, lambda: sample(x0, 10_000, False)),
+                                     in_prior_fraction=float(inside.float().mean()))
+    for name, values in rates.items():
+        results[name].update(train_samples_per_s=float(np.mean(values)), train_samples_per_s_rounds=values)
 
     gwpe, sbi = results.values()
     short = [p.replace("chirp_mass", "Mc") for p in parameters]

@@ -105,6 +105,7 @@ def tiny_flows() -> dict:
         "reference": {"injections": 1, "walkers": 12, "steps": 40, "burn": 10, "workers": 0, "seed": 0,
                       "flow_samples": 300, "path": "data/reference"},
         "phase_flip": False,
+        "phase_symmetry": "pi",
         "model_dir": "models/flows",  # spelled out: dvc.yaml interpolates these from params.yaml
         "checkpoint_dir": "checkpoints/flows",
         "registered_prefix": "gwpe-npe",

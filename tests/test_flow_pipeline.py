@@ -29,6 +29,11 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     assert "train flow maf: 3 epochs" in out.stdout
     config = json.loads((project / "models" / "flows" / "maf" / "config.json").read_text())
     assert config["model"] == "flow" and config["standardisation"]["parameters"] == ["m1", "m2", "phi0", "tc", "dL"]
+    # flows.phase_symmetry defaults to pi: phi0's circle [0, 2 pi) in the model's standardised units, 2 copies
+    mean, std = config["standardisation"]["mean"][2], config["standardisation"]["std"][2]
+    phase = config["flow"]["phase"]
+    assert phase["index"] == 2 and phase["copies"] == 2
+    assert abs(phase["low"] + mean / std) < 1e-12 and abs(phase["period"] - 2 * 3.141592653589793 / std) < 1e-12
 
     out = run_gwpe(["evaluate", "flow", "--model", "maf", "--params", "params.yaml", "--metrics", "metrics/maf.json",
                     "--no-progress"], cwd=project, check=True)

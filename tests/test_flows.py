@@ -11,6 +11,7 @@ from zuko.flows.autoregressive import MaskedAutoregressiveTransform
 from gwpe.models.flows import (CVAE, BatchNormTransform, batchnorm_layers, build_flow_model, build_maf, kl_weight,
                                resolve_config)
 from gwpe.models.flows.annealing import annealed_kl
+from gwpe.models.flows.made import ContextSplitMADE
 from gwpe.models.flows.networks import diag_normal_kl
 
 
@@ -159,6 +160,34 @@ def test_cvae_plus_fast_sampler_with_per_sample_latent_context_equals_naive():
         assert calls == [context.shape[:-2].numel()] * 2  # the strain part once per observation
 
 
+def test_context_split_made_equals_zuko_and_skips_the_context_gradient():
+    """Same state dict, same outputs and parameter gradients as zuko's MADE; backward FLOPs smaller by exactly
+    the context's input gradient, 2 B H C per unit, since the strain needs none (``made.py``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    b, c, f, hidden = 16, 64, 3, [32, 32]
+    split = ContextSplitMADE(f, c, order=torch.arange(f).flip(0), hidden_features=hidden)
+    plain = MaskedAutoregressiveTransform(f, c, order=torch.arange(f).flip(0), hidden_features=hidden)
+    plain.load_state_dict(split.state_dict())
+    assert split.split and split.state_dict().keys() == plain.state_dict().keys()
+    x, context = torch.randn(b, f, requires_grad=True), torch.randn(b, c)
+    flops, grads = [], []
+    for made in (split, plain):
+        with FlopCounterMode(display=False) as counter:
+            y, ladj = made(context).call_and_ladj(x)
+            grads.append(torch.autograd.grad((y ** 2).sum() + ladj.sum(), [x, *made.parameters()]))
+        flops.append(counter.get_total_flops())
+        torch.testing.assert_close(made(context).inv(y), x, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(split(context)(x), plain(context)(x), atol=1e-6, rtol=1e-5)
+    for g_split, g_plain in zip(*grads):
+        torch.testing.assert_close(g_split, g_plain, atol=1e-6, rtol=1e-5)
+    assert flops[1] - flops[0] == 2 * b * hidden[0] * c
+    # (n, B, F) samples against a (B, C) context broadcast as in zuko
+    xs = torch.randn(5, b, f)
+    torch.testing.assert_close(split(context)(xs), plain(context)(xs), atol=1e-6, rtol=1e-5)
+
+
 def test_kl_annealing_schedule_and_floor():
     assert [kl_weight(e) for e in range(6)] == pytest.approx([1e-5, 1 / 3, 2 / 3, 1.0, 1.0, 1.0])
     assert kl_weight(6) == pytest.approx(1e-5) and kl_weight(19) == pytest.approx(1 / 3)
@@ -287,3 +316,61 @@ def test_factory_configs_groups_and_pickle_free_round_trip(tmp_path):
     copy.load_state_dict(torch.load(tmp_path / "weights.pt", weights_only=True))
     context, x = torch.randn(4, 2, 16), torch.randn(4, 3)
     torch.testing.assert_close(copy.eval().log_prob(x, context), maf.eval().log_prob(x, context))
+
+
+def test_periodic_symmetry_normalises_is_shift_invariant_and_fold_draws_its_density():
+    """phase.py on a leaky 1-D Gaussian q (mean near the circle's edge, sd 0.3 P): q_sym integrates to 1 on
+    the circle, q_sym(x + P/2) = q_sym(x), folded draws follow q_sym (KS), and for a target p with both
+    properties the cross-entropy can only improve: E_p log q_sym > E_p log q."""
+    from gwpe.models.flows.phase import PeriodicSymmetry
+
+    low, period = -1.0, 2.5
+    phase = PeriodicSymmetry(index=0, low=low, period=period, copies=2, wraps=3)  # q this wide needs 3 wraps
+    q = torch.distributions.Normal(torch.tensor(-0.9, dtype=torch.float64), torch.tensor(0.3 * period, dtype=torch.float64))
+    log_q = lambda x: q.log_prob(x[..., 0])  # noqa: E731
+    grid = torch.linspace(low, low + period, 20_001, dtype=torch.float64)[:-1].unsqueeze(-1)
+    density = phase.log_prob(log_q, grid).exp()
+    assert float(density.mean() * period) == pytest.approx(1.0, abs=1e-4)
+    assert float(q.cdf(torch.tensor(low))) > 0.3  # a third of q's mass is off the circle
+    shifted = phase.log_prob(log_q, grid + period / 2)
+    torch.testing.assert_close(shifted, phase.log_prob(log_q, grid), atol=1e-9, rtol=1e-9)
+    draws = phase.fold(q.sample((4000, 1)), generator=torch.Generator().manual_seed(0))[:, 0].numpy()
+    assert draws.min() >= low and draws.max() < low + period
+    cdf = np.cumsum(density.numpy()) * period / len(grid)
+    points = grid[:, 0].numpy()
+    assert stats.kstest(draws, lambda v: np.interp(v, points, cdf)).pvalue > 0.01
+    # p: uniform mixture of two von-Mises-like bumps P/2 apart on the circle (periodic and invariant)
+    g = torch.Generator().manual_seed(1)
+    target = low + torch.remainder(torch.randn(20_000, 1, generator=g, dtype=torch.float64) * 0.2 - 0.9 - low
+                                   + (period / 2) * torch.randint(2, (20_000, 1), generator=g), period)
+    assert float(phase.log_prob(log_q, target).mean()) > float(log_q(target).mean()) + 0.1
+    with pytest.raises(ValueError, match="period = -1"):
+        PeriodicSymmetry(0, 0.0, -1.0)
+
+
+def test_maf_with_phase_samples_on_the_circle_and_its_log_prob_sums_the_images(tmp_path):
+    """A MAF with ``phase``: draws of feature 1 on [low, low + P), log_prob = the images' log-mean-exp of the
+    flow's, the training loss is the flow's own, and the option survives the pickle-free package."""
+    from gwpe.models.flow_module import FlowModule
+
+    torch.manual_seed(0)
+    phase = {"index": 1, "low": -1.7, "period": 3.4, "copies": 2, "wraps": 1}
+    module = FlowModule({"kind": "maf", "features": 3, "context_shape": [1, 8], "transforms": 2, "hidden": [16, 16],
+                         "phase": phase})
+    model = module.model.eval()
+    strain = torch.randn(1, 8)
+    draws = module.sample(strain, 2000)
+    assert draws[:, 1].min() >= -1.7 and draws[:, 1].max() < -1.7 + 3.4
+    assert abs(float((draws[:, 1] > 0).float().mean()) - 0.5) < 0.1  # the P/2 shift fills both halves
+    x, context = torch.randn(7, 3), torch.randn(7, 1, 8)
+    folded = x.clone()
+    folded[:, 1] = -1.7 + torch.remainder(x[:, 1] + 1.7, 3.4)
+    images = torch.stack([model.flow_log_prob(folded + torch.tensor([0.0, i * 1.7, 0.0]), context) for i in range(-2, 3)])
+    torch.testing.assert_close(model.log_prob(x, context), torch.logsumexp(images, 0) - np.log(2), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.loss(x, context), -model.flow_log_prob(x, context).mean())
+    module.save_model(tmp_path / "maf")
+    again = FlowModule.load_model(tmp_path / "maf")
+    assert again.model.phase.config() == phase
+    torch.testing.assert_close(again.model.log_prob(x, context), model.log_prob(x, context))
+    with pytest.raises(ValueError, match="phase index = 5"):
+        build_maf(3, 8, transforms=1, hidden=[8], phase={**phase, "index": 5})

@@ -253,6 +253,11 @@ class FlowsSection(StrictModel):
     # exact for strain.approximant IMRPhenomPv2 with aligned spins (the only choice): it carries the (2, +-2) modes only;
     # an approximant with higher modes must set it false
     phase_flip: bool = Field(False, description="train on phi0 + pi with probability 1/2 (exact for (2,2)-mode-only signals)")
+    # MAFs only (models/flows/phase.py): "pi" wraps phi0 onto [0, 2 pi) and averages over phi0 -> phi0 + pi (exact
+    # for (2,2)-mode signals, same condition as phase_flip); "periodic" only wraps (true of any phase); "none": the
+    # paper's flow on the real line
+    phase_symmetry: Literal["pi", "periodic", "none"] = Field(
+        "pi", description="MAF posterior over phi0: pi (periodic, pi-symmetric), periodic, or none (the raw flow)")
     evaluation: FlowEvaluationConfig = FlowEvaluationConfig()
     reference: FlowReferenceConfig = FlowReferenceConfig()
     model_dir: str = "models/flows"

@@ -138,9 +138,10 @@ def measure_rate(model_config: dict, batch_size: int, learning_rate: float = 1e-
     import torch
 
     from gwpe.models.flow_module import FlowModule
+    from gwpe.training.optim import adam
 
     module = FlowModule(model_config, learning_rate=learning_rate, schedule="cosine")
-    optimizer = torch.optim.Adam(module.parameters(), lr=learning_rate)
+    optimizer = adam(module.parameters(), lr=learning_rate)
     strain = torch.randn(batch_size, *model_config["context_shape"])
     theta = torch.randn(batch_size, model_config["features"])
     times = []

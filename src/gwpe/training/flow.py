@@ -6,6 +6,7 @@ itself is ``gwpe.training.posterior.fit_posterior`` (fresh training noise, resum
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -43,6 +44,31 @@ def flow_model_config(config: ProjectConfig, name: str) -> dict:
         return resolve_config(raw)
     except ValueError as error:
         raise ConfigError(f"flows.models.{name}: {error}") from None
+
+
+def phi0_symmetry(mode: str, standardisation) -> dict | None:
+    """The MAF's ``phase`` option for ``flows.phase_symmetry`` = mode: phi0's circle [0, 2 pi) in the
+    standardised units z = (phi0 - mean) / std, with 2 copies (phi0 -> phi0 + pi) for "pi", 1 for "periodic";
+    None for "none" or a dataset that does not infer phi0."""
+    names = list(standardisation.parameters)
+    if mode == "none" or "phi0" not in names:
+        return None
+    k = names.index("phi0")
+    mean, std = float(standardisation.mean[k]), float(standardisation.std[k])
+    return {"index": k, "low": (0.0 - mean) / std, "period": 2 * math.pi / std, "copies": 2 if mode == "pi" else 1, "wraps": 2}
+
+
+def with_phase_symmetry(config: ProjectConfig, model_config: dict, store: Path) -> dict:
+    """``model_config`` with the phi0 symmetry of ``flows.phase_symmetry`` for a MAF (from the store's
+    standardisation); other kinds unchanged."""
+    import zarr
+
+    from gwpe.data.strain_datamodule import Standardisation
+
+    if model_config["kind"] != "maf":
+        return model_config
+    standardisation = Standardisation.from_attrs(zarr.open_group(str(store), mode="r").attrs)
+    return {**model_config, "phase": phi0_symmetry(config.flows.phase_symmetry, standardisation)}
 
 
 def model_training(config: ProjectConfig, name: str):
@@ -94,7 +120,7 @@ def train_flow(config: ProjectConfig, name: str, resume: bool = False, progress_
     from gwpe.training.posterior import PosteriorJob, fit_posterior
 
     section = config.flows
-    model_config = flow_model_config(config, name)
+    model_config = with_phase_symmetry(config, flow_model_config(config, name), store_path(config))
     training = model_training(config, name)
     job = PosteriorJob(
         stage="train-flow", run_name=f"train-flow-{name}", dataset=section.dataset, store=store_path(config),

@@ -129,11 +129,12 @@ def measure_training_rate(config: ProjectConfig, device: str, batch: int, steps:
     import torch
 
     from gwpe.models.wavenet_module import WaveNetModule
+    from gwpe.training.optim import adam
 
     length = config.h22.time.length
     params = torch.tensor([[4.0, 0.2, -0.3], [2.0, -0.5, 0.5], [7.0, 0.1, 0.7]], dtype=torch.float64)
     module = WaveNetModule.from_training_parameters(architecture(config), params).to(device)
-    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+    optimizer = adam(module.parameters(), lr=1e-3)
     x = torch.randn(batch, 2, length, device=device)
     y = params[torch.arange(batch) % 3].to(device)
     bf16 = device == "cuda" and config.wavenet.training.precision == "bf16-mixed"

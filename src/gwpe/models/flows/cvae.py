@@ -31,6 +31,7 @@ from zuko.lazy import LazyComposedTransform
 from gwpe.models.flows.annealing import annealed_kl, kl_weight
 from gwpe.models.flows.batchnorm import set_batchnorm_statistics
 from gwpe.models.flows.fast_sampling import flow_inverse
+from gwpe.models.flows.made import zuko_made
 from gwpe.models.flows.maf import maf_transforms
 from gwpe.models.flows.networks import GaussianMLP, diag_normal_kl, diag_normal_log_prob
 
@@ -158,7 +159,8 @@ class CVAEPlus(_LatentVariablePosterior):
     @torch.no_grad()
     def sample_naive(self, context: Tensor, n: int) -> Tensor:
         """Same draws with zuko's own inversions (context concatenated to every sample in every pass)."""
-        return self._draw(self.embed(context), n, fast=False)
+        with zuko_made(self):
+            return self._draw(self.embed(context), n, fast=False)
 
     def parameter_groups(self, gaussian_lr: float = 1e-4, flow_lr: float = 4e-4) -> list[dict]:
         """Gaussian parts (and the embedding) at 1e-4, the IAF and MAFs at 4e-4 (paper sec. III B 3)."""

@@ -5,7 +5,9 @@
                   | {"kind": "resnet1d", "depth": 7, "width": 100, ...},          # optional, default flatten
      ...kind options (defaults = the paper's 5-d settings, ``DEFAULTS``)}
 
-Strain-8d CVAE+ (paper sec. IV): ``{"latent": 16, "transforms": 10, "iaf_context": 16, "frozen_prior": true}``.
+MAF option ``phase``: ``{"index": k, "low": a, "period": P, "copies": c}`` (``phase.PeriodicSymmetry``, in the
+model's standardised units) makes feature k periodic with a P / c shift symmetry; ``gwpe train flow`` fills it in
+for phi0 from ``flows.phase_symmetry``. Strain-8d CVAE+ (paper sec. IV): ``{"latent": 16, "transforms": 10, "iaf_context": 16, "frozen_prior": true}``.
 The returned module carries ``config`` (all defaults filled in), so state dict + ``json.dumps(model.config)``
 rebuild it without pickle.
 """
@@ -22,7 +24,7 @@ from gwpe.models.flows.iaf import IAFPosterior
 from gwpe.models.flows.maf import MAFPosterior
 
 DEFAULTS: dict[str, dict] = {
-    "maf": {"transforms": 5, "hidden": [512, 512, 512], "batchnorm": True, "momentum": 0.1},
+    "maf": {"transforms": 5, "hidden": [512, 512, 512], "batchnorm": True, "momentum": 0.1, "phase": None},
     "cvae": {"latent": 8, "hidden": [2048, 2048, 2048]},
     "cvae_plus": {"latent": 8, "hidden": [1024, 1024, 1024], "transforms": 5, "flow_hidden": [512, 512, 512],
                   "iaf_context": 8, "frozen_prior": False, "batchnorm": True, "momentum": 0.1},

@@ -21,9 +21,9 @@ from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
-from zuko.flows.autoregressive import MaskedAutoregressiveTransform
 from zuko.lazy import Flow
 
+from gwpe.models.flows.made import ContextSplitMADE
 from gwpe.models.flows.maf import standard_normal
 
 
@@ -47,7 +47,7 @@ class IAFPosterior(nn.Module):
         mades = []
         for i in range(transforms):
             order = torch.arange(features) if i % 2 == 0 else torch.arange(features).flip(0)
-            mades.append(MaskedAutoregressiveTransform(features, context, order=order, hidden_features=list(hidden)).inv)
+            mades.append(ContextSplitMADE(features, context, order=order, hidden_features=list(hidden)).inv)
         self.flow = Flow(mades, standard_normal(features))
 
     def embed(self, context: Tensor) -> Tensor:
