@@ -12,6 +12,9 @@ time) and are measured in the same run on:
   validation signals, --samples draws each, in physical units (``gwpe.evaluation.calibration.calibrate``);
 - training throughput: epochs x signals fitted per epoch / wall time of the whole fit (each side's
   per-epoch validation included; gwpe's also includes its final whole-training-set batch-norm statistics pass);
+- interleaved step throughput: after each seed's evaluation, one optimisation step (forward, backward, Adam)
+  of each side on the same batch of 256 training signals, the sides alternating step by step (35 steps each,
+  5 warm-up), median: the model-and-optimiser cost alone, paired in time, so host noise cancels in the ratio;
 - every figure per training seed (--seeds, default 0 1 2) and, for the comparison, its median over the seeds
   (throughput: the mean). A KS p-value of one 20-epoch fit moves with the fit's random stream (measured: gwpe's
   t_c p went from 0.39 to 0.02-0.03 when only float rounding of the update changed), so one fit decides no
@@ -120,7 +123,15 @@ def train_gwpe(data, epochs: int, seed: int, halve_every: int, phase_symmetry: s
     module.set_training_statistics(data.dataset("train"), BATCH)  # as gwpe train flow does before saving
     rate = epochs * n_train / (time.perf_counter() - start)
     module.eval()
-    return module, rate, module.model.log_prob, module.sample
+    optimizer = trainer.optimizers[0]  # the fit's own (fused) Adam, with its state
+
+    def step(strain, theta):
+        module.train()
+        optimizer.zero_grad()
+        module.model.loss(theta, strain).backward()
+        optimizer.step()
+
+    return step, rate, module.model.log_prob, module.sample
 
 
 def train_sbi(data, epochs: int, seed: int, box: np.ndarray):
@@ -151,7 +162,29 @@ def train_sbi(data, epochs: int, seed: int, box: np.ndarray):
     log_prob = lambda theta, strain: net.log_prob(theta.unsqueeze(0), strain.flatten(1))[0]  # noqa: E731
     sample = lambda x0, k, reject=True: posterior.sample((k,), x=x0.reshape(1, -1), show_progress_bars=False,  # noqa: E731
                                                           reject_outside_prior=reject)
-    return posterior, rate, log_prob, sample
+
+    trained_net = inference._neural_net  # what sbi's optimiser holds (train() returns a copy of it)
+
+    def step(strain, theta):  # one step of sbi's own epoch loop (NeuralInference._train_epoch), its optimiser
+        trained_net.train()
+        inference.optimizer.zero_grad()
+        trained_net.loss(theta, strain.flatten(1)).mean().backward()
+        inference.optimizer.step()
+
+    return step, rate, log_prob, sample
+
+
+def interleaved_step_seconds(steps: dict, batch, warmup: int = 5, n: int = 30) -> dict:
+    """Median seconds of one optimisation step (forward, backward, Adam) of each side on the same batch, the
+    sides alternating step by step (A B A B ...), so the shared machine's slow spells hit both alike."""
+    times = {name: [] for name in steps}
+    for i in range(warmup + n):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step(*batch)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in times.items()}
 
 
 def pp_test(sample, validation, standardisation, parameters, ranges, injections: int, k: int):
@@ -212,10 +245,13 @@ def main() -> None:
 
     trainers = {"gwpe MAF": lambda seed: train_gwpe(data, args.epochs, seed, args.halve_every, args.phase_symmetry),
                 "sbi NPE (zuko MAF)": lambda seed: train_sbi(data, args.epochs, seed, box)}
-    runs = {name: [] for name in trainers}
+    runs, step_ratios = {name: [] for name in trainers}, []
+    strain_batch, theta_batch = next(iter(data.train_dataloader()))
     for i, seed in enumerate(args.seeds):
+        steps = {}
         for name in (list(trainers) if i % 2 == 0 else list(trainers)[::-1]):  # ABBA: run order is not a bias
-            _, rate, log_prob, sample = trainers[name](seed)
+            step, rate, log_prob, sample = trainers[name](seed)
+            steps[name] = step
             torch.manual_seed(args.seed)  # the same sampling stream for every fit
             calibration = pp_test(sample, validation, standardisation, parameters, ranges, n_inj, args.samples)
             row = {"seed": seed, "val_nll": validation_nll(log_prob, data), "train_samples_per_s": rate,
@@ -228,6 +264,12 @@ def main() -> None:
             runs[name].append(row)
             print(f"seed {seed}: {name}: val NLL {row['val_nll']:.3f}, min KS p {row['min_ks_pvalue']:.3f}, "
                   f"{rate:,.0f} samples/s", flush=True)
+        seconds = interleaved_step_seconds(steps, (strain_batch, theta_batch))  # after evaluation: it trains on
+        for name in trainers:
+            runs[name][-1]["step_samples_per_s"] = len(theta_batch) / seconds[name]
+        step_ratios.append(seconds["sbi NPE (zuko MAF)"] / seconds["gwpe MAF"])
+        print(f"seed {seed}: interleaved steps of {len(theta_batch)}: gwpe {1e3 * seconds['gwpe MAF']:.1f} ms, "
+              f"sbi {1e3 * seconds['sbi NPE (zuko MAF)']:.1f} ms ({step_ratios[-1]:.2f}x)", flush=True)
 
     results = {}
     for name, rows in runs.items():
@@ -235,6 +277,7 @@ def main() -> None:
             "val_nll": float(np.median([r["val_nll"] for r in rows])),
             "ks_pvalue": {p: float(np.median([r["ks_pvalue"][p] for r in rows])) for p in parameters},
             "train_samples_per_s": float(np.mean([r["train_samples_per_s"] for r in rows])),
+            "step_samples_per_s": float(np.median([r["step_samples_per_s"] for r in rows])),
             "sampling_seconds_1e4": float(np.median([r["sampling_seconds_1e4"] for r in rows])),
             "seeds": rows}
         for key in ("sampling_seconds_1e4_no_rejection", "in_prior_fraction"):
@@ -252,9 +295,12 @@ def main() -> None:
     ratios = {"val_nll_difference": gwpe["val_nll"] - sbi["val_nll"],
               "train_throughput_ratio": gwpe["train_samples_per_s"] / sbi["train_samples_per_s"],
               "sampling_speedup": sbi["sampling_seconds_1e4"] / gwpe["sampling_seconds_1e4"],
+              "step_throughput_ratio_median": float(np.median(step_ratios)), "step_throughput_ratios": step_ratios,
               "ks_columns_gwpe_at_least_sbi": sum(wins.values())}
     print(f"{'gwpe vs sbi':<28}{ratios['val_nll_difference']:>+9.3f}" + "".join(f"{'>=' if wins[p] else '<':>9}" for p in parameters)
           + f"{ratios['train_throughput_ratio']:>12.2f}x{ratios['sampling_speedup']:>14.1f}x")
+    print(f"interleaved optimisation steps, gwpe / sbi samples/s: median {np.median(step_ratios):.2f}x "
+          f"(per seed: {', '.join(f'{r:.2f}x' for r in step_ratios)})")
     print(f"(medians over training seeds {args.seeds}, throughput their mean; NLL in standardised parameters, nats, "
           f"lower is better: gwpe - sbi; throughput gwpe/sbi; sampling speed-up sbi/gwpe. sbi without prior "
           f"rejection: {sbi['sampling_seconds_1e4_no_rejection']:.3f} s, {100 * sbi['in_prior_fraction']:.1f} % of its "
