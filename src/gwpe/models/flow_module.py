@@ -55,7 +55,7 @@ class FlowModule(PackagedModel, L.LightningModule):
 
     def validation_step(self, batch, batch_index):
         strain, theta = batch
-        # the MAF's fitted flow, without its phase images (3x the cost): the quantity the training loss follows
+        # the MAF's fitted flow, without its phase images (~5x the cost): the quantity the training loss follows
         log_prob = getattr(self.model, "flow_log_prob", self.model.log_prob)
         self.log("val_loss", -log_prob(theta, strain).mean(), on_epoch=True, prog_bar=True, sync_dist=True)
 

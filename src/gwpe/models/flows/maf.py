@@ -12,7 +12,7 @@ the output of an embedding (raw strain flattened, or a Conv1d stack) computed on
 is zuko's ``flow(y).sample``, kept for comparison. With ``phase`` (a ``PeriodicSymmetry`` config: phi0's index,
 its circle in standardised units, 2 copies for (2,2)-mode signals) the posterior is the flow's density wrapped
 onto the circle and averaged over the shift (``phase.py``): ``sample`` folds the flow's draws, ``log_prob`` sums
-the images. Training fits the flow itself (``flow_log_prob``, one pass; the images would cost ~3x), so the
+the images. Training fits the flow itself (``flow_log_prob``, one pass; the 9 images cost ~5x), so the
 symmetry is imposed after the fit, where it can only lower KL(p || q). Importing zuko turns off argument validation of all
 ``torch.distributions`` in the process (zuko's choice).
 """
