@@ -57,7 +57,8 @@ def tiny_profile(**h22_overrides) -> dict:
 def tiny_sampling() -> dict:
     """Flow-MCMC of 16 chains and a few loops, emcee of 12 walkers x 30 steps, a few hundred IS draws: seconds."""
     return {
-        "model": "maf", "injection": 0, "workers": 0, "seed": 0, "npe_samples": 400, "pilot_draws": 200, "proposal_samples": 400,
+        "model": "maf", "injection": 0, "workers": 0, "seed": 0, "npe_samples": 400, "pilot_draws": 200,
+        "adaptive": {"draws_per_round": 200, "max_rounds": 4, "epochs": 2, "final_ess": 100, "final_batch": 200, "max_final_draws": 400},
         "flowmc": {"chains": 16, "local_steps": 4, "global_steps": 4, "max_training_loops": 3, "production_loops": 2,
                    "max_production_loops": 3, "target_ess": 10, "flow_epochs": 1, "transforms": 1, "hidden": [16],
                    "warm_start_epochs": 2},

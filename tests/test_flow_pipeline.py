@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import run_gwpe, run_in_process, tiny_profile, tiny_sampling, tiny_strain, write_profile
@@ -87,11 +88,19 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     out = run_gwpe(["evidence", "--params", "params.yaml", "--metrics", "metrics/evidence.json", "--plots-dir", "plots/evidence"],
                    cwd=project, check=True)
     evidence = json.loads((project / "metrics" / "evidence.json").read_text())
-    assert set(evidence["evidence"]) == {"is_npe", "is_flow", "lhm"} and "log Z =" in out.stdout
+    assert set(evidence["evidence"]) == {"is_npe", "ais_npe", "lhm"} and "log Z =" in out.stdout
     for estimate in evidence["evidence"].values():
         assert np.isfinite(estimate["log_evidence"]) and estimate["standard_error"] > 0 and 0 < estimate["efficiency"] <= 1
-    assert set(evidence["js_vs_flowmc_warm"]) == {"is_npe", "is_flow", "flowmc_cold", "emcee"}
-    assert (project / "plots" / "evidence" / "corner.png").stat().st_size > 10_000
+    assert set(evidence["js_vs_flowmc_warm"]) == {"is_npe", "ais_npe", "flowmc_cold", "emcee"}
+    adaptive = evidence["evidence"]["ais_npe"]
+    assert 1 <= adaptive["rounds"] <= 4 and 0 < adaptive["beta_reached"] <= 1 and adaptive["final_draws"] <= 400
+    # template calls: every draw inside the prior and the phase window (the others cost none)
+    assert 0 < adaptive["likelihood_evaluations"] <= adaptive["evaluations_in_rounds"] + adaptive["final_draws"]
+    with h5py.File(project / "data" / "sampling" / "strain-5d-evidence.h5") as h5:
+        rounds = json.loads(h5["ais_npe"].attrs["rounds"])
+        assert len(rounds) == adaptive["rounds"] + 1 and h5["ais_npe/weights"][()].sum() == pytest.approx(1.0)
+    for plot in ("corner.png", "adaptive.png"):
+        assert (project / "plots" / "evidence" / plot).stat().st_size > 10_000
     assert (project / "plots" / "sampling" / "convergence.png").stat().st_size > 10_000
     stages = {run.data.tags.get("gwpe.stage"): run for run in client.search_runs([run.info.experiment_id])}
     assert stages["sample"].data.metrics["methods.flowmc_warm.evaluations"] == warm["evaluations"]

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from gwpe.inference.evidence import defensive_mixture, importance_sampling, learned_harmonic_mean
-from gwpe.inference.flowmc import FlowMC, gelman_rubin_rhat
+from gwpe.inference.evidence import (adaptive_importance_sampling, bridge_exponent, defensive_mixture, importance_sampling,
+                                    learned_harmonic_mean)
+from gwpe.inference.flowmc import FlowMC, StandardisedFlow, gelman_rubin_rhat
 
 LOG_Z = 2.3  # the targets are Z x (normalised density)
 
@@ -147,3 +148,51 @@ def test_production_stops_on_ess_and_rhat_targets_or_the_loop_cap():
         assert result.history["phase"].count("production") == loops
         assert result.samples.shape == (loops * (1 + 3), 16, 5)  # 1 local + 3 global states kept per production loop
     assert reached.history["phase"][:2] == ["training", "training"] and len(reached.history["evaluations"]) == 4
+
+
+def broad_start(dim: int, centre: torch.Tensor, scale: float, seed: int) -> StandardisedFlow:
+    """A flow fitted to draws of N(centre, scale^2 I): the role of a too-broad, off-centre NPE posterior."""
+    torch.manual_seed(seed)
+    flow = StandardisedFlow(dim, transforms=2, hidden=(32, 32))
+    flow.fit(centre + scale * torch.randn(4000, dim), epochs=5, restandardise=True)
+    return flow
+
+
+def test_adaptive_importance_sampling_anneals_a_broad_offset_start_onto_the_gaussian():
+    log_prob, mean, cov = gaussian_target()
+    start = broad_start(5, mean + 1.5 * torch.sqrt(cov.diag()), 3.0, seed=21)
+    with torch.no_grad():
+        x0 = start.sample(4000)
+        first, _, _ = importance_sampling(log_prob, x0, start.log_prob(x0))
+    estimate, draws, weights, resampled, rounds = adaptive_importance_sampling(
+        log_prob, start, draws_per_round=1500, ess_fraction=0.3, epochs=15, final_ess=3000, resample=4000,
+        generator=torch.Generator().manual_seed(22))
+    assert first.efficiency < 0.02  # the start alone is a poor proposal
+    assert rounds[-2].beta == 1.0 and estimate.efficiency > 0.3 and estimate.effective_samples >= 3000
+    assert all(b.beta >= a.beta for a, b in zip(rounds, rounds[1:]))
+    assert abs(estimate.log_evidence - LOG_Z) < 3 * estimate.standard_error + 1e-3, estimate
+    weighted_mean = (weights[:, None] * draws).sum(0)
+    error = torch.sqrt(torch.diag(cov).double() / estimate.effective_samples)
+    assert torch.all((weighted_mean - mean.double()).abs() < 4 * error), (weighted_mean, mean)
+    np.testing.assert_allclose(torch.cov(resampled.T).numpy(), cov.double().numpy(), atol=0.15 * float(cov.diag().max()))
+
+
+def test_adaptive_importance_sampling_finds_both_modes_in_proportion():
+    log_prob = mixture_target(weight=0.3)
+    start = broad_start(2, torch.tensor([1.0, 1.0]), 4.0, seed=23)
+    estimate, draws, weights, _, rounds = adaptive_importance_sampling(
+        log_prob, start, draws_per_round=1500, ess_fraction=0.3, epochs=15, final_ess=2000,
+        generator=torch.Generator().manual_seed(24))
+    fraction = float(weights[draws[:, 0] < 0].sum())
+    assert abs(fraction - 0.3) < 0.05, fraction
+    assert abs(estimate.log_evidence - LOG_Z) < 3 * estimate.standard_error + 1e-3, estimate
+    assert rounds[-2].beta == 1.0 and estimate.efficiency > 0.2
+
+
+def test_bridge_exponent_keeps_the_requested_ess():
+    generator = torch.Generator().manual_seed(25)
+    log_initial, log_target = torch.zeros(2000, dtype=torch.float64), -50.0 * torch.rand(2000, generator=generator, dtype=torch.float64)
+    beta = bridge_exponent(log_initial, log_target, log_initial, 0.0, 0.5)
+    w = torch.softmax(beta * log_target, 0)
+    assert 0 < beta < 1 and float(1 / (w.square().sum() * 2000)) == pytest.approx(0.5, abs=1e-3)
+    assert bridge_exponent(log_initial, torch.zeros(2000, dtype=torch.float64), log_initial, 0.0, 0.5) == 1.0

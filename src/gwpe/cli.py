@@ -224,7 +224,7 @@ def _evidence(args: argparse.Namespace) -> int:
     from gwpe.inference.evidence_stage import format_evidence, run_evidence
     from gwpe.training.wavenet import write_metrics
 
-    metrics = run_evidence(load_config(args.params), plots_dir=args.plots_dir)
+    metrics = run_evidence(load_config(args.params), plots_dir=args.plots_dir, progress=not args.no_progress)
     if args.metrics:
         write_metrics(args.metrics, metrics)
     print(format_evidence(metrics))
@@ -467,7 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     evidence = commands.add_parser("evidence", help="importance-sampled NPE, learned harmonic mean and posterior agreement for `gwpe sample`'s injection (DVC stage)")
     evidence.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
     evidence.add_argument("--metrics", default=None, help="write evidences, efficiencies and JS divergences as DVC metrics JSON here")
-    evidence.add_argument("--plots-dir", default=None, help="also write the corner plot here")
+    evidence.add_argument("--plots-dir", default=None, help="also write the corner plot and the annealing plot here")
+    evidence.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     evidence.set_defaults(handler=_evidence)
 
     registry = commands.add_parser("models", help="registered models: list, promote (move an alias), pull (download a package)")

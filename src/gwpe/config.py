@@ -397,6 +397,21 @@ class EmceeConfig(StrictModel):
     burn: int = Field(500, ge=0, le=10_000_000)
 
 
+class AdaptiveISConfig(StrictModel):
+    """Adaptive importance sampling seeded by the NPE (``gwpe.inference.evidence.adaptive_importance_sampling``);
+    its flow has ``flowmc.transforms`` x ``flowmc.hidden`` and is first fitted to the NPE draws for
+    ``flowmc.warm_start_epochs``."""
+
+    draws_per_round: int = Field(2000, ge=10, le=100_000_000, description="target evaluations per annealing round")
+    ess_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="each round moves beta as far as keeps this ESS / n")
+    max_rounds: int = Field(25, ge=1, le=100_000)
+    refine_rounds: int = Field(1, ge=0, le=100_000, description="rounds refitting at beta = 1 before the final draws")
+    epochs: int = Field(20, ge=1, le=10_000, description="epochs of flow fitting per round")
+    final_ess: float = Field(1000.0, gt=0.0, description="the final importance sampling draws until this ESS ...")
+    final_batch: int = Field(5000, ge=10, le=100_000_000)
+    max_final_draws: int = Field(50_000, ge=10, le=1_000_000_000, description="... or this many draws")
+
+
 class SamplingSection(StrictModel):
     """``gwpe sample`` / ``gwpe evidence``: likelihood-based posteriors and evidence for one injection of
     ``flows.dataset``, checked against the NPE flow ``model``."""
@@ -407,7 +422,7 @@ class SamplingSection(StrictModel):
     seed: int = 0
     npe_samples: int = Field(10_000, ge=100, le=100_000_000, description="NPE draws: importance sampling of the NPE, and the warm start")
     pilot_draws: int = Field(2000, ge=10, le=10_000_000, description="broad draws whose likelihoods place the phase window's walls")
-    proposal_samples: int = Field(15_000, ge=100, le=100_000_000, description="draws of the refined proposal for importance sampling")
+    adaptive: AdaptiveISConfig = AdaptiveISConfig()
     flowmc: FlowMCConfig = FlowMCConfig()
     emcee: EmceeConfig = EmceeConfig()
     harmonic_temperature: float = Field(0.8, gt=0.0, le=1.0, description="T < 1 concentrates the learned harmonic mean's flow")

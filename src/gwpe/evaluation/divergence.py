@@ -1,7 +1,12 @@
 """KL and Jensen-Shannon divergences (nats) between the 1-D marginals of two sample sets.
 
-Each marginal density is a Gaussian KDE (scipy, Scott's bandwidth) evaluated on a common grid spanning both
-sample sets plus three bandwidths, renormalised with the trapezoid rule, so p and q share one support:
+Each marginal density is a Gaussian KDE (scipy) evaluated on a common grid spanning both sample sets plus
+three bandwidths, renormalised with the trapezoid rule, so p and q share one support. Both sets of a pair are
+smoothed with one kernel: the wider of their two Scott bandwidths (each from its own, or for weighted draws
+its effective, sample size). With each set's own bandwidth, two samples of one distribution differ by their
+smoothing alone: on the demo's strain-5d phi0 posterior, which has sharp dips between its modes, 5,000
+importance-weighted draws (ESS 3,200) against 24,000 flow-MCMC states gave JS 0.011 nat from the bandwidths
+(0.39 and 0.26 rad) and 0.002 with one kernel.
 
     KL(p || q) = ∫ p log(p / q),    JS(p, q) = KL(p || m) / 2 + KL(q || m) / 2,  m = (p + q) / 2,  0 <= JS <= log 2.
 
@@ -18,11 +23,22 @@ GRID_POINTS = 512
 MAX_KDE_SAMPLES = 20_000  # KDE cost is samples x grid; more samples change JS below 1e-4 nat here
 
 
-def _density(samples: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    if np.ptp(samples) == 0:  # one distinct value (an importance-sampled set with ESS ~ 1): a spike one grid step wide
+def _kde(samples: np.ndarray, weights: np.ndarray | None = None):
+    """scipy's Gaussian KDE with Scott's bandwidth (from the effective sample size when weighted); None for a
+    set with one distinct value."""
+    return None if np.ptp(samples) == 0 else stats.gaussian_kde(samples, weights=weights)
+
+
+def _bandwidth(kde) -> float:
+    return 0.0 if kde is None else float(np.sqrt(kde.covariance[0, 0]))
+
+
+def _density(kde, samples: np.ndarray, grid: np.ndarray, bandwidth: float) -> np.ndarray:
+    if kde is None:  # one distinct value (an importance-sampled set with ESS ~ 1): a spike one grid step wide
         density = stats.norm.pdf(grid, samples[0], grid[1] - grid[0])
     else:
-        density = stats.gaussian_kde(samples)(grid)
+        kde.set_bandwidth(bandwidth / float(np.sqrt(kde.covariance[0, 0])) * kde.factor)
+        density = kde(grid)
     return density / np.trapezoid(density, grid)
 
 
@@ -31,20 +47,35 @@ def _kl(p: np.ndarray, q: np.ndarray, grid: np.ndarray) -> float:
     return float(np.trapezoid(p * np.log(p / q), grid))
 
 
-def marginal_divergences(a: np.ndarray, b: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(KL(a || b), JS(a, b)) per column of sample arrays a (n, P) and b (m, P); nats."""
+def marginal_divergences(a: np.ndarray, b: np.ndarray, seed: int = 0,
+                         weights_a: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(KL(a || b), JS(a, b)) per column of sample arrays a (n, P) and b (m, P); nats.
+
+    ``weights_a`` (n,): a is a weighted set (importance-sampling draws with their weights), smoothed as such
+    (scipy's weighted KDE, bandwidth from the effective sample size). Resampling it first would add
+    multinomial noise and duplicates that a KDE with the bandwidth of n distinct draws under-smooths
+    (measured on the demo injection: phi0 JS 0.009 resampled against 0.002 weighted)."""
     a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"sample sets have {a.shape[1]} and {b.shape[1]} parameters; they must match")
+    if weights_a is not None and np.shape(weights_a) != (len(a),):
+        raise ValueError(f"weights_a has shape {np.shape(weights_a)}; allowed: ({len(a)},), one weight per row of a")
     rng = np.random.default_rng(seed)
-    a = a[rng.permutation(len(a))[:MAX_KDE_SAMPLES]]
+    keep = rng.permutation(len(a))[:MAX_KDE_SAMPLES]
+    a = a[keep]
+    if weights_a is not None:
+        weights_a = np.asarray(weights_a, dtype=float)[keep]
+        kept = weights_a > 1e-12 * weights_a.sum()  # draws that carry no weight would only stretch the grid
+        a, weights_a = a[kept], weights_a[kept]
     b = b[rng.permutation(len(b))[:MAX_KDE_SAMPLES]]
     kl, js = np.empty(a.shape[1]), np.empty(a.shape[1])
     for j in range(a.shape[1]):
         both = np.concatenate([a[:, j], b[:, j]])
         pad = 3.0 * both.std() * len(both) ** (-0.2)
         grid = np.linspace(both.min() - pad, both.max() + pad, GRID_POINTS)
-        p, q = _density(a[:, j], grid), _density(b[:, j], grid)
+        kde_a, kde_b = _kde(a[:, j], weights_a), _kde(b[:, j])
+        bandwidth = max(_bandwidth(kde_a), _bandwidth(kde_b))
+        p, q = _density(kde_a, a[:, j], grid, bandwidth), _density(kde_b, b[:, j], grid, bandwidth)
         m = 0.5 * (p + q)
         kl[j] = _kl(p, q, grid)
         js[j] = 0.5 * _kl(p, m, grid) + 0.5 * _kl(q, m, grid)

@@ -5,6 +5,11 @@ Domain-free; every log-density is batched, (n, D) -> (n,).
   Z_hat = mean(w), log Z_hat with standard error sd(w) / (sqrt(n) mean(w)) (delta method), effective sample
   size (sum w)^2 / sum w^2 and sample efficiency ESS / n; resampling by the normalised weights gives
   posterior samples.
+- **Adaptive importance sampling** from an initial proposal q_0 (the NPE posterior for the event, distilled
+  into a small flow): the geometric bridge p_β ∝ q_0^(1-β) (L π)^β is followed from β = 0 (q_0 itself) to
+  β = 1 (the posterior), each step as large as keeps half the draws' ESS; at each step the flow is refitted
+  to the weighted draws. Only likelihood calls and the NPE enter, so the result is independent of any MCMC.
+  The last proposal is then importance-sampled as above, with exact weights.
 - **Learned harmonic mean** (McEwen et al. 2021, arXiv:2111.12720): with φ a normalised density fitted to
   half of the posterior samples and concentrated (a flow with its base tempered by T < 1, so φ has lighter
   tails than the posterior and the estimator's variance is finite), rho_hat = mean φ(θ_i) / (L π)(θ_i) over the
@@ -14,6 +19,7 @@ Domain-free; every log-density is batched, (n, D) -> (n,).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -48,6 +54,13 @@ def importance_sampling(log_target: Callable[[Tensor], Tensor], samples: Tensor,
     """(estimate, normalised weights, resampled posterior (``resample`` rows, or empty)) for θ_i ~ q."""
     with torch.no_grad():
         log_w = log_target(samples).double() - log_q.double()
+    return weighted_estimate(log_w, samples, resample, generator)
+
+
+def weighted_estimate(log_w: Tensor, samples: Tensor, resample: int = 0,
+                      generator: torch.Generator | None = None) -> tuple[EvidenceEstimate, Tensor, Tensor]:
+    """``importance_sampling`` from log weights log(L π / q) already computed at ``samples``."""
+    log_w = log_w.double()
     finite = torch.isfinite(log_w)
     log_w = torch.where(finite, log_w, torch.full_like(log_w, -math.inf))
     log_z, error = _log_moments(log_w[finite]) if finite.any() else (-math.inf, math.inf)
@@ -131,3 +144,94 @@ def tempered_log_prob(flow, x: Tensor, temperature: float) -> Tensor:
     d = x.shape[-1]
     log_base = -0.5 * (z / temperature).square().sum(-1) - d * math.log(temperature) - 0.5 * d * math.log(2 * math.pi)
     return log_base + ladj - flow.scale.log().sum()
+
+
+@dataclass
+class AdaptiveRound:
+    beta: float             # bridge exponent reached in this round
+    ess_fraction: float     # ESS / n of the round's draws for the bridge target at beta
+    posterior_ess_fraction: float  # ESS / n of the same draws for the posterior (beta = 1)
+    evaluations: int        # target evaluations so far
+
+
+def bridge_exponent(log_initial: Tensor, log_target: Tensor, log_q: Tensor, beta: float, ess_fraction: float) -> float:
+    """The largest β' in [β, 1] whose bridge weights q_0^(1-β') (L π)^β' / q keep ESS / n >= ``ess_fraction``
+    (bisection; β itself when even that falls short, so the round refits without moving)."""
+    inside = torch.isfinite(log_target)
+
+    def fraction(b: float) -> float:
+        log_w = torch.where(inside, (1 - b) * log_initial + b * torch.where(inside, log_target, 0.0) - log_q,
+                            torch.full_like(log_q, -math.inf))
+        w = torch.softmax(log_w, 0)
+        return float(1.0 / (w.square().sum() * len(w)))
+
+    if fraction(1.0) >= ess_fraction:
+        return 1.0
+    low, high = beta, 1.0
+    for _ in range(30):
+        middle = 0.5 * (low + high)
+        low, high = (middle, high) if fraction(middle) >= ess_fraction else (low, middle)
+    return low
+
+
+def adaptive_importance_sampling(log_target: Callable[[Tensor], Tensor], flow, draws_per_round: int = 4000,
+                                 ess_fraction: float = 0.5, max_rounds: int = 25, refine_rounds: int = 1, epochs: int = 20,
+                                 final_ess: float = 1000.0, final_batch: int = 5000, max_final_draws: int = 50_000,
+                                 resample: int = 0, generator: torch.Generator | None = None, progress: bool = False
+                                 ) -> tuple[EvidenceEstimate, Tensor, Tensor, Tensor, list[AdaptiveRound]]:
+    """(estimate, final draws, their normalised weights, resampled posterior, rounds) — module doc.
+
+    ``flow`` (a ``StandardisedFlow`` fitted to the initial proposal, e.g. NPE draws) is adapted in place:
+    each round draws ``draws_per_round`` from its defensive mixture, moves β as far as ``ess_fraction``
+    allows and refits the flow to the bridge-weighted draws (``epochs``, warm-started). After β reaches 1,
+    ``refine_rounds`` more rounds refit at β = 1. The final importance sampling draws ``final_batch`` at a
+    time until the ESS reaches ``final_ess`` or ``max_final_draws``. Warns when β has not reached 1 after
+    ``max_rounds`` (the initial proposal misses the posterior: more rounds, or a broader start)."""
+    import copy
+
+    from tqdm.auto import tqdm
+
+    initial = copy.deepcopy(flow).requires_grad_(False)
+    rounds: list[AdaptiveRound] = []
+    beta, evaluations, at_one = 0.0, 0, 0
+    bar = tqdm(total=max_rounds, desc="adaptive IS", unit="round", disable=not progress)
+    for _ in range(max_rounds):
+        x, log_q = defensive_mixture(flow, draws_per_round, generator=generator)
+        with torch.no_grad():
+            values = log_target(x.double()).double()
+            log_initial = initial.log_prob(x).double()
+        evaluations += len(x)
+        log_q = log_q.double()
+        beta = bridge_exponent(log_initial, values, log_q, beta, ess_fraction)
+        inside = torch.isfinite(values)
+        log_w = torch.where(inside, (1 - beta) * log_initial + beta * torch.where(inside, values, 0.0) - log_q,
+                            torch.full_like(log_q, -math.inf))
+        weights = torch.softmax(log_w, 0)
+        posterior_w = torch.softmax(torch.where(inside, values - log_q, torch.full_like(log_q, -math.inf)), 0)
+        rounds.append(AdaptiveRound(beta, float(1.0 / (weights.square().sum() * len(x))),
+                                    float(1.0 / (posterior_w.square().sum() * len(x))), evaluations))
+        bar.update()
+        bar.set_postfix(beta=f"{beta:.3g}", ess=f"{rounds[-1].posterior_ess_fraction:.3f}")
+        flow.fit(x.float(), epochs, restandardise=True, weights=weights.float())
+        if beta >= 1.0:
+            at_one += 1
+            if at_one > refine_rounds:
+                break
+    bar.close()
+    if beta < 1.0:  # the final weights are still exact, only fewer of them count
+        warnings.warn(f"adaptive importance sampling reached beta = {beta:.3g} < 1 after {max_rounds} rounds; the final "
+                      "proposal is importance-sampled as it is (raise max_rounds for a higher efficiency)", stacklevel=2)
+    draws, log_ws = [], []
+    total_ess = 0.0
+    while sum(len(d) for d in draws) < max_final_draws and total_ess < final_ess:
+        x, log_q = defensive_mixture(flow, min(final_batch, max_final_draws - sum(len(d) for d in draws)), generator=generator)
+        with torch.no_grad():
+            log_ws.append(log_target(x.double()).double() - log_q.double())
+        draws.append(x.double())
+        evaluations += len(x)
+        w = torch.softmax(torch.cat(log_ws), 0)
+        total_ess = float(1.0 / w.square().sum())
+    samples = torch.cat(draws)
+    estimate, weights, resampled = weighted_estimate(torch.cat(log_ws), samples, resample, generator)
+    rounds.append(AdaptiveRound(1.0, estimate.efficiency, estimate.efficiency, evaluations))
+    return estimate, samples, weights, resampled, rounds

@@ -4,21 +4,24 @@ Reads ``gwpe sample``'s file for the same injection and computes (``gwpe.inferen
 
 - **IS of the NPE** (``is_npe``): theta ~ q(theta | x) from the NPE flow, weights L pi / q with the normalised
   prior; sample efficiency ESS / n, log Z with its standard error, a resampled posterior;
-- **IS of the refined proposal** (``is_flow``): the warm flow-MCMC's final proposal, i.e. the NPE posterior
-  distilled into a small flow and then trained on the chains, used as an importance-sampling proposal in
-  sampler coordinates (exact weights: it is a normalised density), mixed 80/20 with itself at a base widened
-  to T = 1.5 (defensive importance sampling: a flow's tails can be lighter than the posterior's, and then a
-  few draws take most of the weight; seen here while the phase walls still cut the mode). When the NPE is too
-  broad for useful weights (the demo profile's is: efficiency 0.04 %), this is how its amortised guess still
-  pays off;
+- **adaptive IS seeded by the NPE** (``ais_npe``): the NPE draws are distilled into a small flow in sampler
+  coordinates (as the warm start does), which is then annealed along the bridge q^(1-beta) (L pi)^beta from
+  beta = 0 to the posterior, refitted to the weighted draws at each step
+  (``gwpe.inference.evidence.adaptive_importance_sampling``, settings ``sampling.adaptive``), and the last
+  flow is importance-sampled (exact weights, 80/20 defensive mixture with itself at a base widened to
+  T = 1.5). Only the NPE and likelihood calls enter: nothing of the MCMC runs, so agreement with them is an
+  independent check. The raw NPE of the demo profile is several times broader than the likelihood
+  posterior in t_c and chirp mass (efficiency 0.05-0.1 %, ESS ~5 of 5,000); annealed from it, 10 rounds
+  and 25,000 likelihood calls reach an efficiency of 67 % (injection 0). Any MCMC input would make the
+  agreement circular, which is why the flow-MCMC's own proposal is not used here;
 - **learned harmonic mean** (``lhm``) on all the warm flow-MCMC samples, its standard error scaled by
   sqrt(n / ESS) for their correlation; their log posterior is stored, so it costs no likelihood call. The
   concentrated flow lives on R^D while the posterior lives in the sampler window (0 < nu <= 1, the prior box,
   the phase window, which the broad phi0 posterior fills): the flow's mass inside is measured from its own
   draws and divided out (``learned_harmonic_mean(in_support=...)``; 0.11 in log Z on the demo injection).
 
-Each posterior (IS ones resampled) is compared with the warm flow-MCMC by the JS divergence of every 1-D
-marginal; they agree when all are <= ``sampling.agreement_js``. Output ``<sampling.path>/<dataset>-evidence.h5``
+Each posterior (IS ones as their weighted draws) is compared with the warm flow-MCMC by the JS divergence of
+every 1-D marginal; they agree when all are <= ``sampling.agreement_js``. Output ``<sampling.path>/<dataset>-evidence.h5``
 (per IS method: proposal draws in physical units, normalised weights, resampled posterior; estimates as
 JSON attributes), a corner plot overlaying NPE, IS, flow-MCMC and emcee, metrics, and an MLflow run.
 """
@@ -51,7 +54,7 @@ def _estimate_dict(estimate, seconds: float | None = None, evaluations: int | No
     return out
 
 
-def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None) -> dict:
+def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None, progress: bool = True) -> dict:
     import time
 
     import h5py
@@ -59,10 +62,10 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None) -> 
     from gwpe.evaluation.corner_plots import posterior_corner
     from gwpe.evaluation.divergence import marginal_divergences
     from gwpe.inference.coordinates import SamplerCoordinates
-    from gwpe.inference.evidence import defensive_mixture, importance_sampling, learned_harmonic_mean
+    from gwpe.inference.evidence import adaptive_importance_sampling, importance_sampling, learned_harmonic_mean
     from gwpe.inference.flowmc import StandardisedFlow
-    from gwpe.inference.sample_stage import (inside_prior, load_event, load_npe, npe_draws, proposal_path,
-                                             read_sampling, sampling_path, torch_density)
+    from gwpe.inference.sample_stage import (inside_prior, load_event, load_npe, npe_draws, read_sampling,
+                                             sampling_path, torch_density)
     from gwpe.tracking import stage_run
 
     settings = config.sampling
@@ -75,10 +78,9 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None) -> 
                           f"sampling asks for injection {settings.injection} with {settings.model!r}: rerun `gwpe sample`")
     event = load_event(config, settings.injection)
     module = load_npe(config)
-    proposal_config = json.loads(attrs["proposal"])
-    proposal = StandardisedFlow.from_state(proposal_config, torch.load(proposal_path(config), weights_only=True))
-    coordinates = SamplerCoordinates(event.names, fold_phase=True, phase_centre=proposal_config["phase_centre"])
-    n = settings.npe_samples
+    # the phase walls the warm run placed from the NPE pilot's likelihoods (no MCMC output involved)
+    coordinates = SamplerCoordinates(event.names, fold_phase=True, phase_centre=runs["flowmc_warm"]["phase_centre"])
+    n, adaptive, fm = settings.npe_samples, settings.adaptive, settings.flowmc
     generator = torch.Generator().manual_seed(settings.seed)
     estimates, draws = {}, {}
     with event.likelihood(settings.workers) as likelihood:
@@ -88,15 +90,21 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None) -> 
                                                            torch.as_tensor(log_q), resample=n, generator=generator)
         estimates["is_npe"] = _estimate_dict(estimate, time.perf_counter() - began, likelihood.evaluations - templates)
         draws["is_npe"] = (theta, weights.numpy(), resampled.numpy())
-        u, log_q_u = defensive_mixture(proposal, settings.proposal_samples, generator=generator)
-        u, log_q_u = u.double(), log_q_u.double()
+
         began, templates = time.perf_counter(), likelihood.evaluations
-        estimate, weights, resampled_u = importance_sampling(torch_density(coordinates.log_density(likelihood.log_posterior)),
-                                                             u, log_q_u, resample=len(u), generator=generator)
-        estimates["is_flow"] = _estimate_dict(estimate, time.perf_counter() - began, likelihood.evaluations - templates)
+        torch.manual_seed(settings.seed)
+        flow = StandardisedFlow(len(event.names), fm.transforms, tuple(fm.hidden))
+        flow.fit(torch.as_tensor(coordinates.from_physical(theta[inside_prior(event, theta)]), dtype=torch.float32),
+                 fm.warm_start_epochs, restandardise=True)
+        estimate, u, weights, resampled_u, rounds = adaptive_importance_sampling(
+            torch_density(coordinates.log_density(likelihood.log_posterior)), flow, adaptive.draws_per_round,
+            adaptive.ess_fraction, adaptive.max_rounds, adaptive.refine_rounds, adaptive.epochs, adaptive.final_ess,
+            adaptive.final_batch, adaptive.max_final_draws, resample=n, generator=generator, progress=progress)
+        estimates["ais_npe"] = {**_estimate_dict(estimate, time.perf_counter() - began, likelihood.evaluations - templates),
+                                "rounds": len(rounds) - 1, "beta_reached": rounds[-2].beta if len(rounds) > 1 else 1.0,
+                                "final_draws": len(u), "evaluations_in_rounds": rounds[-2].evaluations if len(rounds) > 1 else 0}
         rng = np.random.default_rng(settings.seed)
-        draws["is_flow"] = (coordinates.to_physical(u.numpy(), rng), weights.numpy(),
-                            coordinates.to_physical(resampled_u.numpy(), rng))
+        draws["ais_npe"] = (coordinates.to_physical(u.numpy(), rng), weights.numpy(), coordinates.to_physical(resampled_u.numpy(), rng))
     warm = runs["flowmc_warm"]
     fraction = min(1.0, max(1.0, warm["diagnostics"]["effective_samples"]) / len(warm["sampler_samples"]))
     def in_support(u: torch.Tensor) -> torch.Tensor:
@@ -109,17 +117,18 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None) -> 
                                      log_target_values=torch.as_tensor(warm["log_posterior"]), seed=settings.seed,
                                      in_support=in_support, effective_fraction=fraction)
     estimates["lhm"] = {**_estimate_dict(estimate), "temperature": settings.harmonic_temperature}
-    difference = estimates["is_flow"]["log_evidence"] - estimates["lhm"]["log_evidence"]
-    combined = math.hypot(estimates["is_flow"]["standard_error"], estimates["lhm"]["standard_error"])
+    difference = estimates["ais_npe"]["log_evidence"] - estimates["lhm"]["log_evidence"]
+    combined = math.hypot(estimates["ais_npe"]["standard_error"], estimates["lhm"]["standard_error"])
 
     reference = warm["samples"]
-    posteriors = {"is_npe": draws["is_npe"][2], "is_flow": draws["is_flow"][2], "flowmc_cold": runs["flowmc_cold"]["samples"],
-                  "emcee": runs["emcee"]["samples"]}
-    js = {method: dict(zip(event.names, marginal_divergences(samples, reference)[1].round(5).tolist()))
-          for method, samples in posteriors.items()}
+    # IS posteriors are compared as the weighted draws they are (no resampling noise)
+    posteriors = {"is_npe": draws["is_npe"][:2], "ais_npe": draws["ais_npe"][:2], "flowmc_cold": (runs["flowmc_cold"]["samples"], None),
+                  "emcee": (runs["emcee"]["samples"], None)}
+    js = {method: dict(zip(event.names, marginal_divergences(samples, reference, weights_a=weights)[1].round(5).tolist()))
+          for method, (samples, weights) in posteriors.items()}
     agree = {method: max(values.values()) <= settings.agreement_js for method, values in js.items()}
     metrics = {"dataset": config.flows.dataset, "injection": event.index, "evidence": estimates,
-               "evidence_difference": {"is_flow_minus_lhm": difference, "in_standard_errors": difference / combined if combined > 0 else math.inf},
+               "evidence_difference": {"ais_npe_minus_lhm": difference, "in_standard_errors": difference / combined if combined > 0 else math.inf},
                "js_vs_flowmc_warm": js, "max_js_vs_flowmc_warm": {m: max(v.values()) for m, v in js.items()},
                "agrees_within_js": agree, "agreement_js": settings.agreement_js}
 
@@ -128,29 +137,33 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None) -> 
     with h5py.File(partial, "w") as h5:
         h5.attrs.update({"dataset": config.flows.dataset, "injection": event.index, "parameters": event.names,
                          "sampling_file": str(source), "gwpe_version": gwpe.__version__, "lhm": json.dumps(estimates["lhm"])})
-        for method in ("is_npe", "is_flow"):
+        for method in ("is_npe", "ais_npe"):
             proposal_draws, weights, resampled = draws[method]
             group = h5.create_group(method)
             group.create_dataset("proposal_samples", data=proposal_draws, compression="gzip")
             group.create_dataset("weights", data=weights, compression="gzip")
             group.create_dataset("resampled", data=resampled, compression="gzip")
             group.attrs["estimate"] = json.dumps(estimates[method])
+        h5["ais_npe"].attrs["rounds"] = json.dumps([vars(r) for r in rounds])
     partial.replace(out)
     metrics["path"] = str(out)
 
-    corner_sets = {"NPE": draws["is_npe"][0], "IS (refined proposal)": draws["is_flow"][2],
+    corner_sets = {"NPE": draws["is_npe"][0], "IS adapted from the NPE": draws["ais_npe"][2],
                    "flow-MCMC (warm)": reference, "emcee": runs["emcee"]["samples"]}
     figure = posterior_corner(corner_sets, event.names, truth=event.truth,
                               title=f"{config.flows.dataset} injection {event.index}: NPE, importance sampling and MCMC")
+    annealing = annealing_figure(rounds)
     if plots_dir is not None:
         Path(plots_dir).mkdir(parents=True, exist_ok=True)
         figure.savefig(Path(plots_dir) / "corner.png", dpi=90)
+        annealing.savefig(Path(plots_dir) / "adaptive.png", dpi=100)
     from gwpe.inference.sample_stage import flat_metrics
 
     with stage_run(config, "evidence", run_name=f"evidence-{config.flows.dataset}-{event.index}") as run:
         run.log_dataset("input", config.flows.dataset, event.store)
         run.log_metrics(flat_metrics(metrics))
         run.log_figure(figure, "sampling/corner.png")
+        run.log_figure(annealing, "sampling/adaptive.png")
         run.log_artifact(out, "sampling")
     return metrics
 
@@ -160,9 +173,31 @@ def format_evidence(metrics: dict) -> str:
     for method, estimate in metrics["evidence"].items():
         lines.append(f"  {method:8s} log Z = {estimate['log_evidence']:.3f} +- {estimate['standard_error']:.3f}, "
                      f"ESS {estimate['effective_samples']:,.0f}, efficiency {100 * estimate['efficiency']:.3f} %")
-    lines.append(f"  IS (refined) - LHM = {metrics['evidence_difference']['is_flow_minus_lhm']:+.3f} "
+    adaptive = metrics["evidence"]["ais_npe"]
+    lines.append(f"  ais_npe: {adaptive['rounds']} rounds to beta = {adaptive['beta_reached']:.3g}, "
+                 f"{adaptive['likelihood_evaluations']:,} likelihood calls in all")
+    lines.append(f"  IS adapted from the NPE - LHM = {metrics['evidence_difference']['ais_npe_minus_lhm']:+.3f} "
                  f"({metrics['evidence_difference']['in_standard_errors']:+.1f} standard errors)")
     for method, value in metrics["max_js_vs_flowmc_warm"].items():
         verdict = "agrees" if metrics["agrees_within_js"][method] else "differs"
         lines.append(f"  {method:12s} max 1-D JS vs flow-MCMC {value:.4f} nat: {verdict} (<= {metrics['agreement_js']})")
     return "\n".join(lines)
+
+
+def annealing_figure(rounds):
+    """Bridge exponent beta and the posterior efficiency of each round's draws against likelihood calls."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    calls = [r.evaluations for r in rounds]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    left.semilogy(calls[:-1], [max(r.beta, 1e-6) for r in rounds[:-1]], "o-", ms=4)
+    left.set(xlabel="likelihood evaluations", ylabel="bridge exponent beta", title="annealing from the NPE (beta = 0) to the posterior (1)")
+    right.semilogy(calls, [max(r.posterior_ess_fraction, 1e-6) for r in rounds], "o-", ms=4, color="tab:green")
+    right.set(xlabel="likelihood evaluations", ylabel="posterior ESS / draws", title="importance-sampling efficiency of each round (last: final draws)")
+    for axis in (left, right):
+        axis.grid(alpha=0.3, which="both")
+    figure.tight_layout()
+    return figure

@@ -74,15 +74,29 @@ class StandardisedFlow(torch.nn.Module):
     def sample(self, n: int) -> Tensor:
         return self.flow().sample((n,)) * self.scale + self.mean
 
-    def fit(self, data: Tensor, epochs: int, batch: int = 1024, lr: float = 1e-3, restandardise: bool = False) -> float:
-        if restandardise:
+    def fit(self, data: Tensor, epochs: int, batch: int = 1024, lr: float = 1e-3, restandardise: bool = False,
+            weights: Tensor | None = None) -> float:
+        """Maximum likelihood on ``data`` (n, D), or with ``weights`` (n,) the weighted cross-entropy
+        -sum w log q / sum w (importance-weighted draws); ``restandardise`` first sets m, s to the (weighted)
+        mean and standard deviation."""
+        if weights is not None:
+            weights = (weights / weights.sum()).to(data.dtype)
+        if restandardise and weights is None:
             self.mean.copy_(data.mean(0))
             self.scale.copy_(data.std(0).clamp_min(1e-12))
+        elif restandardise:
+            mean = (weights[:, None] * data).sum(0)
+            self.mean.copy_(mean)
+            self.scale.copy_((weights[:, None] * (data - mean).square()).sum(0).sqrt().clamp_min(1e-12))
         optimizer = torch.optim.Adam(self.flow.parameters(), lr=lr)
         loss = torch.tensor(float("nan"))
         for _ in range(epochs):
             for index in torch.randperm(len(data)).split(batch):
-                loss = -self.log_prob(data[index]).mean()
+                if weights is None:
+                    loss = -self.log_prob(data[index]).mean()
+                else:
+                    w = weights[index]
+                    loss = -(w * self.log_prob(data[index])).sum() / w.sum().clamp_min(1e-300)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
