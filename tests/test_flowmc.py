@@ -110,6 +110,20 @@ def test_learned_harmonic_mean_divides_out_the_flow_mass_outside_a_bounded_suppo
     assert naive.log_evidence - LOG_Z > 3 * naive.standard_error, naive
 
 
+def test_importance_sampling_counts_draws_outside_a_bounded_support_as_zero_weights():
+    # a half-Gaussian target with a full Gaussian proposal: half the draws fall outside the support; the
+    # evidence is the mean over all draws (averaging only the finite weights would read log Z + log 2)
+    def log_prob(x):
+        value = torch.distributions.Normal(0.0, 1.0).log_prob(x).sum(-1) + math.log(2.0) + LOG_Z
+        return torch.where(x[:, 0] > 0, value, torch.full_like(value, -math.inf))
+
+    proposal = torch.distributions.Normal(torch.zeros(2), 1.2 * torch.ones(2))
+    draws = proposal.sample((20_000,))
+    estimate, weights, _ = importance_sampling(log_prob, draws, proposal.log_prob(draws).sum(-1))
+    assert abs(estimate.log_evidence - LOG_Z) < 3 * estimate.standard_error, estimate
+    assert float(weights[draws[:, 0] <= 0].sum()) == 0.0 and estimate.efficiency < 0.5
+
+
 def test_evidence_of_the_mixture():
     log_prob = mixture_target(weight=0.3)
     generator = torch.Generator().manual_seed(7)

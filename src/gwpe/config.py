@@ -218,6 +218,7 @@ class FlowModelConfig(StrictModel):
     options: dict[str, Any] = Field(default_factory=dict, description="e.g. transforms, hidden, latent; defaults: the paper's")
     embedding: dict[str, Any] | None = Field(None, description="null: flatten the strain; {kind: conv, ...}: Conv1d embedding")
     max_epochs: int | None = Field(None, ge=1, le=100_000, description="overrides flows.training.max_epochs for this model")
+    evaluation_injections: int | None = Field(None, ge=10, le=1_000_000, description="overrides flows.evaluation.injections for this model")
 
 
 class FlowReferenceConfig(StrictModel):

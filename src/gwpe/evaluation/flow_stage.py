@@ -155,7 +155,8 @@ def evaluate_flow(config: ProjectConfig, name: str, plots_dir: str | Path = "plo
     standardisation = data.standardisation
     validation = data.dataset("validation")
     evaluation = config.flows.evaluation
-    n = min(evaluation.injections, len(validation))
+    injections = config.flows.models[name].evaluation_injections if name in config.flows.models else None
+    n = min(injections or evaluation.injections, len(validation))
     parameters = list(standardisation.parameters)
     prior = _prior(config)
     torch.manual_seed(config.flows.training.seed)  # reproducible p-p levels and DVC metrics

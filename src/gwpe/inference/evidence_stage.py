@@ -14,8 +14,10 @@ Reads ``gwpe sample``'s file for the same injection and computes (``gwpe.inferen
   posterior in t_c and chirp mass (efficiency 0.05-0.1 %, ESS ~5 of 5,000); annealed from it, 10 rounds
   and 25,000 likelihood calls reach an efficiency of 67 % (injection 0). Any MCMC input would make the
   agreement circular, which is why the flow-MCMC's own proposal is not used here;
-- **learned harmonic mean** (``lhm``) on all the warm flow-MCMC samples, its standard error scaled by
-  sqrt(n / ESS) for their correlation; their log posterior is stored, so it costs no likelihood call. The
+- **learned harmonic mean** (``lhm``) on all the warm flow-MCMC samples, split into fit and estimation
+  halves by chain (a random split puts a state and its repeats after rejections in both halves; the flow
+  then overfits those states and log Z reads low: -0.07 on the demo injection), its standard error scaled
+  by sqrt(n / ESS) for their correlation; their log posterior is stored, so it costs no likelihood call. The
   concentrated flow lives on R^D while the posterior lives in the sampler window (0 < nu <= 1, the prior box,
   the phase window, which the broad phi0 posterior fills): the flow's mass inside is measured from its own
   draws and divided out (``learned_harmonic_mean(in_support=...)``; 0.11 in log Z on the demo injection).
@@ -54,6 +56,25 @@ def _estimate_dict(estimate, seconds: float | None = None, evaluations: int | No
     return out
 
 
+def adaptive_from_npe(settings, likelihood, coordinates, theta_npe: np.ndarray, ess: float | None = None, resample: int = 0,
+                      generator: torch.Generator | None = None, progress: bool = False):
+    """``adaptive_importance_sampling`` of the posterior in ``coordinates``, from a flow (``flowmc.transforms`` x
+    ``flowmc.hidden``) fitted to NPE draws ``theta_npe`` (physical, inside the prior) for ``flowmc.warm_start_epochs``;
+    ``sampling.adaptive`` settings, ``ess`` overriding ``final_ess``."""
+    from gwpe.inference.evidence import adaptive_importance_sampling
+    from gwpe.inference.flowmc import StandardisedFlow
+    from gwpe.inference.sample_stage import torch_density
+
+    fm, adaptive = settings.flowmc, settings.adaptive
+    torch.manual_seed(settings.seed)
+    flow = StandardisedFlow(theta_npe.shape[1], fm.transforms, tuple(fm.hidden))
+    flow.fit(torch.as_tensor(coordinates.from_physical(theta_npe), dtype=torch.float32), fm.warm_start_epochs, restandardise=True)
+    return adaptive_importance_sampling(torch_density(coordinates.log_density(likelihood.log_posterior)), flow,
+                                        adaptive.draws_per_round, adaptive.ess_fraction, adaptive.max_rounds, adaptive.refine_rounds,
+                                        adaptive.epochs, adaptive.final_ess if ess is None else ess, adaptive.final_batch,
+                                        adaptive.max_final_draws, resample=resample, generator=generator, progress=progress)
+
+
 def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None, progress: bool = True) -> dict:
     import time
 
@@ -62,8 +83,7 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None, pro
     from gwpe.evaluation.corner_plots import posterior_corner
     from gwpe.evaluation.divergence import marginal_divergences
     from gwpe.inference.coordinates import SamplerCoordinates
-    from gwpe.inference.evidence import adaptive_importance_sampling, importance_sampling, learned_harmonic_mean
-    from gwpe.inference.flowmc import StandardisedFlow
+    from gwpe.inference.evidence import importance_sampling, learned_harmonic_mean
     from gwpe.inference.sample_stage import (inside_prior, load_event, load_npe, npe_draws, read_sampling,
                                              sampling_path, torch_density)
     from gwpe.tracking import stage_run
@@ -80,7 +100,7 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None, pro
     module = load_npe(config)
     # the phase walls the warm run placed from the NPE pilot's likelihoods (no MCMC output involved)
     coordinates = SamplerCoordinates(event.names, fold_phase=True, phase_centre=runs["flowmc_warm"]["phase_centre"])
-    n, adaptive, fm = settings.npe_samples, settings.adaptive, settings.flowmc
+    n = settings.npe_samples
     generator = torch.Generator().manual_seed(settings.seed)
     estimates, draws = {}, {}
     with event.likelihood(settings.workers) as likelihood:
@@ -92,14 +112,8 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None, pro
         draws["is_npe"] = (theta, weights.numpy(), resampled.numpy())
 
         began, templates = time.perf_counter(), likelihood.evaluations
-        torch.manual_seed(settings.seed)
-        flow = StandardisedFlow(len(event.names), fm.transforms, tuple(fm.hidden))
-        flow.fit(torch.as_tensor(coordinates.from_physical(theta[inside_prior(event, theta)]), dtype=torch.float32),
-                 fm.warm_start_epochs, restandardise=True)
-        estimate, u, weights, resampled_u, rounds = adaptive_importance_sampling(
-            torch_density(coordinates.log_density(likelihood.log_posterior)), flow, adaptive.draws_per_round,
-            adaptive.ess_fraction, adaptive.max_rounds, adaptive.refine_rounds, adaptive.epochs, adaptive.final_ess,
-            adaptive.final_batch, adaptive.max_final_draws, resample=n, generator=generator, progress=progress)
+        estimate, u, weights, resampled_u, rounds = adaptive_from_npe(settings, likelihood, coordinates, theta[inside_prior(event, theta)],
+                                                                      resample=n, generator=generator, progress=progress)
         estimates["ais_npe"] = {**_estimate_dict(estimate, time.perf_counter() - began, likelihood.evaluations - templates),
                                 "rounds": len(rounds) - 1, "beta_reached": rounds[-2].beta if len(rounds) > 1 else 1.0,
                                 "final_draws": len(u), "evaluations_in_rounds": rounds[-2].evaluations if len(rounds) > 1 else 0}
@@ -115,7 +129,8 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None, pro
 
     estimate = learned_harmonic_mean(None, torch.as_tensor(warm["sampler_samples"]), settings.harmonic_temperature,
                                      log_target_values=torch.as_tensor(warm["log_posterior"]), seed=settings.seed,
-                                     in_support=in_support, effective_fraction=fraction)
+                                     in_support=in_support, effective_fraction=fraction,
+                                     groups=torch.arange(len(warm["sampler_samples"])) % settings.flowmc.chains)
     estimates["lhm"] = {**_estimate_dict(estimate), "temperature": settings.harmonic_temperature}
     difference = estimates["ais_npe"]["log_evidence"] - estimates["lhm"]["log_evidence"]
     combined = math.hypot(estimates["ais_npe"]["standard_error"], estimates["lhm"]["standard_error"])
