@@ -13,7 +13,8 @@ def _project(tmp_path):
     profile["strain"] = tiny_strain(n_signals=48, validation_fraction=0.25)
     profile["flows"] = {
         "dataset": "strain-5d",
-        "models": {"maf": {"kind": "maf", "options": {"transforms": 2, "hidden": [32, 32]}}},
+        # evaluation_injections overrides flows.evaluation.injections for this model
+        "models": {"maf": {"kind": "maf", "options": {"transforms": 2, "hidden": [32, 32]}, "evaluation_injections": 11}},
         "training": {"batch_size": 12, "max_epochs": 3, "learning_rate": 0.002, "seed": 0, "num_workers": 0},
         "evaluation": {"injections": 10, "samples": 200},
         "reference": {"injections": 1, "walkers": 12, "steps": 60, "burn": 20, "workers": 0, "flow_samples": 500},
@@ -40,7 +41,7 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
                     "--no-progress"], cwd=project, check=True)
     metrics = json.loads((project / "metrics" / "maf.json").read_text())
     assert set(metrics["ks_pvalue"]) == {"m1", "m2", "phi0", "tc", "dL", "chirp_mass"}
-    assert all(0 <= p <= 1 for p in metrics["ks_pvalue"].values()) and metrics["n_injections"] == 10
+    assert all(0 <= p <= 1 for p in metrics["ks_pvalue"].values()) and metrics["n_injections"] == 11
     assert all(0 < w for w in metrics["width90_over_prior"].values())
     assert "Table III" in out.stdout and (project / "plots" / "flows" / "maf-pp.png").stat().st_size > 10_000
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
