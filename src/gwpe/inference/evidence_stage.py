@@ -11,8 +11,9 @@ Reads ``gwpe sample``'s file for the same injection and computes (``gwpe.inferen
   flow is importance-sampled (exact weights, 80/20 defensive mixture with itself at a base widened to
   T = 1.5). Only the NPE and likelihood calls enter: nothing of the MCMC runs, so agreement with them is an
   independent check. The raw NPE of the demo profile is several times broader than the likelihood
-  posterior in t_c and chirp mass (efficiency 0.05-0.1 %, ESS ~5 of 5,000); annealed from it, 10 rounds
-  and 25,000 likelihood calls reach an efficiency of 67 % (injection 0). Any MCMC input would make the
+  posterior in t_c and chirp mass (efficiency 0.02-0.14 % over the first seven validation injections, ESS
+  2 of 5,000 on injection 0); annealed from it, 7-14 rounds and 21,000-35,000 likelihood calls reach
+  efficiencies of 57-75 % (64 % on injection 0). Any MCMC input would make the
   agreement circular, which is why the flow-MCMC's own proposal is not used here;
 - **learned harmonic mean** (``lhm``) on all the warm flow-MCMC samples, split into fit and estimation
   halves by chain (a random split puts a state and its repeats after rejections in both halves; the flow

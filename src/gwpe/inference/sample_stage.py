@@ -23,7 +23,8 @@ Output ``<sampling.path>/<dataset>.h5``: attributes (dataset, md5, injection, na
 observation and truth, one group per sampler with physical samples, sampler-coordinate samples, log posterior
 (sampler coordinates), log likelihood and its diagnostics (JSON: acceptance, R-hat, ESS, evaluations,
 seconds, per-loop history); ``<dataset>-proposal.pt`` holds the warm run's final proposal flow (a state dict,
-loaded with ``weights_only=True``) for ``gwpe evidence``.
+loaded with ``weights_only=True``; its config is the file's ``proposal`` attribute) for restarts and other
+tools. ``gwpe evidence`` does not use it, so that its importance sampling stays independent of the MCMC.
 """
 
 from __future__ import annotations
