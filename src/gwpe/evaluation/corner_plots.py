@@ -32,7 +32,7 @@ def posterior_corner(sample_sets: dict[str, np.ndarray], parameters: list[str], 
                                plot_datapoints=False, plot_density=False, fill_contours=False,
                                hist_kwargs={"density": True}, truths=truth, truth_color="black")
         handles.append(mlines.Line2D([], [], color=colour, label=f"{label} ({len(samples):,} samples)"))
-    figure.legend(handles=handles, loc="upper right", fontsize=11, frameon=False)
+    figure.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.98, 0.965), fontsize=11, frameon=False)  # below the title
     if title:
         figure.suptitle(title, x=0.55, y=0.995, fontsize=12)
     return figure

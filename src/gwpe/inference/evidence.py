@@ -138,7 +138,8 @@ def defensive_mixture(flow, n: int, broad_temperature: float = 1.5, broad_weight
                       generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """(n draws, their log density) of (1 - a) q + a q_T: the flow mixed with itself at a broader base
     N(0, T^2 I), T > 1 (defensive importance sampling, Hesterberg 1995). Where q's tails are too light the
-    broad part bounds the weights L pi / q_mix, at most 1/a more draws where q alone fits."""
+    broad part bounds the weights L pi / q_mix, at most 1/a more draws where q alone fits. The draws come
+    grouped by component (q's first): only the whole set, or a random subset, is a sample of the mixture."""
     if not 0 < broad_weight < 1 or broad_temperature <= 1:
         raise ValueError(f"broad_weight = {broad_weight!r}, broad_temperature = {broad_temperature!r}; allowed: 0 < a < 1, T > 1")
     with torch.no_grad():
@@ -173,16 +174,24 @@ class AdaptiveRound:
     evaluations: int        # target evaluations so far
 
 
+def bridge_log_weights(log_initial: Tensor, log_target: Tensor, log_q: Tensor, beta: float) -> Tensor:
+    """log of q_0^(1-β) (L π)^β / q at draws from q; -inf where the target is (outside its support)."""
+    inside = torch.isfinite(log_target)
+    return torch.where(inside, (1 - beta) * log_initial + beta * torch.where(inside, log_target, 0.0) - log_q,
+                       torch.full_like(log_q, -math.inf))
+
+
+def ess_fraction_of(log_w: Tensor) -> float:
+    """Kish ESS / n of unnormalised log weights."""
+    w = torch.softmax(log_w, 0)
+    return float(1.0 / (w.square().sum() * len(w)))
+
+
 def bridge_exponent(log_initial: Tensor, log_target: Tensor, log_q: Tensor, beta: float, ess_fraction: float) -> float:
     """The largest β' in [β, 1] whose bridge weights q_0^(1-β') (L π)^β' / q keep ESS / n >= ``ess_fraction``
     (bisection; β itself when even that falls short, so the round refits without moving)."""
-    inside = torch.isfinite(log_target)
-
     def fraction(b: float) -> float:
-        log_w = torch.where(inside, (1 - b) * log_initial + b * torch.where(inside, log_target, 0.0) - log_q,
-                            torch.full_like(log_q, -math.inf))
-        w = torch.softmax(log_w, 0)
-        return float(1.0 / (w.square().sum() * len(w)))
+        return ess_fraction_of(bridge_log_weights(log_initial, log_target, log_q, b))
 
     if fraction(1.0) >= ess_fraction:
         return 1.0
@@ -210,6 +219,8 @@ def adaptive_importance_sampling(log_target: Callable[[Tensor], Tensor], flow, d
 
     from tqdm.auto import tqdm
 
+    if not 0 < ess_fraction < 1:
+        raise ValueError(f"ess_fraction = {ess_fraction!r}; allowed: 0 < fraction < 1")
     initial = copy.deepcopy(flow).requires_grad_(False)
     rounds: list[AdaptiveRound] = []
     beta, evaluations, at_one = 0.0, 0, 0
@@ -222,13 +233,10 @@ def adaptive_importance_sampling(log_target: Callable[[Tensor], Tensor], flow, d
         evaluations += len(x)
         log_q = log_q.double()
         beta = bridge_exponent(log_initial, values, log_q, beta, ess_fraction)
-        inside = torch.isfinite(values)
-        log_w = torch.where(inside, (1 - beta) * log_initial + beta * torch.where(inside, values, 0.0) - log_q,
-                            torch.full_like(log_q, -math.inf))
+        log_w = bridge_log_weights(log_initial, values, log_q, beta)
         weights = torch.softmax(log_w, 0)
-        posterior_w = torch.softmax(torch.where(inside, values - log_q, torch.full_like(log_q, -math.inf)), 0)
-        rounds.append(AdaptiveRound(beta, float(1.0 / (weights.square().sum() * len(x))),
-                                    float(1.0 / (posterior_w.square().sum() * len(x))), evaluations))
+        rounds.append(AdaptiveRound(beta, ess_fraction_of(log_w), ess_fraction_of(bridge_log_weights(log_initial, values, log_q, 1.0)),
+                                    evaluations))
         bar.update()
         bar.set_postfix(beta=f"{beta:.3g}", ess=f"{rounds[-1].posterior_ess_fraction:.3f}")
         flow.fit(x.float(), epochs, restandardise=True, weights=weights.float())

@@ -210,9 +210,11 @@ def annealing_figure(rounds):
     calls = [r.evaluations for r in rounds]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     left.semilogy(calls[:-1], [max(r.beta, 1e-6) for r in rounds[:-1]], "o-", ms=4)
-    left.set(xlabel="likelihood evaluations", ylabel="bridge exponent beta", title="annealing from the NPE (beta = 0) to the posterior (1)")
+    left.set(xlabel="likelihood evaluations", ylabel="bridge exponent beta")
+    left.set_title("from the NPE (beta = 0) to the posterior (1)", fontsize=10)
     right.semilogy(calls, [max(r.posterior_ess_fraction, 1e-6) for r in rounds], "o-", ms=4, color="tab:green")
-    right.set(xlabel="likelihood evaluations", ylabel="posterior ESS / draws", title="importance-sampling efficiency of each round (last: final draws)")
+    right.set(xlabel="likelihood evaluations", ylabel="posterior ESS / draws")
+    right.set_title("efficiency of each round's draws (last: final draws)", fontsize=10)
     for axis in (left, right):
         axis.grid(alpha=0.3, which="both")
     figure.tight_layout()
