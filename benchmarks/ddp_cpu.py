@@ -48,7 +48,9 @@ class Data(L.LightningDataModule):
 
     def train_dataloader(self):
         rank, world = (self.trainer.global_rank, self.trainer.world_size)
-        return DataLoader(self.data, batch_size=self.batch, sampler=DistributedSampler(self.data, world, rank, shuffle=True))
+        return DataLoader(
+            self.data, batch_size=self.batch, sampler=DistributedSampler(self.data, world, rank, shuffle=True)
+        )
 
 
 from gwpe.models.flow_module import FlowModule  # noqa: E402
@@ -73,7 +75,6 @@ def build(model: str):
     return module, (1, 1024), 5
 
 
-
 def run(model: str, devices: int, samples: int, batch: int, epochs: int, broadcast: bool = False) -> float:
     from gwpe.training.trainer import AverageBuffers, ddp_strategy
 
@@ -82,9 +83,19 @@ def run(model: str, devices: int, samples: int, batch: int, epochs: int, broadca
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = f.name
     strategy = ("ddp_spawn" if broadcast else ddp_strategy("ddp_spawn")) if devices > 1 else "auto"
-    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=strategy, max_epochs=epochs,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, num_sanity_val_steps=0, callbacks=[EpochTimer(out), AverageBuffers()])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy=strategy,
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[EpochTimer(out), AverageBuffers()],
+    )
     trainer.fit(module, datamodule=Data(x, y, batch))
     times = json.loads(Path(out).read_text())[1:]
     return samples / (sum(times) / len(times))
@@ -95,25 +106,45 @@ def main() -> None:
     parser.add_argument("--model", choices=("all", "wavenet", "maf"), default="all")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=None, help="per epoch (default: wavenet 1024, maf 16384)")
-    parser.add_argument("--batch", type=int, nargs="+", default=None,
-                        help="per process, one or more (default: wavenet 16; maf 256, the default profile's, and 512, Green et al.'s)")
-    parser.add_argument("--compare-broadcast", action="store_true", help="also time Lightning's default DDP (buffers broadcast every step)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        nargs="+",
+        default=None,
+        help="per process, one or more (default: wavenet 16; maf 256, the default profile's, and 512, Green et al.'s)",
+    )
+    parser.add_argument(
+        "--compare-broadcast",
+        action="store_true",
+        help="also time Lightning's default DDP (buffers broadcast every step)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     defaults = {"wavenet": (1024, [16]), "maf": (16384, [256, 512])}
     report = []
-    for model, batch in ((m, b) for m in (("wavenet", "maf") if args.model == "all" else (args.model,))
-                         for b in (args.batch or defaults[m][1])):
+    for model, batch in (
+        (m, b)
+        for m in (("wavenet", "maf") if args.model == "all" else (args.model,))
+        for b in (args.batch or defaults[m][1])
+    ):
         samples = args.samples or defaults[model][0]
         rates = {devices: run(model, devices, samples, batch, args.epochs) for devices in (1, 2)}
         broadcast = run(model, 2, samples, batch, args.epochs, broadcast=True) if args.compare_broadcast else None
-        report.append(f"{model}: {samples} samples/epoch, batch {batch} per process, 1 thread per process, {args.epochs - 1} timed epochs")
+        report.append(
+            f"{model}: {samples} samples/epoch, batch {batch} per process, 1 thread per process, {args.epochs - 1} timed epochs"
+        )
         for devices, rate in rates.items():
-            report.append(f"  {devices} process{'es' if devices > 1 else '  '}: {rate:8.1f} samples/s  ({rate / devices:.1f} per rank)")
-        report.append(f"  speed-up 2 vs 1: {rates[2] / rates[1]:.2f}x   per-rank efficiency {rates[2] / rates[1] / 2:.0%}  (goal >= 1.6x)")
+            report.append(
+                f"  {devices} process{'es' if devices > 1 else '  '}: {rate:8.1f} samples/s  ({rate / devices:.1f} per rank)"
+            )
+        report.append(
+            f"  speed-up 2 vs 1: {rates[2] / rates[1]:.2f}x   per-rank efficiency {rates[2] / rates[1] / 2:.0%}  (goal >= 1.6x)"
+        )
         if broadcast is not None:
-            report.append(f"  Lightning's default DDP (buffers broadcast each step), 2 processes: {broadcast:8.1f} samples/s, "
-                          f"{broadcast / rates[1]:.2f}x")
+            report.append(
+                f"  Lightning's default DDP (buffers broadcast each step), 2 processes: {broadcast:8.1f} samples/s, "
+                f"{broadcast / rates[1]:.2f}x"
+            )
     print("\n".join(report))
 
 

@@ -49,7 +49,12 @@ def main() -> None:
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    print(f"\n{'N':>7}" + "".join(f"{role + ' ms':>22}" for role in ROLES) + f"{'distilled/teacher':>19}" + f"{'mem teacher MB':>16}{'mem distilled MB':>18}")
+    print(
+        f"\n{'N':>7}"
+        + "".join(f"{role + ' ms':>22}" for role in ROLES)
+        + f"{'distilled/teacher':>19}"
+        + f"{'mem teacher MB':>16}{'mem distilled MB':>18}"
+    )
     for n in args.n:
         for module in modules.values():
             timed(module, n)  # warm-up
@@ -58,10 +63,15 @@ def main() -> None:
             for role, module in modules.items():
                 times[role].append(timed(module, n))
         median = {role: 1e3 * statistics.median(t) for role, t in times.items()}
-        memory = {role: peak_memory(modules[role], strain, n)["peak_memory_mb"] for role in ("teacher", "student-distilled")}
-        print(f"{n:>7}" + "".join(f"{median[role]:>22.2f}" for role in ROLES)
-              + f"{median['student-distilled'] / median['teacher']:>19.2f}"
-              + f"{memory['teacher']:>16.2f}{memory['student-distilled']:>18.2f}")
+        memory = {
+            role: peak_memory(modules[role], strain, n)["peak_memory_mb"] for role in ("teacher", "student-distilled")
+        }
+        print(
+            f"{n:>7}"
+            + "".join(f"{median[role]:>22.2f}" for role in ROLES)
+            + f"{median['student-distilled'] / median['teacher']:>19.2f}"
+            + f"{memory['teacher']:>16.2f}{memory['student-distilled']:>18.2f}"
+        )
 
 
 if __name__ == "__main__":

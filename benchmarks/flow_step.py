@@ -29,8 +29,12 @@ from gwpe.models.flows import build_maf
 from gwpe.models.flows.made import zuko_made
 from gwpe.training.optim import adam
 
-VARIANTS = {"zuko + Adam": (False, False), "split MADE + Adam": (True, False), "zuko + fused Adam": (False, True),
-            "gwpe (split + fused)": (True, True)}
+VARIANTS = {
+    "zuko + Adam": (False, False),
+    "split MADE + Adam": (True, False),
+    "zuko + fused Adam": (False, True),
+    "gwpe (split + fused)": (True, True),
+}
 
 
 def main() -> None:
@@ -42,8 +46,10 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.steps < 1 or args.warmup < 0 or args.batch < 1 or args.threads < 1:
-        parser.error(f"--steps {args.steps}, --warmup {args.warmup}, --batch {args.batch}, --threads {args.threads}: "
-                     "allowed: steps >= 1, warmup >= 0, batch >= 1, threads >= 1")
+        parser.error(
+            f"--steps {args.steps}, --warmup {args.warmup}, --batch {args.batch}, --threads {args.threads}: "
+            "allowed: steps >= 1, warmup >= 0, batch >= 1, threads >= 1"
+        )
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     first = build_maf(5, 1024)
@@ -68,16 +74,27 @@ def main() -> None:
                 optimizer.step()
                 t3 = time.perf_counter()
             if step >= args.warmup:
-                for key, value in (("forward", t1 - t0), ("backward", t2 - t1), ("optimiser", t3 - t2), ("step", t3 - t0)):
+                for key, value in (
+                    ("forward", t1 - t0),
+                    ("backward", t2 - t1),
+                    ("optimiser", t3 - t2),
+                    ("step", t3 - t0),
+                ):
                     times[name][key].append(1e3 * value)
     medians = {name: {k: statistics.median(v) for k, v in parts.items()} for name, parts in times.items()}
     base = medians["zuko + Adam"]["step"]
-    print(f"torch {torch.__version__}, {args.threads} CPU thread(s), batch {args.batch}, "
-          f"{sum(p.numel() for p in first.parameters()):,} parameters; median of {args.steps} interleaved steps")
-    print(f"{'variant':<24}{'forward ms':>12}{'backward ms':>13}{'Adam ms':>10}{'step ms':>10}{'samples/s':>11}{'speed-up':>10}")
+    print(
+        f"torch {torch.__version__}, {args.threads} CPU thread(s), batch {args.batch}, "
+        f"{sum(p.numel() for p in first.parameters()):,} parameters; median of {args.steps} interleaved steps"
+    )
+    print(
+        f"{'variant':<24}{'forward ms':>12}{'backward ms':>13}{'Adam ms':>10}{'step ms':>10}{'samples/s':>11}{'speed-up':>10}"
+    )
     for name, m in medians.items():
-        print(f"{name:<24}{m['forward']:>12.1f}{m['backward']:>13.1f}{m['optimiser']:>10.1f}{m['step']:>10.1f}"
-              f"{1e3 * args.batch / m['step']:>11.0f}{base / m['step']:>9.2f}x")
+        print(
+            f"{name:<24}{m['forward']:>12.1f}{m['backward']:>13.1f}{m['optimiser']:>10.1f}{m['step']:>10.1f}"
+            f"{1e3 * args.batch / m['step']:>11.0f}{base / m['step']:>9.2f}x"
+        )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"args": vars(args), "torch": torch.__version__, "median_ms": medians}, handle, indent=2)

@@ -58,8 +58,10 @@ def main() -> None:
     params = split_parameters(h22.grid, "train")
     times = split_time_grid(h22)
     backend = build_backend(h22)
-    print(f"profile {base.profile}, backend {backend.version()}, {len(params)} waveforms x {len(times)} samples, "
-          f"chunk {h22.store.chunk_size}, {os.cpu_count()} CPUs, {args.rounds} rounds")
+    print(
+        f"profile {base.profile}, backend {backend.version()}, {len(params)} waveforms x {len(times)} samples, "
+        f"chunk {h22.store.chunk_size}, {os.cpu_count()} CPUs, {args.rounds} rounds"
+    )
 
     raw_process = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
     raw_process.submit(warm_up, backend, params[0], times).result()
@@ -71,8 +73,16 @@ def main() -> None:
             line = [f"round {round_index + 1}: raw {rates['raw'][-1]:6.1f}/s"]
             for workers in (1, 2):
                 compute = h22.compute.model_copy(update={"workers": workers, "scheduler_address": None})
-                config = base.model_copy(update={"h22": h22.model_copy(update={
-                    "compute": compute, "store": h22.store.model_copy(update={"root": f"{tmp}/r{round_index}w{workers}"})})})
+                config = base.model_copy(
+                    update={
+                        "h22": h22.model_copy(
+                            update={
+                                "compute": compute,
+                                "store": h22.store.model_copy(update={"root": f"{tmp}/r{round_index}w{workers}"}),
+                            }
+                        )
+                    }
+                )
                 wall = time.perf_counter()
                 client, cluster = open_client(compute)
                 try:
@@ -84,17 +94,23 @@ def main() -> None:
                     cluster.close()
                 rates[workers].append(result.stats.items_per_second)
                 end_to_end[workers].append(len(params) / (result.stats.seconds + startup))
-                line.append(f"{workers} worker{'s' if workers > 1 else ' '} {rates[workers][-1]:6.1f}/s = {rates[workers][-1] / rates['raw'][-1]:.2f} x")
+                line.append(
+                    f"{workers} worker{'s' if workers > 1 else ' '} {rates[workers][-1]:6.1f}/s = {rates[workers][-1] / rates['raw'][-1]:.2f} x"
+                )
             print("   ".join(line), flush=True)
     raw_process.shutdown()
 
     # Best of the rounds for each configuration: on a shared VM interference only ever slows a pass down.
     best = {key: max(values) for key, values in rates.items()}
     one, two = best[1] / best["raw"], best[2] / best["raw"]
-    print(f"best of {args.rounds}: raw {best['raw']:.1f}/s; 1 worker {best[1]:.1f}/s = {one:.2f} x raw "
-          f"(goal >= 0.90: {'met' if one >= 0.9 else 'NOT met'}); 2 workers {best[2]:.1f}/s = {two:.2f} x raw "
-          f"(goal >= 1.80: {'met' if two >= 1.8 else 'NOT met'})")
-    print(f"end-to-end incl. cluster start and worker imports (best): 1 worker {max(end_to_end[1]):.1f}/s, 2 workers {max(end_to_end[2]):.1f}/s")
+    print(
+        f"best of {args.rounds}: raw {best['raw']:.1f}/s; 1 worker {best[1]:.1f}/s = {one:.2f} x raw "
+        f"(goal >= 0.90: {'met' if one >= 0.9 else 'NOT met'}); 2 workers {best[2]:.1f}/s = {two:.2f} x raw "
+        f"(goal >= 1.80: {'met' if two >= 1.8 else 'NOT met'})"
+    )
+    print(
+        f"end-to-end incl. cluster start and worker imports (best): 1 worker {max(end_to_end[1]):.1f}/s, 2 workers {max(end_to_end[2]):.1f}/s"
+    )
 
 
 if __name__ == "__main__":

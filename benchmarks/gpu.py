@@ -28,23 +28,37 @@ def models(smoke: bool):
     paper = load_config("experiments/paper.yaml")
     w = paper.wavenet.model
     length = 2001 if smoke else paper.h22.time.length
-    config = WaveNetConfig(channels=4 if smoke else w.channels, skip_channels=4 if smoke else w.skip_channels,
-                           dilation_limit=16 if smoke else w.dilation_limit, stacks=1 if smoke else w.stacks,
-                           leaf_steps=min(w.leaf_steps, length), leaf_hidden=8 if smoke else w.leaf_hidden)
+    config = WaveNetConfig(
+        channels=4 if smoke else w.channels,
+        skip_channels=4 if smoke else w.skip_channels,
+        dilation_limit=16 if smoke else w.dilation_limit,
+        stacks=1 if smoke else w.stacks,
+        leaf_steps=min(w.leaf_steps, length),
+        leaf_hidden=8 if smoke else w.leaf_hidden,
+    )
     wavenet = WaveNetModule(config, torch.zeros(3), torch.ones(3))
 
     def wavenet_loss(batch, device):
         x = torch.randn(batch, 2, length, device=device)
         return torch.nn.functional.mse_loss(wavenet(x), torch.randn(batch, 3, device=device))
 
-    maf = FlowModule({"kind": "maf", "features": 5, "context_shape": [1, 1024], "transforms": 5,
-                      "hidden": [64] * 3 if smoke else [512] * 3})
+    maf = FlowModule(
+        {
+            "kind": "maf",
+            "features": 5,
+            "context_shape": [1, 1024],
+            "transforms": 5,
+            "hidden": [64] * 3 if smoke else [512] * 3,
+        }
+    )
 
     def maf_loss(batch, device):
         return maf.model.loss(torch.randn(batch, 5, device=device), torch.randn(batch, 1, 1024, device=device))
 
-    return {"wavenet (L = %d)" % length: (wavenet, wavenet_loss, 4 if smoke else 32),
-            "maf (Green et al.)": (maf, maf_loss, 64 if smoke else 512)}
+    return {
+        "wavenet (L = %d)" % length: (wavenet, wavenet_loss, 4 if smoke else 32),
+        "maf (Green et al.)": (maf, maf_loss, 64 if smoke else 512),
+    }
 
 
 def step_rate(module, loss_fn, batch: int, device, bf16: bool, compiled: bool, steps: int) -> tuple[float, float]:
@@ -96,7 +110,9 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("benchmarks/gpu.py: no CUDA GPU on this machine; nothing measured (run it where one is, or --device cpu --smoke)")
+        print(
+            "benchmarks/gpu.py: no CUDA GPU on this machine; nothing measured (run it where one is, or --device cpu --smoke)"
+        )
         return
     device = torch.device(args.device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
@@ -108,10 +124,16 @@ def main() -> None:
             for compiled in (False, True) if not args.no_compile else (False,):
                 try:
                     rate, peak = step_rate(module, loss_fn, batch, device, bf16, compiled, args.steps)
-                    print(f"{label:<22}{batch:>7}{'bf16' if bf16 else 'fp32':>11}{str(compiled):>9}{rate:>12.1f}{peak:>10.2f}", flush=True)
+                    print(
+                        f"{label:<22}{batch:>7}{'bf16' if bf16 else 'fp32':>11}{str(compiled):>9}{rate:>12.1f}{peak:>10.2f}",
+                        flush=True,
+                    )
                 except Exception as error:  # e.g. torch.compile without a working compiler toolchain
-                    print(f"{label:<22}{batch:>7}{'bf16' if bf16 else 'fp32':>11}{str(compiled):>9}  failed: {type(error).__name__}: "
-                          f"{str(error).splitlines()[0][:80]}", flush=True)
+                    print(
+                        f"{label:<22}{batch:>7}{'bf16' if bf16 else 'fp32':>11}{str(compiled):>9}  failed: {type(error).__name__}: "
+                        f"{str(error).splitlines()[0][:80]}",
+                        flush=True,
+                    )
         for bf16 in (False, True):
             fits = largest_batch(module, loss_fn, batch, device, bf16)
             if fits >= 0:

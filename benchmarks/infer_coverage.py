@@ -41,12 +41,39 @@ def main() -> None:
         for k in range(args.injections):
             m1, m2 = sorted(rng.uniform(prior.mass_min, prior.mass_max, 2), reverse=True)
             d = (rng.uniform(prior.distance_min**3, prior.distance_max**3)) ** (1 / 3)  # volumetric, as the dataset
-            theta = {**FIXED, "m1": m1, "m2": m2, "phi0": rng.uniform(0, 2 * np.pi), "tc": rng.uniform(prior.tc_min, prior.tc_max), "dL": d}
+            theta = {
+                **FIXED,
+                "m1": m1,
+                "m2": m2,
+                "phi0": rng.uniform(0, 2 * np.pi),
+                "tc": rng.uniform(prior.tc_min, prior.tc_max),
+                "dL": d,
+            }
             signal, _ = generator.whitened(theta)
-            path = write_strain(Path(folder) / f"injection-{k}.h5", signal + rng.standard_normal(signal.shape), dataset.sample_rate)
+            path = write_strain(
+                Path(folder) / f"injection-{k}.h5", signal + rng.standard_normal(signal.shape), dataset.sample_rate
+            )
             out = Path(folder) / f"posterior-{k}.h5"
-            subprocess.run([gwpe, "infer", "--model", args.model, "--strain", str(path), "--n-samples", str(args.samples),
-                            "--out", str(out), "--no-plot", "--no-progress", "--seed", str(k)], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    gwpe,
+                    "infer",
+                    "--model",
+                    args.model,
+                    "--strain",
+                    str(path),
+                    "--n-samples",
+                    str(args.samples),
+                    "--out",
+                    str(out),
+                    "--no-plot",
+                    "--no-progress",
+                    "--seed",
+                    str(k),
+                ],
+                check=True,
+                capture_output=True,
+            )
             with h5py.File(out) as f:
                 samples, names = f["samples"][()], list(f["samples"].attrs["parameters"])
             low, high = np.quantile(samples, [0.05, 0.95], axis=0)
@@ -56,7 +83,9 @@ def main() -> None:
     print(f"{args.model}: {args.injections} injections x {args.samples} samples, central 90 % intervals")
     for j, name in enumerate(names):
         print(f"  {name:<6} {inside[:, j].mean():.2f}")
-    print(f"  all    {inside.mean():.2f}  (ideal 0.90; +-{1.64 * np.sqrt(0.09 / inside.size):.2f} at 90 % for this many)")
+    print(
+        f"  all    {inside.mean():.2f}  (ideal 0.90; +-{1.64 * np.sqrt(0.09 / inside.size):.2f} at 90 % for this many)"
+    )
 
 
 if __name__ == "__main__":

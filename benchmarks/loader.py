@@ -59,8 +59,10 @@ def per_rank(root: str, batch_size: int, seconds: float) -> None:
             port = probe.getsockname()[1]
         context = mp.get_context("spawn")
         results = context.Queue()
-        processes = [context.Process(target=rank_throughput, args=(r, world, root, batch_size, seconds, port, results))
-                     for r in range(world)]
+        processes = [
+            context.Process(target=rank_throughput, args=(r, world, root, batch_size, seconds, port, results))
+            for r in range(world)
+        ]
         for process in processes:
             process.start()
         outcome = sorted(results.get() for _ in processes)
@@ -68,10 +70,12 @@ def per_rank(root: str, batch_size: int, seconds: float) -> None:
             process.join()
         rates[world] = [rate for _, rate, _, _ in outcome]
         shards = [set(shard) for _, _, shard, _ in outcome]
-        disjoint = all(not (a & b) for i, a in enumerate(shards) for b in shards[i + 1:])
+        disjoint = all(not (a & b) for i, a in enumerate(shards) for b in shards[i + 1 :])
         covered = len(set().union(*shards))
-        print(f"  {world} rank(s): per-rank {', '.join(f'{r:,.0f}' for r in rates[world])} samples/s; shards disjoint: "
-              f"{disjoint}, cover {covered} of {outcome[0][3]} waveforms")
+        print(
+            f"  {world} rank(s): per-rank {', '.join(f'{r:,.0f}' for r in rates[world])} samples/s; shards disjoint: "
+            f"{disjoint}, cover {covered} of {outcome[0][3]} waveforms"
+        )
     print(f"  per-rank throughput, 2 ranks / 1 rank: {min(rates[2]) / rates[1][0]:.2f} (slowest rank)")
 
 
@@ -84,16 +88,20 @@ def main() -> None:
     profiles = {"default": load_config("params.yaml"), "paper": load_config("experiments/paper.yaml")}
     with tempfile.TemporaryDirectory() as tmp:
         for name, config in profiles.items():
-            h22 = config.h22.model_copy(update={
-                "backend": "imrphenomthm",
-                "grid": config.h22.grid.model_copy(update=grid_for(args.waveforms)),
-                "store": config.h22.store.model_copy(update={"root": f"{tmp}/{name}", "chunk_size": 64}),
-                "compute": config.h22.compute.model_copy(update={"workers": 2}),
-            })
+            h22 = config.h22.model_copy(
+                update={
+                    "backend": "imrphenomthm",
+                    "grid": config.h22.grid.model_copy(update=grid_for(args.waveforms)),
+                    "store": config.h22.store.model_copy(update={"root": f"{tmp}/{name}", "chunk_size": 64}),
+                    "compute": config.h22.compute.model_copy(update={"workers": 2}),
+                }
+            )
             generated = generate_split(config.model_copy(update={"h22": h22}), "train")
             length = h22.time.length
-            print(f"{name} time grid: {length} samples/waveform ({length * 8 / 1e3:.0f} kB raw), "
-                  f"{generated.n_waveforms} waveforms, {generated.bytes_on_disk / 1e6:.1f} MB on disk")
+            print(
+                f"{name} time grid: {length} samples/waveform ({length * 8 / 1e3:.0f} kB raw), "
+                f"{generated.n_waveforms} waveforms, {generated.bytes_on_disk / 1e6:.1f} MB on disk"
+            )
             for workers in (0, 2):
                 module = H22DataModule(h22.store.root, batch_size=args.batch_size, num_workers=workers)
                 loader = module.train_dataloader()
@@ -103,7 +111,9 @@ def main() -> None:
                     for waveforms, _ in loader:
                         count += len(waveforms)
                 seconds = time.perf_counter() - start
-                print(f"  loader workers={workers}: {count / seconds:9.1f} samples/s  ({count / seconds * length * 8 / 1e6:.0f} MB/s decoded)")
+                print(
+                    f"  loader workers={workers}: {count / seconds:9.1f} samples/s  ({count / seconds * length * 8 / 1e6:.0f} MB/s decoded)"
+                )
             if name == "default":
                 print("  DDP ranks (one process each, loader workers=0):")
                 per_rank(h22.store.root, args.batch_size, args.seconds)

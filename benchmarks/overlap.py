@@ -52,9 +52,11 @@ def bench(span: str, pairs: int, batch: int, reference_pairs: int, repeats: int,
     integer, _ = overlap(ht[:reference_pairs], st[:reference_pairs], refine=False)
     np.testing.assert_allclose(integer.cpu().numpy(), reference, rtol=1e-9)
     ratio = fast_best / ref_best
-    print(f"{span:>7}: {pairs} pairs x {len(times)} samples | numpy reference {ref_best:9.1f} overlaps/s | "
-          f"batched {fast_best:9.1f} overlaps/s | {ratio:6.1f} x (goal >= 20 x: {'met' if ratio >= 20 else 'NOT met'}) "
-          f"| median O {np.median(values.cpu().numpy()):.6f}")
+    print(
+        f"{span:>7}: {pairs} pairs x {len(times)} samples | numpy reference {ref_best:9.1f} overlaps/s | "
+        f"batched {fast_best:9.1f} overlaps/s | {ratio:6.1f} x (goal >= 20 x: {'met' if ratio >= 20 else 'NOT met'}) "
+        f"| median O {np.median(values.cpu().numpy()):.6f}"
+    )
 
 
 def main() -> None:
@@ -69,8 +71,14 @@ def main() -> None:
     print(f"device {device}, {torch.get_num_threads()} torch threads")
     for span in args.lengths:
         paper = span == "paper"
-        bench(span, args.pairs // 8 if paper else args.pairs, args.batch // 8 if paper else args.batch,
-              max(2, args.reference_pairs // 8) if paper else args.reference_pairs, args.repeats, device)
+        bench(
+            span,
+            args.pairs // 8 if paper else args.pairs,
+            args.batch // 8 if paper else args.batch,
+            max(2, args.reference_pairs // 8) if paper else args.reference_pairs,
+            args.repeats,
+            device,
+        )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def likelihood_rates(event, workers: int, n_single: int = 200, n_batch: int = 20
         likelihood(theta)
         rates["batched, in-process"] = n_batch / (time.perf_counter() - began)
     with event.likelihood(workers) as likelihood:
-        likelihood(theta[:4 * workers])  # start the pool outside the timing
+        likelihood(theta[: 4 * workers])  # start the pool outside the timing
         began = time.perf_counter()
         likelihood(theta)
         rates[f"batched, {workers} processes"] = n_batch / (time.perf_counter() - began)
@@ -55,8 +55,9 @@ def emcee_to_ess(density, start: np.ndarray, target: float, max_steps: int, seed
     from gwpe.inference.reference import gelman_rubin
 
     walkers, dim = start.shape
-    sampler = emcee.EnsembleSampler(walkers, dim, density, vectorize=True,
-                                    moves=[(emcee.moves.DEMove(), 0.8), (emcee.moves.DESnookerMove(), 0.2)])
+    sampler = emcee.EnsembleSampler(
+        walkers, dim, density, vectorize=True, moves=[(emcee.moves.DEMove(), 0.8), (emcee.moves.DESnookerMove(), 0.2)]
+    )
     sampler.random_state = np.random.RandomState(seed).get_state()
     began, state, ess = time.perf_counter(), start, 0.0
     while sampler.iteration < max_steps:
@@ -68,8 +69,14 @@ def emcee_to_ess(density, start: np.ndarray, target: float, max_steps: int, seed
             break
     chain = sampler.get_chain(discard=sampler.iteration // 5)
     chain = fold(chain.reshape(-1, dim)).reshape(chain.shape)
-    return {"seconds": time.perf_counter() - began, "evaluations": walkers * (sampler.iteration + 1), "ess": ess,
-            "rhat": float(np.max(gelman_rubin(chain))), "steps": sampler.iteration, "samples": chain.reshape(-1, dim)}
+    return {
+        "seconds": time.perf_counter() - began,
+        "evaluations": walkers * (sampler.iteration + 1),
+        "ess": ess,
+        "rhat": float(np.max(gelman_rubin(chain))),
+        "steps": sampler.iteration,
+        "samples": chain.reshape(-1, dim),
+    }
 
 
 def main() -> None:
@@ -84,15 +91,26 @@ def main() -> None:
     from gwpe.inference.coordinates import SamplerCoordinates
     from gwpe.inference.reference import injection_start
     from gwpe.inference.evidence_stage import adaptive_from_npe
-    from gwpe.inference.sample_stage import (flowmc_from_pilot, inside_prior, load_event, load_npe, npe_draws,
-                                             prior_start)
+    from gwpe.inference.sample_stage import (
+        flowmc_from_pilot,
+        inside_prior,
+        load_event,
+        load_npe,
+        npe_draws,
+        prior_start,
+    )
 
     config = load_config(args.params)
-    settings = config.sampling.model_copy(update={"flowmc": config.sampling.flowmc.model_copy(
-        update={"target_ess": args.ess, "max_production_loops": 400})})
+    settings = config.sampling.model_copy(
+        update={
+            "flowmc": config.sampling.flowmc.model_copy(update={"target_ess": args.ess, "max_production_loops": 400})
+        }
+    )
     event = load_event(config, settings.injection)
-    print(f"{config.flows.dataset} injection {event.index}, {settings.flowmc.chains} chains / {settings.emcee.walkers} walkers, "
-          f"target ESS {args.ess:.0f}")
+    print(
+        f"{config.flows.dataset} injection {event.index}, {settings.flowmc.chains} chains / {settings.emcee.walkers} walkers, "
+        f"target ESS {args.ess:.0f}"
+    )
     print("\nlog-likelihood evaluations per second")
     for label, rate in likelihood_rates(event, args.workers).items():
         print(f"  {label:24s} {rate:9,.0f}/s")
@@ -103,37 +121,84 @@ def main() -> None:
     rows, samples = [], {}
     with event.likelihood(args.workers) as likelihood:
         prior_draws = prior_start(event, max(settings.flowmc.chains, settings.pilot_draws), settings.seed)
-        for label, pilot, start, warm in (("flow-MCMC, cold start", prior_draws, prior_draws[: settings.flowmc.chains], None),
-                                          ("flow-MCMC, NPE warm start", theta_npe[: settings.pilot_draws], theta_npe[: settings.flowmc.chains], theta_npe)):
+        for label, pilot, start, warm in (
+            ("flow-MCMC, cold start", prior_draws, prior_draws[: settings.flowmc.chains], None),
+            (
+                "flow-MCMC, NPE warm start",
+                theta_npe[: settings.pilot_draws],
+                theta_npe[: settings.flowmc.chains],
+                theta_npe,
+            ),
+        ):
             began = time.perf_counter()
             result, coordinates, summary = flowmc_from_pilot(event, settings, likelihood, pilot, start, warm)
             samples[label] = coordinates.to_physical(result.flat().double().numpy())
-            rows.append((label, time.perf_counter() - began, summary["evaluations"], summary["effective_samples"], max(summary["rhat"])))
+            rows.append(
+                (
+                    label,
+                    time.perf_counter() - began,
+                    summary["evaluations"],
+                    summary["effective_samples"],
+                    max(summary["rhat"]),
+                )
+            )
         began = time.perf_counter()
         pilot = theta_npe[: settings.pilot_draws]
         coordinates = SamplerCoordinates.walled_by_likelihood(event.names, pilot, likelihood(pilot))
-        estimate, u, weights, _, rounds = adaptive_from_npe(settings, likelihood, coordinates, theta_npe, ess=args.ess,
-                                                            generator=torch.Generator().manual_seed(settings.seed))
+        estimate, u, weights, _, rounds = adaptive_from_npe(
+            settings,
+            likelihood,
+            coordinates,
+            theta_npe,
+            ess=args.ess,
+            generator=torch.Generator().manual_seed(settings.seed),
+        )
         label = f"adaptive IS from the NPE ({len(rounds) - 1} rounds)"
         samples[label] = (coordinates.to_physical(u.numpy()), weights.numpy())
-        rows.append((label, time.perf_counter() - began, rounds[-1].evaluations + len(pilot), estimate.effective_samples, float("nan")))
-        start = injection_start(event.truth, event.names, settings.emcee.walkers, likelihood.log_posterior, seed=settings.seed)
+        rows.append(
+            (
+                label,
+                time.perf_counter() - began,
+                rounds[-1].evaluations + len(pilot),
+                estimate.effective_samples,
+                float("nan"),
+            )
+        )
+        start = injection_start(
+            event.truth, event.names, settings.emcee.walkers, likelihood.log_posterior, seed=settings.seed
+        )
         coordinates = SamplerCoordinates.centred_on(event.names, start)
-        emcee_run = emcee_to_ess(coordinates.log_density(likelihood.log_posterior, periodic=True), coordinates.from_physical(start),
-                                 args.ess, args.max_emcee_steps, settings.seed, coordinates.fold_sampler)
-        label = "emcee (DE moves)" + ("" if emcee_run["ess"] >= args.ess else f", stopped at {emcee_run['steps']} steps")
+        emcee_run = emcee_to_ess(
+            coordinates.log_density(likelihood.log_posterior, periodic=True),
+            coordinates.from_physical(start),
+            args.ess,
+            args.max_emcee_steps,
+            settings.seed,
+            coordinates.fold_sampler,
+        )
+        label = "emcee (DE moves)" + (
+            "" if emcee_run["ess"] >= args.ess else f", stopped at {emcee_run['steps']} steps"
+        )
         samples[label] = coordinates.to_physical(emcee_run.pop("samples"))
         rows.append((label, emcee_run["seconds"], emcee_run["evaluations"], emcee_run["ess"], emcee_run["rhat"]))
     from gwpe.evaluation.divergence import marginal_divergences
 
     reference = samples["flow-MCMC, NPE warm start"]
     print(f"\nwall time to ESS {args.ess:.0f} ({args.workers} template processes)")
-    print(f"  {'sampler':44s} {'seconds':>8s} {'evaluations':>12s} {'ESS':>7s} {'max R-hat':>9s} {'ESS/s':>7s} {'max JS vs warm':>14s}")
+    print(
+        f"  {'sampler':44s} {'seconds':>8s} {'evaluations':>12s} {'ESS':>7s} {'max R-hat':>9s} {'ESS/s':>7s} {'max JS vs warm':>14s}"
+    )
     for label, seconds, evaluations, ess, rhat in rows:
         draws, weights = samples[label] if isinstance(samples[label], tuple) else (samples[label], None)
-        js = max(marginal_divergences(draws, reference, weights_a=weights)[1]) if label != "flow-MCMC, NPE warm start" else 0.0
+        js = (
+            max(marginal_divergences(draws, reference, weights_a=weights)[1])
+            if label != "flow-MCMC, NPE warm start"
+            else 0.0
+        )
         rhat_text = "-" if np.isnan(rhat) else f"{rhat:.3f}"
-        print(f"  {label:44s} {seconds:8.1f} {evaluations:12,d} {ess:7.0f} {rhat_text:>9s} {ess / seconds:7.1f} {js:14.4f}")
+        print(
+            f"  {label:44s} {seconds:8.1f} {evaluations:12,d} {ess:7.0f} {rhat_text:>9s} {ess / seconds:7.1f} {js:14.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,15 @@ from gwpe.models.flows import build_flow_model
 MODELS = {
     "MAF (strain-5d)": {"kind": "maf", "features": 5, "context_shape": [1, 1024]},
     "CVAE+ (strain-5d)": {"kind": "cvae_plus", "features": 5, "context_shape": [1, 1024]},
-    "CVAE+ (strain-8d)": {"kind": "cvae_plus", "features": 8, "context_shape": [1, 1024], "latent": 16,
-                          "transforms": 10, "iaf_context": 16, "frozen_prior": True},
+    "CVAE+ (strain-8d)": {
+        "kind": "cvae_plus",
+        "features": 8,
+        "context_shape": [1, 1024],
+        "latent": 16,
+        "transforms": 10,
+        "iaf_context": 16,
+        "frozen_prior": True,
+    },
 }
 
 
@@ -41,7 +48,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--naive-max", type=int, default=10_000, help="time zuko's sampler only up to this many samples")
+    parser.add_argument(
+        "--naive-max", type=int, default=10_000, help="time zuko's sampler only up to this many samples"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, 1 CPU thread; best of {args.repeats}")

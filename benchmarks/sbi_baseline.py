@@ -113,11 +113,28 @@ def validation_nll(log_prob, data) -> float:
 def train_gwpe(data, epochs: int, seed: int, halve_every: int, phase_symmetry: str):
     L.seed_everything(seed, verbose=False)
     n_train, context = len(data.dataset("train")), list(data.dataset("train")[0][0].shape)
-    module = FlowModule({"kind": "maf", "features": len(data.standardisation.parameters), "context_shape": context,
-                         "transforms": UNITS, "hidden": HIDDEN, "phase": phi0_symmetry(phase_symmetry, data.standardisation)},
-                        learning_rate=LR, halve_every=halve_every)
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    module = FlowModule(
+        {
+            "kind": "maf",
+            "features": len(data.standardisation.parameters),
+            "context_shape": context,
+            "transforms": UNITS,
+            "hidden": HIDDEN,
+            "phase": phi0_symmetry(phase_symmetry, data.standardisation),
+        },
+        learning_rate=LR,
+        halve_every=halve_every,
+    )
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     start = time.perf_counter()
     trainer.fit(module, datamodule=data)
     module.set_training_statistics(data.dataset("train"), BATCH)  # as gwpe train flow does before saving
@@ -147,12 +164,18 @@ def train_sbi(data, epochs: int, seed: int, box: np.ndarray):
     theta = torch.stack([target for _, target in pairs])
     prior = BoxUniform(torch.as_tensor(box[:, 0], dtype=torch.float32), torch.as_tensor(box[:, 1], dtype=torch.float32))
     estimator = posterior_nn(model="zuko_maf", hidden_features=HIDDEN, num_transforms=UNITS)
-    inference = NPE(prior=prior, density_estimator=estimator, device="cpu", show_progress_bars=False,
-                    tracker=NoTracking())
+    inference = NPE(
+        prior=prior, density_estimator=estimator, device="cpu", show_progress_bars=False, tracker=NoTracking()
+    )
     inference.append_simulations(theta, x)
     start = time.perf_counter()
-    net = inference.train(training_batch_size=BATCH, learning_rate=LR, stop_after_epochs=10**9,
-                          max_num_epochs=epochs - 1, clip_max_norm=None)
+    net = inference.train(
+        training_batch_size=BATCH,
+        learning_rate=LR,
+        stop_after_epochs=10**9,
+        max_num_epochs=epochs - 1,
+        clip_max_norm=None,
+    )
     seconds = time.perf_counter() - start
     trained = len(inference._summary["training_loss"])
     assert trained == epochs, f"sbi trained {trained} epochs, not {epochs}"
@@ -160,8 +183,12 @@ def train_sbi(data, epochs: int, seed: int, box: np.ndarray):
     net.eval()
     posterior = inference.build_posterior(net)
     log_prob = lambda theta, strain: net.log_prob(theta.unsqueeze(0), strain.flatten(1))[0]  # noqa: E731
-    sample = lambda x0, k, reject=True: posterior.sample((k,), x=x0.reshape(1, -1), show_progress_bars=False,  # noqa: E731
-                                                          reject_outside_prior=reject)
+    sample = lambda x0, k, reject=True: posterior.sample(
+        (k,),
+        x=x0.reshape(1, -1),
+        show_progress_bars=False,  # noqa: E731
+        reject_outside_prior=reject,
+    )
 
     trained_net = inference._neural_net  # what sbi's optimiser holds (train() returns a copy of it)
 
@@ -211,14 +238,30 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="validation noise and sampling seed (the demo's is 0)")
-    parser.add_argument("--phase-flip", action="store_true",
-                        help="gwpe trains on phi0 + pi half the time (the profile's flows.phase_flip; exact for (2,2)-only signals)")
-    parser.add_argument("--halve-every", type=int, default=80,
-                        help="gwpe's learning rate halves every N epochs (default 80, the paper's: none within 20 epochs; 7: the default profile's)")
-    parser.add_argument("--phase-symmetry", choices=["pi", "periodic", "none"], default="pi",
-                        help="gwpe's MAF over phi0 (flows.phase_symmetry; default pi, gwpe's default; none: the paper's raw flow)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                        help="training seeds: each side is fitted once per seed, the first side alternating (ABBA)")
+    parser.add_argument(
+        "--phase-flip",
+        action="store_true",
+        help="gwpe trains on phi0 + pi half the time (the profile's flows.phase_flip; exact for (2,2)-only signals)",
+    )
+    parser.add_argument(
+        "--halve-every",
+        type=int,
+        default=80,
+        help="gwpe's learning rate halves every N epochs (default 80, the paper's: none within 20 epochs; 7: the default profile's)",
+    )
+    parser.add_argument(
+        "--phase-symmetry",
+        choices=["pi", "periodic", "none"],
+        default="pi",
+        help="gwpe's MAF over phi0 (flows.phase_symmetry; default pi, gwpe's default; none: the paper's raw flow)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="training seeds: each side is fitted once per seed, the first side alternating (ABBA)",
+    )
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
     if len(set(args.seeds)) != len(args.seeds):
@@ -239,37 +282,54 @@ def main() -> None:
     ranges = [np.subtract(*prior_bounds(prior, p)[::-1]) for p in parameters]
     n_inj = min(args.injections, len(validation))
     x0 = validation[0][0]
-    print(f"torch {torch.__version__}, {args.threads} CPU thread(s); {len(data.dataset('train')):,} training signals, "
-          f"{len(validation):,} validation, {args.epochs} epochs; p–p: {n_inj} injections x {args.samples} samples",
-          flush=True)
+    print(
+        f"torch {torch.__version__}, {args.threads} CPU thread(s); {len(data.dataset('train')):,} training signals, "
+        f"{len(validation):,} validation, {args.epochs} epochs; p–p: {n_inj} injections x {args.samples} samples",
+        flush=True,
+    )
 
-    trainers = {"gwpe MAF": lambda seed: train_gwpe(data, args.epochs, seed, args.halve_every, args.phase_symmetry),
-                "sbi NPE (zuko MAF)": lambda seed: train_sbi(data, args.epochs, seed, box)}
+    trainers = {
+        "gwpe MAF": lambda seed: train_gwpe(data, args.epochs, seed, args.halve_every, args.phase_symmetry),
+        "sbi NPE (zuko MAF)": lambda seed: train_sbi(data, args.epochs, seed, box),
+    }
     runs, step_ratios = {name: [] for name in trainers}, []
     strain_batch, theta_batch = next(iter(data.train_dataloader()))
     for i, seed in enumerate(args.seeds):
         steps = {}
-        for name in (list(trainers) if i % 2 == 0 else list(trainers)[::-1]):  # ABBA: run order is not a bias
+        for name in list(trainers) if i % 2 == 0 else list(trainers)[::-1]:  # ABBA: run order is not a bias
             step, rate, log_prob, sample = trainers[name](seed)
             steps[name] = step
             torch.manual_seed(args.seed)  # the same sampling stream for every fit
             calibration = pp_test(sample, validation, standardisation, parameters, ranges, n_inj, args.samples)
-            row = {"seed": seed, "val_nll": validation_nll(log_prob, data), "train_samples_per_s": rate,
-                   "sampling_seconds_1e4": best_of(args.repeats, lambda: sample(x0, 10_000)), **calibration.summary()}
+            row = {
+                "seed": seed,
+                "val_nll": validation_nll(log_prob, data),
+                "train_samples_per_s": rate,
+                "sampling_seconds_1e4": best_of(args.repeats, lambda: sample(x0, 10_000)),
+                **calibration.summary(),
+            }
             if name.startswith("sbi"):
                 raw = sample(x0, 10_000, reject=False)
                 inside = ((raw >= torch.as_tensor(box[:, 0])) & (raw <= torch.as_tensor(box[:, 1]))).all(1)
-                row.update(sampling_seconds_1e4_no_rejection=best_of(args.repeats, lambda: sample(x0, 10_000, False)),
-                           in_prior_fraction=float(inside.float().mean()))
+                row.update(
+                    sampling_seconds_1e4_no_rejection=best_of(args.repeats, lambda: sample(x0, 10_000, False)),
+                    in_prior_fraction=float(inside.float().mean()),
+                )
             runs[name].append(row)
-            print(f"seed {seed}: {name}: val NLL {row['val_nll']:.3f}, min KS p {row['min_ks_pvalue']:.3f}, "
-                  f"{rate:,.0f} samples/s", flush=True)
+            print(
+                f"seed {seed}: {name}: val NLL {row['val_nll']:.3f}, min KS p {row['min_ks_pvalue']:.3f}, "
+                f"{rate:,.0f} samples/s",
+                flush=True,
+            )
         seconds = interleaved_step_seconds(steps, (strain_batch, theta_batch))  # after evaluation: it trains on
         for name in trainers:
             runs[name][-1]["step_samples_per_s"] = len(theta_batch) / seconds[name]
         step_ratios.append(seconds["sbi NPE (zuko MAF)"] / seconds["gwpe MAF"])
-        print(f"seed {seed}: interleaved steps of {len(theta_batch)}: gwpe {1e3 * seconds['gwpe MAF']:.1f} ms, "
-              f"sbi {1e3 * seconds['sbi NPE (zuko MAF)']:.1f} ms ({step_ratios[-1]:.2f}x)", flush=True)
+        print(
+            f"seed {seed}: interleaved steps of {len(theta_batch)}: gwpe {1e3 * seconds['gwpe MAF']:.1f} ms, "
+            f"sbi {1e3 * seconds['sbi NPE (zuko MAF)']:.1f} ms ({step_ratios[-1]:.2f}x)",
+            flush=True,
+        )
 
     results = {}
     for name, rows in runs.items():
@@ -279,36 +339,59 @@ def main() -> None:
             "train_samples_per_s": float(np.mean([r["train_samples_per_s"] for r in rows])),
             "step_samples_per_s": float(np.median([r["step_samples_per_s"] for r in rows])),
             "sampling_seconds_1e4": float(np.median([r["sampling_seconds_1e4"] for r in rows])),
-            "seeds": rows}
+            "seeds": rows,
+        }
         for key in ("sampling_seconds_1e4_no_rejection", "in_prior_fraction"):
             if key in rows[0]:
                 results[name][key] = float(np.median([r[key] for r in rows]))
     gwpe, sbi = results.values()
     short = [p.replace("chirp_mass", "Mc") for p in parameters]
-    print(f"\n{'method':<28}{'val NLL':>9}" + "".join(f"{'KS ' + p:>9}" for p in short) + f"{'train [1/s]':>13}{'1e4 draws [s]':>15}")
+    print(
+        f"\n{'method':<28}{'val NLL':>9}"
+        + "".join(f"{'KS ' + p:>9}" for p in short)
+        + f"{'train [1/s]':>13}{'1e4 draws [s]':>15}"
+    )
     for name, result in results.items():
         for r in result["seeds"] + [result]:
-            label = f"{name}, seed {r['seed']}" if "seed" in r else f"{name}, " + ("median" if len(args.seeds) > 1 else "")
-            print(f"{label.rstrip(', '):<28}{r['val_nll']:>9.3f}" + "".join(f"{r['ks_pvalue'][p]:>9.3f}" for p in parameters)
-                  + f"{r['train_samples_per_s']:>13.0f}{r['sampling_seconds_1e4']:>15.3f}")
+            label = (
+                f"{name}, seed {r['seed']}" if "seed" in r else f"{name}, " + ("median" if len(args.seeds) > 1 else "")
+            )
+            print(
+                f"{label.rstrip(', '):<28}{r['val_nll']:>9.3f}"
+                + "".join(f"{r['ks_pvalue'][p]:>9.3f}" for p in parameters)
+                + f"{r['train_samples_per_s']:>13.0f}{r['sampling_seconds_1e4']:>15.3f}"
+            )
     wins = {p: gwpe["ks_pvalue"][p] >= sbi["ks_pvalue"][p] for p in parameters}
-    ratios = {"val_nll_difference": gwpe["val_nll"] - sbi["val_nll"],
-              "train_throughput_ratio": gwpe["train_samples_per_s"] / sbi["train_samples_per_s"],
-              "sampling_speedup": sbi["sampling_seconds_1e4"] / gwpe["sampling_seconds_1e4"],
-              "step_throughput_ratio_median": float(np.median(step_ratios)), "step_throughput_ratios": step_ratios,
-              "ks_columns_gwpe_at_least_sbi": sum(wins.values())}
-    print(f"{'gwpe vs sbi':<28}{ratios['val_nll_difference']:>+9.3f}" + "".join(f"{'>=' if wins[p] else '<':>9}" for p in parameters)
-          + f"{ratios['train_throughput_ratio']:>12.2f}x{ratios['sampling_speedup']:>14.1f}x")
-    print(f"interleaved optimisation steps, gwpe / sbi samples/s: median {np.median(step_ratios):.2f}x "
-          f"(per seed: {', '.join(f'{r:.2f}x' for r in step_ratios)})")
-    print(f"(medians over training seeds {args.seeds}, throughput their mean; NLL in standardised parameters, nats, "
-          f"lower is better: gwpe - sbi; throughput gwpe/sbi; sampling speed-up sbi/gwpe. sbi without prior "
-          f"rejection: {sbi['sampling_seconds_1e4_no_rejection']:.3f} s, {100 * sbi['in_prior_fraction']:.1f} % of its "
-          f"raw draws inside the prior box)")
+    ratios = {
+        "val_nll_difference": gwpe["val_nll"] - sbi["val_nll"],
+        "train_throughput_ratio": gwpe["train_samples_per_s"] / sbi["train_samples_per_s"],
+        "sampling_speedup": sbi["sampling_seconds_1e4"] / gwpe["sampling_seconds_1e4"],
+        "step_throughput_ratio_median": float(np.median(step_ratios)),
+        "step_throughput_ratios": step_ratios,
+        "ks_columns_gwpe_at_least_sbi": sum(wins.values()),
+    }
+    print(
+        f"{'gwpe vs sbi':<28}{ratios['val_nll_difference']:>+9.3f}"
+        + "".join(f"{'>=' if wins[p] else '<':>9}" for p in parameters)
+        + f"{ratios['train_throughput_ratio']:>12.2f}x{ratios['sampling_speedup']:>14.1f}x"
+    )
+    print(
+        f"interleaved optimisation steps, gwpe / sbi samples/s: median {np.median(step_ratios):.2f}x "
+        f"(per seed: {', '.join(f'{r:.2f}x' for r in step_ratios)})"
+    )
+    print(
+        f"(medians over training seeds {args.seeds}, throughput their mean; NLL in standardised parameters, nats, "
+        f"lower is better: gwpe - sbi; throughput gwpe/sbi; sampling speed-up sbi/gwpe. sbi without prior "
+        f"rejection: {sbi['sampling_seconds_1e4_no_rejection']:.3f} s, {100 * sbi['in_prior_fraction']:.1f} % of its "
+        f"raw draws inside the prior box)"
+    )
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"args": vars(args), "torch": torch.__version__, "results": results, "gwpe_vs_sbi": ratios},
-                      handle, indent=2)
+            json.dump(
+                {"args": vars(args), "torch": torch.__version__, "results": results, "gwpe_vs_sbi": ratios},
+                handle,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

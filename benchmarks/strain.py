@@ -52,8 +52,10 @@ def main() -> None:
     generator = StrainGenerator(StrainSetup.build(base.strain, dataset))
     names = list(dataset.parameters)
     params = draw_parameters(dataset)
-    print(f"{args.dataset}: {args.signals} signals, {generator.setup.n_channels} x {generator.setup.n_samples} samples "
-          f"(long segment {generator.setup.n_long}), chunk {base.strain.store.chunk_size}")
+    print(
+        f"{args.dataset}: {args.signals} signals, {generator.setup.n_channels} x {generator.setup.n_samples} samples "
+        f"(long segment {generator.setup.n_long}), chunk {base.strain.store.chunk_size}"
+    )
 
     raw_process = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
     best = {"raw": 0.0, 1: 0.0, 2: 0.0}
@@ -62,9 +64,13 @@ def main() -> None:
             best["raw"] = max(best["raw"], raw_process.submit(raw_calls, generator, names, params).result())
             for workers in (1, 2):
                 compute = base.strain.compute.model_copy(update={"workers": workers, "scheduler_address": None})
-                strain = base.strain.model_copy(update={
-                    "compute": compute, "datasets": {args.dataset: dataset},
-                    "store": base.strain.store.model_copy(update={"root": f"{tmp}/r{round_index}w{workers}"})})
+                strain = base.strain.model_copy(
+                    update={
+                        "compute": compute,
+                        "datasets": {args.dataset: dataset},
+                        "store": base.strain.store.model_copy(update={"root": f"{tmp}/r{round_index}w{workers}"}),
+                    }
+                )
                 client, cluster = open_client(compute)
                 try:
                     client.run(warm_up, generator, names, params[0])
@@ -76,7 +82,9 @@ def main() -> None:
         raw_process.shutdown()
         print(f"raw IMRPhenomPv2 (ChooseFDWaveform, 1 core): {best['raw']:8.1f} calls/s")
         print(f"pipeline, 1 worker:                          {best[1]:8.1f} signals/s")
-        print(f"pipeline, 2 workers:                         {best[2]:8.1f} signals/s  ({best[2] / best[1]:.2f} x 1 worker)")
+        print(
+            f"pipeline, 2 workers:                         {best[2]:8.1f} signals/s  ({best[2] / best[1]:.2f} x 1 worker)"
+        )
         for in_memory, workers in ((True, 0), (False, 0), (False, 2)):
             module = StrainDataModule(result.path, batch_size=args.batch_size, num_workers=workers, in_memory=in_memory)
             loader = module.train_dataloader()
@@ -86,7 +94,9 @@ def main() -> None:
                 for strain_batch, _ in loader:
                     count += len(strain_batch)
             where = "in memory" if in_memory else "streamed from zarr"
-            print(f"StrainDataModule train (fresh noise, {where}), loader workers={workers}: {count / (time.perf_counter() - start):9.1f} samples/s")
+            print(
+                f"StrainDataModule train (fresh noise, {where}), loader workers={workers}: {count / (time.perf_counter() - start):9.1f} samples/s"
+            )
 
 
 if __name__ == "__main__":

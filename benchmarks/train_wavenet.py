@@ -33,8 +33,10 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=["default", "paper"])
     parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
-          + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+        + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU")
+    )
     for device in args.devices:
         for name in args.cases:
             path, cpu_batch, gpu_batch = CASES[name]
@@ -43,9 +45,11 @@ def main() -> None:
             seconds = split_size(config.h22.grid, "train") / rate["samples_per_second"]
             epoch = f"{seconds / 3600:8.1f} h" if seconds >= 3600 else f"{seconds:8.1f} s"
             memory = f", peak {rate['peak_gpu_bytes'] / 2**30:.1f} GiB" if rate["peak_gpu_bytes"] else ""
-            print(f"{name:>7} | L = {rate['length']:>7,} | {rate['parameters'] / 1e6:6.2f} M params | {device:>4} batch "
-                  f"{rate['batch']:>3} | {rate['samples_per_second']:9.1f} samples/s | one epoch of the profile's train split: "
-                  f"{epoch}{memory}")
+            print(
+                f"{name:>7} | L = {rate['length']:>7,} | {rate['parameters'] / 1e6:6.2f} M params | {device:>4} batch "
+                f"{rate['batch']:>3} | {rate['samples_per_second']:9.1f} samples/s | one epoch of the profile's train split: "
+                f"{epoch}{memory}"
+            )
 
 
 if __name__ == "__main__":

@@ -50,40 +50,104 @@ def tiny_profile(**h22_overrides) -> dict:
             h22[key] = {**h22.get(key, {}), **value}
         else:
             h22[key] = value
-    return {"profile": "tiny", "tracking": {"experiment": "gwpe-test"}, "h22": h22, "strain": tiny_strain(), "wavenet": tiny_wavenet(),
-            "flows": tiny_flows(), "distill": tiny_distill(), "sampling": tiny_sampling()}
+    return {
+        "profile": "tiny",
+        "tracking": {"experiment": "gwpe-test"},
+        "h22": h22,
+        "strain": tiny_strain(),
+        "wavenet": tiny_wavenet(),
+        "flows": tiny_flows(),
+        "distill": tiny_distill(),
+        "sampling": tiny_sampling(),
+    }
 
 
 def tiny_sampling() -> dict:
     """Flow-MCMC of 16 chains and a few loops, emcee of 12 walkers x 30 steps, a few hundred IS draws: seconds."""
     return {
-        "model": "maf", "injection": 0, "workers": 0, "seed": 0, "npe_samples": 400, "pilot_draws": 200,
-        "adaptive": {"draws_per_round": 200, "max_rounds": 4, "epochs": 2, "final_ess": 100, "final_batch": 200, "max_final_draws": 400},
-        "flowmc": {"chains": 16, "local_steps": 4, "global_steps": 4, "max_training_loops": 3, "production_loops": 2,
-                   "max_production_loops": 3, "target_ess": 10, "flow_epochs": 1, "transforms": 1, "hidden": [16],
-                   "warm_start_epochs": 2},
+        "model": "maf",
+        "injection": 0,
+        "workers": 0,
+        "seed": 0,
+        "npe_samples": 400,
+        "pilot_draws": 200,
+        "adaptive": {
+            "draws_per_round": 200,
+            "max_rounds": 4,
+            "epochs": 2,
+            "final_ess": 100,
+            "final_batch": 200,
+            "max_final_draws": 400,
+        },
+        "flowmc": {
+            "chains": 16,
+            "local_steps": 4,
+            "global_steps": 4,
+            "max_training_loops": 3,
+            "production_loops": 2,
+            "max_production_loops": 3,
+            "target_ess": 10,
+            "flow_epochs": 1,
+            "transforms": 1,
+            "hidden": [16],
+            "warm_start_epochs": 2,
+        },
         "emcee": {"walkers": 12, "steps": 30, "burn": 10},
         "path": "data/sampling",  # spelled out: dvc.yaml interpolates it from params.yaml
     }
 
 
-TINY_HL = {"parameters": ["m1", "m2", "chi1z", "chi2z", "dL", "tc", "phi0", "theta_jn", "ra", "dec", "psi"],
-           "inferred": ["m1", "m2", "chi1z", "chi2z", "dL"], "detectors": ["H1", "L1"], "n_signals": 40,
-           "validation_fraction": 0.2, "sample_rate": 1024.0, "duration": 1.0, "seed": 3}
+TINY_HL = {
+    "parameters": ["m1", "m2", "chi1z", "chi2z", "dL", "tc", "phi0", "theta_jn", "ra", "dec", "psi"],
+    "inferred": ["m1", "m2", "chi1z", "chi2z", "dL"],
+    "detectors": ["H1", "L1"],
+    "n_signals": 40,
+    "validation_fraction": 0.2,
+    "sample_rate": 1024.0,
+    "duration": 1.0,
+    "seed": 3,
+}
 
 
 def tiny_distill(**sweep_overrides) -> dict:
     """ResNet1D+IAF of ~2k weights on the 40-signal two-detector set; a 3-trial sweep of 2-epoch trials."""
     return {
         "dataset": "strain-hl",
-        "model": {"depth": 2, "width": 8, "transforms": 2, "hidden": 16, "hidden_layers": 2, "features": 8, "kernel_size": 3,
-                  "stem_stride": 4, "downsample_every": 2, "pool": 4},
-        "sweep": {"n_trials": 3, "workers": 1, "storage": "sqlite:///optuna.db", "study_name": "tiny", "sampler_seed": 0,
-                  "pruner": "median", "startup_trials": 1, "warmup_epochs": 0, "max_epochs": 2,
-                  "search_space": {"depth": [1, 3], "width": [4, 8], "transforms": [1, 3], "learning_rate": [0.001, 0.01]},
-                  "best_params": "models/sweep/best.json", **sweep_overrides},
-        "training": {"batch_size": 8, "max_epochs": 2, "learning_rate": 0.002, "seed": 0, "num_workers": 0, "accelerator": "cpu",
-                     "devices": 1},
+        "model": {
+            "depth": 2,
+            "width": 8,
+            "transforms": 2,
+            "hidden": 16,
+            "hidden_layers": 2,
+            "features": 8,
+            "kernel_size": 3,
+            "stem_stride": 4,
+            "downsample_every": 2,
+            "pool": 4,
+        },
+        "sweep": {
+            "n_trials": 3,
+            "workers": 1,
+            "storage": "sqlite:///optuna.db",
+            "study_name": "tiny",
+            "sampler_seed": 0,
+            "pruner": "median",
+            "startup_trials": 1,
+            "warmup_epochs": 0,
+            "max_epochs": 2,
+            "search_space": {"depth": [1, 3], "width": [4, 8], "transforms": [1, 3], "learning_rate": [0.001, 0.01]},
+            "best_params": "models/sweep/best.json",
+            **sweep_overrides,
+        },
+        "training": {
+            "batch_size": 8,
+            "max_epochs": 2,
+            "learning_rate": 0.002,
+            "seed": 0,
+            "num_workers": 0,
+            "accelerator": "cpu",
+            "devices": 1,
+        },
         "student": {"factor": 0.5, "alpha": 0.5, "temperature": [1.0, 4.0], "teacher_samples": 2, "max_epochs": None},
         "evaluation": {"events": 4, "js_events": 2, "samples": 200, "latency_repeats": 2, "threads": None},
         "model_dir": "models/distill",  # spelled out: dvc.yaml interpolates these from params.yaml
@@ -97,14 +161,32 @@ def tiny_flows() -> dict:
     """MAF and CVAE+ of a few thousand weights on the tiny strain-5d set: seconds per model."""
     return {
         "dataset": "strain-5d",
-        "models": {"maf": {"kind": "maf", "options": {"transforms": 2, "hidden": [32, 32]}},
-                   "cvae_plus": {"kind": "cvae_plus", "options": {"hidden": [32, 32], "transforms": 2, "flow_hidden": [32, 32],
-                                                                  "latent": 2, "iaf_context": 2}}},
+        "models": {
+            "maf": {"kind": "maf", "options": {"transforms": 2, "hidden": [32, 32]}},
+            "cvae_plus": {
+                "kind": "cvae_plus",
+                "options": {
+                    "hidden": [32, 32],
+                    "transforms": 2,
+                    "flow_hidden": [32, 32],
+                    "latent": 2,
+                    "iaf_context": 2,
+                },
+            },
+        },
         "training": {"batch_size": 8, "max_epochs": 2, "learning_rate": 0.002, "seed": 0, "num_workers": 0},
         "halve_every": 80,
         "evaluation": {"injections": 10, "samples": 100},
-        "reference": {"injections": 1, "walkers": 12, "steps": 40, "burn": 10, "workers": 0, "seed": 0,
-                      "flow_samples": 300, "path": "data/reference"},
+        "reference": {
+            "injections": 1,
+            "walkers": 12,
+            "steps": 40,
+            "burn": 10,
+            "workers": 0,
+            "seed": 0,
+            "flow_samples": 300,
+            "path": "data/reference",
+        },
         "phase_flip": False,
         "phase_symmetry": "pi",
         "model_dir": "models/flows",  # spelled out: dvc.yaml interpolates these from params.yaml
@@ -116,11 +198,29 @@ def tiny_flows() -> dict:
 def tiny_wavenet(**training_overrides) -> dict:
     """A 4-block, 8-channel WaveNet on the last 128 steps, 4 epochs of 27 waveforms: trains in seconds."""
     return {
-        "model": {"channels": 8, "skip_channels": 8, "dilation_limit": 8, "stacks": 1, "leaf_steps": 128, "leaf_hidden": 16,
-                  "head": "physics"},
-        "training": {"batch_size": 9, "max_epochs": 4, "learning_rate": 0.002, "seed": 0, "num_workers": 0,
-                     "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "precision": "32-true",
-                     "threads": None, **training_overrides},
+        "model": {
+            "channels": 8,
+            "skip_channels": 8,
+            "dilation_limit": 8,
+            "stacks": 1,
+            "leaf_steps": 128,
+            "leaf_hidden": 16,
+            "head": "physics",
+        },
+        "training": {
+            "batch_size": 9,
+            "max_epochs": 4,
+            "learning_rate": 0.002,
+            "seed": 0,
+            "num_workers": 0,
+            "accelerator": "cpu",
+            "devices": 1,
+            "num_nodes": 1,
+            "strategy": "auto",
+            "precision": "32-true",
+            "threads": None,
+            **training_overrides,
+        },
         "evaluation": {"batch_size": 64, "q_slices": None},
         "keep": "best",
         "model_dir": "models/wavenet",
@@ -132,11 +232,21 @@ def tiny_wavenet(**training_overrides) -> dict:
 def tiny_strain(**dataset_overrides) -> dict:
     """One 5-D dataset of 12 signals (10 train, 2 validation) in chunks of 4, in-process."""
     dataset = {
-        "parameters": ["m1", "m2", "phi0", "tc", "dL"], "inferred": None, "detectors": [], "n_signals": 12,
-        "validation_fraction": 0.2, "sample_rate": 1024.0, "duration": 1.0, "seed": 7, **dataset_overrides,
+        "parameters": ["m1", "m2", "phi0", "tc", "dL"],
+        "inferred": None,
+        "detectors": [],
+        "n_signals": 12,
+        "validation_fraction": 0.2,
+        "sample_rate": 1024.0,
+        "duration": 1.0,
+        "seed": 7,
+        **dataset_overrides,
     }
     return {
-        "approximant": "IMRPhenomPv2", "psd": "aLIGOZeroDetHighPower", "f_min": 20.0, "f_ref": 20.0,
+        "approximant": "IMRPhenomPv2",
+        "psd": "aLIGOZeroDetHighPower",
+        "f_min": 20.0,
+        "f_ref": 20.0,
         "reference_gps": 1126259462.0,
         "store": {"root": "data/strain", "chunk_size": 4, "compression_level": 5},
         "compute": {"workers": 0, "threads_per_worker": 1, "scheduler_address": None},
@@ -158,7 +268,9 @@ def gwpe_env(tmp_path: Path, **extra) -> dict:
 
 
 def run_gwpe(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300, check: bool = False):
-    result = subprocess.run([str(GWPE), *args], cwd=cwd, env=env or gwpe_env(cwd), capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [str(GWPE), *args], cwd=cwd, env=env or gwpe_env(cwd), capture_output=True, text=True, timeout=timeout
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"gwpe {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -186,5 +298,10 @@ def hl_store(tmp_path_factory):
     """The tiny two-detector set, generated once per test session; tests copy it into their projects."""
     root = tmp_path_factory.mktemp("hl")
     write_profile(root / "params.yaml", tiny_profile())
-    run_gwpe(["generate", "strain", "--params", "params.yaml", "--dataset", "strain-hl"], cwd=root, env=gwpe_env(root), check=True)
+    run_gwpe(
+        ["generate", "strain", "--params", "params.yaml", "--dataset", "strain-hl"],
+        cwd=root,
+        env=gwpe_env(root),
+        check=True,
+    )
     return root / "data"

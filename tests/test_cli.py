@@ -15,7 +15,9 @@ def test_help_lists_the_pipeline_stages(tmp_path):
 
 
 def test_dry_run_prices_the_paper_profile_without_generating(tmp_path):
-    result = run_gwpe(["generate", "h22", "--params", str(REPO / "experiments" / "paper.yaml"), "--dry-run"], tmp_path, check=True)
+    result = run_gwpe(
+        ["generate", "h22", "--params", str(REPO / "experiments" / "paper.yaml"), "--dry-run"], tmp_path, check=True
+    )
     assert "197,516" in result.stdout and "1,580,128" in result.stdout and "187,308" in result.stdout
     assert "CPU-hours" in result.stdout and "101301 samples" in result.stdout
     assert not (tmp_path / "data").exists()
@@ -30,8 +32,14 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_gwpe_ui_serves_mlflow_on_loopback(tmp_path):
     port = free_port()
-    process = subprocess.Popen([str(GWPE), "ui", "--port", str(port)], cwd=tmp_path, env=gwpe_env(tmp_path),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [str(GWPE), "ui", "--port", str(port)],
+        cwd=tmp_path,
+        env=gwpe_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -27,12 +27,36 @@ def cluster(tmp_path):
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     log = open(tmp_path / "dask.log", "w")
-    processes = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)]
+    processes = [
+        subprocess.Popen(
+            [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    ]
     for name in ("w1", "w2"):
-        processes.append(subprocess.Popen([DASK, "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
-                                           "--name", name, "--local-directory", str(tmp_path / name)],
-                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        processes.append(
+            subprocess.Popen(
+                [
+                    DASK,
+                    "worker",
+                    address,
+                    "--nworkers",
+                    "1",
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--name",
+                    name,
+                    "--local-directory",
+                    str(tmp_path / name),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     from distributed import Client
 
     deadline = time.time() + 90
@@ -54,22 +78,33 @@ def store_bytes(root: Path) -> dict[str, bytes]:
 @pytest.mark.slow
 def test_generation_through_a_dask_cluster_is_byte_identical(tmp_path, cluster):
     runs = {}
-    for name, compute in (("local", {"workers": 0, "scheduler_address": None}),
-                          ("cluster", {"workers": 2, "scheduler_address": cluster})):
+    for name, compute in (
+        ("local", {"workers": 0, "scheduler_address": None}),
+        ("cluster", {"workers": 2, "scheduler_address": cluster}),
+    ):
         folder = tmp_path / name
         folder.mkdir()
         profile = tiny_profile(compute=compute)
-        profile["strain"]["compute"] = {"workers": compute["workers"], "threads_per_worker": 1,
-                                        "scheduler_address": compute["scheduler_address"]}
+        profile["strain"]["compute"] = {
+            "workers": compute["workers"],
+            "threads_per_worker": 1,
+            "scheduler_address": compute["scheduler_address"],
+        }
         write_profile(folder / "params.yaml", profile)
         env = gwpe_env(folder)
         run_gwpe(["generate", "h22", "--params", "params.yaml"], cwd=folder, env=env, check=True)
-        run_gwpe(["generate", "strain", "--params", "params.yaml", "--dataset", "strain-hl"], cwd=folder, env=env, check=True)
+        run_gwpe(
+            ["generate", "strain", "--params", "params.yaml", "--dataset", "strain-hl"], cwd=folder, env=env, check=True
+        )
         runs[name] = store_bytes(folder / "data")
     assert runs["cluster"] == runs["local"] and len(runs["local"]) > 10
     # the work really ran on the cluster's workers
     from distributed import Client
 
     with Client(cluster) as client:
-        ran = client.run(lambda dask_worker: len({str(entry[0]) for entry in dask_worker.state.log if "run_and_mark" in str(entry[0])}))
+        ran = client.run(
+            lambda dask_worker: len(
+                {str(entry[0]) for entry in dask_worker.state.log if "run_and_mark" in str(entry[0])}
+            )
+        )
     assert len(ran) == 2 and all(count > 0 for count in ran.values()), ran  # both workers wrote chunks

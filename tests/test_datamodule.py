@@ -42,7 +42,9 @@ def test_loader_with_workers_and_ddp_shards_are_disjoint(tmp_path, monkeypatch):
     module.setup("fit")
     shards = []
     for rank in range(2):
-        sampler = torch.utils.data.DistributedSampler(module.datasets["train"], num_replicas=2, rank=rank, shuffle=True, seed=0)
+        sampler = torch.utils.data.DistributedSampler(
+            module.datasets["train"], num_replicas=2, rank=rank, shuffle=True, seed=0
+        )
         shards.append(list(sampler))
     assert len(shards[0]) == len(shards[1]) == 14
     assert len(set(shards[0]) | set(shards[1])) == 27  # everything covered; one index padded

@@ -28,7 +28,9 @@ def free_port() -> int:
 
 def history(env, stage, key="val_loss"):
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-    runs = client.search_runs([client.get_experiment_by_name("gwpe-test").experiment_id], f"tags.`gwpe.stage` = '{stage}'")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("gwpe-test").experiment_id], f"tags.`gwpe.stage` = '{stage}'"
+    )
     return runs, [m.value for m in sorted(client.get_metric_history(runs[0].info.run_id, key), key=lambda m: m.step)]
 
 
@@ -45,7 +47,9 @@ def train(tmp_path, name, model_args, section, training, data_args):
     write_profile(folder / "params.yaml", profile)
     env = gwpe_env(folder)
     run_gwpe([*data_args, "--params", "params.yaml"], cwd=folder, env=env, check=True)
-    result = run_gwpe([*model_args, "--params", "params.yaml", "--no-progress"], cwd=folder, env=env, check=True, timeout=600)
+    result = run_gwpe(
+        [*model_args, "--params", "params.yaml", "--no-progress"], cwd=folder, env=env, check=True, timeout=600
+    )
     return folder, env, result
 
 
@@ -55,11 +59,24 @@ def test_two_spawned_processes_match_one_with_the_same_global_batch(tmp_path, se
     if section == "wavenet":
         model_args, data_args, batch, epochs = ["train", "wavenet"], ["generate", "h22"], 9, 4
     else:
-        model_args, data_args, batch, epochs = ["train", "flow", "--model", "maf"], ["generate", "strain", "--dataset", "strain-5d"], 8, 3
+        model_args, data_args, batch, epochs = (
+            ["train", "flow", "--model", "maf"],
+            ["generate", "strain", "--dataset", "strain-5d"],
+            8,
+            3,
+        )
     common = {"max_epochs": epochs, "threads": 1}
-    _, env1, _ = train(tmp_path, "one", model_args, section, {**common, "batch_size": 2 * batch, "devices": 1}, data_args)
-    _, env2, result = train(tmp_path, "two", model_args, section,
-                            {**common, "batch_size": batch, "devices": 2, "strategy": "ddp_spawn"}, data_args)
+    _, env1, _ = train(
+        tmp_path, "one", model_args, section, {**common, "batch_size": 2 * batch, "devices": 1}, data_args
+    )
+    _, env2, result = train(
+        tmp_path,
+        "two",
+        model_args,
+        section,
+        {**common, "batch_size": batch, "devices": 2, "strategy": "ddp_spawn"},
+        data_args,
+    )
     stage = "train-wavenet" if section == "wavenet" else "train-flow"
     runs1, losses1 = history(env1, stage, "train_loss")
     runs2, losses2 = history(env2, stage, "train_loss")
@@ -96,10 +113,32 @@ def test_two_loopback_nodes_under_torchrun_then_resume_with_one_process(tmp_path
     env = gwpe_env(tmp_path)
     run_gwpe(["generate", "h22", "--params", "params.yaml"], cwd=tmp_path, env=env, check=True)
     port = free_port()
-    nodes = [subprocess.Popen([TORCHRUN, "--nnodes=2", f"--node_rank={rank}", "--nproc_per_node=1", "--master_addr=127.0.0.1",
-                               f"--master_port={port}", "--no-python", str(GWPE), "train", "wavenet", "--params", "params.yaml",
-                               "--resume", "--no-progress"], cwd=tmp_path, env=env, stdout=open(tmp_path / f"node{rank}.log", "w"),
-                              stderr=subprocess.STDOUT, start_new_session=True) for rank in (0, 1)]
+    nodes = [
+        subprocess.Popen(
+            [
+                TORCHRUN,
+                "--nnodes=2",
+                f"--node_rank={rank}",
+                "--nproc_per_node=1",
+                "--master_addr=127.0.0.1",
+                f"--master_port={port}",
+                "--no-python",
+                str(GWPE),
+                "train",
+                "wavenet",
+                "--params",
+                "params.yaml",
+                "--resume",
+                "--no-progress",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=open(tmp_path / f"node{rank}.log", "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for rank in (0, 1)
+    ]
     checkpoint = tmp_path / "checkpoints" / "wavenet" / "last.ckpt"
     deadline = time.time() + 300
     try:
@@ -120,8 +159,13 @@ def test_two_loopback_nodes_under_torchrun_then_resume_with_one_process(tmp_path
     # resume on one process: only where it runs changes
     profile["wavenet"]["training"].update({"num_nodes": 1, "strategy": "auto"})
     write_profile(tmp_path / "params.yaml", profile)
-    result = run_gwpe(["train", "wavenet", "--params", "params.yaml", "--resume", "--no-progress"], cwd=tmp_path, env=env,
-                      check=True, timeout=600)
+    result = run_gwpe(
+        ["train", "wavenet", "--params", "params.yaml", "--resume", "--no-progress"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        timeout=600,
+    )
     assert "resuming from" in result.stdout
     runs, losses = history(env, "train-wavenet")
     assert len(runs) == 1 and runs[0].info.run_id == state["mlflow_run_id"]  # the same MLflow run continues
@@ -149,8 +193,10 @@ class RecordBuffers(L.Callback):
         self.folder, self.tag = folder, tag
 
     def on_train_end(self, trainer, module):
-        torch.save({k: v.clone() for k, v in module.net[1].state_dict().items() if v.is_floating_point()},
-                   Path(self.folder) / f"{self.tag}-{trainer.global_rank}.pt")
+        torch.save(
+            {k: v.clone() for k, v in module.net[1].state_dict().items() if v.is_floating_point()},
+            Path(self.folder) / f"{self.tag}-{trainer.global_rank}.pt",
+        )
 
 
 def test_ddp_strategy_skips_the_buffer_broadcast_and_averages_batch_norm_statistics(tmp_path):
@@ -162,10 +208,20 @@ def test_ddp_strategy_skips_the_buffer_broadcast_and_averages_batch_norm_statist
     assert strategy._ddp_kwargs == {"broadcast_buffers": False} and strategy._start_method == "spawn"
     assert ddp_strategy("auto") == "auto" and ddp_strategy("fsdp") == "fsdp"
     # ranks see different data (DistributedSampler interleaves the rows), so their running statistics differ
-    x = torch.arange(64, dtype=torch.float32).repeat_interleave(3).view(64, 3) % 2 * 5 + torch.linspace(0, 1, 192).view(64, 3)
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy=strategy, max_epochs=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[RecordBuffers(tmp_path, "before"), AverageBuffers(), RecordBuffers(tmp_path, "after")])
+    x = torch.arange(64, dtype=torch.float32).repeat_interleave(3).view(64, 3) % 2 * 5 + torch.linspace(0, 1, 192).view(
+        64, 3
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy=strategy,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[RecordBuffers(tmp_path, "before"), AverageBuffers(), RecordBuffers(tmp_path, "after")],
+    )
     trainer.fit(TinyBatchNorm(), DataLoader(TensorDataset(x), batch_size=8, shuffle=False))
     before = [torch.load(tmp_path / f"before-{r}.pt", weights_only=True) for r in (0, 1)]
     after = [torch.load(tmp_path / f"after-{r}.pt", weights_only=True) for r in (0, 1)]

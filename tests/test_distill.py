@@ -20,8 +20,14 @@ from gwpe.models.flows.resnet1d import ResNet1DEmbedding
 
 
 def iaf_config(depth=2, width=8, transforms=2, hidden=16, length=256):
-    return {"kind": "iaf", "features": 5, "context_shape": [2, length], "transforms": transforms, "hidden": [hidden, hidden],
-            "embedding": {"kind": "resnet1d", "depth": depth, "width": width, "features": 8, "pool": 4}}
+    return {
+        "kind": "iaf",
+        "features": 5,
+        "context_shape": [2, length],
+        "transforms": transforms,
+        "hidden": [hidden, hidden],
+        "embedding": {"kind": "resnet1d", "depth": depth, "width": width, "features": 8, "pool": 4},
+    }
 
 
 def test_temperature_rises_linearly_from_1_to_4():
@@ -42,8 +48,15 @@ def test_temperature_schedule_over_a_real_training_run():
             seen.append(pl_module.current_temperature())
 
     data = torch.utils.data.TensorDataset(torch.randn(24, 2, 256), torch.randn(24, 5))
-    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[Record()])
+    trainer = L.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Record()],
+    )
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=8))
     assert len(seen) == 9
     assert seen[0] == 1.0 and seen[-1] == pytest.approx(4.0)
@@ -56,7 +69,9 @@ def test_distillation_trains_the_student_only_and_vanishes_for_a_copy():
     strain, theta = torch.randn(6, 2, 256), torch.randn(6, 5)
     nll, kl = distillation_terms(teacher, teacher, strain, theta, temperature=3.0, teacher_samples=64)
     assert abs(kl.item()) < 1e-5  # KL(p || p) = 0 exactly, sample by sample
-    module = DistillationModule(iaf_config(depth=1, width=4, transforms=1, hidden=8), teacher, alpha=0.5, teacher_samples=4)
+    module = DistillationModule(
+        iaf_config(depth=1, width=4, transforms=1, hidden=8), teacher, alpha=0.5, teacher_samples=4
+    )
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     nll, kl = distillation_terms(module.model, teacher, strain, theta, 2.0, 4)
     assert float(kl) > 0  # a different model is farther from the teacher
@@ -64,7 +79,9 @@ def test_distillation_trains_the_student_only_and_vanishes_for_a_copy():
     assert all(p.grad is None for p in teacher.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.model.parameters())
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
-    assert not any(k.startswith("_teacher") or "teacher" in k for k in module.state_dict())  # the package holds the student only
+    assert not any(
+        k.startswith("_teacher") or "teacher" in k for k in module.state_dict()
+    )  # the package holds the student only
 
 
 def test_iaf_tempered_density_and_sampling_agree():
@@ -119,8 +136,15 @@ def distill_project(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("distill")
     write_profile(tmp_path / "params.yaml", tiny_profile())
     env = gwpe_env(tmp_path)
-    run_gwpe(["generate", "strain", "--params", "params.yaml", "--dataset", "strain-hl"], cwd=tmp_path, env=env, check=True)
-    run_gwpe(["sweep", "--params", "params.yaml", "--metrics", "metrics/sweep.json", "--no-progress"], cwd=tmp_path, env=env, check=True)
+    run_gwpe(
+        ["generate", "strain", "--params", "params.yaml", "--dataset", "strain-hl"], cwd=tmp_path, env=env, check=True
+    )
+    run_gwpe(
+        ["sweep", "--params", "params.yaml", "--metrics", "metrics/sweep.json", "--no-progress"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+    )
     return tmp_path, env
 
 
@@ -133,26 +157,46 @@ def test_teacher_students_report_and_registry(distill_project):
     assert teacher["flow"]["embedding"]["depth"] == best["params"]["depth"]
     assert teacher["flow"]["embedding"]["width"] == best["params"]["width"]
     assert teacher["flow"]["transforms"] == best["params"]["transforms"]
-    assert teacher["learning_rate"] == pytest.approx(best["params"]["learning_rate"]) and teacher["schedule"] == "cosine"
+    assert (
+        teacher["learning_rate"] == pytest.approx(best["params"]["learning_rate"]) and teacher["schedule"] == "cosine"
+    )
     for mode in ("distilled", "direct"):
-        run_gwpe(["train", "student", "--mode", mode, "--params", "params.yaml", "--no-progress"], cwd=tmp_path, env=env, check=True)
+        run_gwpe(
+            ["train", "student", "--mode", mode, "--params", "params.yaml", "--no-progress"],
+            cwd=tmp_path,
+            env=env,
+            check=True,
+        )
     bad = run_gwpe(["train", "student", "--mode", "tiny", "--params", "params.yaml"], cwd=tmp_path, env=env)
     assert bad.returncode == 2 and "invalid choice: 'tiny'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-    result = run_gwpe(["evaluate", "distill", "--params", "params.yaml", "--metrics", "metrics/distill-eval.json",
-                       "--no-progress"], cwd=tmp_path, env=env, check=True)
+    result = run_gwpe(
+        ["evaluate", "distill", "--params", "params.yaml", "--metrics", "metrics/distill-eval.json", "--no-progress"],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+    )
     assert "student-distilled" in result.stdout and "relative error" in result.stdout
     report = json.loads((tmp_path / "metrics" / "distill-eval.json").read_text())
     table = report["table2"]
     assert set(table) == {"teacher", "student-direct", "student-distilled"}
-    assert table["student-distilled"]["parameters"] == table["student-direct"]["parameters"] < table["teacher"]["parameters"]
+    assert (
+        table["student-distilled"]["parameters"]
+        == table["student-direct"]["parameters"]
+        < table["teacher"]["parameters"]
+    )
     assert report["comparison"]["parameter_reduction"] == pytest.approx(
-        1 - table["student-distilled"]["parameters"] / table["teacher"]["parameters"])
+        1 - table["student-distilled"]["parameters"] / table["teacher"]["parameters"]
+    )
     for row in table.values():
         assert np.isfinite(row["val_nll"]) and row["latency_ms"] > 0 and row["peak_memory_mb"] > row["weights_mb"]
     for divergence in report["js_teacher_student"].values():
         assert set(divergence["mean"]) == {"m1", "m2", "chi1z", "chi2z", "dL"}
         assert all(0 <= v <= math.log(2) + 1e-9 for v in divergence["max"].values())
-    assert {p.name for p in (tmp_path / "plots" / "distill").iterdir()} == {"corner-0.png", "js.png", "relative-errors.png"}
+    assert {p.name for p in (tmp_path / "plots" / "distill").iterdir()} == {
+        "corner-0.png",
+        "js.png",
+        "relative-errors.png",
+    }
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     for name, role in (("gwpe-teacher", "teacher"), ("gwpe-student", "student-distilled")):
         champion = client.get_model_version_by_alias(name, "champion")

@@ -40,9 +40,17 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     all_runs = client.search_runs([client.get_experiment_by_name("gwpe-test").experiment_id])
     assert sorted(r.data.tags["gwpe.stage"] for r in all_runs) == sorted(
-        ["generate-h22"] * 3 + ["generate-strain"] * 2 + ["train-flow"] * 2 + ["train-wavenet"]
-        + ["sweep"] + ["sweep-trial"] * 3 + ["train-teacher"] + ["train-student"] * 2 + ["evaluate-distill"]
-        + ["sample", "evidence"])
+        ["generate-h22"] * 3
+        + ["generate-strain"] * 2
+        + ["train-flow"] * 2
+        + ["train-wavenet"]
+        + ["sweep"]
+        + ["sweep-trial"] * 3
+        + ["train-teacher"]
+        + ["train-student"] * 2
+        + ["evaluate-distill"]
+        + ["sample", "evidence"]
+    )
     # train -> evaluate -> register: one MLflow run holds the losses, Table 1 and the registered model
     train_run = next(r for r in all_runs if r.data.tags["gwpe.stage"] == "train-wavenet")
     assert train_run.data.tags["gwpe.stage.evaluate-wavenet"] == "true"
@@ -52,8 +60,12 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
     assert evaluation["median_overlap"] == pytest.approx(train_run.data.metrics["test.median_overlap"])
     champion = client.get_model_version_by_alias("gwpe-wavenet", "champion")
     assert champion.run_id == train_run.info.run_id and evaluation["registry"]["version"] == int(champion.version)
-    assert {p.name for p in (repo / "plots" / "wavenet").iterdir()} >= {"errors-vs-q.png", "overlap-histograms.png",
-                                                                        "overlap-spin-planes.png", "waveform-pairs.png"}
+    assert {p.name for p in (repo / "plots" / "wavenet").iterdir()} >= {
+        "errors-vs-q.png",
+        "overlap-histograms.png",
+        "overlap-spin-planes.png",
+        "waveform-pairs.png",
+    }
     shown = sh([DVC, "metrics", "show"], repo, env)
     for column in ("table1.delta_q.median", "table1.overlap.min", "counts.overlap_le_0.97", "baseline.median_overlap"):
         assert column in shown, shown
@@ -61,12 +73,23 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
     for name in ("maf", "cvae_plus"):
         report = yaml.safe_load((repo / "metrics" / f"flow-{name}-eval.json").read_text())
         flow_run = next(r for r in all_runs if r.data.tags.get("gwpe.flow") == name)
-        assert flow_run.data.tags["gwpe.stage.evaluate-flow"] == "true" and set(report["ks_pvalue"]) >= {"m1", "chirp_mass"}
+        assert flow_run.data.tags["gwpe.stage.evaluate-flow"] == "true" and set(report["ks_pvalue"]) >= {
+            "m1",
+            "chirp_mass",
+        }
         registered = client.get_model_version_by_alias(f"gwpe-npe-{name.replace('_', '-')}", "champion")
-        assert registered.run_id == flow_run.info.run_id and (repo / "plots" / "flows" / name / f"{name}-pp.png").is_file()
+        assert (
+            registered.run_id == flow_run.info.run_id and (repo / "plots" / "flows" / name / f"{name}-pp.png").is_file()
+        )
     strain_run = next(r for r in all_runs if "data.output.strain-5d.md5" in r.data.tags)
-    assert strain_run.data.tags["data.output.strain-5d.md5"] == lock["stages"]["generate-strain@strain-5d"]["outs"][0]["md5"]
-    assert yaml.safe_load((repo / "metrics" / "strain-5d.json").read_text())["snr_median"] == strain_run.data.metrics["snr_median"]
+    assert (
+        strain_run.data.tags["data.output.strain-5d.md5"]
+        == lock["stages"]["generate-strain@strain-5d"]["outs"][0]["md5"]
+    )
+    assert (
+        yaml.safe_load((repo / "metrics" / "strain-5d.json").read_text())["snr_median"]
+        == strain_run.data.metrics["snr_median"]
+    )
     runs = [r for r in all_runs if r.data.tags["gwpe.stage"] == "generate-h22"]
     for run in runs:
         split = run.data.tags["gwpe.split"]
@@ -78,11 +101,14 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
     best = yaml.safe_load((repo / "models" / "sweep" / "best.json").read_text())
     teacher = yaml.safe_load((repo / "models" / "distill" / "teacher" / "config.json").read_text())
     assert teacher["sweep"]["params"] == best["params"] and any(
-        d["path"] == "models/sweep/best.json" for d in lock["stages"]["train-teacher"]["deps"])
+        d["path"] == "models/sweep/best.json" for d in lock["stages"]["train-teacher"]["deps"]
+    )
     report = yaml.safe_load((repo / "metrics" / "distill-eval.json").read_text())
     assert set(report["table2"]) == {"teacher", "student-direct", "student-distilled"}
-    assert client.get_model_version_by_alias("gwpe-student", "champion").run_id == next(
-        r for r in all_runs if r.data.tags.get("gwpe.distill.role") == "student-distilled").info.run_id
+    assert (
+        client.get_model_version_by_alias("gwpe-student", "champion").run_id
+        == next(r for r in all_runs if r.data.tags.get("gwpe.distill.role") == "student-distilled").info.run_id
+    )
     for column in ("table2.teacher.val_nll", "comparison.parameter_reduction", "best_val_loss", "trials_complete"):
         assert column in shown, shown
 
@@ -91,21 +117,33 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
     assert len(client.search_runs([runs[0].info.experiment_id])) == len(all_runs)
 
     sh([DVC, "push"], repo, env)
-    tracked = lambda root: {p.relative_to(root).as_posix(): p.read_bytes() for folder in ("data", "models")  # noqa: E731
-                            for p in (root / folder).rglob("*") if p.is_file() and p.name != ".gitignore"}
+    tracked = lambda root: {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for folder in ("data", "models")  # noqa: E731
+        for p in (root / folder).rglob("*")
+        if p.is_file() and p.name != ".gitignore"
+    }
     before = tracked(repo)
     # a fresh clone of the git repo gets every dataset and model back from the DVC remote
     sh(["git", "add", "-A"], repo, env)
     sh(["git", "commit", "-qm", "pipeline"], repo, env)
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
-    assert not (clone / "data" / "h22" / "train.zarr").exists() and not (clone / "models" / "distill" / "teacher").exists()
+    assert (
+        not (clone / "data" / "h22" / "train.zarr").exists() and not (clone / "models" / "distill" / "teacher").exists()
+    )
     sh([DVC, "pull"], clone, env)
     after = tracked(clone)
     assert after == before and len(after) > 10
-    assert {"models/wavenet/weights.pt", "models/flows/maf/weights.pt", "models/distill/student-distilled/weights.pt",
-            "models/sweep/best.json", "data/strain/strain-hl.zarr/zarr.json", "data/sampling/strain-5d.h5",
-            "data/sampling/strain-5d-evidence.h5"} <= set(after)
+    assert {
+        "models/wavenet/weights.pt",
+        "models/flows/maf/weights.pt",
+        "models/distill/student-distilled/weights.pt",
+        "models/sweep/best.json",
+        "data/strain/strain-hl.zarr/zarr.json",
+        "data/sampling/strain-5d.h5",
+        "data/sampling/strain-5d-evidence.h5",
+    } <= set(after)
     assert "up to date" in sh([DVC, "status"], clone, env).lower()
 
     # a DVC experiment: its MLflow run carries the experiment's name

@@ -71,8 +71,14 @@ def test_killed_run_resumes_to_a_byte_identical_store(tmp_path):
 
     store = killed_dir / "data" / "h22" / "train.zarr"
     done = store / PROGRESS_DIR / "done"
-    process = subprocess.Popen([str(GWPE), "generate", "h22", "--split", "train"], cwd=killed_dir, env=gwpe_env(killed_dir),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [str(GWPE), "generate", "h22", "--split", "train"],
+        cwd=killed_dir,
+        env=gwpe_env(killed_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         if done.is_dir() and len(os.listdir(done)) >= 20:
@@ -132,7 +138,9 @@ def test_resume_requires_the_same_waveform_code(tmp_path, monkeypatch):
     def leave_progress_behind():  # the state a run killed after its last chunk leaves
         progress_dir(store).joinpath("done").mkdir(parents=True, exist_ok=True)
         attrs = h22_module.store_attributes(config, "train", build_backend(config.h22))
-        (progress_dir(store) / "fingerprint.json").write_text(json.dumps(h22_module.resume_fingerprint(config, attrs), sort_keys=True, indent=1))
+        (progress_dir(store) / "fingerprint.json").write_text(
+            json.dumps(h22_module.resume_fingerprint(config, attrs), sort_keys=True, indent=1)
+        )
         for chunk in range(7):
             mark_done(store, chunk)
 

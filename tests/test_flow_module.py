@@ -21,12 +21,21 @@ def test_flow_module_trains_on_strain_sets_batchnorm_and_reloads_without_pickle(
     profile["strain"] = tiny_strain(n_signals=48, validation_fraction=0.25)
     store = generate_dataset(parse_config(profile), "strain-5d").path
     data = StrainDataModule(store, batch_size=12, seed=0)
-    options = ({"transforms": 2, "hidden": [32, 32]} if kind == "maf" else
-               {"hidden": [32, 32], "transforms": 2, "flow_hidden": [32, 32], "latent": 2, "iaf_context": 2})
+    options = (
+        {"transforms": 2, "hidden": [32, 32]}
+        if kind == "maf"
+        else {"hidden": [32, 32], "transforms": 2, "flow_hidden": [32, 32], "latent": 2, "iaf_context": 2}
+    )
     module = FlowModule({"kind": kind, "features": 5, "context_shape": [1, 1024], **options}, learning_rate=2e-3)
     torch.manual_seed(0)
-    trainer = L.Trainer(max_epochs=4, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        max_epochs=4,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, datamodule=data)
     assert torch.isfinite(trainer.callback_metrics["val_loss"])
     layers = batchnorm_layers(module.model)

@@ -14,7 +14,9 @@ def _project(tmp_path):
     profile["flows"] = {
         "dataset": "strain-5d",
         # evaluation_injections overrides flows.evaluation.injections for this model
-        "models": {"maf": {"kind": "maf", "options": {"transforms": 2, "hidden": [32, 32]}, "evaluation_injections": 11}},
+        "models": {
+            "maf": {"kind": "maf", "options": {"transforms": 2, "hidden": [32, 32]}, "evaluation_injections": 11}
+        },
         "training": {"batch_size": 12, "max_epochs": 3, "learning_rate": 0.002, "seed": 0, "num_workers": 0},
         "evaluation": {"injections": 10, "samples": 200},
         "reference": {"injections": 1, "walkers": 12, "steps": 60, "burn": 20, "workers": 0, "flow_samples": 500},
@@ -27,7 +29,9 @@ def _project(tmp_path):
 
 def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsys, monkeypatch):
     project = _project(tmp_path)
-    out = run_gwpe(["train", "flow", "--model", "maf", "--params", "params.yaml", "--no-progress"], cwd=project, check=True)
+    out = run_gwpe(
+        ["train", "flow", "--model", "maf", "--params", "params.yaml", "--no-progress"], cwd=project, check=True
+    )
     assert "train flow maf: 3 epochs" in out.stdout
     config = json.loads((project / "models" / "flows" / "maf" / "config.json").read_text())
     assert config["model"] == "flow" and config["standardisation"]["parameters"] == ["m1", "m2", "phi0", "tc", "dL"]
@@ -37,8 +41,21 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     assert phase["index"] == 2 and phase["copies"] == 2
     assert abs(phase["low"] + mean / std) < 1e-12 and abs(phase["period"] - 2 * 3.141592653589793 / std) < 1e-12
 
-    out = run_gwpe(["evaluate", "flow", "--model", "maf", "--params", "params.yaml", "--metrics", "metrics/maf.json",
-                    "--no-progress"], cwd=project, check=True)
+    out = run_gwpe(
+        [
+            "evaluate",
+            "flow",
+            "--model",
+            "maf",
+            "--params",
+            "params.yaml",
+            "--metrics",
+            "metrics/maf.json",
+            "--no-progress",
+        ],
+        cwd=project,
+        check=True,
+    )
     metrics = json.loads((project / "metrics" / "maf.json").read_text())
     assert set(metrics["ks_pvalue"]) == {"m1", "m2", "phi0", "tc", "dL", "chirp_mass"}
     assert all(0 <= p <= 1 for p in metrics["ks_pvalue"].values()) and metrics["n_injections"] == 11
@@ -46,7 +63,11 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     assert "Table III" in out.stdout and (project / "plots" / "flows" / "maf-pp.png").stat().st_size > 10_000
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     champion = client.get_model_version_by_alias("gwpe-npe-maf", "champion")
-    assert champion.run_id == config["mlflow_run_id"] and metrics["registry"] == {"name": "gwpe-npe-maf", "version": 1, "champion": True}
+    assert champion.run_id == config["mlflow_run_id"] and metrics["registry"] == {
+        "name": "gwpe-npe-maf",
+        "version": 1,
+        "champion": True,
+    }
     run = client.get_run(config["mlflow_run_id"])
     assert run.data.metrics["test.val_nll"] == metrics["val_nll"]
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 3  # one point per epoch
@@ -56,11 +77,33 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     assert "reference" not in metrics
 
     # emcee reference posterior for validation injection 0, then the flow compared with it
-    out = run_gwpe(["reference", "--params", "params.yaml", "--no-progress", "--metrics", "metrics/reference.json"], cwd=project, check=True)
+    out = run_gwpe(
+        ["reference", "--params", "params.yaml", "--no-progress", "--metrics", "metrics/reference.json"],
+        cwd=project,
+        check=True,
+    )
     diagnostics = json.loads((project / "metrics" / "reference.json").read_text())["injections"][0]
-    assert diagnostics["index"] == 0 and 0 < diagnostics["acceptance"] < 1 and diagnostics["likelihood_evaluations"] > 12 * 30
-    run_gwpe(["evaluate", "flow", "--model", "maf", "--params", "params.yaml", "--metrics", "metrics/maf.json",
-              "--no-progress", "--no-register"], cwd=project, check=True)
+    assert (
+        diagnostics["index"] == 0
+        and 0 < diagnostics["acceptance"] < 1
+        and diagnostics["likelihood_evaluations"] > 12 * 30
+    )
+    run_gwpe(
+        [
+            "evaluate",
+            "flow",
+            "--model",
+            "maf",
+            "--params",
+            "params.yaml",
+            "--metrics",
+            "metrics/maf.json",
+            "--no-progress",
+            "--no-register",
+        ],
+        cwd=project,
+        check=True,
+    )
     reference = json.loads((project / "metrics" / "maf.json").read_text())["reference"]
     assert set(reference["max_js"]) == {"m1", "m2", "phi0", "tc", "dL"}
     assert all(0 <= v <= 0.6932 for v in reference["max_js"].values())
@@ -71,27 +114,50 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     monkeypatch.chdir(project)  # the one-line errors run in this process: same code path, no interpreter start
     code, _, err = run_in_process(["evidence", "--params", "params.yaml"], capsys)
     assert code != 0 and "run `gwpe sample" in err and len(err.strip().splitlines()) == 1
-    run_gwpe(["sample", "--params", "params.yaml", "--no-progress", "--metrics", "metrics/sampling.json",
-              "--plots-dir", "plots/sampling"], cwd=project, check=True)
+    run_gwpe(
+        [
+            "sample",
+            "--params",
+            "params.yaml",
+            "--no-progress",
+            "--metrics",
+            "metrics/sampling.json",
+            "--plots-dir",
+            "plots/sampling",
+        ],
+        cwd=project,
+        check=True,
+    )
     sampling = json.loads((project / "metrics" / "sampling.json").read_text())
     assert set(sampling["methods"]) == {"flowmc_warm", "flowmc_cold", "emcee"}
     warm = sampling["methods"]["flowmc_warm"]
     assert 1 <= warm["training_loops"] <= 3 and 2 <= warm["production_loops"] <= 3
-    assert 0 < warm["evaluations_to_learn"] < warm["evaluations"] and warm["template_evaluations"] <= warm["evaluations"]
+    assert (
+        0 < warm["evaluations_to_learn"] < warm["evaluations"] and warm["template_evaluations"] <= warm["evaluations"]
+    )
     assert all(0 <= v <= 0.6932 for v in sampling["methods"]["emcee"]["js_vs_flowmc_warm"].values())
     import h5py
     import numpy as np
 
     with h5py.File(project / "data" / "sampling" / "strain-5d.h5") as h5:
         samples, log_l = h5["flowmc_warm/samples"][()], h5["flowmc_warm/log_likelihood"][()]
-        assert samples.shape == (warm["production_loops"] * (5 + 4) * 16, 5) and np.all(np.isfinite(log_l)) and np.all(log_l < 0)
+        assert (
+            samples.shape == (warm["production_loops"] * (5 + 4) * 16, 5)
+            and np.all(np.isfinite(log_l))
+            and np.all(log_l < 0)
+        )
         assert np.all(samples[:, 0] >= samples[:, 1]) and np.all((samples[:, 2] >= 0) & (samples[:, 2] < 2 * np.pi))
-    out = run_gwpe(["evidence", "--params", "params.yaml", "--metrics", "metrics/evidence.json", "--plots-dir", "plots/evidence"],
-                   cwd=project, check=True)
+    out = run_gwpe(
+        ["evidence", "--params", "params.yaml", "--metrics", "metrics/evidence.json", "--plots-dir", "plots/evidence"],
+        cwd=project,
+        check=True,
+    )
     evidence = json.loads((project / "metrics" / "evidence.json").read_text())
     assert set(evidence["evidence"]) == {"is_npe", "ais_npe", "lhm"} and "log Z =" in out.stdout
     for estimate in evidence["evidence"].values():
-        assert np.isfinite(estimate["log_evidence"]) and estimate["standard_error"] > 0 and 0 < estimate["efficiency"] <= 1
+        assert (
+            np.isfinite(estimate["log_evidence"]) and estimate["standard_error"] > 0 and 0 < estimate["efficiency"] <= 1
+        )
     assert set(evidence["js_vs_flowmc_warm"]) == {"is_npe", "ais_npe", "flowmc_cold", "emcee"}
     adaptive = evidence["evidence"]["ais_npe"]
     assert 1 <= adaptive["rounds"] <= 4 and 0 < adaptive["beta_reached"] <= 1 and adaptive["final_draws"] <= 400
@@ -137,9 +203,17 @@ def test_reference_with_burn_not_below_steps_is_one_line_error(tmp_path, capsys,
 def test_dry_run_prices_cvae_on_strain_8d_without_data(tmp_path):
     profile = tiny_profile()
     profile["strain"] = tiny_strain(parameters=["m1", "m2", "phi0", "tc", "dL", "chi1z", "chi2z", "theta_jn"])
-    profile["flows"] = {"dataset": "strain-5d", "models": {"cvae": {"kind": "cvae", "options": {"hidden": [64, 64, 64], "latent": 16}}},
-                        "training": {"batch_size": 16, "max_epochs": 5}}
+    profile["flows"] = {
+        "dataset": "strain-5d",
+        "models": {"cvae": {"kind": "cvae", "options": {"hidden": [64, 64, 64], "latent": 16}}},
+        "training": {"batch_size": 16, "max_epochs": 5},
+    }
     write_profile(tmp_path / "params.yaml", profile)
-    out = run_gwpe(["train", "flow", "--model", "cvae", "--params", "params.yaml", "--dry-run"], cwd=tmp_path, check=True)
-    assert "cvae (cvae) on strain-5d" in out.stdout and "8 parameters inferred from strain of shape (1, 1024)" in out.stdout
+    out = run_gwpe(
+        ["train", "flow", "--model", "cvae", "--params", "params.yaml", "--dry-run"], cwd=tmp_path, check=True
+    )
+    assert (
+        "cvae (cvae) on strain-5d" in out.stdout
+        and "8 parameters inferred from strain of shape (1, 1024)" in out.stdout
+    )
     assert "samples/s" in out.stdout and "for 5 epochs" in out.stdout and not (tmp_path / "models").exists()

@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from gwpe.inference.evidence import (adaptive_importance_sampling, bridge_exponent, defensive_mixture, importance_sampling,
-                                    learned_harmonic_mean)
+from gwpe.inference.evidence import (
+    adaptive_importance_sampling,
+    bridge_exponent,
+    defensive_mixture,
+    importance_sampling,
+    learned_harmonic_mean,
+)
 from gwpe.inference.flowmc import FlowMC, StandardisedFlow, gelman_rubin_rhat
 
 LOG_Z = 2.3  # the targets are Z x (normalised density)
@@ -40,8 +45,19 @@ def mixture_target(weight=0.3, offset=4.0):
 @pytest.fixture(scope="module")
 def gaussian_run():
     log_prob, mean, cov = gaussian_target()
-    sampler = FlowMC(log_prob, 5, n_chains=32, local="mala", step_size=0.2, n_local=10, n_global=5, training_loops=8,
-                     production_loops=10, flow_epochs=4, seed=1)
+    sampler = FlowMC(
+        log_prob,
+        5,
+        n_chains=32,
+        local="mala",
+        step_size=0.2,
+        n_local=10,
+        n_global=5,
+        training_loops=8,
+        production_loops=10,
+        flow_epochs=4,
+        seed=1,
+    )
     initial = mean + torch.randn(32, 5, generator=torch.Generator().manual_seed(2)) * 3.0
     return sampler.run(initial), log_prob, mean, cov
 
@@ -49,7 +65,9 @@ def gaussian_run():
 def test_flow_mcmc_recovers_mean_and_covariance(gaussian_run):
     result, _, mean, cov = gaussian_run
     samples = result.flat().double()
-    n_eff = result.samples.shape[1] * 10 * 2  # chains x production loops x ~2 decorrelated states per loop (global moves)
+    n_eff = (
+        result.samples.shape[1] * 10 * 2
+    )  # chains x production loops x ~2 decorrelated states per loop (global moves)
     error = torch.sqrt(torch.diag(cov).double() / n_eff)
     assert torch.all((samples.mean(0) - mean.double()).abs() < 4 * error), (samples.mean(0), mean)
     np.testing.assert_allclose(torch.cov(samples.T).numpy(), cov.double().numpy(), atol=0.2 * float(cov.diag().max()))
@@ -59,8 +77,21 @@ def test_flow_mcmc_recovers_mean_and_covariance(gaussian_run):
 
 def test_bimodal_target_populates_both_modes_in_proportion():
     log_prob = mixture_target(weight=0.3)
-    sampler = FlowMC(log_prob, 2, n_chains=64, local="mala", step_size=0.3, n_local=10, n_global=10, training_loops=10,
-                     production_loops=15, flow_epochs=5, transforms=4, hidden=(64, 64), seed=3)
+    sampler = FlowMC(
+        log_prob,
+        2,
+        n_chains=64,
+        local="mala",
+        step_size=0.3,
+        n_local=10,
+        n_global=10,
+        training_loops=10,
+        production_loops=15,
+        flow_epochs=5,
+        transforms=4,
+        hidden=(64, 64),
+        seed=3,
+    )
     initial = torch.randn(64, 2, generator=torch.Generator().manual_seed(4)) * 4.0
     result = sampler.run(initial)
     samples = result.flat()
@@ -104,7 +135,9 @@ def test_learned_harmonic_mean_divides_out_the_flow_mass_outside_a_bounded_suppo
     generator = torch.Generator().manual_seed(11)
     exact = torch.randn(8000, 2, generator=generator)
     exact[:, 0] = exact[:, 0].abs()
-    corrected = learned_harmonic_mean(log_prob, exact, temperature=1.0, epochs=30, seed=12, in_support=lambda x: x[:, 0] > 0)
+    corrected = learned_harmonic_mean(
+        log_prob, exact, temperature=1.0, epochs=30, seed=12, in_support=lambda x: x[:, 0] > 0
+    )
     naive = learned_harmonic_mean(log_prob, exact, temperature=1.0, epochs=30, seed=12)
     assert abs(corrected.log_evidence - LOG_Z) < 3 * corrected.standard_error + 0.01, corrected
     assert naive.log_evidence - LOG_Z > 3 * naive.standard_error, naive
@@ -150,13 +183,24 @@ def test_production_stops_on_ess_and_rhat_targets_or_the_loop_cap():
     log_prob, mean, _ = gaussian_target()
 
     def run(**targets):
-        sampler = FlowMC(log_prob, 5, n_chains=16, local="rw", n_local=3, n_global=3, training_loops=2, production_loops=2,
-                         flow_epochs=1, n_local_production=1, seed=4)
+        sampler = FlowMC(
+            log_prob,
+            5,
+            n_chains=16,
+            local="rw",
+            n_local=3,
+            n_global=3,
+            training_loops=2,
+            production_loops=2,
+            flow_epochs=1,
+            n_local_production=1,
+            seed=4,
+        )
         initial = mean + torch.randn(16, 5, generator=torch.Generator().manual_seed(5))
         return sampler.run(initial, max_production_loops=5, **targets)
 
     reached = run(target_ess=1.0)  # met at once: the minimum of 2 production loops
-    capped = run(target_ess=1e9)   # never met: the cap of 5
+    capped = run(target_ess=1e9)  # never met: the cap of 5
     unmixed = run(target_ess=1.0, target_rhat=1.0 + 1e-9)  # R-hat never that close to 1: the cap again
     for result, loops in ((reached, 2), (capped, 5), (unmixed, 5)):
         assert result.history["phase"].count("production") == loops
@@ -179,8 +223,15 @@ def test_adaptive_importance_sampling_anneals_a_broad_offset_start_onto_the_gaus
         x0 = start.sample(4000)
         first, _, _ = importance_sampling(log_prob, x0, start.log_prob(x0))
     estimate, draws, weights, resampled, rounds = adaptive_importance_sampling(
-        log_prob, start, draws_per_round=1500, ess_fraction=0.3, epochs=15, final_ess=3000, resample=4000,
-        generator=torch.Generator().manual_seed(22))
+        log_prob,
+        start,
+        draws_per_round=1500,
+        ess_fraction=0.3,
+        epochs=15,
+        final_ess=3000,
+        resample=4000,
+        generator=torch.Generator().manual_seed(22),
+    )
     assert first.efficiency < 0.02  # the start alone is a poor proposal
     assert rounds[-2].beta == 1.0 and estimate.efficiency > 0.3 and estimate.effective_samples >= 3000
     assert all(b.beta >= a.beta for a, b in zip(rounds, rounds[1:]))
@@ -188,15 +239,23 @@ def test_adaptive_importance_sampling_anneals_a_broad_offset_start_onto_the_gaus
     weighted_mean = (weights[:, None] * draws).sum(0)
     error = torch.sqrt(torch.diag(cov).double() / estimate.effective_samples)
     assert torch.all((weighted_mean - mean.double()).abs() < 4 * error), (weighted_mean, mean)
-    np.testing.assert_allclose(torch.cov(resampled.T).numpy(), cov.double().numpy(), atol=0.15 * float(cov.diag().max()))
+    np.testing.assert_allclose(
+        torch.cov(resampled.T).numpy(), cov.double().numpy(), atol=0.15 * float(cov.diag().max())
+    )
 
 
 def test_adaptive_importance_sampling_finds_both_modes_in_proportion():
     log_prob = mixture_target(weight=0.3)
     start = broad_start(2, torch.tensor([1.0, 1.0]), 4.0, seed=23)
     estimate, draws, weights, _, rounds = adaptive_importance_sampling(
-        log_prob, start, draws_per_round=1500, ess_fraction=0.3, epochs=15, final_ess=2000,
-        generator=torch.Generator().manual_seed(24))
+        log_prob,
+        start,
+        draws_per_round=1500,
+        ess_fraction=0.3,
+        epochs=15,
+        final_ess=2000,
+        generator=torch.Generator().manual_seed(24),
+    )
     fraction = float(weights[draws[:, 0] < 0].sum())
     assert abs(fraction - 0.3) < 0.05, fraction
     assert abs(estimate.log_evidence - LOG_Z) < 3 * estimate.standard_error + 1e-3, estimate
@@ -205,7 +264,10 @@ def test_adaptive_importance_sampling_finds_both_modes_in_proportion():
 
 def test_bridge_exponent_keeps_the_requested_ess():
     generator = torch.Generator().manual_seed(25)
-    log_initial, log_target = torch.zeros(2000, dtype=torch.float64), -50.0 * torch.rand(2000, generator=generator, dtype=torch.float64)
+    log_initial, log_target = (
+        torch.zeros(2000, dtype=torch.float64),
+        -50.0 * torch.rand(2000, generator=generator, dtype=torch.float64),
+    )
     beta = bridge_exponent(log_initial, log_target, log_initial, 0.0, 0.5)
     w = torch.softmax(beta * log_target, 0)
     assert 0 < beta < 1 and float(1 / (w.square().sum() * 2000)) == pytest.approx(0.5, abs=1e-3)

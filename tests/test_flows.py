@@ -8,8 +8,15 @@ import torch
 from scipy import stats
 from zuko.flows.autoregressive import MaskedAutoregressiveTransform
 
-from gwpe.models.flows import (CVAE, BatchNormTransform, batchnorm_layers, build_flow_model, build_maf, kl_weight,
-                               resolve_config)
+from gwpe.models.flows import (
+    CVAE,
+    BatchNormTransform,
+    batchnorm_layers,
+    build_flow_model,
+    build_maf,
+    kl_weight,
+    resolve_config,
+)
 from gwpe.models.flows.annealing import annealed_kl
 from gwpe.models.flows.made import ContextSplitMADE
 from gwpe.models.flows.networks import diag_normal_kl
@@ -28,8 +35,9 @@ def _randomise_batchnorm(model, generator):
     """Non-trivial eval statistics and affine parameters, so the tests see every term of the layer."""
     with torch.no_grad():
         for bn in batchnorm_layers(model):
-            bn.set_statistics(torch.rand(bn.features, generator=generator) - 0.5,
-                              0.5 + torch.rand(bn.features, generator=generator))
+            bn.set_statistics(
+                torch.rand(bn.features, generator=generator) - 0.5, 0.5 + torch.rand(bn.features, generator=generator)
+            )
             bn.log_gamma.copy_(0.3 * torch.randn(bn.features, generator=generator))
             bn.beta.copy_(0.3 * torch.randn(bn.features, generator=generator))
 
@@ -69,7 +77,7 @@ def test_batchnorm_statistics_from_the_whole_dataset():
     # in a MAF: one pass over (context, x) batches, pooled exactly; the first layer's inputs are MADE_0(x | y)
     model = build_maf(3, 4, transforms=2, hidden=(16, 16)).train()
     contexts, xs = torch.randn(300, 4), torch.randn(300, 3) * 2 + 1
-    batches = [(contexts[i:i + 64], xs[i:i + 64]) for i in range(0, 300, 64)]
+    batches = [(contexts[i : i + 64], xs[i : i + 64]) for i in range(0, 300, 64)]
     assert model.set_batchnorm_statistics(batches) == 300
     assert model.training  # mode restored
     with torch.no_grad():
@@ -105,14 +113,16 @@ def test_maf_log_prob_normalises(features):
     draws = proposal.sample((20000,))
     with torch.no_grad():
         ratio = (model.log_prob(draws, context) - proposal.log_prob(draws).sum(-1)).exp()
-    assert float(ratio.mean()) == pytest.approx(1.0, abs=4 * float(ratio.std()) / 20000 ** 0.5 + 1e-3)
+    assert float(ratio.mean()) == pytest.approx(1.0, abs=4 * float(ratio.std()) / 20000**0.5 + 1e-3)
 
 
 def _first_layer_calls(made_modules):
     """Forward hooks counting calls and rows on each MADE's first (context-reading) layer."""
     calls = []
-    handles = [m.hyper[0].register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[:-1].numel()))
-               for m in made_modules]
+    handles = [
+        m.hyper[0].register_forward_hook(lambda mod, inp, out: calls.append(inp[0].shape[:-1].numel()))
+        for m in made_modules
+    ]
     return calls, handles
 
 
@@ -138,14 +148,25 @@ def test_fast_sampler_equals_naive_zuko_and_reads_the_context_once_per_observati
         assert naive_calls == [n * batch] * (features * transforms)  # zuko: every pass, every sample
         assert calls == [batch] * transforms  # fast: once per MADE, one row per observation
     noise = torch.randn(50, features)
-    torch.testing.assert_close(model.sample(context[0], 50, noise=noise),
-                               model.flow(context[0]).transform.inv(noise), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        model.sample(context[0], 50, noise=noise), model.flow(context[0]).transform.inv(noise), atol=1e-4, rtol=1e-4
+    )
 
 
 def test_cvae_plus_fast_sampler_with_per_sample_latent_context_equals_naive():
     torch.manual_seed(0)
-    model = build_flow_model({"kind": "cvae_plus", "features": 3, "context_shape": [2, 8], "latent": 4,
-                              "hidden": [16, 16], "flow_hidden": [16, 16], "transforms": 2, "iaf_context": 3}).eval()
+    model = build_flow_model(
+        {
+            "kind": "cvae_plus",
+            "features": 3,
+            "context_shape": [2, 8],
+            "latent": 4,
+            "hidden": [16, 16],
+            "flow_hidden": [16, 16],
+            "transforms": 2,
+            "iaf_context": 3,
+        }
+    ).eval()
     _randomise_batchnorm(model, torch.Generator().manual_seed(2))
     decoder_mades = [t for t in model.decoder_flow.transforms if isinstance(t, MaskedAutoregressiveTransform)]
     for context in (torch.randn(2, 8), torch.randn(2, 2, 8)):
@@ -176,7 +197,7 @@ def test_context_split_made_equals_zuko_and_skips_the_context_gradient():
     for made in (split, plain):
         with FlopCounterMode(display=False) as counter:
             y, ladj = made(context).call_and_ladj(x)
-            grads.append(torch.autograd.grad((y ** 2).sum() + ladj.sum(), [x, *made.parameters()]))
+            grads.append(torch.autograd.grad((y**2).sum() + ladj.sum(), [x, *made.parameters()]))
         flops.append(counter.get_total_flops())
         torch.testing.assert_close(made(context).inv(y), x, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(split(context)(x), plain(context)(x), atol=1e-6, rtol=1e-5)
@@ -205,9 +226,15 @@ def test_kl_annealing_schedule_and_floor():
 
 
 def test_cvae_analytic_kl_and_loss_annealing():
-    loc_q, scale_q, loc_p, scale_p = torch.randn(5, 4), torch.rand(5, 4) + 0.1, torch.randn(5, 4), torch.rand(5, 4) + 0.1
-    expected = torch.distributions.kl_divergence(torch.distributions.Normal(loc_q, scale_q),
-                                                 torch.distributions.Normal(loc_p, scale_p)).sum(-1)
+    loc_q, scale_q, loc_p, scale_p = (
+        torch.randn(5, 4),
+        torch.rand(5, 4) + 0.1,
+        torch.randn(5, 4),
+        torch.rand(5, 4) + 0.1,
+    )
+    expected = torch.distributions.kl_divergence(
+        torch.distributions.Normal(loc_q, scale_q), torch.distributions.Normal(loc_p, scale_p)
+    ).sum(-1)
     torch.testing.assert_close(diag_normal_kl(loc_q, scale_q, loc_p, scale_p), expected)
     torch.manual_seed(0)
     model = CVAE(2, 3, latent=2, hidden=(8, 8, 8))
@@ -267,8 +294,18 @@ def test_tiny_maf_fits_a_known_conditional_gaussian_posterior():
 
 def test_tiny_cvae_plus_elbo_improves_and_samples_match_the_posterior_moments():
     torch.manual_seed(0)
-    model = build_flow_model({"kind": "cvae_plus", "features": 2, "context_shape": [1], "latent": 2,
-                              "hidden": [16, 16], "flow_hidden": [16, 16], "transforms": 2, "iaf_context": 2})
+    model = build_flow_model(
+        {
+            "kind": "cvae_plus",
+            "features": 2,
+            "context_shape": [1],
+            "latent": 2,
+            "hidden": [16, 16],
+            "flow_hidden": [16, 16],
+            "transforms": 2,
+            "iaf_context": 2,
+        }
+    )
     x, y = _conditional_gaussian(2000, torch.Generator().manual_seed(5))
     with torch.no_grad():
         before = float(model.eval().log_prob(x, y).mean())
@@ -293,9 +330,20 @@ def test_factory_configs_groups_and_pickle_free_round_trip(tmp_path):
         build_flow_model({"kind": "maf", "features": 2, "context_shape": [4], "latent": 3})
     assert resolve_config({"kind": "cvae", "features": 5, "context_shape": [1, 1024]})["hidden"] == [2048] * 3
     # strain-8d CVAE+: latent 16, 10 MADE units per flow, IAF context 16, frozen N(0, I) prior
-    model = build_flow_model({"kind": "cvae_plus", "features": 8, "context_shape": [1, 64], "latent": 16,
-                              "transforms": 10, "iaf_context": 16, "frozen_prior": True, "hidden": [8],
-                              "flow_hidden": [8], "embedding": {"kind": "conv", "features": 12, "channels": [4]}})
+    model = build_flow_model(
+        {
+            "kind": "cvae_plus",
+            "features": 8,
+            "context_shape": [1, 64],
+            "latent": 16,
+            "transforms": 10,
+            "iaf_context": 16,
+            "frozen_prior": True,
+            "hidden": [8],
+            "flow_hidden": [8],
+            "embedding": {"kind": "conv", "features": 12, "channels": [4]},
+        }
+    )
     assert model.prior is None and len(model.prior_flow.transforms) == 20  # 10 MADEs + 10 batch norms
     groups = model.parameter_groups()
     assert [g["lr"] for g in groups] == [1e-4, 4e-4]
@@ -304,8 +352,15 @@ def test_factory_configs_groups_and_pickle_free_round_trip(tmp_path):
     context, x = torch.randn(5, 1, 64), torch.randn(5, 8)
     assert model.sample(context[0], 3).shape == (3, 8) and model.sample(context, 3).shape == (3, 5, 8)
 
-    maf = build_flow_model({"kind": "maf", "features": 3, "context_shape": [2, 16], "hidden": [8, 8],
-                            "embedding": {"kind": "conv", "features": 6, "channels": [4, 4]}})
+    maf = build_flow_model(
+        {
+            "kind": "maf",
+            "features": 3,
+            "context_shape": [2, 16],
+            "hidden": [8, 8],
+            "embedding": {"kind": "conv", "features": 6, "channels": [4, 4]},
+        }
+    )
     embedded = []
     maf.embedding.register_forward_hook(lambda m, i, o: embedded.append(o.shape))
     maf.sample(torch.randn(2, 16), 100)
@@ -326,7 +381,9 @@ def test_periodic_symmetry_normalises_is_shift_invariant_and_fold_draws_its_dens
 
     low, period = -1.0, 2.5
     phase = PeriodicSymmetry(index=0, low=low, period=period, copies=2, wraps=3)  # q this wide needs 3 wraps
-    q = torch.distributions.Normal(torch.tensor(-0.9, dtype=torch.float64), torch.tensor(0.3 * period, dtype=torch.float64))
+    q = torch.distributions.Normal(
+        torch.tensor(-0.9, dtype=torch.float64), torch.tensor(0.3 * period, dtype=torch.float64)
+    )
     log_q = lambda x: q.log_prob(x[..., 0])  # noqa: E731
     grid = torch.linspace(low, low + period, 20_001, dtype=torch.float64)[:-1].unsqueeze(-1)
     density = phase.log_prob(log_q, grid).exp()
@@ -341,8 +398,13 @@ def test_periodic_symmetry_normalises_is_shift_invariant_and_fold_draws_its_dens
     assert stats.kstest(draws, lambda v: np.interp(v, points, cdf)).pvalue > 0.01
     # p: uniform mixture of two von-Mises-like bumps P/2 apart on the circle (periodic and invariant)
     g = torch.Generator().manual_seed(1)
-    target = low + torch.remainder(torch.randn(20_000, 1, generator=g, dtype=torch.float64) * 0.2 - 0.9 - low
-                                   + (period / 2) * torch.randint(2, (20_000, 1), generator=g), period)
+    target = low + torch.remainder(
+        torch.randn(20_000, 1, generator=g, dtype=torch.float64) * 0.2
+        - 0.9
+        - low
+        + (period / 2) * torch.randint(2, (20_000, 1), generator=g),
+        period,
+    )
     assert float(phase.log_prob(log_q, target).mean()) > float(log_q(target).mean()) + 0.1
     with pytest.raises(ValueError, match="period = -1"):
         PeriodicSymmetry(0, 0.0, -1.0)
@@ -355,8 +417,9 @@ def test_maf_with_phase_samples_on_the_circle_and_its_log_prob_sums_the_images(t
 
     torch.manual_seed(0)
     phase = {"index": 1, "low": -1.7, "period": 3.4, "copies": 2, "wraps": 1}
-    module = FlowModule({"kind": "maf", "features": 3, "context_shape": [1, 8], "transforms": 2, "hidden": [16, 16],
-                         "phase": phase})
+    module = FlowModule(
+        {"kind": "maf", "features": 3, "context_shape": [1, 8], "transforms": 2, "hidden": [16, 16], "phase": phase}
+    )
     model = module.model.eval()
     strain = torch.randn(1, 8)
     draws = module.sample(strain, 2000)
@@ -365,7 +428,9 @@ def test_maf_with_phase_samples_on_the_circle_and_its_log_prob_sums_the_images(t
     x, context = torch.randn(7, 3), torch.randn(7, 1, 8)
     folded = x.clone()
     folded[:, 1] = -1.7 + torch.remainder(x[:, 1] + 1.7, 3.4)
-    images = torch.stack([model.flow_log_prob(folded + torch.tensor([0.0, i * 1.7, 0.0]), context) for i in range(-2, 3)])
+    images = torch.stack(
+        [model.flow_log_prob(folded + torch.tensor([0.0, i * 1.7, 0.0]), context) for i in range(-2, 3)]
+    )
     torch.testing.assert_close(model.log_prob(x, context), torch.logsumexp(images, 0) - np.log(2), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(model.loss(x, context), -model.flow_log_prob(x, context).mean())
     module.save_model(tmp_path / "maf")

@@ -32,7 +32,11 @@ def test_validation_and_test_alternate_between_training_values():
     np.testing.assert_allclose(np.unique(test[:, 1]), [-0.6, 0.2])
     np.testing.assert_allclose(np.unique(validation[:, 2]), [-0.2, 0.6])
     as_set = lambda a: {tuple(np.round(row, 9)) for row in a}
-    assert not as_set(train) & as_set(test) and not as_set(train) & as_set(validation) and not as_set(test) & as_set(validation)
+    assert (
+        not as_set(train) & as_set(test)
+        and not as_set(train) & as_set(validation)
+        and not as_set(test) & as_set(validation)
+    )
     assert len(train) == split_size(grid, "train") == 8 * 5 * 5
     assert train[1].tolist() == pytest.approx([1.0, -0.8, -0.4])  # s2z varies fastest
 

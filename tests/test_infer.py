@@ -26,8 +26,11 @@ def flow_project(tmp_path_factory):
     profile["flows"]["training"]["max_epochs"] = 4
     write_profile(root / "params.yaml", profile)
     env = gwpe_env(root)
-    for args in (["generate", "strain", "--dataset", "strain-5d"], ["train", "flow", "--model", "maf", "--no-progress"],
-                 ["evaluate", "flow", "--model", "maf", "--no-progress"]):
+    for args in (
+        ["generate", "strain", "--dataset", "strain-5d"],
+        ["train", "flow", "--model", "maf", "--no-progress"],
+        ["evaluate", "flow", "--model", "maf", "--no-progress"],
+    ):
         run_gwpe([*args, "--params", "params.yaml"], cwd=root, env=env, check=True)
     config = load_config(root / "params.yaml")
     setup = StrainSetup.build(config.strain, config.strain.datasets["strain-5d"])
@@ -37,8 +40,14 @@ def flow_project(tmp_path_factory):
 def injection(generator, rng, config):
     prior = config.strain.datasets["strain-5d"].prior
     m1, m2 = sorted(rng.uniform(prior.mass_min, prior.mass_max, 2), reverse=True)
-    theta = {**FIXED, "m1": m1, "m2": m2, "phi0": rng.uniform(0, 2 * np.pi), "tc": rng.uniform(prior.tc_min, prior.tc_max),
-             "dL": rng.uniform(prior.distance_min, prior.distance_max)}
+    theta = {
+        **FIXED,
+        "m1": m1,
+        "m2": m2,
+        "phi0": rng.uniform(0, 2 * np.pi),
+        "tc": rng.uniform(prior.tc_min, prior.tc_max),
+        "dL": rng.uniform(prior.distance_min, prior.distance_max),
+    }
     signal, _ = generator.whitened(theta)
     return theta, signal + rng.standard_normal(signal.shape)
 
@@ -47,7 +56,9 @@ def test_models_list_shows_the_champion(flow_project):
     root, env, _, _ = flow_project
     result = run_gwpe(["models", "list", "--json"], cwd=root, env=env, check=True)
     rows = json.loads(result.stdout)
-    assert [(r["name"], r["version"], r["aliases"], r["metric"]) for r in rows] == [("gwpe-npe-maf", 1, ["champion"], "val_nll")]
+    assert [(r["name"], r["version"], r["aliases"], r["metric"]) for r in rows] == [
+        ("gwpe-npe-maf", 1, ["champion"], "val_nll")
+    ]
     table = run_gwpe(["models", "list"], cwd=root, env=env, check=True).stdout
     assert "gwpe-npe-maf" in table and "champion" in table
 
@@ -65,9 +76,26 @@ def test_infer_formats_agree_and_record_provenance(flow_project, tmp_path):
     scratch.mkdir()
     for name, extra in (("event.npy", ["--sample-rate", "1024"]), ("event.h5", []), ("event.txt", [])):
         out = tmp_path / f"{name}.h5"
-        result = run_gwpe(["infer", "--model", "gwpe-npe-maf@champion", "--strain", str(tmp_path / name), "--n-samples", "3000",
-                           "--out", str(out), "--seed", "1", "--no-progress", *extra], cwd=tmp_path,
-                          env={**env, "TMPDIR": str(scratch)}, check=True)
+        result = run_gwpe(
+            [
+                "infer",
+                "--model",
+                "gwpe-npe-maf@champion",
+                "--strain",
+                str(tmp_path / name),
+                "--n-samples",
+                "3000",
+                "--out",
+                str(out),
+                "--seed",
+                "1",
+                "--no-progress",
+                *extra,
+            ],
+            cwd=tmp_path,
+            env={**env, "TMPDIR": str(scratch)},
+            check=True,
+        )
         assert not list(scratch.glob("gwpe-model-*"))
         assert "median" in result.stdout and "m1" in result.stdout
         with h5py.File(out) as f:
@@ -91,7 +119,7 @@ def test_whitening_raw_strain_reproduces_the_dataset_convention(flow_project):
     assert np.abs(raw).max() < 1e-19
     spec = {"psd": setup.psd_name, "f_min": setup.f_min}
     start = int(round(setup.pad * setup.sample_rate))
-    window = whiten(raw, setup.sample_rate, spec)[:, start:start + setup.n_samples]
+    window = whiten(raw, setup.sample_rate, spec)[:, start : start + setup.n_samples]
     assert np.corrcoef(window[0], expected[0])[0, 1] > 0.999
     np.testing.assert_allclose(np.linalg.norm(window), np.linalg.norm(expected), rtol=1e-2)
 
@@ -105,13 +133,44 @@ def test_raw_segment_is_whitened_and_windowed_by_gwpe_infer(flow_project, tmp_pa
     gps0 = 1126259000.0
     write_strain(tmp_path / "raw.h5", raw[0], setup.sample_rate, start_time=gps0)
     out = tmp_path / "raw-out.h5"
-    run_gwpe(["infer", "--model", "gwpe-npe-maf@champion", "--strain", str(tmp_path / "raw.h5"), "--whiten",
-              "--start", str(gps0 + setup.pad), "--n-samples", "500", "--out", str(out), "--no-plot", "--no-progress"],
-             cwd=tmp_path, env=env, check=True)
+    run_gwpe(
+        [
+            "infer",
+            "--model",
+            "gwpe-npe-maf@champion",
+            "--strain",
+            str(tmp_path / "raw.h5"),
+            "--whiten",
+            "--start",
+            str(gps0 + setup.pad),
+            "--n-samples",
+            "500",
+            "--out",
+            str(out),
+            "--no-plot",
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+    )
     with h5py.File(out) as f:
         assert f["samples"].shape == (500, 5) and bool(f.attrs["whitened_here"])
-    unwhitened = run_gwpe(["infer", "--model", "gwpe-npe-maf@champion", "--strain", str(tmp_path / "raw.h5"),
-                           "--start", str(gps0 + setup.pad), "--out", str(tmp_path / "x.h5")], cwd=tmp_path, env=env)
+    unwhitened = run_gwpe(
+        [
+            "infer",
+            "--model",
+            "gwpe-npe-maf@champion",
+            "--strain",
+            str(tmp_path / "raw.h5"),
+            "--start",
+            str(gps0 + setup.pad),
+            "--out",
+            str(tmp_path / "x.h5"),
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
     assert unwhitened.returncode == 2 and "looks unwhitened" in unwhitened.stderr and "--whiten" in unwhitened.stderr
 
 
@@ -126,8 +185,22 @@ def test_intervals_cover_most_injections(flow_project, tmp_path, capsys, monkeyp
         theta, strain = injection(generator, rng, config)
         write_strain(tmp_path / f"inj{k}.h5", strain, 1024.0)
         out = tmp_path / f"inj{k}-samples.h5"
-        code, _, err = run_in_process(["infer", "--model", "gwpe-npe-maf@champion", "--strain", str(tmp_path / f"inj{k}.h5"),
-                                       "--n-samples", "2000", "--out", str(out), "--no-plot", "--no-progress"], capsys)
+        code, _, err = run_in_process(
+            [
+                "infer",
+                "--model",
+                "gwpe-npe-maf@champion",
+                "--strain",
+                str(tmp_path / f"inj{k}.h5"),
+                "--n-samples",
+                "2000",
+                "--out",
+                str(out),
+                "--no-plot",
+                "--no-progress",
+            ],
+            capsys,
+        )
         assert code == 0, err
         with h5py.File(out) as f:
             samples, names = f["samples"][()], list(f["samples"].attrs["parameters"])
@@ -142,14 +215,18 @@ def test_intervals_cover_most_injections(flow_project, tmp_path, capsys, monkeyp
 
 def test_promote_and_pull_into_another_directory(flow_project, tmp_path):
     root, env, _, _ = flow_project
-    result = run_gwpe(["models", "promote", "gwpe-npe-maf", "1", "--alias", "production"], cwd=tmp_path, env=env, check=True)
+    result = run_gwpe(
+        ["models", "promote", "gwpe-npe-maf", "1", "--alias", "production"], cwd=tmp_path, env=env, check=True
+    )
     assert "gwpe-npe-maf@production -> version 1" in result.stdout
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     run_gwpe(["models", "pull", "gwpe-npe-maf@production", "--dest", "pulled"], cwd=elsewhere, env=env, check=True)
     package = next((elsewhere / "pulled").rglob("config.json")).parent
     meta = json.loads((package / "config.json").read_text())
-    assert meta["model"] == "flow" and meta["gwpe_version"] and meta["data_md5"] and meta["standardisation"]["parameters"]
+    assert (
+        meta["model"] == "flow" and meta["gwpe_version"] and meta["data_md5"] and meta["standardisation"]["parameters"]
+    )
     assert meta["data_spec"]["sample_rate"] == 1024.0 and meta["data_spec"]["psd"] == "aLIGOZeroDetHighPower"
     rows = json.loads(run_gwpe(["models", "list", "--json"], cwd=elsewhere, env=env, check=True).stdout)
     assert rows[0]["aliases"] == ["champion", "production"]
@@ -188,7 +265,16 @@ def _bad_inputs(tmp_path, root, generator, config):
     halfway = tmp_path / "halfway"
     halfway.mkdir()
     (halfway / "weights.pt").write_bytes(b"")
-    infer = lambda model, path, *extra: ["infer", "--model", model, "--strain", str(path), "--out", str(tmp_path / "o.h5"), *extra]  # noqa: E731
+    infer = lambda model, path, *extra: [
+        "infer",
+        "--model",
+        model,
+        "--strain",
+        str(path),
+        "--out",
+        str(tmp_path / "o.h5"),
+        *extra,
+    ]  # noqa: E731
     champion = "gwpe-npe-maf@champion"
     return [
         ("wrong sample rate", infer(champion, tmp_path / "rate.h5"), "sample rate 2048 Hz; the model expects 1024 Hz"),
@@ -196,16 +282,32 @@ def _bad_inputs(tmp_path, root, generator, config):
         ("NaN", infer(champion, tmp_path / "nan.h5"), "NaN or inf at sample 17 of channel 0"),
         ("empty file", infer(champion, tmp_path / "empty.h5"), "file is empty"),
         ("wrong detector count", infer(champion, tmp_path / "two.h5"), "2 channel(s); the model expects 1"),
-        ("missing sample rate", infer(champion, tmp_path / "norate.npy"), "no sample rate in the file; pass --sample-rate"),
+        (
+            "missing sample rate",
+            infer(champion, tmp_path / "norate.npy"),
+            "no sample rate in the file; pass --sample-rate",
+        ),
         ("npz without strain", infer(champion, tmp_path / "nokey.npz"), "no array named 'strain'"),
-        ("text not numeric", infer(champion, tmp_path / "words.txt", "--sample-rate", "1024"), "a line is not a number"),
+        (
+            "text not numeric",
+            infer(champion, tmp_path / "words.txt", "--sample-rate", "1024"),
+            "a line is not a number",
+        ),
         ("unwhitened strain", infer(champion, tmp_path / "raw.h5"), "looks unwhitened"),
         ("unknown format", infer(champion, tmp_path / "event.csv"), "unknown strain format '.csv'"),
         ("missing file", infer(champion, tmp_path / "nope.h5"), "does not exist"),
         ("window outside data", infer(champion, good, "--start", "5"), "lies outside the data"),
         ("no samples", infer(champion, good, "--n-samples", "0"), "--n-samples = 0"),
-        ("bad output suffix", ["infer", "--model", champion, "--strain", str(good), "--out", str(tmp_path / "o.txt")], "a .h5 or .hdf5 file"),
-        ("unknown model", infer("gwpe-nope@champion", good), "no registered model 'gwpe-nope'; registered: gwpe-npe-maf"),
+        (
+            "bad output suffix",
+            ["infer", "--model", champion, "--strain", str(good), "--out", str(tmp_path / "o.txt")],
+            "a .h5 or .hdf5 file",
+        ),
+        (
+            "unknown model",
+            infer("gwpe-nope@champion", good),
+            "no registered model 'gwpe-nope'; registered: gwpe-npe-maf",
+        ),
         ("unknown alias", infer("gwpe-npe-maf@best", good), "has no alias 'best'; aliases: champion (v1)"),
         ("unknown version", infer("gwpe-npe-maf/7", good), "has no version 7; versions: 1"),
         ("reference without alias", infer("gwpe-npe-maf", good), "allowed: NAME@ALIAS"),
@@ -214,7 +316,11 @@ def _bad_inputs(tmp_path, root, generator, config):
         ("package without config", infer(str(halfway), good), "has no config.json"),
         ("promote unknown version", ["models", "promote", "gwpe-npe-maf", "9", "--alias", "x"], "has no version 9"),
         ("promote numeric alias", ["models", "promote", "gwpe-npe-maf", "1", "--alias", "12"], "alias = '12'"),
-        ("pull unknown model", ["models", "pull", "gwpe-nope@champion", "--dest", str(tmp_path / "p")], "no registered model"),
+        (
+            "pull unknown model",
+            ["models", "pull", "gwpe-nope@champion", "--dest", str(tmp_path / "p")],
+            "no registered model",
+        ),
         ("bad detectors flag", infer(champion, good, "--detectors", "H1,L1"), "names 2 channels but the files hold 1"),
     ]
 
@@ -243,8 +349,18 @@ def test_bad_inputs_fail_with_one_line(flow_project, tmp_path, capsys, monkeypat
 def test_unreachable_server_is_one_line(tmp_path):
     env = gwpe_env(tmp_path, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
     write_strain(tmp_path / "s.h5", np.zeros((1, 1024)), 1024.0)
-    for argv in (["models", "list"], ["infer", "--model", "gwpe-npe-maf@champion", "--strain", str(tmp_path / "s.h5"),
-                                      "--out", str(tmp_path / "o.h5")]):
+    for argv in (
+        ["models", "list"],
+        [
+            "infer",
+            "--model",
+            "gwpe-npe-maf@champion",
+            "--strain",
+            str(tmp_path / "s.h5"),
+            "--out",
+            str(tmp_path / "o.h5"),
+        ],
+    ):
         result = run_gwpe(argv, cwd=tmp_path, env=env, timeout=60)
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
         assert "tracking server http://127.0.0.1:9 unreachable" in result.stderr

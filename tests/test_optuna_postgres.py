@@ -18,7 +18,9 @@ from conftest import GWPE, gwpe_env, tiny_distill, tiny_profile, write_profile
 def postgres_bin(name: str) -> str:
     found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
     if found is None:
-        pytest.fail(f"PostgreSQL's {name} not found: apt-get install postgresql (scripts/install-system.sh, run by make test)")
+        pytest.fail(
+            f"PostgreSQL's {name} not found: apt-get install postgresql (scripts/install-system.sh, run by make test)"
+        )
     return found
 
 
@@ -38,20 +40,48 @@ def postgres():
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
         shutil.chown(sockets, "postgres")
-    subprocess.run(as_postgres_user([postgres_bin("initdb"), "-D", str(data), "-U", "gwpe", "--auth=trust", "-E", "UTF8"]),
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        as_postgres_user([postgres_bin("initdb"), "-D", str(data), "-U", "gwpe", "--auth=trust", "-E", "UTF8"]),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = root / "postgres.log"
-    subprocess.run(as_postgres_user([postgres_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "start", "-o",
-                                     f"-h 127.0.0.1 -p {port} -k {sockets}"]), check=True, capture_output=True, text=True)
+    subprocess.run(
+        as_postgres_user(
+            [
+                postgres_bin("pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-w",
+                "-t",
+                "60",
+                "start",
+                "-o",
+                f"-h 127.0.0.1 -p {port} -k {sockets}",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     try:
-        subprocess.run([postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "gwpe", "optuna"], check=True,
-                       capture_output=True, text=True)
+        subprocess.run(
+            [postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "gwpe", "optuna"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         yield f"postgresql+psycopg2://gwpe@127.0.0.1:{port}/optuna"
     finally:
-        subprocess.run(as_postgres_user([postgres_bin("pg_ctl"), "-D", str(data), "-m", "fast", "stop"]), capture_output=True)
+        subprocess.run(
+            as_postgres_user([postgres_bin("pg_ctl"), "-D", str(data), "-m", "fast", "stop"]), capture_output=True
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -65,9 +95,17 @@ def test_two_machines_share_one_study_through_postgresql(postgres, hl_store, tmp
         profile["distill"] = tiny_distill(n_trials=6, storage=postgres, pruner="median")
         write_profile(folder / "params.yaml", profile)
         machines.append(folder)
-    processes = [subprocess.Popen([str(GWPE), "sweep", "--params", "params.yaml", "--no-progress"], cwd=folder,
-                                  env=gwpe_env(folder), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                 for folder in machines]
+    processes = [
+        subprocess.Popen(
+            [str(GWPE), "sweep", "--params", "params.yaml", "--no-progress"],
+            cwd=folder,
+            env=gwpe_env(folder),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for folder in machines
+    ]
     outputs = [p.communicate(timeout=600)[0] for p in processes]
     assert all(p.returncode == 0 for p in processes), outputs
     summaries = optuna.study.get_all_study_summaries(postgres)

@@ -15,7 +15,7 @@ def test_mass_ratio_conventions_by_hand():
 
 def test_newtonian_chirp_frequency_by_hand():
     # q = 1: eta = 1/4; 256 * 0.25 * 18000 / 5 = 230400; 230400^(-3/8) = 0.0097514...; / pi = 0.0031040...
-    assert physics.newtonian_chirp_time_to_frequency(18000.0, 1.0) == pytest.approx(230400.0 ** -0.375 / np.pi, rel=1e-12)
+    assert physics.newtonian_chirp_time_to_frequency(18000.0, 1.0) == pytest.approx(230400.0**-0.375 / np.pi, rel=1e-12)
     assert physics.newtonian_chirp_time_to_frequency(18000.0, 1.0) == pytest.approx(0.0031040, rel=1e-4)
     # inverting back gives tau = 5 / (256 eta) (pi M f)^(-8/3)
     mf = physics.newtonian_chirp_time_to_frequency(5000.0, 4.0)
@@ -42,7 +42,9 @@ def test_effective_spins_by_hand():
     assert physics.hamiltonian_spin_range(2.0) == pytest.approx(3.875)
     assert physics.hamiltonian_spin_range(8.0) == pytest.approx(8.09375)
     # equal spins: S_eff / (sigma_1 + sigma_2) is that spin at every q, like sigma_eff
-    assert physics.hamiltonian_effective_spin(5.0, -0.6, -0.6) / physics.hamiltonian_spin_range(5.0) == pytest.approx(-0.6)
+    assert physics.hamiltonian_effective_spin(5.0, -0.6, -0.6) / physics.hamiltonian_spin_range(5.0) == pytest.approx(
+        -0.6
+    )
 
 
 def test_spin_solve_inverts_the_forward_formulas_away_from_q1():
@@ -55,7 +57,9 @@ def test_spin_solve_inverts_the_forward_formulas_away_from_q1():
 
 
 def test_spin_solve_at_equal_masses_returns_the_symmetric_split():
-    s1, s2 = physics.solve_spins(1.0, physics.hamiltonian_effective_spin(1.0, 0.6, -0.2), physics.sigma_eff(1.0, 0.6, -0.2))
+    s1, s2 = physics.solve_spins(
+        1.0, physics.hamiltonian_effective_spin(1.0, 0.6, -0.2), physics.sigma_eff(1.0, 0.6, -0.2)
+    )
     assert s1 == pytest.approx(0.2) and s2 == pytest.approx(0.2)  # only s1z + s2z = 0.4 is measurable
     import torch
 

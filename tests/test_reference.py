@@ -57,14 +57,20 @@ def test_injection_start_puts_half_the_walkers_at_phi0_plus_pi_inside_the_suppor
 
 def test_chirp_mass_coordinates_invert_and_carry_the_jacobian():
     # hand-computed: equal masses of 30 Msun have M_c = 30 x 2^(-1/5) = 26.11652 and |d(m1,m2)/d(M_c,nu)| = 900 / 26.11652
-    m1, m2 = physics.masses_from_chirp_mass(30.0 * 2 ** -0.2, 1.0)
+    m1, m2 = physics.masses_from_chirp_mass(30.0 * 2**-0.2, 1.0)
     assert (float(m1), float(m2)) == pytest.approx((30.0, 30.0), rel=1e-12)
     assert np.exp(physics.log_jacobian_masses_chirp_mass(26.116517, 1.0)) == pytest.approx(900 / 26.116517, rel=1e-6)
     # against a finite-difference determinant away from equal masses
     mc, nu, h = 35.0, 0.6, 1e-6
-    d_mc = (np.array(physics.masses_from_chirp_mass(mc + h, nu)) - np.array(physics.masses_from_chirp_mass(mc - h, nu))) / (2 * h)
-    d_nu = (np.array(physics.masses_from_chirp_mass(mc, nu + h)) - np.array(physics.masses_from_chirp_mass(mc, nu - h))) / (2 * h)
-    assert abs(d_mc[0] * d_nu[1] - d_mc[1] * d_nu[0]) == pytest.approx(np.exp(physics.log_jacobian_masses_chirp_mass(mc, nu)), rel=1e-6)
+    d_mc = (
+        np.array(physics.masses_from_chirp_mass(mc + h, nu)) - np.array(physics.masses_from_chirp_mass(mc - h, nu))
+    ) / (2 * h)
+    d_nu = (
+        np.array(physics.masses_from_chirp_mass(mc, nu + h)) - np.array(physics.masses_from_chirp_mass(mc, nu - h))
+    ) / (2 * h)
+    assert abs(d_mc[0] * d_nu[1] - d_mc[1] * d_nu[0]) == pytest.approx(
+        np.exp(physics.log_jacobian_masses_chirp_mass(mc, nu)), rel=1e-6
+    )
     names = ["m1", "m2", "tc"]
     coordinates = SamplerCoordinates(names)
     theta = np.array([[60.0, 40.0, 0.7], [45.0, 44.0, 0.8]])
@@ -78,7 +84,9 @@ def test_chirp_mass_coordinates_invert_and_carry_the_jacobian():
 def test_folded_phase_window_keeps_the_mass_of_both_copies():
     names = ["phi0", "tc"]
     theta = np.array([[0.1, 0.7], [0.1 + np.pi, 0.7], [3.0, 0.7]])
-    coordinates = SamplerCoordinates.centred_on(names, theta[:2])  # circular mean of 2 phi0 = 0.2 -> window [0.1 - pi/2, 0.1 + pi/2)
+    coordinates = SamplerCoordinates.centred_on(
+        names, theta[:2]
+    )  # circular mean of 2 phi0 = 0.2 -> window [0.1 - pi/2, 0.1 + pi/2)
     assert coordinates.phase_centre == pytest.approx(0.1)
     u = coordinates.from_physical(theta)
     assert u[0, 0] == pytest.approx(0.1) and u[1, 0] == pytest.approx(0.1) and u[2, 0] == pytest.approx(3.0 - np.pi)
@@ -111,7 +119,9 @@ def test_marginal_divergences_smooth_both_sets_alike():
     _, js = marginal_divergences(bimodal(2000), bimodal(40_000))
     assert js[0] < 3e-3, js
     broad = 3.0 * rng.standard_normal(40_000)
-    log_w = np.logaddexp(stats.norm.logpdf(broad, -2, 0.25), stats.norm.logpdf(broad, 2, 0.25)) - stats.norm.logpdf(broad, 0, 3)
+    log_w = np.logaddexp(stats.norm.logpdf(broad, -2, 0.25), stats.norm.logpdf(broad, 2, 0.25)) - stats.norm.logpdf(
+        broad, 0, 3
+    )
     weights = np.exp(log_w - log_w.max())
     _, weighted = marginal_divergences(broad[:, None], bimodal(40_000), weights_a=weights / weights.sum())
     _, unweighted = marginal_divergences(broad[:, None], bimodal(40_000))

@@ -22,7 +22,10 @@ from mlflow.tracking import MlflowClient
 from conftest import REPO, gwpe_env, run_gwpe, tiny_profile, write_profile
 from gwpe.inference.strain_files import write_strain
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROMIUM, CHROMEDRIVER = (
+    shutil.which("chromium") or "/usr/bin/chromium",
+    shutil.which("chromedriver") or "/usr/bin/chromedriver",
+)
 ARTIFACTS = Path(os.environ.get("GWPE_TEST_OUTPUT", REPO / "test-output"))
 
 
@@ -37,9 +40,26 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=open(root / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=open(root / "server.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -69,7 +89,10 @@ def trained(server, tmp_path_factory):
     for epochs in (2, 3):
         profile["flows"]["training"]["max_epochs"] = epochs
         write_profile(root / "params.yaml", profile)
-        for args in (["train", "flow", "--model", "maf", "--no-progress"], ["evaluate", "flow", "--model", "maf", "--no-progress"]):
+        for args in (
+            ["train", "flow", "--model", "maf", "--no-progress"],
+            ["evaluate", "flow", "--model", "maf", "--no-progress"],
+        ):
             run_gwpe([*args, "--params", "params.yaml"], cwd=root, env=env, check=True)
     return root, env
 
@@ -89,32 +112,78 @@ def test_register_promote_pull_and_infer_through_the_server(server, trained, tmp
     listed = json.loads(run_gwpe(["models", "list", "--json"], cwd=elsewhere, env=remote_env, check=True).stdout)
     assert [r["version"] for r in listed] == [1, 2] and "production" in listed[0]["aliases"]
     assert sum("champion" in r["aliases"] for r in listed) == 1
-    run_gwpe(["models", "pull", "gwpe-npe-maf@production", "--dest", "pulled"], cwd=elsewhere, env=remote_env, check=True)
+    run_gwpe(
+        ["models", "pull", "gwpe-npe-maf@production", "--dest", "pulled"], cwd=elsewhere, env=remote_env, check=True
+    )
     package = next((elsewhere / "pulled").rglob("weights.pt")).parent
-    assert json.loads((package / "config.json").read_text())["mlflow_run_id"] == client.get_model_version("gwpe-npe-maf", "1").run_id
+    assert (
+        json.loads((package / "config.json").read_text())["mlflow_run_id"]
+        == client.get_model_version("gwpe-npe-maf", "1").run_id
+    )
     rng = np.random.default_rng(3)
     write_strain(elsewhere / "event.h5", rng.standard_normal((1, 1024)), 1024.0)
-    result = run_gwpe(["infer", "--model", "gwpe-npe-maf@production", "--strain", "event.h5", "--n-samples", "400",
-                       "--out", "posterior.h5", "--no-progress"], cwd=elsewhere, env=remote_env, check=True)
+    result = run_gwpe(
+        [
+            "infer",
+            "--model",
+            "gwpe-npe-maf@production",
+            "--strain",
+            "event.h5",
+            "--n-samples",
+            "400",
+            "--out",
+            "posterior.h5",
+            "--no-progress",
+        ],
+        cwd=elsewhere,
+        env=remote_env,
+        check=True,
+    )
     assert "models:/gwpe-npe-maf/1" in result.stdout
     with h5py.File(elsewhere / "posterior.h5") as f:
         assert f["samples"].shape == (400, 5) and f.attrs["model_version"] == 1
-    local = run_gwpe(["infer", "--model", str(package), "--strain", "event.h5", "--n-samples", "400", "--seed", "0",
-                      "--out", "local.h5", "--no-plot", "--no-progress"], cwd=elsewhere, env=remote_env, check=True)
+    local = run_gwpe(
+        [
+            "infer",
+            "--model",
+            str(package),
+            "--strain",
+            "event.h5",
+            "--n-samples",
+            "400",
+            "--seed",
+            "0",
+            "--out",
+            "local.h5",
+            "--no-plot",
+            "--no-progress",
+        ],
+        cwd=elsewhere,
+        env=remote_env,
+        check=True,
+    )
     assert "m1" in local.stdout
 
 
 def chrome():
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail(f"headless browser test needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): "
-                    "apt-get install chromium chromium-driver (.ci/run does)")
+        pytest.fail(
+            f"headless browser test needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): "
+            "apt-get install chromium chromium-driver (.ci/run does)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
     options = Options()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1600,1000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1600,1000",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
@@ -147,13 +216,17 @@ def test_mlflow_ui_shows_runs_metrics_and_compare_view(server, trained):
         driver.save_screenshot(str(ARTIFACTS / "mlflow-experiment.png"))
         assert "train-flow-maf" in body
         # one run's page lists its metrics with values
-        driver.get(f"{server}/#/experiments/{experiment.experiment_id}/runs/{runs[0].info.run_id}?workflowType=machine_learning")
+        driver.get(
+            f"{server}/#/experiments/{experiment.experiment_id}/runs/{runs[0].info.run_id}?workflowType=machine_learning"
+        )
         body = wait_for_text(driver, ["Metrics (", "val_loss", "train_loss"])
         assert f"{runs[0].data.metrics['val_loss']}"[:6] in body  # the value itself is on the page
         driver.save_screenshot(str(ARTIFACTS / "mlflow-run.png"))
         ids = json.dumps([r.info.run_id for r in runs])
-        driver.get(f"{server}/#/compare-runs?runs={ids}&experiments={json.dumps([experiment.experiment_id])}"
-                   "&workflowType=machine_learning")
+        driver.get(
+            f"{server}/#/compare-runs?runs={ids}&experiments={json.dumps([experiment.experiment_id])}"
+            "&workflowType=machine_learning"
+        )
         body = wait_for_text(driver, ["Comparing 2 Runs from 1 Experiment", "val_loss", "Run details"])
         driver.save_screenshot(str(ARTIFACTS / "mlflow-compare.png"))
         assert runs[0].info.run_name in body and runs[1].info.run_name in body
@@ -169,9 +242,26 @@ def test_mlflow_models_serve_answers_with_posterior_samples(server, trained, tmp
     port = free_port()
     env = gwpe_env(tmp_path, MLFLOW_TRACKING_URI=server, MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false")
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
-    process = subprocess.Popen([mlflow_cli, "models", "serve", "-m", "models:/gwpe-npe-maf@champion", "--env-manager", "local",
-                                "-h", "127.0.0.1", "-p", str(port)], cwd=tmp_path, env=env,
-                               stdout=open(tmp_path / "serve.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [
+            mlflow_cli,
+            "models",
+            "serve",
+            "-m",
+            "models:/gwpe-npe-maf@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=open(tmp_path / "serve.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -182,15 +272,22 @@ def test_mlflow_models_serve_answers_with_posterior_samples(server, trained, tmp
                 assert process.poll() is None, (tmp_path / "serve.log").read_text()
                 time.sleep(0.5)
         strain = np.random.default_rng(0).standard_normal((1, 1024)).tolist()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST",
-                                         headers={"Content-Type": "application/json"},
-                                         data=json.dumps({"inputs": {"strain": strain, "n_samples": [300], "seed": [1]}}).encode())
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            method="POST",
+            headers={"Content-Type": "application/json"},
+            data=json.dumps({"inputs": {"strain": strain, "n_samples": [300], "seed": [1]}}).encode(),
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             predictions = json.loads(response.read())["predictions"]
         assert len(predictions) == 300 and set(predictions[0]) == {"m1", "m2", "phi0", "tc", "dL"}
         assert 20 < np.median([p["m1"] for p in predictions]) < 100  # physical units (Msun), not standardised
-        bad = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST", headers={"Content-Type": "application/json"},
-                                     data=json.dumps({"inputs": {"strain": [[0.0] * 10]}}).encode())
+        bad = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            method="POST",
+            headers={"Content-Type": "application/json"},
+            data=json.dumps({"inputs": {"strain": [[0.0] * 10]}}).encode(),
+        )
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(bad, timeout=60)
         assert "the model expects finite whitened strain of shape (1, 1024)" in error.value.read().decode()

@@ -19,7 +19,12 @@ FIVE_D = ["m1", "m2", "phi0", "tc", "dL"]
 
 
 def generator(detectors=(), **dataset) -> StrainGenerator:
-    config = StrainDatasetConfig(parameters=FIVE_D if not detectors else FIVE_D + ["ra", "dec", "psi"], n_signals=10, detectors=list(detectors), **dataset)
+    config = StrainDatasetConfig(
+        parameters=FIVE_D if not detectors else FIVE_D + ["ra", "dec", "psi"],
+        n_signals=10,
+        detectors=list(detectors),
+        **dataset,
+    )
     return StrainGenerator(StrainSetup.build(StrainConfig(), config))
 
 
@@ -33,7 +38,9 @@ def test_whitened_coloured_noise_is_unit_variance_in_band():
     for _ in range(20):
         # coloured noise with one-sided PSD S_n: E|n~(f)|^2 = T S_n / 2 (continuous-FT normalisation)
         n_tilde = np.zeros(len(f), complex)
-        n_tilde[band] = np.sqrt(t_long * s_n[band] / 4.0) * (rng.standard_normal(band.sum()) + 1j * rng.standard_normal(band.sum()))
+        n_tilde[band] = np.sqrt(t_long * s_n[band] / 4.0) * (
+            rng.standard_normal(band.sum()) + 1j * rng.standard_normal(band.sum())
+        )
         x = whiten_frequency_series(n_tilde, s_n, setup.dt, setup.n_long)
         trials.append(np.var(x))
     band_fraction = band.sum() / (len(f) - 1)  # white noise confined to the band keeps this fraction of its power
@@ -79,7 +86,9 @@ def test_prior_samples_respect_bounds_and_volumetric_distance():
     x = sample_prior(prior, names, 20000, np.random.default_rng(3))
     col = dict(zip(names, x.T))
     assert np.all(col["m1"] >= col["m2"]) and col["m2"].min() >= 35 and col["m1"].max() <= 80
-    assert col["tc"].min() >= 0.65 and col["tc"].max() <= 0.85 and 0 <= col["phi0"].min() and col["phi0"].max() < 2 * np.pi
+    assert (
+        col["tc"].min() >= 0.65 and col["tc"].max() <= 0.85 and 0 <= col["phi0"].min() and col["phi0"].max() < 2 * np.pi
+    )
     assert np.abs(col["chi1z"]).max() <= 1 and 0 <= col["theta_jn"].min() and col["theta_jn"].max() <= np.pi
     assert stats.kstest(col["dL"], lambda d: volumetric_distance_cdf(d, 1000.0, 3000.0)).pvalue > 0.01
     assert stats.kstest(col["dL"], stats.uniform(1000, 2000).cdf).pvalue < 1e-6  # and not uniform
@@ -136,7 +145,14 @@ def test_likelihood_peaks_at_the_injection_for_a_noise_free_signal():
     truth = np.array([55.0, 42.0, 2.0, 0.74, 1400.0])
     observation, _ = gen.whitened(as_theta(FIVE_D, truth))
     likelihood = WhitenedGaussianLikelihood(gen, FIVE_D, observation)
-    grid = np.array([truth + np.array([dm1, 0.0, 0.0, dtc, dd]) for dm1 in (-1.5, 0, 1.5) for dtc in (-0.004, 0, 0.004) for dd in (-150, 0, 150)])
+    grid = np.array(
+        [
+            truth + np.array([dm1, 0.0, 0.0, dtc, dd])
+            for dm1 in (-1.5, 0, 1.5)
+            for dtc in (-0.004, 0, 0.004)
+            for dd in (-150, 0, 150)
+        ]
+    )
     log_l = likelihood(grid)
     assert np.argmax(log_l) == len(grid) // 2 and np.all(np.isfinite(log_l))
     assert log_l.max() == pytest.approx(-0.5 * observation.size * np.log(2 * np.pi), abs=1e-6)
@@ -171,7 +187,9 @@ def test_log_posterior_adds_the_prior_and_skips_templates_outside_it():
     assert likelihood.evaluations == 1 and np.isneginf(out[1])
     # normalised prior, by hand: masses on the triangle of area 45^2 / 2, phi0 over 2 pi, tc over 0.2 s, and
     # p(dL) = 3 dL^2 / (3000^3 - 1000^3)
-    log_prior = -np.log(0.5 * 45.0**2) - np.log(2 * np.pi) - np.log(0.2) + np.log(3 * 1400.0**2 / (3000.0**3 - 1000.0**3))
+    log_prior = (
+        -np.log(0.5 * 45.0**2) - np.log(2 * np.pi) - np.log(0.2) + np.log(3 * 1400.0**2 / (3000.0**3 - 1000.0**3))
+    )
     assert out[0] == pytest.approx(likelihood(truth[None])[0] + log_prior, abs=1e-9)
 
 

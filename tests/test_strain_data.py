@@ -45,7 +45,9 @@ def test_training_noise_is_fresh_validation_noise_is_fixed(store):
     validation = StrainDataset(store.path, "validation")
     streamed = StrainDataset(store.path, "validation", in_memory=False)  # the path large splits take
     np.testing.assert_array_equal(validation[1][0].numpy(), streamed[1][0].numpy())
-    np.testing.assert_array_equal(validation.__getitems__([1, 0])[0][0].numpy(), streamed.__getitems__([1, 0])[0][0].numpy())
+    np.testing.assert_array_equal(
+        validation.__getitems__([1, 0])[0][0].numpy(), streamed.__getitems__([1, 0])[0][0].numpy()
+    )
     module_a = StrainDataModule(store.path, batch_size=1, num_workers=0)
     module_b = StrainDataModule(store.path, batch_size=2, num_workers=2)
     batch_a = torch.cat([x for x, _ in module_a.val_dataloader()])
@@ -70,7 +72,9 @@ def test_batched_reads_equal_item_by_item_reads(store):
         batch = fixed.__getitems__([1, 0])
         torch.testing.assert_close(batch[0][0], validation[1][0], rtol=0, atol=0)
         noise = batch[1][0].numpy() - zarr.open_group(str(store.path), mode="r")["strain"][10]
-        np.testing.assert_allclose(noise, np.random.default_rng([0, 0]).standard_normal(noise.shape, dtype=np.float32), atol=1e-6)
+        np.testing.assert_allclose(
+            noise, np.random.default_rng([0, 0]).standard_normal(noise.shape, dtype=np.float32), atol=1e-6
+        )
 
 
 def test_targets_are_standardised_and_map_back_to_physical_units(store):
@@ -85,26 +89,37 @@ def test_targets_are_standardised_and_map_back_to_physical_units(store):
 
 
 def test_cli_stage_logs_snr_distribution_and_rejects_unknown_dataset(tmp_path, tiny_params):
-    result = run_gwpe(["generate", "strain", "--metrics", "metrics/{dataset}.json", "--plots", "plots/{dataset}-snr.json"], tmp_path, check=True)
+    result = run_gwpe(
+        ["generate", "strain", "--metrics", "metrics/{dataset}.json", "--plots", "plots/{dataset}-snr.json"],
+        tmp_path,
+        check=True,
+    )
     metrics = json.loads((tmp_path / "metrics" / "strain-5d.json").read_text())
     assert metrics["n_signals"] == 12 and metrics["snr_q25"] <= metrics["snr_median"] <= metrics["snr_q75"]
     histogram = json.loads((tmp_path / "plots" / "strain-5d-snr.json").read_text())
     assert sum(row["signals"] for row in histogram) == 12
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    run = client.search_runs([client.get_experiment_by_name("gwpe-test").experiment_id], "tags.`gwpe.dataset` = 'strain-5d'")[0]
+    run = client.search_runs(
+        [client.get_experiment_by_name("gwpe-test").experiment_id], "tags.`gwpe.dataset` = 'strain-5d'"
+    )[0]
     assert run.data.metrics["snr_median"] == pytest.approx(metrics["snr_median"])
     assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == ["plots/strain-5d-snr.png"]
     assert "strain-5d: 12 signals" in result.stdout
 
     bad = run_gwpe(["generate", "strain", "--dataset", "strain-9d"], tmp_path)
     assert bad.returncode == 2
-    assert bad.stderr.strip() == "gwpe: error: unknown strain dataset 'strain-9d'; configured in strain.datasets: strain-5d, strain-hl"
+    assert (
+        bad.stderr.strip()
+        == "gwpe: error: unknown strain dataset 'strain-9d'; configured in strain.datasets: strain-5d, strain-hl"
+    )
 
 
 def test_strain_config_errors_name_key_and_value():
     from gwpe.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"strain\.datasets\.strain-5d\.detectors\.0 = 'K1': Input should be 'H1', 'L1' or 'V1'"):
+    with pytest.raises(
+        ConfigError, match=r"strain\.datasets\.strain-5d\.detectors\.0 = 'K1': Input should be 'H1', 'L1' or 'V1'"
+    ):
         parse_config({**tiny_profile(), "strain": tiny_strain(detectors=["K1"])})
     with pytest.raises(ConfigError, match=r"inferred parameters \['chi1z'\] are not among the drawn parameters"):
         parse_config({**tiny_profile(), "strain": tiny_strain(inferred=["chi1z"])})
@@ -113,8 +128,15 @@ def test_strain_config_errors_name_key_and_value():
 def test_dry_run_prices_the_paper_strain_sets(tmp_path):
     from conftest import REPO
 
-    result = run_gwpe(["generate", "strain", "--params", str(REPO / "experiments" / "paper.yaml"), "--dry-run"], tmp_path, check=True)
-    assert "900,000" in result.stdout and "100,000" in result.stdout and "strain-hl" in result.stdout and "CPU-hours" in result.stdout
+    result = run_gwpe(
+        ["generate", "strain", "--params", str(REPO / "experiments" / "paper.yaml"), "--dry-run"], tmp_path, check=True
+    )
+    assert (
+        "900,000" in result.stdout
+        and "100,000" in result.stdout
+        and "strain-hl" in result.stdout
+        and "CPU-hours" in result.stdout
+    )
     assert not (tmp_path / "data").exists()
 
 

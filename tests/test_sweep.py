@@ -50,10 +50,14 @@ def test_storage_urls_resolve_and_bad_ones_are_refused(tmp_path):
 @pytest.mark.slow
 def test_two_workers_share_one_study_without_duplicates(tmp_path, hl_store):
     tmp_path, env = project(tmp_path, hl_store, n_trials=4, storage="journal:optuna-journal.log", pruner="none")
-    result = run_gwpe(["sweep", "--params", "params.yaml", "--workers", "2", "--no-progress"], cwd=tmp_path, env=env, check=True)
+    result = run_gwpe(
+        ["sweep", "--params", "params.yaml", "--workers", "2", "--no-progress"], cwd=tmp_path, env=env, check=True
+    )
     study, _, _ = study_of(tmp_path)
     trials = study.get_trials()
-    assert [t.number for t in trials] == [0, 1, 2, 3] and all(t.state == TrialState.COMPLETE for t in trials), result.stdout
+    assert [t.number for t in trials] == [0, 1, 2, 3] and all(t.state == TrialState.COMPLETE for t in trials), (
+        result.stdout
+    )
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2  # two processes ran them
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 4  # distinct proposals (seed + worker index)
@@ -68,7 +72,11 @@ def test_two_workers_share_one_study_without_duplicates(tmp_path, hl_store):
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent[0].info.run_id}
     assert {r.data.tags["optuna.trial_number"] for r in children} == {"0", "1", "2", "3"}
     artifacts = {a.path for a in client.list_artifacts(parent[0].info.run_id, "plots")}
-    assert {"plots/optimization_history.png", "plots/param_importances.png", "plots/parallel_coordinate.png"} <= artifacts
+    assert {
+        "plots/optimization_history.png",
+        "plots/param_importances.png",
+        "plots/parallel_coordinate.png",
+    } <= artifacts
     # a rerun finds the study full and only rewrites the result
     again = run_gwpe(["sweep", "--params", "params.yaml", "--no-progress"], cwd=tmp_path, env=env, check=True)
     assert "4 of 4 trials finished; running 0" in again.stdout and len(study_of(tmp_path)[0].get_trials()) == 4
@@ -76,21 +84,34 @@ def test_two_workers_share_one_study_without_duplicates(tmp_path, hl_store):
 
 @pytest.mark.slow
 def test_pruned_trial_is_recorded_in_optuna_and_mlflow(tmp_path, hl_store):
-    tmp_path, env = project(tmp_path, hl_store, n_trials=2, startup_trials=1, warmup_epochs=0, max_epochs=3,
-                            search_space={"depth": [1, 1], "width": [4, 4], "transforms": [1, 1], "learning_rate": [1e-3, 1e3]})
+    tmp_path, env = project(
+        tmp_path,
+        hl_store,
+        n_trials=2,
+        startup_trials=1,
+        warmup_epochs=0,
+        max_epochs=3,
+        search_space={"depth": [1, 1], "width": [4, 4], "transforms": [1, 1], "learning_rate": [1e-3, 1e3]},
+    )
     config = load_config(tmp_path / "params.yaml")
     storage = build_storage(config.distill.sweep.storage, tmp_path)
     name = study_name(config, dvc_md5(tmp_path / "data" / "strain" / "strain-hl.zarr"))
     study = open_study(config, storage, name)
     study.enqueue_trial({"depth": 1, "width": 4, "transforms": 1, "learning_rate": 3e-3})
-    study.enqueue_trial({"depth": 1, "width": 4, "transforms": 1, "learning_rate": 1e3})  # diverges: worse than the median
+    study.enqueue_trial(
+        {"depth": 1, "width": 4, "transforms": 1, "learning_rate": 1e3}
+    )  # diverges: worse than the median
     run_gwpe(["sweep", "--params", "params.yaml", "--no-progress"], cwd=tmp_path, env=env, check=True)
     trials = optuna.load_study(study_name=name, storage=storage).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED]
     assert len(trials[1].intermediate_values) < 3  # stopped before its last epoch
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-    runs = {r.data.tags["optuna.trial_number"]: r for r in client.search_runs(
-        [client.get_experiment_by_name("gwpe-test").experiment_id], "tags.`gwpe.stage` = 'sweep-trial'")}
+    runs = {
+        r.data.tags["optuna.trial_number"]: r
+        for r in client.search_runs(
+            [client.get_experiment_by_name("gwpe-test").experiment_id], "tags.`gwpe.stage` = 'sweep-trial'"
+        )
+    }
     assert runs["0"].data.tags["optuna.state"] == "COMPLETE" and runs["1"].data.tags["optuna.state"] == "PRUNED"
     assert json.loads((tmp_path / "models" / "sweep" / "best.json").read_text())["trial"] == 0
 
@@ -98,8 +119,15 @@ def test_pruned_trial_is_recorded_in_optuna_and_mlflow(tmp_path, hl_store):
 @pytest.mark.slow
 def test_ddp_spawn_trials_prune_and_log_one_mlflow_run_each(tmp_path, hl_store):
     # issue 8's pattern: each trial trains with 2 ddp_spawn processes; Optuna's pruning callback needs RDB storage (SQLite here)
-    tmp_path, env = project(tmp_path, hl_store, n_trials=2, startup_trials=1, warmup_epochs=0, max_epochs=3,
-                            search_space={"depth": [1, 1], "width": [4, 4], "transforms": [1, 1], "learning_rate": [1e-3, 1e3]})
+    tmp_path, env = project(
+        tmp_path,
+        hl_store,
+        n_trials=2,
+        startup_trials=1,
+        warmup_epochs=0,
+        max_epochs=3,
+        search_space={"depth": [1, 1], "width": [4, 4], "transforms": [1, 1], "learning_rate": [1e-3, 1e3]},
+    )
     profile = yaml.safe_load((tmp_path / "params.yaml").read_text())
     profile["distill"]["training"].update({"devices": 2, "strategy": "ddp_spawn"})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
@@ -114,8 +142,12 @@ def test_ddp_spawn_trials_prune_and_log_one_mlflow_run_each(tmp_path, hl_store):
     trials = optuna.load_study(study_name=name, storage=storage).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED]
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-    runs = {r.data.tags["optuna.trial_number"]: r for r in client.search_runs(
-        [client.get_experiment_by_name("gwpe-test").experiment_id], "tags.`gwpe.stage` = 'sweep-trial'")}
+    runs = {
+        r.data.tags["optuna.trial_number"]: r
+        for r in client.search_runs(
+            [client.get_experiment_by_name("gwpe-test").experiment_id], "tags.`gwpe.stage` = 'sweep-trial'"
+        )
+    }
     assert sorted(runs) == ["0", "1"]  # one run per trial, not per rank
     history = {k: len(client.get_metric_history(r.info.run_id, "val_loss")) for k, r in runs.items()}
     assert history["0"] == 3 and 1 <= history["1"] < 3  # per-epoch losses from rank 0, by run id
@@ -127,8 +159,14 @@ def test_killed_sweep_resumes_without_losing_finished_trials(tmp_path, hl_store)
     config = load_config(tmp_path / "params.yaml")
     storage = build_storage(config.distill.sweep.storage, tmp_path)
     name = study_name(config, dvc_md5(tmp_path / "data" / "strain" / "strain-hl.zarr"))
-    process = subprocess.Popen([str(GWPE), "sweep", "--params", "params.yaml", "--no-progress"], cwd=tmp_path, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [str(GWPE), "sweep", "--params", "params.yaml", "--no-progress"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     finished_before = {}
     deadline = time.time() + 240
     try:
@@ -149,7 +187,9 @@ def test_killed_sweep_resumes_without_losing_finished_trials(tmp_path, hl_store)
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     assert len(finished_before) >= 2, "the sweep finished before it could be interrupted"
-    orphans = [t for t in optuna.load_study(study_name=name, storage=storage).get_trials() if t.state == TrialState.RUNNING]
+    orphans = [
+        t for t in optuna.load_study(study_name=name, storage=storage).get_trials() if t.state == TrialState.RUNNING
+    ]
     assert len(orphans) == 1
 
     result = run_gwpe(["sweep", "--params", "params.yaml", "--no-progress"], cwd=tmp_path, env=env, check=True)

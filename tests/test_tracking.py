@@ -27,7 +27,11 @@ def test_stage_run_logs_config_profile_and_commit(tmp_path, monkeypatch):
         run_id = run.info.run_id
     data = MlflowClient(uri).get_run(run_id).data
     assert data.params["h22.grid.dq"] == "0.08" and data.params["h22.surrogate_path"] == "null"
-    assert data.tags["gwpe.profile"] == "unit" and data.tags["gwpe.stage"] == "unit-stage" and data.tags["gwpe.split"] == "test"
+    assert (
+        data.tags["gwpe.profile"] == "unit"
+        and data.tags["gwpe.stage"] == "unit-stage"
+        and data.tags["gwpe.split"] == "test"
+    )
     assert len(data.tags["git.commit"]) in (40, 7) or data.tags["git.commit"] == "unknown"
     assert data.metrics["answer"] == 42
 
@@ -48,7 +52,9 @@ def test_only_rank_zero_logs(tmp_path, monkeypatch):
 
 
 def test_generate_logs_one_run_per_split_with_dataset_checksums(tmp_path, tiny_params):
-    result = run_gwpe(["generate", "h22", "--split", "all", "--metrics", "metrics/h22-{split}.json"], tmp_path, check=True)
+    result = run_gwpe(
+        ["generate", "h22", "--split", "all", "--metrics", "metrics/h22-{split}.json"], tmp_path, check=True
+    )
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("gwpe-test")
     runs = client.search_runs([experiment.experiment_id])

@@ -73,11 +73,16 @@ def test_missing_surrogate_fails_at_once_with_instructions(tmp_path, monkeypatch
     assert "gwsurrogate.catalog.pull('NRHybSur3dq8')" in message and ENV_VAR in message
 
 
-@pytest.mark.skipif(not os.environ.get(ENV_VAR), reason=f"NRHybSur3dq8 test skipped: set ${ENV_VAR} to the NRHybSur3dq8.h5 file to run it")
+@pytest.mark.skipif(
+    not os.environ.get(ENV_VAR),
+    reason=f"NRHybSur3dq8 test skipped: set ${ENV_VAR} to the NRHybSur3dq8.h5 file to run it",
+)
 def test_nrhybsur3dq8_backend_on_the_real_file():
     times = time_grid(-2000.0, 130.0, 0.1)
     surrogate = NRHybSur3dq8Backend()
     for params in [(1.0, 0.0, 0.0), (8.0, 0.8, -0.8)]:
         h = surrogate.h22(*params, times)
         assert abs(times[np.argmax(np.abs(h))]) <= 0.05
-        assert mismatch(h, IMRPhenomTHMBackend().h22(*params, times)) < 5e-2  # model systematics (peak-aligned, no time/phase maximisation)
+        assert (
+            mismatch(h, IMRPhenomTHMBackend().h22(*params, times)) < 5e-2
+        )  # model systematics (peak-aligned, no time/phase maximisation)

@@ -34,16 +34,23 @@ def test_spin_consistency_term_weights_effective_spin_errors_by_the_solve():
     module = WaveNetModule.from_training_parameters(WaveNetConfig(head="physics", spin_loss_weight=1.0), params)
     exact = (head_targets(params, "physics").float() - module.target_mean) / module.target_std
     assert module.spin_consistency(exact, params).item() == pytest.approx(0.0, abs=1e-10)
-    ranged = WaveNetModule.from_training_parameters(WaveNetConfig(head="physics", spin_loss_weight=1.0, s_eff_scale="mass_ratio"), params)
+    ranged = WaveNetModule.from_training_parameters(
+        WaveNetConfig(head="physics", spin_loss_weight=1.0, s_eff_scale="mass_ratio"), params
+    )
     exact_ranged = (head_targets(params, "physics", "mass_ratio").float() - ranged.target_mean) / ranged.target_std
     assert ranged.spin_consistency(exact_ranged, params).item() == pytest.approx(0.0, abs=1e-10)
     assert ranged.spin_consistency(exact, params).item() > 1e-3  # absolute-scale outputs read as ranged ones are wrong
     # one standardised unit of S_eff error: q = 1 is skipped (singular), q = 1.5 moves the spins more than q = 6
-    per_row = [module.spin_consistency(exact[i:i + 1] + torch.tensor([0.0, 1.0, 0.0]), params[i:i + 1]).item() for i in range(3)]
+    per_row = [
+        module.spin_consistency(exact[i : i + 1] + torch.tensor([0.0, 1.0, 0.0]), params[i : i + 1]).item()
+        for i in range(3)
+    ]
     assert per_row[0] == 0.0 and per_row[1] > 10 * per_row[2] > 0
     std = float(module.target_std[1])
-    expected = 0.5 * sum(((w * std / (1 + 1.5)) / physics.spin_system_determinant(1.5) / float(module.spin_std[k])) ** 2
-                         for k, w in ((0, 1.0), (1, -1.5)))  # d s1/d S_eff = 1/((1+q) det), d s2/d S_eff = -q/((1+q) det)
+    expected = 0.5 * sum(
+        ((w * std / (1 + 1.5)) / physics.spin_system_determinant(1.5) / float(module.spin_std[k])) ** 2
+        for k, w in ((0, 1.0), (1, -1.5))
+    )  # d s1/d S_eff = 1/((1+q) det), d s2/d S_eff = -q/((1+q) det)
     assert per_row[1] == pytest.approx(expected, rel=1e-5)
     # the paper's loss (the default) is the first term alone
     paper = WaveNetModule.from_training_parameters(WaveNetConfig(head="physics"), params)
@@ -53,7 +60,9 @@ def test_spin_consistency_term_weights_effective_spin_errors_by_the_solve():
 
 
 def test_root_is_non_causal_and_output_shape():
-    torch.manual_seed(0)  # not the global stream left by earlier tests: an unlucky draw can leave the tiny leaf all-ReLU-dead
+    torch.manual_seed(
+        0
+    )  # not the global stream left by earlier tests: an unlucky draw can leave the tiny leaf all-ReLU-dead
     net = WaveNetRegressor(WaveNetConfig(channels=4, skip_channels=4, dilation_limit=8, leaf_steps=16, leaf_hidden=8))
     x = torch.randn(3, 2, 100)
     assert net(x).shape == (3, 3)
@@ -76,7 +85,14 @@ def test_tiny_model_overfits_a_handful_of_waveforms_and_reloads_without_pickle(t
     waveforms = torch.stack([dataset[i][0] for i in range(len(dataset))])
     params = torch.as_tensor(dataset.parameters)
     before = module.loss(waveforms, params).item()
-    trainer = L.Trainer(max_epochs=300, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        max_epochs=300,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, train_dataloaders=data.train_dataloader())
     after = module.loss(waveforms, params).item()
     assert after < 0.3 * before  # 27 waveforms, 900 Adam steps: from ~1 (predicting the mean) to ~0.2

@@ -23,11 +23,15 @@ def _checkpoint(path: Path) -> dict:
 
 def _train_history(db: Path) -> tuple[str, dict[str, list[tuple[int, float]]]]:
     client = MlflowClient(f"sqlite:///{db}")
-    runs = client.search_runs([client.get_experiment_by_name("gwpe-test").experiment_id],
-                              filter_string="tags.`gwpe.stage` = 'train-wavenet'")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("gwpe-test").experiment_id], filter_string="tags.`gwpe.stage` = 'train-wavenet'"
+    )
     assert len(runs) == 1, "a resumed training must continue its own MLflow run"
     run_id = runs[0].info.run_id
-    return run_id, {k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k)) for k in ("train_loss", "val_loss", "learning_rate")}
+    return run_id, {
+        k: sorted((m.step, m.value) for m in client.get_metric_history(run_id, k))
+        for k in ("train_loss", "val_loss", "learning_rate")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +64,14 @@ def test_killed_training_resumes_epoch_optimizer_and_scheduler_and_matches_an_un
 
     killed = _project(tmp_path, tiny_h22, "killed", max_epochs=epochs)
     last = killed / "checkpoints" / "wavenet" / "last.ckpt"
-    process = subprocess.Popen([str(GWPE), "train", "wavenet", "--params", "params.yaml", "--resume", "--no-progress"], cwd=killed,
-                               env=gwpe_env(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [str(GWPE), "train", "wavenet", "--params", "params.yaml", "--resume", "--no-progress"],
+        cwd=killed,
+        env=gwpe_env(killed),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline, at_kill = time.time() + 240, None
     while time.time() < deadline and process.poll() is None:
         try:
@@ -78,7 +88,9 @@ def test_killed_training_resumes_epoch_optimizer_and_scheduler_and_matches_an_un
     assert 3 <= state["epoch"] < epochs - 1
     assert not json.loads((last.parent / "run.json").read_text())["complete"]
 
-    resumed = run_gwpe(["train", "wavenet", "--params", "params.yaml", "--resume", "--no-progress"], cwd=killed, check=True)
+    resumed = run_gwpe(
+        ["train", "wavenet", "--params", "params.yaml", "--resume", "--no-progress"], cwd=killed, check=True
+    )
     assert f"resuming from {Path('checkpoints/wavenet/last.ckpt')}" in resumed.stdout
     final = _checkpoint(last)
     assert final["epoch"] == reference["epoch"] == epochs - 1
@@ -89,13 +101,17 @@ def test_killed_training_resumes_epoch_optimizer_and_scheduler_and_matches_an_un
     run_id, history = _train_history(killed / "mlflow.db")
     assert sorted({step for step, _ in history["train_loss"]}) == list(range(epochs))
     # the learning rate of every epoch matches the uninterrupted run: the scheduler was restored, not restarted
-    np.testing.assert_allclose(dict(history["learning_rate"])[epochs - 1], dict(reference_history["learning_rate"])[epochs - 1], rtol=1e-9)
+    np.testing.assert_allclose(
+        dict(history["learning_rate"])[epochs - 1], dict(reference_history["learning_rate"])[epochs - 1], rtol=1e-9
+    )
     final_loss, reference_loss = dict(history["val_loss"])[epochs - 1], dict(reference_history["val_loss"])[epochs - 1]
     assert final_loss == pytest.approx(reference_loss, rel=0.05)
     assert json.loads((killed / "models" / "wavenet" / "config.json").read_text())["mlflow_run_id"] == run_id
 
     # a finished run is not "resumed" into a no-op: --resume starts fresh and says why
-    again = run_gwpe(["train", "wavenet", "--params", "params.yaml", "--resume", "--no-progress"], cwd=killed, check=True)
+    again = run_gwpe(
+        ["train", "wavenet", "--params", "params.yaml", "--resume", "--no-progress"], cwd=killed, check=True
+    )
     assert "had finished; starting fresh" in again.stdout
 
 
@@ -104,7 +120,11 @@ def test_evaluate_registers_and_champion_moves_only_on_a_better_median_overlap(t
 
     project = _project(tmp_path, tiny_h22, "registry")
     run_gwpe(["train", "wavenet", "--params", "params.yaml", "--no-progress"], cwd=project, check=True)
-    out = run_gwpe(["evaluate", "wavenet", "--params", "params.yaml", "--metrics", "metrics/eval.json", "--no-progress"], cwd=project, check=True)
+    out = run_gwpe(
+        ["evaluate", "wavenet", "--params", "params.yaml", "--metrics", "metrics/eval.json", "--no-progress"],
+        cwd=project,
+        check=True,
+    )
     assert "Table 1" in out.stdout and "is now champion" in out.stdout
     metrics = json.loads((project / "metrics" / "eval.json").read_text())
     assert 0 < metrics["table1"]["overlap"]["median"] <= 1 and metrics["registry"]["version"] == 1
@@ -133,7 +153,9 @@ def test_evaluate_registers_and_champion_moves_only_on_a_better_median_overlap(t
         assert int(client.get_model_version_by_alias("gwpe-wavenet", "champion").version) == 1
         with mlflow.start_run() as better_run:
             mlflow.log_artifact(str(project / "models" / "wavenet" / "weights.pt"), "model")
-        better = register_version("gwpe-wavenet", better_run.info.run_id, "model", "median_test_overlap", min(1.0, score + 1e-3))
+        better = register_version(
+            "gwpe-wavenet", better_run.info.run_id, "model", "median_test_overlap", min(1.0, score + 1e-3)
+        )
         assert (better.version, better.champion, better.previous_champion) == (3, True, 1)
         assert int(client.get_model_version_by_alias("gwpe-wavenet", "champion").version) == 3
         assert register_version("gwpe-wavenet", run_id, "model", "median_test_overlap", score).version == 1
@@ -149,7 +171,9 @@ def test_table1_statistics_and_counts_by_hand():
     overlaps = np.array([0.99, 0.96, 0.89, 0.80])
     evaluation = Evaluation(true, predicted, overlaps, true.mean(0), np.full(4, 0.5))
     table = table1(evaluation)
-    assert table["table1"]["delta_q"] == pytest.approx({"min": -0.2, "q1": -0.05, "median": 0.05, "q3": 0.175, "max": 0.4})  # linear interpolation
+    assert table["table1"]["delta_q"] == pytest.approx(
+        {"min": -0.2, "q1": -0.05, "median": 0.05, "q3": 0.175, "max": 0.4}
+    )  # linear interpolation
     assert table["table1"]["overlap"]["median"] == pytest.approx(0.925)
     assert table["counts"] == {"overlap_le_0.97": 3, "overlap_le_0.90": 2, "overlap_le_0.85": 1}
     # the largest sigma_eff error is row 2 (q 4 -> 3.8, s1z 0 -> 0.1, s2z 0.2), by eq. 3:

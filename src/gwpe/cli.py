@@ -32,7 +32,9 @@ def _generate_h22(args: argparse.Namespace) -> int:
     from gwpe.tracking import stage_run
 
     for split in splits:
-        with stage_run(config, stage="generate-h22", run_name=f"generate-h22-{split}", tags={"gwpe.split": split}) as run:
+        with stage_run(
+            config, stage="generate-h22", run_name=f"generate-h22-{split}", tags={"gwpe.split": split}
+        ) as run:
             result = generate_split(config, split)
             digest = run.log_dataset("output", f"h22-{split}", result.path) or dvc_md5(result.path)
             metrics = {
@@ -51,7 +53,9 @@ def _generate_h22(args: argparse.Namespace) -> int:
                 out = Path(str(args.metrics).replace("{split}", split))
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps({**metrics, "md5": digest}, indent=2) + "\n")
-        print(f"{split}: {result.n_waveforms} waveforms -> {result.path} ({result.bytes_on_disk / 1e6:.1f} MB, md5 {digest})")
+        print(
+            f"{split}: {result.n_waveforms} waveforms -> {result.path} ({result.bytes_on_disk / 1e6:.1f} MB, md5 {digest})"
+        )
     return 0
 
 
@@ -63,20 +67,29 @@ def _dry_run_h22(config, splits) -> int:
 
     h22 = config.h22
     length = h22.time.length
-    print(f"profile {config.profile}: backend {h22.backend}, t/M in [{h22.time.t_start}, {h22.time.t_end}] step {h22.time.dt} ({length} samples)")
+    print(
+        f"profile {config.profile}: backend {h22.backend}, t/M in [{h22.time.t_start}, {h22.time.t_end}] step {h22.time.dt} ({length} samples)"
+    )
     try:
         estimate = estimate_split(config)
     except SurrogateNotFoundError:
         # Counts do not depend on the backend; sizes barely do. CPU time is then IMRPhenomTHM's, not the surrogate's.
         print("note: NRHybSur3dq8 data file not found; CPU and size figures below are measured with imrphenomthm")
         estimate = estimate_split(config.model_copy(update={"h22": h22.model_copy(update={"backend": "imrphenomthm"})}))
-    print(f"measured: {estimate['cpu_seconds_per_waveform'] * 1e3:.1f} ms CPU and {estimate['bytes_per_waveform'] / 1e3:.1f} kB compressed per waveform "
-          f"({estimate['raw_bytes_per_waveform'] / 1e3:.1f} kB raw)")
+    print(
+        f"measured: {estimate['cpu_seconds_per_waveform'] * 1e3:.1f} ms CPU and {estimate['bytes_per_waveform'] / 1e3:.1f} kB compressed per waveform "
+        f"({estimate['raw_bytes_per_waveform'] / 1e3:.1f} kB raw)"
+    )
     print(f"{'split':<11}{'waveforms':>12}{'disk GB':>11}{'raw GB':>11}{'CPU-hours':>11}")
     totals = [0, 0.0, 0.0, 0.0]
     for split in splits:
         n = split_size(h22.grid, split)
-        row = [n, n * estimate["bytes_per_waveform"] / 1e9, n * estimate["raw_bytes_per_waveform"] / 1e9, n * estimate["cpu_seconds_per_waveform"] / 3600]
+        row = [
+            n,
+            n * estimate["bytes_per_waveform"] / 1e9,
+            n * estimate["raw_bytes_per_waveform"] / 1e9,
+            n * estimate["cpu_seconds_per_waveform"] / 3600,
+        ]
         totals = [a + b for a, b in zip(totals, row)]
         print(f"{split:<11}{row[0]:>12,}{row[1]:>11.2f}{row[2]:>11.2f}{row[3]:>11.2f}")
     if len(splits) > 1:
@@ -101,7 +114,9 @@ def _generate_strain(args: argparse.Namespace) -> int:
     from gwpe.tracking import stage_run
 
     for name in names:
-        with stage_run(config, stage="generate-strain", run_name=f"generate-{name}", tags={"gwpe.dataset": name}) as run:
+        with stage_run(
+            config, stage="generate-strain", run_name=f"generate-{name}", tags={"gwpe.dataset": name}
+        ) as run:
             result = generate_dataset(config, name)
             digest = run.log_dataset("output", name, result.path) or dvc_md5(result.path)
             metrics = {
@@ -119,29 +134,40 @@ def _generate_strain(args: argparse.Namespace) -> int:
                 out.write_text(json.dumps({**metrics, "md5": digest}, indent=2) + "\n")
             if args.plots:
                 counts, edges = np.histogram(result.snr, bins=40)
-                rows = [{"snr": round(float(c), 3), "signals": int(n)} for c, n in zip(0.5 * (edges[1:] + edges[:-1]), counts)]
+                rows = [
+                    {"snr": round(float(c), 3), "signals": int(n)}
+                    for c, n in zip(0.5 * (edges[1:] + edges[:-1]), counts)
+                ]
                 out = Path(str(args.plots).replace("{dataset}", name))
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps(rows, indent=1) + "\n")
-        print(f"{name}: {result.n_signals} signals -> {result.path} ({result.bytes_on_disk / 1e6:.1f} MB), "
-              f"median SNR {metrics['snr_median']:.1f}, md5 {digest}")
+        print(
+            f"{name}: {result.n_signals} signals -> {result.path} ({result.bytes_on_disk / 1e6:.1f} MB), "
+            f"median SNR {metrics['snr_median']:.1f}, md5 {digest}"
+        )
     return 0
 
 
 def _dry_run_strain(config, names) -> int:
     from gwpe.data.strain import dataset_config, estimate_dataset, split_sizes
 
-    print(f"profile {config.profile}: {config.strain.approximant}, PSD {config.strain.psd}, f_min {config.strain.f_min} Hz")
-    print(f"{'dataset':<12}{'train':>11}{'validation':>12}{'samples':>9}{'ms CPU':>8}{'disk GB':>10}{'raw GB':>9}{'CPU-hours':>11}")
+    print(
+        f"profile {config.profile}: {config.strain.approximant}, PSD {config.strain.psd}, f_min {config.strain.f_min} Hz"
+    )
+    print(
+        f"{'dataset':<12}{'train':>11}{'validation':>12}{'samples':>9}{'ms CPU':>8}{'disk GB':>10}{'raw GB':>9}{'CPU-hours':>11}"
+    )
     for name in names:
         dataset = dataset_config(config, name)
         estimate = estimate_dataset(config, name)
         n = dataset.n_signals
         n_train, n_validation = split_sizes(dataset)
         length = int(round(dataset.sample_rate * dataset.duration)) * max(1, len(dataset.detectors))
-        print(f"{name:<12}{n_train:>11,}{n_validation:>12,}{length:>9}{estimate['cpu_seconds_per_signal'] * 1e3:>8.2f}"
-              f"{n * estimate['bytes_per_signal'] / 1e9:>10.2f}{n * estimate['raw_bytes_per_signal'] / 1e9:>9.2f}"
-              f"{n * estimate['cpu_seconds_per_signal'] / 3600:>11.2f}")
+        print(
+            f"{name:<12}{n_train:>11,}{n_validation:>12,}{length:>9}{estimate['cpu_seconds_per_signal'] * 1e3:>8.2f}"
+            f"{n * estimate['bytes_per_signal'] / 1e9:>10.2f}{n * estimate['raw_bytes_per_signal'] / 1e9:>9.2f}"
+            f"{n * estimate['cpu_seconds_per_signal'] / 3600:>11.2f}"
+        )
     return 0
 
 
@@ -158,8 +184,10 @@ def _train_wavenet(args: argparse.Namespace) -> int:
     result = train_wavenet(config, resume=args.resume, progress_bar=not args.no_progress)
     if args.metrics:
         write_metrics(args.metrics, result.metrics)
-    print(f"train wavenet: {result.epochs} epochs in {result.seconds:.0f} s, val_loss {result.metrics.get('val_loss', float('nan')):.4f} "
-          f"-> {result.model_dir} (MLflow run {result.run_id})")
+    print(
+        f"train wavenet: {result.epochs} epochs in {result.seconds:.0f} s, val_loss {result.metrics.get('val_loss', float('nan')):.4f} "
+        f"-> {result.model_dir} (MLflow run {result.run_id})"
+    )
     return 0
 
 
@@ -177,8 +205,10 @@ def _train_flow(args: argparse.Namespace) -> int:
     result = train_flow(config, args.model, resume=args.resume, progress_bar=not args.no_progress)
     if args.metrics:
         write_metrics(args.metrics, result.metrics)
-    print(f"train flow {args.model}: {result.epochs} epochs in {result.seconds:.0f} s, val NLL "
-          f"{result.metrics.get('best_val_loss', float('nan')):.4f} -> {result.model_dir} (MLflow run {result.run_id})")
+    print(
+        f"train flow {args.model}: {result.epochs} epochs in {result.seconds:.0f} s, val NLL "
+        f"{result.metrics.get('best_val_loss', float('nan')):.4f} -> {result.model_dir} (MLflow run {result.run_id})"
+    )
     return 0
 
 
@@ -187,8 +217,13 @@ def _evaluate_flow(args: argparse.Namespace) -> int:
     from gwpe.evaluation.flow_stage import evaluate_flow, format_report
     from gwpe.training.wavenet import write_metrics
 
-    metrics = evaluate_flow(load_config(args.params), args.model, plots_dir=args.plots_dir,
-                            register=not args.no_register, progress=not args.no_progress)
+    metrics = evaluate_flow(
+        load_config(args.params),
+        args.model,
+        plots_dir=args.plots_dir,
+        register=not args.no_register,
+        progress=not args.no_progress,
+    )
     if args.metrics:
         write_metrics(args.metrics, metrics)
     print(format_report(args.model, metrics))
@@ -215,7 +250,9 @@ def _sample(args: argparse.Namespace) -> int:
     metrics = run_sampling(load_config(args.params), progress=not args.no_progress, plots_dir=args.plots_dir)
     if args.metrics:
         write_metrics(args.metrics, metrics)
-    print(f"flow-MCMC (warm, cold) and emcee posteriors for {metrics['dataset']} injection {metrics['injection']} -> {metrics['path']}")
+    print(
+        f"flow-MCMC (warm, cold) and emcee posteriors for {metrics['dataset']} injection {metrics['injection']} -> {metrics['path']}"
+    )
     return 0
 
 
@@ -237,8 +274,15 @@ def _evaluate_wavenet(args: argparse.Namespace) -> int:
     from gwpe.training.wavenet import write_metrics
 
     config = load_config(args.params)
-    metrics = evaluate_stage(config, args.params, model_dir=args.model, plots_dir=args.plots_dir, limit=args.limit,
-                             register=not args.no_register, progress=not args.no_progress)
+    metrics = evaluate_stage(
+        config,
+        args.params,
+        model_dir=args.model,
+        plots_dir=args.plots_dir,
+        limit=args.limit,
+        register=not args.no_register,
+        progress=not args.no_progress,
+    )
     if args.metrics:
         write_metrics(args.metrics, metrics)
     print(format_table1(metrics))
@@ -254,10 +298,17 @@ def _sweep(args: argparse.Namespace) -> int:
 
         print(price_distill(load_config(args.params)))
         return 0
-    summary = run_sweep(load_config(args.params), workers=args.workers, metrics_path=args.metrics, plots_dir=args.plots_dir,
-                        progress_bar=not args.no_progress)
-    print(f"sweep {summary['study']}: trials {summary['trials']}; best trial {summary['trial']} val NLL {summary['value']:.4f} "
-          f"with {summary['params']} -> {load_config(args.params).distill.sweep.best_params}")
+    summary = run_sweep(
+        load_config(args.params),
+        workers=args.workers,
+        metrics_path=args.metrics,
+        plots_dir=args.plots_dir,
+        progress_bar=not args.no_progress,
+    )
+    print(
+        f"sweep {summary['study']}: trials {summary['trials']}; best trial {summary['trial']} val NLL {summary['value']:.4f} "
+        f"with {summary['params']} -> {load_config(args.params).distill.sweep.best_params}"
+    )
     return 0
 
 
@@ -269,8 +320,10 @@ def _train_teacher(args: argparse.Namespace) -> int:
     result = train_teacher(load_config(args.params), resume=args.resume, progress_bar=not args.no_progress)
     if args.metrics:
         write_metrics(args.metrics, result.metrics)
-    print(f"train teacher: {result.epochs} epochs in {result.seconds:.0f} s, val NLL {result.metrics.get('best_val_loss', float('nan')):.4f}, "
-          f"{result.metrics['parameters']:,} parameters -> {result.model_dir} (MLflow run {result.run_id})")
+    print(
+        f"train teacher: {result.epochs} epochs in {result.seconds:.0f} s, val NLL {result.metrics.get('best_val_loss', float('nan')):.4f}, "
+        f"{result.metrics['parameters']:,} parameters -> {result.model_dir} (MLflow run {result.run_id})"
+    )
     return 0
 
 
@@ -282,8 +335,10 @@ def _train_student(args: argparse.Namespace) -> int:
     result = train_student(load_config(args.params), args.mode, resume=args.resume, progress_bar=not args.no_progress)
     if args.metrics:
         write_metrics(args.metrics, result.metrics)
-    print(f"train student ({args.mode}): {result.epochs} epochs in {result.seconds:.0f} s, val NLL "
-          f"{result.metrics.get('best_val_loss', float('nan')):.4f}, {result.metrics['parameters']:,} parameters -> {result.model_dir}")
+    print(
+        f"train student ({args.mode}): {result.epochs} epochs in {result.seconds:.0f} s, val NLL "
+        f"{result.metrics.get('best_val_loss', float('nan')):.4f}, {result.metrics['parameters']:,} parameters -> {result.model_dir}"
+    )
     return 0
 
 
@@ -292,8 +347,9 @@ def _evaluate_distill(args: argparse.Namespace) -> int:
     from gwpe.evaluation.distill_stage import evaluate_distill, format_table2
     from gwpe.training.wavenet import write_metrics
 
-    metrics = evaluate_distill(load_config(args.params), plots_dir=args.plots_dir, register=not args.no_register,
-                               progress=not args.no_progress)
+    metrics = evaluate_distill(
+        load_config(args.params), plots_dir=args.plots_dir, register=not args.no_register, progress=not args.no_progress
+    )
     if args.metrics:
         write_metrics(args.metrics, metrics)
     print(format_table2(metrics))
@@ -312,8 +368,10 @@ def _models_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'name':<22}{'version':>8}  {'aliases':<18}{'metric':<16}{'value':>10}  run")
     for row in rows:
-        print(f"{row['name']:<22}{row['version']:>8}  {','.join(row['aliases']) or '-':<18}{row['metric'] or '-':<16}"
-              f"{row['value']:>10.4f}  {row['run_id']}")
+        print(
+            f"{row['name']:<22}{row['version']:>8}  {','.join(row['aliases']) or '-':<18}{row['metric'] or '-':<16}"
+            f"{row['value']:>10.4f}  {row['run_id']}"
+        )
     return 0
 
 
@@ -338,9 +396,19 @@ def _infer(args: argparse.Namespace) -> int:
     from gwpe.inference.infer import format_result, run_infer
 
     detectors = args.detectors.split(",") if args.detectors else None
-    result = run_infer(args.model, args.strain, args.n_samples, args.out, sample_rate=args.sample_rate, detectors=detectors,
-                       start=args.start, whiten_raw=args.whiten, plot=not args.no_plot, progress=not args.no_progress,
-                       seed=args.seed)
+    result = run_infer(
+        args.model,
+        args.strain,
+        args.n_samples,
+        args.out,
+        sample_rate=args.sample_rate,
+        detectors=detectors,
+        start=args.start,
+        whiten_raw=args.whiten,
+        plot=not args.no_plot,
+        progress=not args.no_progress,
+        seed=args.seed,
+    )
     print(format_result(result))
     return 0
 
@@ -351,14 +419,19 @@ def _ui(args: argparse.Namespace) -> int:
     from gwpe.tracking import tracking_uri, ui_command
 
     command = ui_command(args.host, args.port)
-    print(f"MLflow UI for {tracking_uri()} on http://{args.host}:{args.port}  (runs table: "
-          f"http://{args.host}:{args.port}/#/experiments/1/runs?workflowType=machine_learning)", flush=True)
+    print(
+        f"MLflow UI for {tracking_uri()} on http://{args.host}:{args.port}  (runs table: "
+        f"http://{args.host}:{args.port}/#/experiments/1/runs?workflowType=machine_learning)",
+        flush=True,
+    )
     os.execv(command[0], command)
     return 0  # not reached
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="gwpe", description="Gravitational-wave parameter estimation platform: one subcommand per pipeline stage.")
+    parser = OneLineParser(
+        prog="gwpe", description="Gravitational-wave parameter estimation platform: one subcommand per pipeline stage."
+    )
     parser.add_argument("--version", action="version", version=f"gwpe {__import__('gwpe').__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
 
@@ -371,42 +444,71 @@ def build_parser() -> argparse.ArgumentParser:
     h22.add_argument("--dry-run", action="store_true", help="print counts, disk size and CPU-hours; generate nothing")
     h22.set_defaults(handler=_generate_h22)
 
-    strain = products.add_parser("strain", help="whitened IMRPhenomPv2 detector strain for posterior estimation (Green et al.)")
-    strain.add_argument("--dataset", default="all", help="a name under strain.datasets in the profile, or 'all' (default)")
+    strain = products.add_parser(
+        "strain", help="whitened IMRPhenomPv2 detector strain for posterior estimation (Green et al.)"
+    )
+    strain.add_argument(
+        "--dataset", default="all", help="a name under strain.datasets in the profile, or 'all' (default)"
+    )
     strain.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
     strain.add_argument("--metrics", default=None, help="write DVC metrics JSON here ('{dataset}' is replaced)")
-    strain.add_argument("--plots", default=None, help="write the SNR histogram as DVC plot data here ('{dataset}' is replaced)")
-    strain.add_argument("--dry-run", action="store_true", help="print counts, disk size and CPU-hours; generate nothing")
+    strain.add_argument(
+        "--plots", default=None, help="write the SNR histogram as DVC plot data here ('{dataset}' is replaced)"
+    )
+    strain.add_argument(
+        "--dry-run", action="store_true", help="print counts, disk size and CPU-hours; generate nothing"
+    )
     strain.set_defaults(handler=_generate_strain)
 
     train = commands.add_parser("train", help="train a model (DVC stage)")
     models = train.add_subparsers(dest="model", required=True, metavar="MODEL", parser_class=OneLineParser)
-    wavenet = models.add_parser("wavenet", help="physics-inspired WaveNet regressor of (q, s1z, s2z) from h22 (Khan, Huerta & Das)")
+    wavenet = models.add_parser(
+        "wavenet", help="physics-inspired WaveNet regressor of (q, s1z, s2z) from h22 (Khan, Huerta & Das)"
+    )
     wavenet.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
     wavenet.add_argument("--resume", action="store_true", help="continue an unfinished run from its last checkpoint")
     wavenet.add_argument("--metrics", default=None, help="write final losses as DVC metrics JSON here")
     wavenet.add_argument("--no-progress", action="store_true", help="no progress bar")
-    wavenet.add_argument("--dry-run", action="store_true", help="measure training samples/s here and price the profile's epochs; train nothing")
+    wavenet.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="measure training samples/s here and price the profile's epochs; train nothing",
+    )
     wavenet.set_defaults(handler=_train_wavenet)
 
-    flow = models.add_parser("flow", help="a normalizing-flow posterior of flows.models on its strain dataset (Green et al.)")
+    flow = models.add_parser(
+        "flow", help="a normalizing-flow posterior of flows.models on its strain dataset (Green et al.)"
+    )
     flow.add_argument("--model", required=True, help="a name under flows.models in the profile (e.g. maf, cvae_plus)")
     flow.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
     flow.add_argument("--resume", action="store_true", help="continue an unfinished run from its last checkpoint")
     flow.add_argument("--metrics", default=None, help="write final losses as DVC metrics JSON here")
     flow.add_argument("--no-progress", action="store_true", help="no progress bar")
-    flow.add_argument("--dry-run", action="store_true", help="measure training samples/s here and price the profile's epochs; train nothing")
+    flow.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="measure training samples/s here and price the profile's epochs; train nothing",
+    )
     flow.set_defaults(handler=_train_flow)
 
-    teacher = models.add_parser("teacher", help="ResNet1D+IAF teacher with the sweep's best depth, width, transforms and learning rate")
+    teacher = models.add_parser(
+        "teacher", help="ResNet1D+IAF teacher with the sweep's best depth, width, transforms and learning rate"
+    )
     teacher.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
     teacher.add_argument("--resume", action="store_true", help="continue an unfinished run from its last checkpoint")
     teacher.add_argument("--metrics", default=None, help="write final losses as DVC metrics JSON here")
     teacher.add_argument("--no-progress", action="store_true", help="no progress bar")
     teacher.set_defaults(handler=_train_teacher)
 
-    student = models.add_parser("student", help="a smaller ResNet1D+IAF, distilled from the teacher or trained directly")
-    student.add_argument("--mode", required=True, choices=("distilled", "direct"), help="distilled: NLL + T^2 KL to the teacher; direct: NLL only")
+    student = models.add_parser(
+        "student", help="a smaller ResNet1D+IAF, distilled from the teacher or trained directly"
+    )
+    student.add_argument(
+        "--mode",
+        required=True,
+        choices=("distilled", "direct"),
+        help="distilled: NLL + T^2 KL to the teacher; direct: NLL only",
+    )
     student.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
     student.add_argument("--resume", action="store_true", help="continue an unfinished run from its last checkpoint")
     student.add_argument("--metrics", default=None, help="write final losses as DVC metrics JSON here")
@@ -415,7 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained model on its test set (DVC stage)")
     evaluated = evaluate.add_subparsers(dest="model", required=True, metavar="MODEL", parser_class=OneLineParser)
-    wavenet = evaluated.add_parser("wavenet", help="Table 1, overlaps, Figs. 8-11; register the model and move 'champion' if better")
+    wavenet = evaluated.add_parser(
+        "wavenet", help="Table 1, overlaps, Figs. 8-11; register the model and move 'champion' if better"
+    )
     wavenet.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
     wavenet.add_argument("--model", default=None, help="model folder (default: wavenet.model_dir of the profile)")
     wavenet.add_argument("--metrics", default=None, help="write Table 1 as DVC metrics JSON here")
@@ -425,7 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     wavenet.add_argument("--no-progress", action="store_true", help="no progress bar")
     wavenet.set_defaults(handler=_evaluate_wavenet)
 
-    flow = evaluated.add_parser("flow", help="validation NLL, p-p test with KS p-values, 90% widths, sampling time; register")
+    flow = evaluated.add_parser(
+        "flow", help="validation NLL, p-p test with KS p-values, 90% widths, sampling time; register"
+    )
     flow.add_argument("--model", required=True, help="a name under flows.models in the profile")
     flow.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
     flow.add_argument("--metrics", default=None, help="write the report as DVC metrics JSON here")
@@ -434,7 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
     flow.add_argument("--no-progress", action="store_true", help="no progress bar")
     flow.set_defaults(handler=_evaluate_flow)
 
-    distill = evaluated.add_parser("distill", help="Table II (NLL, latency, parameters, memory), JS teacher-student, Table I; register")
+    distill = evaluated.add_parser(
+        "distill", help="Table II (NLL, latency, parameters, memory), JS teacher-student, Table I; register"
+    )
     distill.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
     distill.add_argument("--metrics", default=None, help="write the report as DVC metrics JSON here")
     distill.add_argument("--plots-dir", default="plots/distill", help="write the figures here (default: plots/distill)")
@@ -442,36 +550,55 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--no-progress", action="store_true", help="no progress bar")
     distill.set_defaults(handler=_evaluate_distill)
 
-    sweep = commands.add_parser("sweep", help="Optuna study of ResNet depth, width, IAF transforms and learning rate (DVC stage)")
+    sweep = commands.add_parser(
+        "sweep", help="Optuna study of ResNet depth, width, IAF transforms and learning rate (DVC stage)"
+    )
     sweep.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
-    sweep.add_argument("--workers", type=int, default=None, help="local worker processes on the study (default: distill.sweep.workers)")
+    sweep.add_argument(
+        "--workers", type=int, default=None, help="local worker processes on the study (default: distill.sweep.workers)"
+    )
     sweep.add_argument("--metrics", default=None, help="write the study summary as DVC metrics JSON here")
     sweep.add_argument("--plots-dir", default="plots/sweep", help="write the study's plots here (default: plots/sweep)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
-    sweep.add_argument("--dry-run", action="store_true", help="price the sweep, teacher and students from rates measured here; run nothing")
+    sweep.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="price the sweep, teacher and students from rates measured here; run nothing",
+    )
     sweep.set_defaults(handler=_sweep)
 
-    reference = commands.add_parser("reference", help="emcee reference posteriors for validation injections of flows.dataset (DVC stage)")
+    reference = commands.add_parser(
+        "reference", help="emcee reference posteriors for validation injections of flows.dataset (DVC stage)"
+    )
     reference.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
     reference.add_argument("--metrics", default=None, help="write the sampler diagnostics as DVC metrics JSON here")
     reference.add_argument("--no-progress", action="store_true", help="no progress bar")
     reference.set_defaults(handler=_reference)
 
-    sample = commands.add_parser("sample", help="flow-MCMC (NPE warm start and cold start) and emcee posteriors for one injection (DVC stage)")
+    sample = commands.add_parser(
+        "sample", help="flow-MCMC (NPE warm start and cold start) and emcee posteriors for one injection (DVC stage)"
+    )
     sample.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
     sample.add_argument("--metrics", default=None, help="write the samplers' diagnostics as DVC metrics JSON here")
     sample.add_argument("--plots-dir", default=None, help="also write the convergence plot here")
     sample.add_argument("--no-progress", action="store_true", help="no progress bars")
     sample.set_defaults(handler=_sample)
 
-    evidence = commands.add_parser("evidence", help="importance-sampled NPE, learned harmonic mean and posterior agreement for `gwpe sample`'s injection (DVC stage)")
+    evidence = commands.add_parser(
+        "evidence",
+        help="importance-sampled NPE, learned harmonic mean and posterior agreement for `gwpe sample`'s injection (DVC stage)",
+    )
     evidence.add_argument("--params", default="params.yaml", help="profile file (default: params.yaml)")
-    evidence.add_argument("--metrics", default=None, help="write evidences, efficiencies and JS divergences as DVC metrics JSON here")
+    evidence.add_argument(
+        "--metrics", default=None, help="write evidences, efficiencies and JS divergences as DVC metrics JSON here"
+    )
     evidence.add_argument("--plots-dir", default=None, help="also write the corner plot and the annealing plot here")
     evidence.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     evidence.set_defaults(handler=_evidence)
 
-    registry = commands.add_parser("models", help="registered models: list, promote (move an alias), pull (download a package)")
+    registry = commands.add_parser(
+        "models", help="registered models: list, promote (move an alias), pull (download a package)"
+    )
     actions = registry.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=OneLineParser)
     listing = actions.add_parser("list", help="names, versions, aliases and each version's key metric")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -481,19 +608,27 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("version", type=int)
     promote.add_argument("--alias", required=True)
     promote.set_defaults(handler=_models_promote)
-    pull = actions.add_parser("pull", help="download NAME@ALIAS or NAME/VERSION into a folder (works against a remote server)")
+    pull = actions.add_parser(
+        "pull", help="download NAME@ALIAS or NAME/VERSION into a folder (works against a remote server)"
+    )
     pull.add_argument("reference", metavar="NAME@ALIAS|NAME/VERSION")
     pull.add_argument("--dest", required=True, help="folder to write the package into")
     pull.set_defaults(handler=_models_pull)
 
     infer = commands.add_parser("infer", help="posterior samples (flows) or (q, s1z, s2z) (WaveNet) from strain files")
     infer.add_argument("--model", required=True, help="NAME@ALIAS, NAME/VERSION or a package folder")
-    infer.add_argument("--strain", required=True, nargs="+", help="strain file(s): .npy, .npz, .h5/.hdf5 (gwpe or GWOSC), .txt (GWOSC)")
+    infer.add_argument(
+        "--strain", required=True, nargs="+", help="strain file(s): .npy, .npz, .h5/.hdf5 (gwpe or GWOSC), .txt (GWOSC)"
+    )
     infer.add_argument("--n-samples", type=int, default=10_000, help="posterior samples (flows; default 10000)")
     infer.add_argument("--out", required=True, help="output HDF5 file (.h5); the corner plot goes beside it (.png)")
     infer.add_argument("--sample-rate", type=float, default=None, help="Hz, for files that do not record it")
-    infer.add_argument("--detectors", default=None, help="comma-separated, e.g. H1,L1, for files that do not record them")
-    infer.add_argument("--start", type=float, default=None, help="GPS start of the model's window inside a longer segment")
+    infer.add_argument(
+        "--detectors", default=None, help="comma-separated, e.g. H1,L1, for files that do not record them"
+    )
+    infer.add_argument(
+        "--start", type=float, default=None, help="GPS start of the model's window inside a longer segment"
+    )
     infer.add_argument("--whiten", action="store_true", help="the strain is raw: whiten it with the model's PSD first")
     infer.add_argument("--seed", type=int, default=None, help="seed the sampler (reproducible samples)")
     infer.add_argument("--no-plot", action="store_true", help="no corner plot")

@@ -154,14 +154,23 @@ class WaveNetModelConfig(StrictModel):
     skip_channels: int = Field(16, ge=1, le=1024)
     dilation_limit: int = Field(64, ge=1, le=1 << 16, description="dilation doubles 1, 2, 4, ... up to this")
     stacks: int = Field(1, ge=1, le=64, description="times the dilation stack is repeated")
-    leaf_steps: int = Field(256, ge=1, le=1_000_000, description="last N time steps of the root output fed to the leaves")
+    leaf_steps: int = Field(
+        256, ge=1, le=1_000_000, description="last N time steps of the root output fed to the leaves"
+    )
     leaf_hidden: int = Field(64, ge=1, le=65536)
     head: Literal["physics", "direct"] = "physics"
-    spin_loss_weight: float = Field(0.0, ge=0.0, le=1000.0, description="physics head: weight of the spin-consistency "
-                                    "term (spins solved from the predicted S_eff, sigma_eff at the true q); 0 = the paper's loss")
+    spin_loss_weight: float = Field(
+        0.0,
+        ge=0.0,
+        le=1000.0,
+        description="physics head: weight of the spin-consistency "
+        "term (spins solved from the predicted S_eff, sigma_eff at the true q); 0 = the paper's loss",
+    )
     s_eff_scale: Literal["absolute", "mass_ratio"] = Field(
-        "mass_ratio", description="physics head: the leaf predicts S_eff itself (absolute) or S_eff / (sigma_1 + sigma_2), "
-        "its value in units of its range at that q (mass_ratio); see gwpe.models.wavenet")
+        "mass_ratio",
+        description="physics head: the leaf predicts S_eff itself (absolute) or S_eff / (sigma_1 + sigma_2), "
+        "its value in units of its range at that q (mass_ratio); see gwpe.models.wavenet",
+    )
 
 
 class TrainingConfig(StrictModel):
@@ -180,11 +189,17 @@ class TrainingConfig(StrictModel):
     threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads (null: torch's default)")
     accumulate_grad_batches: int = Field(1, ge=1, le=65536, description="optimiser step every N batches")
     compile: bool = Field(False, description="torch.compile the model before training")
-    optimizer: Literal["adam", "lamb"] = Field("adam", description="lamb: pytorch-optimizer's LAMB, for large global batches")
+    optimizer: Literal["adam", "lamb"] = Field(
+        "adam", description="lamb: pytorch-optimizer's LAMB, for large global batches"
+    )
     weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="LAMB's decoupled weight decay")
-    lr_scaling: Literal["none", "linear", "sqrt"] = Field("none", description="scale learning_rate by global batch / reference_batch")
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none", description="scale learning_rate by global batch / reference_batch"
+    )
     reference_batch: int = Field(32, ge=1, le=1 << 24, description="global batch that learning_rate was tuned at")
-    warmup_epochs: float = Field(0.0, ge=0.0, le=10_000.0, description="linear learning-rate warm-up (in epochs of steps)")
+    warmup_epochs: float = Field(
+        0.0, ge=0.0, le=10_000.0, description="linear learning-rate warm-up (in epochs of steps)"
+    )
 
     def placement(self) -> set[str]:
         """Fields that say where training runs, not what it computes: a checkpoint resumes across them."""
@@ -196,7 +211,9 @@ class TrainingConfig(StrictModel):
 
 class WaveNetEvaluationConfig(StrictModel):
     batch_size: int = Field(256, ge=1, le=1 << 20)
-    q_slices: list[float] | None = Field(None, description="q values for the per-slice plots (null: 3 test q spread over the range)")
+    q_slices: list[float] | None = Field(
+        None, description="q values for the per-slice plots (null: 3 test q spread over the range)"
+    )
 
 
 class WaveNetSection(StrictModel):
@@ -215,10 +232,18 @@ class FlowModelConfig(StrictModel):
     """One posterior model of ``gwpe.models.flows``; ``options`` go to ``build_flow_model`` (checked there)."""
 
     kind: Literal["maf", "cvae", "cvae_plus"]
-    options: dict[str, Any] = Field(default_factory=dict, description="e.g. transforms, hidden, latent; defaults: the paper's")
-    embedding: dict[str, Any] | None = Field(None, description="null: flatten the strain; {kind: conv, ...}: Conv1d embedding")
-    max_epochs: int | None = Field(None, ge=1, le=100_000, description="overrides flows.training.max_epochs for this model")
-    evaluation_injections: int | None = Field(None, ge=10, le=1_000_000, description="overrides flows.evaluation.injections for this model")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="e.g. transforms, hidden, latent; defaults: the paper's"
+    )
+    embedding: dict[str, Any] | None = Field(
+        None, description="null: flatten the strain; {kind: conv, ...}: Conv1d embedding"
+    )
+    max_epochs: int | None = Field(
+        None, ge=1, le=100_000, description="overrides flows.training.max_epochs for this model"
+    )
+    evaluation_injections: int | None = Field(
+        None, ge=10, le=1_000_000, description="overrides flows.evaluation.injections for this model"
+    )
 
 
 class FlowReferenceConfig(StrictModel):
@@ -247,18 +272,22 @@ class FlowsSection(StrictModel):
     """Normalizing-flow posteriors on a strain dataset (Green, Gair & Messenger); one entry per model."""
 
     dataset: str = Field("strain-5d", min_length=1)
-    models: dict[str, FlowModelConfig] = Field(default_factory=lambda: {
-        "maf": FlowModelConfig(kind="maf"), "cvae_plus": FlowModelConfig(kind="cvae_plus")})
+    models: dict[str, FlowModelConfig] = Field(
+        default_factory=lambda: {"maf": FlowModelConfig(kind="maf"), "cvae_plus": FlowModelConfig(kind="cvae_plus")}
+    )
     training: TrainingConfig = Field(default_factory=_default_flow_training)
     halve_every: int = Field(80, ge=1, le=100_000, description="learning rate halved every N epochs (paper: 80)")
     # exact for strain.approximant IMRPhenomPv2 with aligned spins (the only choice): it carries the (2, +-2) modes only;
     # an approximant with higher modes must set it false
-    phase_flip: bool = Field(False, description="train on phi0 + pi with probability 1/2 (exact for (2,2)-mode-only signals)")
+    phase_flip: bool = Field(
+        False, description="train on phi0 + pi with probability 1/2 (exact for (2,2)-mode-only signals)"
+    )
     # MAFs only (models/flows/phase.py): "pi" wraps phi0 onto [0, 2 pi) and averages over phi0 -> phi0 + pi (exact
     # for (2,2)-mode signals, same condition as phase_flip); "periodic" only wraps (true of any phase); "none": the
     # paper's flow on the real line
     phase_symmetry: Literal["pi", "periodic", "none"] = Field(
-        "pi", description="MAF posterior over phi0: pi (periodic, pi-symmetric), periodic, or none (the raw flow)")
+        "pi", description="MAF posterior over phi0: pi (periodic, pi-symmetric), periodic, or none (the raw flow)"
+    )
     evaluation: FlowEvaluationConfig = FlowEvaluationConfig()
     reference: FlowReferenceConfig = FlowReferenceConfig()
     model_dir: str = "models/flows"
@@ -301,14 +330,21 @@ class SearchSpaceConfig(StrictModel):
 class SweepConfig(StrictModel):
     """``gwpe sweep``: one Optuna study over ``search_space``; objective = validation NLL after ``max_epochs``."""
 
-    n_trials: int = Field(20, ge=1, le=1_000_000, description="finished (complete + pruned) trials in the study, all workers together")
+    n_trials: int = Field(
+        20, ge=1, le=1_000_000, description="finished (complete + pruned) trials in the study, all workers together"
+    )
     workers: int = Field(1, ge=1, le=1024, description="local worker processes (--workers overrides)")
-    storage: str = Field("sqlite:///optuna.db", min_length=1, description="sqlite:///FILE (relative to the project root), "
-                         "any SQLAlchemy RDB URL, or journal:FILE")
+    storage: str = Field(
+        "sqlite:///optuna.db",
+        min_length=1,
+        description="sqlite:///FILE (relative to the project root), any SQLAlchemy RDB URL, or journal:FILE",
+    )
     study_name: str = Field("resnet-iaf", min_length=1)
     sampler_seed: int = Field(0, ge=0)
     pruner: Literal["median", "hyperband", "none"] = "median"
-    startup_trials: int = Field(2, ge=0, le=1_000_000, description="median pruner: trials finished before pruning starts")
+    startup_trials: int = Field(
+        2, ge=0, le=1_000_000, description="median pruner: trials finished before pruning starts"
+    )
     warmup_epochs: int = Field(1, ge=0, le=100_000, description="no pruning before this many epochs of a trial")
     max_epochs: int = Field(4, ge=1, le=100_000, description="epochs per trial")
     search_space: SearchSpaceConfig = SearchSpaceConfig()
@@ -320,7 +356,9 @@ class StudentConfig(StrictModel):
 
     factor: float = Field(0.6, gt=0.0, le=1.0, description="paper eq. 9: d_student = c d_teacher")
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the NLL term; 1 - alpha weighs T^2 KL")
-    temperature: list[float] = Field([1.0, 4.0], min_length=2, max_length=2, description="T rises linearly from the first to the second value")
+    temperature: list[float] = Field(
+        [1.0, 4.0], min_length=2, max_length=2, description="T rises linearly from the first to the second value"
+    )
     teacher_samples: int = Field(4, ge=1, le=100_000, description="teacher draws per event for the KL estimate")
     max_epochs: int | None = Field(None, ge=1, le=100_000, description="null: distill.training.max_epochs")
 
@@ -336,7 +374,9 @@ class DistillEvaluationConfig(StrictModel):
     js_events: int = Field(10, ge=1, le=100_000, description="held-out events for teacher-student JS divergences")
     samples: int = Field(10_000, ge=10, le=10_000_000, description="posterior samples per event (latency, JS, errors)")
     latency_repeats: int = Field(5, ge=1, le=1000)
-    threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads when timing (null: torch's default)")
+    threads: int | None = Field(
+        None, ge=1, le=1024, description="torch CPU threads when timing (null: torch's default)"
+    )
 
 
 def _default_distill_training() -> "TrainingConfig":
@@ -362,7 +402,9 @@ class TrackingConfig(StrictModel):
     """MLflow experiment name; optional Weights & Biases mirror of every stage run (params, metrics)."""
 
     experiment: str = Field("gwpe", min_length=1)
-    wandb: Literal["off", "offline", "online"] = Field("off", description="offline: runs under ./wandb for `wandb sync`")
+    wandb: Literal["off", "offline", "online"] = Field(
+        "off", description="offline: runs under ./wandb for `wandb sync`"
+    )
 
     @field_validator("wandb", mode="before")
     @classmethod
@@ -376,20 +418,30 @@ class FlowMCConfig(StrictModel):
 
     chains: int = Field(64, ge=2, le=1_000_000)
     local_steps: int = Field(20, ge=1, le=100_000)
-    production_local_steps: int = Field(5, ge=0, le=100_000, description="local steps per production loop (the frozen flow does most of the mixing)")
+    production_local_steps: int = Field(
+        5, ge=0, le=100_000, description="local steps per production loop (the frozen flow does most of the mixing)"
+    )
     global_steps: int = Field(10, ge=0, le=100_000)
-    step_size: float = Field(0.5, gt=0.0, description="initial random-walk scale, in units of 2.38 / sqrt(D) x chain covariance")
+    step_size: float = Field(
+        0.5, gt=0.0, description="initial random-walk scale, in units of 2.38 / sqrt(D) x chain covariance"
+    )
     max_training_loops: int = Field(40, ge=1, le=100_000)
-    train_until: float = Field(0.2, gt=0.0, le=1.0, description="training ends once flow proposals are accepted at this rate")
+    train_until: float = Field(
+        0.2, gt=0.0, le=1.0, description="training ends once flow proposals are accepted at this rate"
+    )
     production_loops: int = Field(25, ge=1, le=100_000, description="at least this many production loops")
     max_production_loops: int = Field(100, ge=1, le=1_000_000)
     target_ess: float = Field(1500.0, gt=0.0, description="production goes on until this effective sample size")
-    target_rhat: float | None = Field(None, gt=1.0, description="null, or production also goes on until every R-hat over chains is below this")
+    target_rhat: float | None = Field(
+        None, gt=1.0, description="null, or production also goes on until every R-hat over chains is below this"
+    )
     flow_epochs: int = Field(20, ge=1, le=10_000, description="epochs of proposal-flow fitting per training loop")
     history_loops: int = Field(3, ge=1, le=10_000, description="training loops of chain history the flow is fitted to")
     transforms: int = Field(4, ge=1, le=64)
     hidden: list[int] = Field(default_factory=lambda: [64, 64], min_length=1)
-    warm_start_epochs: int = Field(20, ge=1, le=10_000, description="epochs fitting the proposal to NPE draws (warm start)")
+    warm_start_epochs: int = Field(
+        20, ge=1, le=10_000, description="epochs fitting the proposal to NPE draws (warm start)"
+    )
 
 
 class EmceeConfig(StrictModel):
@@ -417,17 +469,31 @@ class SamplingSection(StrictModel):
     """``gwpe sample`` / ``gwpe evidence``: likelihood-based posteriors and evidence for one injection of
     ``flows.dataset``, checked against the NPE flow ``model``."""
 
-    model: str = Field("maf", min_length=1, description="a flows.models entry: the NPE posterior used to warm-start and importance-sample")
-    injection: int = Field(0, ge=0, le=10_000_000, description="validation injection (the noise realisation the flows are evaluated on)")
+    model: str = Field(
+        "maf",
+        min_length=1,
+        description="a flows.models entry: the NPE posterior used to warm-start and importance-sample",
+    )
+    injection: int = Field(
+        0, ge=0, le=10_000_000, description="validation injection (the noise realisation the flows are evaluated on)"
+    )
     workers: int = Field(2, ge=0, le=4096, description="processes generating templates; 0: in-process")
     seed: int = 0
-    npe_samples: int = Field(10_000, ge=100, le=100_000_000, description="NPE draws: importance sampling of the NPE, and the warm start")
-    pilot_draws: int = Field(2000, ge=10, le=10_000_000, description="broad draws whose likelihoods place the phase window's walls")
+    npe_samples: int = Field(
+        10_000, ge=100, le=100_000_000, description="NPE draws: importance sampling of the NPE, and the warm start"
+    )
+    pilot_draws: int = Field(
+        2000, ge=10, le=10_000_000, description="broad draws whose likelihoods place the phase window's walls"
+    )
     adaptive: AdaptiveISConfig = AdaptiveISConfig()
     flowmc: FlowMCConfig = FlowMCConfig()
     emcee: EmceeConfig = EmceeConfig()
-    harmonic_temperature: float = Field(0.8, gt=0.0, le=1.0, description="T < 1 concentrates the learned harmonic mean's flow")
-    agreement_js: float = Field(0.01, gt=0.0, description="nats: the largest 1-D marginal JS divergence counted as agreement")
+    harmonic_temperature: float = Field(
+        0.8, gt=0.0, le=1.0, description="T < 1 concentrates the learned harmonic mean's flow"
+    )
+    agreement_js: float = Field(
+        0.01, gt=0.0, description="nats: the largest 1-D marginal JS divergence counted as agreement"
+    )
     path: str = "data/sampling"
 
     @model_validator(mode="after")
@@ -435,7 +501,9 @@ class SamplingSection(StrictModel):
         if self.emcee.burn >= self.emcee.steps:
             raise ValueError(f"emcee.burn = {self.emcee.burn}; allowed: < emcee.steps = {self.emcee.steps}")
         if self.flowmc.production_loops > self.flowmc.max_production_loops:
-            raise ValueError(f"flowmc.production_loops = {self.flowmc.production_loops}; allowed: <= flowmc.max_production_loops")
+            raise ValueError(
+                f"flowmc.production_loops = {self.flowmc.production_loops}; allowed: <= flowmc.max_production_loops"
+            )
         return self
 
 

@@ -64,10 +64,14 @@ class PackagePredictor:
         if self.meta["model"] == "wavenet":
             return pd.DataFrame([wavenet_estimate(self.module, strain)])
         spec = self.meta["data_spec"]
-        expected = (max(1, len([d for d in spec["detectors"] if d != "plus-polarisation"])),
-                    int(round(spec["sample_rate"] * spec["duration"])))
+        expected = (
+            max(1, len([d for d in spec["detectors"] if d != "plus-polarisation"])),
+            int(round(spec["sample_rate"] * spec["duration"])),
+        )
         if strain.shape != expected or not np.all(np.isfinite(strain)):
-            raise InputError(f"strain of shape {strain.shape}; the model expects finite whitened strain of shape {expected}")
+            raise InputError(
+                f"strain of shape {strain.shape}; the model expects finite whitened strain of shape {expected}"
+            )
         samples = sample_flow(self.module, self.meta, strain, n, progress=False, seed=seed)
         return pd.DataFrame(samples, columns=list(self.meta["standardisation"]["parameters"]))
 

@@ -77,9 +77,21 @@ class H22Dataset(Dataset):
 class H22DataModule(SplitDataModule):
     """Train/validation/test h22 splits from ``root`` with DDP-aware sharding (``SplitDataModule``)."""
 
-    stage_splits = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("test",)}
+    stage_splits = {
+        "fit": ("train", "validation"),
+        "validate": ("validation",),
+        "test": ("test",),
+        "predict": ("test",),
+    }
 
-    def __init__(self, root: str | Path = "data/h22", batch_size: int = 32, num_workers: int = 0, last_samples: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        root: str | Path = "data/h22",
+        batch_size: int = 32,
+        num_workers: int = 0,
+        last_samples: int | None = None,
+        seed: int = 0,
+    ):
         super().__init__(batch_size, num_workers, seed)
         self.root = Path(root)
         self.last_samples = last_samples

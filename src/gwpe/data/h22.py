@@ -121,7 +121,9 @@ def generate_split(config: ProjectConfig, split: str, client=None) -> SplitResul
     times = split_time_grid(h22)
     path = store_path(h22, split)
     attrs = store_attributes(config, split, backend)
-    done = prepare_store(path, resume_fingerprint(config, attrs), lambda p: create_h22_store(p, params, times, h22, attrs))
+    done = prepare_store(
+        path, resume_fingerprint(config, attrs), lambda p: create_h22_store(p, params, times, h22, attrs)
+    )
     size = h22.store.chunk_size
     time_spec = (h22.time.t_start, h22.time.t_end, h22.time.dt)
     tasks = []
@@ -152,4 +154,8 @@ def estimate_split(config: ProjectConfig, samples: int = 6, seed: int = 0) -> di
     # Same codec as the store (blosc zstd, byte shuffle), applied per waveform as the inner chunks are.
     codec = Blosc(cname="zstd", clevel=h22.store.compression_level, shuffle=Blosc.SHUFFLE)
     compressed = sum(len(codec.encode(np.ascontiguousarray(w))) for w in data)
-    return {"cpu_seconds_per_waveform": seconds, "bytes_per_waveform": compressed / len(picks), "raw_bytes_per_waveform": data[0].nbytes}
+    return {
+        "cpu_seconds_per_waveform": seconds,
+        "bytes_per_waveform": compressed / len(picks),
+        "raw_bytes_per_waveform": data[0].nbytes,
+    }

@@ -34,7 +34,9 @@ class SplitDataModule(L.LightningDataModule):
         return self.datasets[split]
 
     def setup(self, stage: str | None = None) -> None:
-        splits = self.stage_splits.get(stage or "") or tuple(dict.fromkeys(s for v in self.stage_splits.values() for s in v))
+        splits = self.stage_splits.get(stage or "") or tuple(
+            dict.fromkeys(s for v in self.stage_splits.values() for s in v)
+        )
         for split in splits:
             self.dataset(split)
 

@@ -79,7 +79,19 @@ def store_attributes(config: ProjectConfig, name: str, setup: StrainSetup, param
         "whitening": "x = irfft(h~ / sqrt(S_n)) * sqrt(2 dt): white noise is N(0, 1) per sample",
         "parameters": list(dataset.parameters),
         "inferred": dataset.inferred_parameters,
-        "units": {"m1": "Msun", "m2": "Msun", "dL": "Mpc", "tc": "s", "phi0": "rad", "theta_jn": "rad", "ra": "rad", "dec": "rad", "psi": "rad", "chi1z": "", "chi2z": ""},
+        "units": {
+            "m1": "Msun",
+            "m2": "Msun",
+            "dL": "Mpc",
+            "tc": "s",
+            "phi0": "rad",
+            "theta_jn": "rad",
+            "ra": "rad",
+            "dec": "rad",
+            "psi": "rad",
+            "chi1z": "",
+            "chi2z": "",
+        },
         "n_train": n_train,
         "n_validation": n_validation,
         "seed": dataset.seed,
@@ -88,20 +100,31 @@ def store_attributes(config: ProjectConfig, name: str, setup: StrainSetup, param
     }
 
 
-def create_strain_store(path: Path, params: np.ndarray, setup: StrainSetup, chunk_size: int, level: int, attrs: dict) -> None:
+def create_strain_store(
+    path: Path, params: np.ndarray, setup: StrainSetup, chunk_size: int, level: int, attrs: dict
+) -> None:
     import zarr
     from zarr.codecs import BloscCodec
 
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     shape = (len(params), setup.n_channels, setup.n_samples)
-    group.create_array("strain", shape=shape, chunks=(1, *shape[1:]), shards=(chunk_size, *shape[1:]), dtype="float32",
-                       compressors=BloscCodec(cname="zstd", clevel=level, shuffle="shuffle"), fill_value=0.0)
+    group.create_array(
+        "strain",
+        shape=shape,
+        chunks=(1, *shape[1:]),
+        shards=(chunk_size, *shape[1:]),
+        dtype="float32",
+        compressors=BloscCodec(cname="zstd", clevel=level, shuffle="shuffle"),
+        fill_value=0.0,
+    )
     group.create_array("params", data=params, chunks=(min(len(params), 1 << 20), params.shape[1]))
     group.create_array("snr", shape=(len(params),), chunks=(chunk_size,), dtype="float64", fill_value=0.0)
     group.attrs.update(attrs)
 
 
-def write_strain_chunk(path: str, start: int, stop: int, params: np.ndarray, names: list[str], generator: StrainGenerator) -> int:
+def write_strain_chunk(
+    path: str, start: int, stop: int, params: np.ndarray, names: list[str], generator: StrainGenerator
+) -> int:
     """Generate signals start..stop-1; write their shard and SNR chunk (runs on a Dask worker)."""
     import zarr
 
@@ -143,7 +166,11 @@ def generate_dataset(config: ProjectConfig, name: str, client=None) -> StrainRes
     store = config.strain.store
     attrs = store_attributes(config, name, setup, params)
     fingerprint = {**attrs, "store": store.model_dump(exclude={"root"}), "code": strain_code_digest()}
-    done = prepare_store(path, fingerprint, lambda p: create_strain_store(p, params, setup, store.chunk_size, store.compression_level, attrs))
+    done = prepare_store(
+        path,
+        fingerprint,
+        lambda p: create_strain_store(p, params, setup, store.chunk_size, store.compression_level, attrs),
+    )
     tasks = []
     for k, start in enumerate(range(0, len(params), store.chunk_size)):
         stop = min(start + store.chunk_size, len(params))
@@ -158,8 +185,16 @@ def generate_dataset(config: ProjectConfig, name: str, client=None) -> StrainRes
 
 def snr_summary(snr: np.ndarray) -> dict[str, float]:
     quantiles = np.quantile(snr, [0.05, 0.25, 0.5, 0.75, 0.95])
-    return {"snr_min": float(snr.min()), "snr_q05": quantiles[0], "snr_q25": quantiles[1], "snr_median": quantiles[2],
-            "snr_q75": quantiles[3], "snr_q95": quantiles[4], "snr_max": float(snr.max()), "snr_mean": float(snr.mean())}
+    return {
+        "snr_min": float(snr.min()),
+        "snr_q05": quantiles[0],
+        "snr_q25": quantiles[1],
+        "snr_median": quantiles[2],
+        "snr_q75": quantiles[3],
+        "snr_q95": quantiles[4],
+        "snr_max": float(snr.max()),
+        "snr_mean": float(snr.mean()),
+    }
 
 
 def snr_histogram(snr: np.ndarray, name: str):
@@ -195,5 +230,8 @@ def estimate_dataset(config: ProjectConfig, name: str, samples: int = 16) -> dic
     seconds = (time.process_time() - start) / len(params)
     codec = Blosc(cname="zstd", clevel=config.strain.store.compression_level, shuffle=Blosc.SHUFFLE)
     compressed = sum(len(codec.encode(np.ascontiguousarray(s))) for s in strain) / len(strain)
-    return {"cpu_seconds_per_signal": seconds, "bytes_per_signal": compressed + 8 * (len(dataset.parameters) + 1),
-            "raw_bytes_per_signal": strain[0].nbytes}
+    return {
+        "cpu_seconds_per_signal": seconds,
+        "bytes_per_signal": compressed + 8 * (len(dataset.parameters) + 1),
+        "raw_bytes_per_signal": strain[0].nbytes,
+    }

@@ -41,26 +41,39 @@ class Standardisation:
     @classmethod
     def from_attrs(cls, attrs: dict) -> "Standardisation":
         s = attrs["standardisation"]
-        return cls(tuple(s["parameters"]), np.asarray(s["mean"], dtype=np.float64), np.asarray(s["std"], dtype=np.float64))
+        return cls(
+            tuple(s["parameters"]), np.asarray(s["mean"], dtype=np.float64), np.asarray(s["std"], dtype=np.float64)
+        )
 
     def forward(self, theta):
         return (theta - self.mean) / self.std
 
     def inverse(self, z):
         if isinstance(z, torch.Tensor):
-            return z * torch.as_tensor(self.std, dtype=z.dtype, device=z.device) + torch.as_tensor(self.mean, dtype=z.dtype, device=z.device)
+            return z * torch.as_tensor(self.std, dtype=z.dtype, device=z.device) + torch.as_tensor(
+                self.mean, dtype=z.dtype, device=z.device
+            )
         return np.asarray(z) * self.std + self.mean
 
 
 class StrainDataset(Dataset):
     """(noisy whitened strain float32 (D, L), standardised inferred parameters float32 (P,)) pairs."""
 
-    def __init__(self, path: str | Path, split: str, noise: str = "auto", seed: int = 0, in_memory: bool | None = None,
-                 phase_flip: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        split: str,
+        noise: str = "auto",
+        seed: int = 0,
+        in_memory: bool | None = None,
+        phase_flip: bool = False,
+    ):
         self.path = Path(path)
         self.phase_flip = phase_flip
         if not (self.path / "zarr.json").is_file():
-            raise FileNotFoundError(f"no strain store at {self.path} (run: gwpe generate strain --dataset {self.path.stem})")
+            raise FileNotFoundError(
+                f"no strain store at {self.path} (run: gwpe generate strain --dataset {self.path.stem})"
+            )
         if split not in ("train", "validation"):
             raise ValueError(f"split = {split!r}; allowed: train, validation")
         self.split = split
@@ -98,14 +111,24 @@ class StrainDataset(Dataset):
             if self.noise == "fixed":
                 # the fixed realisation of every row added once here, not re-drawn each epoch (same values)
                 shape = self._memory.shape[1:]
-                self._memory = np.stack([row + self._noise(i, shape) for i, row in enumerate(self._memory)]) \
-                    if len(self._memory) else self._memory
+                self._memory = (
+                    np.stack([row + self._noise(i, shape) for i, row in enumerate(self._memory)])
+                    if len(self._memory)
+                    else self._memory
+                )
                 self._noisy_memory = True
         self._pid = os.getpid()
 
     def __getstate__(self):
-        return {"path": self.path, "split": self.split, "noise": self.noise, "seed": self.seed, "in_memory": self.in_memory,
-                "phase_flip": self.phase_flip, "_pid": None}
+        return {
+            "path": self.path,
+            "split": self.split,
+            "noise": self.noise,
+            "seed": self.seed,
+            "in_memory": self.in_memory,
+            "phase_flip": self.phase_flip,
+            "_pid": None,
+        }
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -158,8 +181,15 @@ class StrainDataset(Dataset):
 class StrainDataModule(SplitDataModule):
     """Train/validation loaders of one strain dataset, DDP-aware (``SplitDataModule``)."""
 
-    def __init__(self, path: str | Path, batch_size: int = 256, num_workers: int = 0, seed: int = 0, in_memory: bool | None = None,
-                 phase_flip: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        batch_size: int = 256,
+        num_workers: int = 0,
+        seed: int = 0,
+        in_memory: bool | None = None,
+        phase_flip: bool = False,
+    ):
         super().__init__(batch_size, num_workers, seed)
         self.path = Path(path)
         self.in_memory = in_memory
@@ -167,8 +197,9 @@ class StrainDataModule(SplitDataModule):
 
     def make_dataset(self, split: str) -> StrainDataset:
         """``phase_flip`` applies to the training split only: validation targets stay the stored truths."""
-        return StrainDataset(self.path, split, seed=self.seed, in_memory=self.in_memory,
-                             phase_flip=self.phase_flip and split == "train")
+        return StrainDataset(
+            self.path, split, seed=self.seed, in_memory=self.in_memory, phase_flip=self.phase_flip and split == "train"
+        )
 
     @property
     def standardisation(self) -> Standardisation:

@@ -40,15 +40,17 @@ def interval_widths(samples: np.ndarray, probability: float = 0.9) -> np.ndarray
 @dataclass(frozen=True)
 class Calibration:
     parameters: tuple[str, ...]
-    levels: np.ndarray          # (N, P) credible level of each truth
-    ks_pvalue: np.ndarray       # (P,)
+    levels: np.ndarray  # (N, P) credible level of each truth
+    ks_pvalue: np.ndarray  # (P,)
     width_fraction: np.ndarray  # (P,) median 90 % interval width / prior range
 
     def summary(self) -> dict:
-        return {"n_injections": int(self.levels.shape[0]),
-                "ks_pvalue": {p: float(v) for p, v in zip(self.parameters, self.ks_pvalue)},
-                "min_ks_pvalue": float(self.ks_pvalue.min()),
-                "width90_over_prior": {p: float(v) for p, v in zip(self.parameters, self.width_fraction)}}
+        return {
+            "n_injections": int(self.levels.shape[0]),
+            "ks_pvalue": {p: float(v) for p, v in zip(self.parameters, self.ks_pvalue)},
+            "min_ks_pvalue": float(self.ks_pvalue.min()),
+            "width90_over_prior": {p: float(v) for p, v in zip(self.parameters, self.width_fraction)},
+        }
 
 
 def calibrate(samples: np.ndarray, truth: np.ndarray, parameters, prior_ranges: np.ndarray) -> Calibration:
@@ -72,8 +74,13 @@ def pp_plot(calibration: Calibration, title: str = ""):
     for j, name in enumerate(calibration.parameters):
         levels = np.sort(calibration.levels[:, j])
         axis.plot(levels, np.arange(1, n + 1) / n, lw=1.2, label=f"{name} (KS p = {calibration.ks_pvalue[j]:.2f})")
-    axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="credible level p", ylabel="fraction of injections with level ≤ p",
-             title=title or f"p–p plot, {n} injections")
+    axis.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="credible level p",
+        ylabel="fraction of injections with level ≤ p",
+        title=title or f"p–p plot, {n} injections",
+    )
     axis.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
     return figure

@@ -10,9 +10,17 @@ from __future__ import annotations
 import numpy as np
 
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
-LABELS = {"m1": r"$m_1\,[M_\odot]$", "m2": r"$m_2\,[M_\odot]$", "phi0": r"$\phi_0$", "tc": r"$t_c\,[s]$",
-          "dL": r"$d_L\,[\mathrm{Mpc}]$", "chi1z": r"$\chi_{1z}$", "chi2z": r"$\chi_{2z}$", "theta_jn": r"$\theta_{JN}$",
-          "chirp_mass": r"$\mathcal{M}\,[M_\odot]$"}
+LABELS = {
+    "m1": r"$m_1\,[M_\odot]$",
+    "m2": r"$m_2\,[M_\odot]$",
+    "phi0": r"$\phi_0$",
+    "tc": r"$t_c\,[s]$",
+    "dL": r"$d_L\,[\mathrm{Mpc}]$",
+    "chi1z": r"$\chi_{1z}$",
+    "chi2z": r"$\chi_{2z}$",
+    "theta_jn": r"$\theta_{JN}$",
+    "chirp_mass": r"$\mathcal{M}\,[M_\odot]$",
+}
 
 
 def posterior_corner(sample_sets: dict[str, np.ndarray], parameters: list[str], truth=None, title: str | None = None):
@@ -27,12 +35,26 @@ def posterior_corner(sample_sets: dict[str, np.ndarray], parameters: list[str], 
     ranges = list(zip(low - 0.05 * span, high + 0.05 * span))
     figure, handles = None, []
     for (label, samples), colour in zip(sets.items(), COLOURS):
-        figure = corner.corner(samples, fig=figure, range=ranges, color=colour, bins=30, smooth=1.0,
-                               labels=[LABELS.get(p, p) for p in parameters], levels=(0.393, 0.865),
-                               plot_datapoints=False, plot_density=False, fill_contours=False,
-                               hist_kwargs={"density": True}, truths=truth, truth_color="black")
+        figure = corner.corner(
+            samples,
+            fig=figure,
+            range=ranges,
+            color=colour,
+            bins=30,
+            smooth=1.0,
+            labels=[LABELS.get(p, p) for p in parameters],
+            levels=(0.393, 0.865),
+            plot_datapoints=False,
+            plot_density=False,
+            fill_contours=False,
+            hist_kwargs={"density": True},
+            truths=truth,
+            truth_color="black",
+        )
         handles.append(mlines.Line2D([], [], color=colour, label=f"{label} ({len(samples):,} samples)"))
-    figure.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.98, 0.965), fontsize=11, frameon=False)  # below the title
+    figure.legend(
+        handles=handles, loc="upper right", bbox_to_anchor=(0.98, 0.965), fontsize=11, frameon=False
+    )  # below the title
     if title:
         figure.suptitle(title, x=0.55, y=0.995, fontsize=12)
     return figure

@@ -78,8 +78,9 @@ def relative_errors(medians: np.ndarray, truth: np.ndarray, parameters: list[str
     return out
 
 
-def evaluate_distill(config: ProjectConfig, plots_dir: str | Path = "plots/distill", register: bool = True,
-                     progress: bool = True) -> dict:
+def evaluate_distill(
+    config: ProjectConfig, plots_dir: str | Path = "plots/distill", register: bool = True, progress: bool = True
+) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,8 +108,11 @@ def evaluate_distill(config: ProjectConfig, plots_dir: str | Path = "plots/disti
         torch.set_num_threads(evaluation.threads)
     modules = {role: FlowModule.load_model(folder) for role, folder in folders.items()}
     meta = {role: json.loads((folder / CONFIG_FILE).read_text()) for role, folder in folders.items()}
-    data = StrainDataModule(strain_store(config, section.dataset, "distill.dataset"), batch_size=section.training.batch_size,
-                            seed=section.training.seed)
+    data = StrainDataModule(
+        strain_store(config, section.dataset, "distill.dataset"),
+        batch_size=section.training.batch_size,
+        seed=section.training.seed,
+    )
     standardisation, validation = data.standardisation, data.dataset("validation")
     parameters = list(standardisation.parameters)
     prior = config.strain.datasets[section.dataset].prior
@@ -116,10 +120,12 @@ def evaluate_distill(config: ProjectConfig, plots_dir: str | Path = "plots/disti
     strain0 = torch.as_tensor(validation[0][0])
     table2 = {}
     for role, module in modules.items():
-        table2[role] = {"val_nll": _validation_nll(module, data),
-                        "latency_ms": 1e3 * latency_seconds(module, strain0, n, evaluation.latency_repeats),
-                        "parameters": sum(p.numel() for p in module.parameters()),
-                        **peak_memory(module, strain0, n)}
+        table2[role] = {
+            "val_nll": _validation_nll(module, data),
+            "latency_ms": 1e3 * latency_seconds(module, strain0, n, evaluation.latency_repeats),
+            "parameters": sum(p.numel() for p in module.parameters()),
+            **peak_memory(module, strain0, n),
+        }
     torch.manual_seed(section.training.seed)
     events = min(max(evaluation.events, evaluation.js_events), len(validation))
     medians = {role: [] for role in ROLES}
@@ -138,8 +144,13 @@ def evaluate_distill(config: ProjectConfig, plots_dir: str | Path = "plots/disti
             corner_sets = draws
     truth = np.asarray(truth)
     errors = {role: relative_errors(np.asarray(medians[role]), truth, parameters, prior) for role in ROLES}
-    divergence = {role: {"mean": dict(zip(parameters, np.mean(js[role], axis=0).tolist())),
-                         "max": dict(zip(parameters, np.max(js[role], axis=0).tolist()))} for role in ROLES[1:]}
+    divergence = {
+        role: {
+            "mean": dict(zip(parameters, np.mean(js[role], axis=0).tolist())),
+            "max": dict(zip(parameters, np.max(js[role], axis=0).tolist())),
+        }
+        for role in ROLES[1:]
+    }
     teacher, distilled, direct = table2["teacher"], table2["student-distilled"], table2["student-direct"]
     comparison = {
         "parameter_reduction": 1.0 - distilled["parameters"] / teacher["parameters"],
@@ -148,16 +159,28 @@ def evaluate_distill(config: ProjectConfig, plots_dir: str | Path = "plots/disti
         "nll_distilled_minus_direct": distilled["val_nll"] - direct["val_nll"],
         "nll_distilled_minus_teacher": distilled["val_nll"] - teacher["val_nll"],
     }
-    metrics = {"table2": table2, "comparison": comparison, "js_teacher_student": divergence, "relative_error_percent": errors,
-               "samples_per_event": n, "events": events, "js_events": min(evaluation.js_events, events)}
+    metrics = {
+        "table2": table2,
+        "comparison": comparison,
+        "js_teacher_student": divergence,
+        "relative_error_percent": errors,
+        "samples_per_event": n,
+        "events": events,
+        "js_events": min(evaluation.js_events, events),
+    }
 
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
     figures = {
-        "corner-0.png": posterior_corner({role: corner_sets[role] for role in ROLES}, parameters, truth=truth[0],
-                                         title=f"{section.dataset}, validation event 0"),
-        "js.png": _bar_figure({role: divergence[role]["mean"] for role in ROLES[1:]}, "mean JS(teacher, student) [nat]",
-                              log=True),
+        "corner-0.png": posterior_corner(
+            {role: corner_sets[role] for role in ROLES},
+            parameters,
+            truth=truth[0],
+            title=f"{section.dataset}, validation event 0",
+        ),
+        "js.png": _bar_figure(
+            {role: divergence[role]["mean"] for role in ROLES[1:]}, "mean JS(teacher, student) [nat]", log=True
+        ),
         "relative-errors.png": _bar_figure(errors, "median relative error of the posterior median [%]"),
     }
     with stage_run(config, "evaluate-distill", run_name="evaluate-distill", tags={"gwpe.model": "distill"}) as run:
@@ -172,11 +195,20 @@ def evaluate_distill(config: ProjectConfig, plots_dir: str | Path = "plots/disti
         run.log_metrics({f"{role}.js_mean.{p}": v for role, row in divergence.items() for p, v in row["mean"].items()})
         if run.info is not None and register:
             registry = {}
-            for role, name in (("teacher", section.registered_teacher), ("student-distilled", section.registered_student)):
+            for role, name in (
+                ("teacher", section.registered_teacher),
+                ("student-distilled", section.registered_student),
+            ):
                 run_id = meta[role].get("mlflow_run_id")
                 if run_id:
-                    registration = register_version(name, run_id, "model", "val_nll", table2[role]["val_nll"], higher_is_better=False)
-                    registry[role] = {"name": registration.name, "version": registration.version, "champion": registration.champion}
+                    registration = register_version(
+                        name, run_id, "model", "val_nll", table2[role]["val_nll"], higher_is_better=False
+                    )
+                    registry[role] = {
+                        "name": registration.name,
+                        "version": registration.version,
+                        "champion": registration.champion,
+                    }
             metrics["registry"] = registry
     return metrics
 
@@ -188,7 +220,12 @@ def _bar_figure(rows: dict[str, dict[str, float]], ylabel: str, log: bool = Fals
     figure, axes = plt.subplots(figsize=(7, 3.5))
     width = 0.8 / len(rows)
     for k, (label, row) in enumerate(rows.items()):
-        axes.bar(np.arange(len(parameters)) + (k - (len(rows) - 1) / 2) * width, [row[p] for p in parameters], width, label=label)
+        axes.bar(
+            np.arange(len(parameters)) + (k - (len(rows) - 1) / 2) * width,
+            [row[p] for p in parameters],
+            width,
+            label=label,
+        )
     axes.set_xticks(range(len(parameters)), parameters)
     axes.set_ylabel(ylabel)
     if log:
@@ -201,12 +238,18 @@ def _bar_figure(rows: dict[str, dict[str, float]], ylabel: str, log: bool = Fals
 def format_table2(metrics: dict) -> str:
     """The paper's Table II (plus memory) and Table I, as text."""
     table2, errors = metrics["table2"], metrics["relative_error_percent"]
-    lines = [f"{'model':<19}{'val NLL':>9}{'latency ms':>12}{'params':>10}{'memory MB':>11}   (N = {metrics['samples_per_event']:,} samples/event)"]
+    lines = [
+        f"{'model':<19}{'val NLL':>9}{'latency ms':>12}{'params':>10}{'memory MB':>11}   (N = {metrics['samples_per_event']:,} samples/event)"
+    ]
     for role, row in table2.items():
-        lines.append(f"{role:<19}{row['val_nll']:>9.3f}{row['latency_ms']:>12.1f}{row['parameters']:>10,}{row['peak_memory_mb']:>11.1f}")
+        lines.append(
+            f"{role:<19}{row['val_nll']:>9.3f}{row['latency_ms']:>12.1f}{row['parameters']:>10,}{row['peak_memory_mb']:>11.1f}"
+        )
     c = metrics["comparison"]
-    lines.append(f"distilled vs teacher: {100 * c['parameter_reduction']:.0f} % fewer parameters, {100 * c['latency_reduction']:.0f} % "
-                 f"lower latency, {100 * c['memory_reduction']:.0f} % less memory; NLL distilled - direct = {c['nll_distilled_minus_direct']:+.3f}")
+    lines.append(
+        f"distilled vs teacher: {100 * c['parameter_reduction']:.0f} % fewer parameters, {100 * c['latency_reduction']:.0f} % "
+        f"lower latency, {100 * c['memory_reduction']:.0f} % less memory; NLL distilled - direct = {c['nll_distilled_minus_direct']:+.3f}"
+    )
     parameters = list(errors["teacher"])
     lines.append("relative error % " + "".join(f"{p:>9}" for p in parameters))
     for role, row in errors.items():

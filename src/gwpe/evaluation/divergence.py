@@ -47,8 +47,9 @@ def _kl(p: np.ndarray, q: np.ndarray, grid: np.ndarray) -> float:
     return float(np.trapezoid(p * np.log(p / q), grid))
 
 
-def marginal_divergences(a: np.ndarray, b: np.ndarray, seed: int = 0,
-                         weights_a: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def marginal_divergences(
+    a: np.ndarray, b: np.ndarray, seed: int = 0, weights_a: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(KL(a || b), JS(a, b)) per column of sample arrays a (n, P) and b (m, P); nats.
 
     ``weights_a`` (n,): a is a weighted set (importance-sampling draws with their weights), smoothed as such

@@ -93,7 +93,9 @@ def _with_chirp_mass(samples: np.ndarray, parameters: list[str]) -> np.ndarray:
     return np.concatenate([samples, physics.chirp_mass(samples[..., i], samples[..., j])[..., None]], axis=-1)
 
 
-def compare_with_reference(config: ProjectConfig, module, standardisation, name: str, plots_dir: Path, run) -> dict | None:
+def compare_with_reference(
+    config: ProjectConfig, module, standardisation, name: str, plots_dir: Path, run
+) -> dict | None:
     """KL(reference || flow) and JS per 1-D marginal for every reference injection; corner plots (module doc)."""
     import matplotlib.pyplot as plt
 
@@ -108,7 +110,10 @@ def compare_with_reference(config: ProjectConfig, module, standardisation, name:
         return None
     attrs, items = read_reference_posteriors(path)
     if attrs["data_md5"] != dataset_md5(store_path(config)) or attrs["noise_seed"] != config.flows.training.seed:
-        print(f"evaluate flow {name}: {path} was made for other data or noise; rerun gwpe reference to compare", flush=True)
+        print(
+            f"evaluate flow {name}: {path} was made for other data or noise; rerun gwpe reference to compare",
+            flush=True,
+        )
         return None
     parameters = list(attrs["parameters"])
     if not items or parameters != list(standardisation.parameters):
@@ -117,10 +122,20 @@ def compare_with_reference(config: ProjectConfig, module, standardisation, name:
     for item in items:
         flow = posterior_samples(module, standardisation, item["observation"], config.flows.reference.flow_samples)
         kl, js = marginal_divergences(item["samples"], flow)
-        rows.append({"index": item["index"], "kl": dict(zip(parameters, kl.tolist())), "js": dict(zip(parameters, js.tolist())),
-                     "reference": item["diagnostics"]})
-        figure = posterior_corner({name: flow, "emcee reference": item["samples"]}, parameters, truth=item["truth"],
-                                  title=f"{name} vs likelihood reference, validation injection {item['index']}")
+        rows.append(
+            {
+                "index": item["index"],
+                "kl": dict(zip(parameters, kl.tolist())),
+                "js": dict(zip(parameters, js.tolist())),
+                "reference": item["diagnostics"],
+            }
+        )
+        figure = posterior_corner(
+            {name: flow, "emcee reference": item["samples"]},
+            parameters,
+            truth=item["truth"],
+            title=f"{name} vs likelihood reference, validation injection {item['index']}",
+        )
         figure.savefig(plots_dir / f"{name}-corner-{item['index']}.png", dpi=80)
         run.log_figure(figure, f"plots/flows/{name}-corner-{item['index']}.png")
         plt.close(figure)
@@ -128,8 +143,13 @@ def compare_with_reference(config: ProjectConfig, module, standardisation, name:
     return {"injections": rows, "max_js": worst, "max_kl": {p: max(row["kl"][p] for row in rows) for p in parameters}}
 
 
-def evaluate_flow(config: ProjectConfig, name: str, plots_dir: str | Path = "plots/flows", register: bool = True,
-                  progress: bool = True) -> dict:
+def evaluate_flow(
+    config: ProjectConfig,
+    name: str,
+    plots_dir: str | Path = "plots/flows",
+    register: bool = True,
+    progress: bool = True,
+) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -151,7 +171,9 @@ def evaluate_flow(config: ProjectConfig, name: str, plots_dir: str | Path = "plo
         raise ConfigError(f"no trained flow in {model_dir} (run: gwpe train flow --model {name})")
     meta = json.loads((model_dir / CONFIG_FILE).read_text())
     module = FlowModule.load_model(model_dir)
-    data = StrainDataModule(store_path(config), batch_size=config.flows.training.batch_size, seed=config.flows.training.seed)
+    data = StrainDataModule(
+        store_path(config), batch_size=config.flows.training.batch_size, seed=config.flows.training.seed
+    )
     standardisation = data.standardisation
     validation = data.dataset("validation")
     evaluation = config.flows.evaluation
@@ -174,13 +196,22 @@ def evaluate_flow(config: ProjectConfig, name: str, plots_dir: str | Path = "plo
     strain0 = torch.as_tensor(validation[0][0])
     start = time.perf_counter()
     module.sample(strain0, 10_000)
-    metrics = {"val_nll": _validation_nll(module, data), **calibration.summary(),
-               "sampling_seconds_1e4": time.perf_counter() - start, "parameters": sum(p.numel() for p in module.parameters()),
-               "table3": table3_losses(module, data)}
+    metrics = {
+        "val_nll": _validation_nll(module, data),
+        **calibration.summary(),
+        "sampling_seconds_1e4": time.perf_counter() - start,
+        "parameters": sum(p.numel() for p in module.parameters()),
+        "table3": table3_losses(module, data),
+    }
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
-    with stage_run(config, "evaluate-flow", run_name=f"evaluate-flow-{name}", run_id=meta.get("mlflow_run_id"),
-                   log_params=meta.get("mlflow_run_id") is None) as run:
+    with stage_run(
+        config,
+        "evaluate-flow",
+        run_name=f"evaluate-flow-{name}",
+        run_id=meta.get("mlflow_run_id"),
+        log_params=meta.get("mlflow_run_id") is None,
+    ) as run:
         figure = pp_plot(calibration, title=f"{name} on {config.flows.dataset}: {n} injections")
         figure.savefig(plots_dir / f"{name}-pp.png", dpi=110)
         run.log_figure(figure, f"plots/flows/{name}-pp.png")
@@ -188,37 +219,52 @@ def evaluate_flow(config: ProjectConfig, name: str, plots_dir: str | Path = "plo
         reference = compare_with_reference(config, module, standardisation, name, plots_dir, run)
         if reference is not None:
             metrics["reference"] = reference
-            run.log_metrics({**{f"test.reference_max_js.{k}": v for k, v in reference["max_js"].items()},
-                             **{f"test.reference_max_kl.{k}": v for k, v in reference["max_kl"].items()}})
+            run.log_metrics(
+                {
+                    **{f"test.reference_max_js.{k}": v for k, v in reference["max_js"].items()},
+                    **{f"test.reference_max_kl.{k}": v for k, v in reference["max_kl"].items()},
+                }
+            )
         else:
             from gwpe.evaluation.corner_plots import posterior_corner
 
             strain, theta = validation[0]
             flow = posterior_samples(module, standardisation, strain, config.flows.reference.flow_samples)
             truth0 = standardisation.inverse(np.asarray(theta, dtype=float))
-            figure = posterior_corner({name: flow}, list(standardisation.parameters), truth=truth0,
-                                      title=f"{name}, validation injection 0")
+            figure = posterior_corner(
+                {name: flow}, list(standardisation.parameters), truth=truth0, title=f"{name}, validation injection 0"
+            )
             figure.savefig(plots_dir / f"{name}-corner-0.png", dpi=80)
             run.log_figure(figure, f"plots/flows/{name}-corner-0.png")
             plt.close(figure)
         run.log_metrics({f"test.table3.{k}": v for k, v in metrics["table3"].items()})
-        run.log_metrics({"test.val_nll": metrics["val_nll"], "test.min_ks_pvalue": metrics["min_ks_pvalue"],
-                         "test.sampling_seconds_1e4": metrics["sampling_seconds_1e4"],
-                         **{f"test.ks_pvalue.{k}": v for k, v in metrics["ks_pvalue"].items()},
-                         **{f"test.width90_over_prior.{k}": v for k, v in metrics["width90_over_prior"].items()}})
+        run.log_metrics(
+            {
+                "test.val_nll": metrics["val_nll"],
+                "test.min_ks_pvalue": metrics["min_ks_pvalue"],
+                "test.sampling_seconds_1e4": metrics["sampling_seconds_1e4"],
+                **{f"test.ks_pvalue.{k}": v for k, v in metrics["ks_pvalue"].items()},
+                **{f"test.width90_over_prior.{k}": v for k, v in metrics["width90_over_prior"].items()},
+            }
+        )
         if run.info is not None and register:
-            registration = register_version(meta["registered_name"], run.info.run_id, "model", "val_nll",
-                                            metrics["val_nll"], higher_is_better=False)
-            metrics["registry"] = {"name": registration.name, "version": registration.version,
-                                   "champion": registration.champion}
+            registration = register_version(
+                meta["registered_name"], run.info.run_id, "model", "val_nll", metrics["val_nll"], higher_is_better=False
+            )
+            metrics["registry"] = {
+                "name": registration.name,
+                "version": registration.version,
+                "champion": registration.champion,
+            }
     return metrics
 
 
 def format_report(name: str, metrics: dict) -> str:
     """Table III's loss column, KS p-values and 90 % widths, one line per parameter."""
-    lines = [f"{name}: validation NLL {metrics['val_nll']:.3f} (Table III), {metrics['parameters']:,} parameters, "
-             f"10^4 samples in {metrics['sampling_seconds_1e4']:.2f} s",
-             ]
+    lines = [
+        f"{name}: validation NLL {metrics['val_nll']:.3f} (Table III), {metrics['parameters']:,} parameters, "
+        f"10^4 samples in {metrics['sampling_seconds_1e4']:.2f} s",
+    ]
     reference = metrics.get("reference")
     header = f"{'parameter':<12}{'KS p':>8}{'90% width / prior':>20}"
     lines.append(header + (f"{'max JS vs emcee [nat]':>24}" if reference else ""))

@@ -28,7 +28,7 @@ def h22_overview(path: str | Path):
         waveform = group["h22"][k]
         label = f"q={q:.2f}, s1z={s1:+.2f}, s2z={s2:+.2f}"
         full.plot(times, waveform[0], lw=0.6, label=label)
-        line, = merger.plot(times[near_peak], waveform[0, near_peak], lw=0.9, label=label)
+        (line,) = merger.plot(times[near_peak], waveform[0, near_peak], lw=0.9, label=label)
         merger.plot(times[near_peak], np.hypot(*waveform[:, near_peak]), lw=0.9, ls="--", color=line.get_color())
     full.set_title(f"{group.attrs.get('split')} split: {len(params)} waveforms, backend {group.attrs.get('backend')}")
     full.set_ylabel("Re r h22 / M")

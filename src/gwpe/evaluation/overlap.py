@@ -67,9 +67,11 @@ def overlap(h, s, refine: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     h, s = h.reshape(-1, length), s.reshape(-1, length)
     n = fft_length(2 * length - 1)
     values, lags = [], []
-    buffer = torch.empty(2 * min(BLOCK_ROWS, len(h)), n, dtype=torch.complex64, device=h.device)  # reused by every block
+    buffer = torch.empty(
+        2 * min(BLOCK_ROWS, len(h)), n, dtype=torch.complex64, device=h.device
+    )  # reused by every block
     for start in range(0, len(h), BLOCK_ROWS):
-        value, lag = _overlap_block(h[start:start + BLOCK_ROWS], s[start:start + BLOCK_ROWS], buffer, refine)
+        value, lag = _overlap_block(h[start : start + BLOCK_ROWS], s[start : start + BLOCK_ROWS], buffer, refine)
         values.append(value)
         lags.append(lag)
     if not values:
@@ -78,7 +80,9 @@ def overlap(h, s, refine: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(values).reshape(batch_shape), torch.cat(lags).reshape(batch_shape)
 
 
-def _overlap_block(h: torch.Tensor, s: torch.Tensor, buffer: torch.Tensor, refine: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _overlap_block(
+    h: torch.Tensor, s: torch.Tensor, buffer: torch.Tensor, refine: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     (batch, length), n = h.shape, buffer.shape[-1]
     spectra = buffer[: 2 * batch]
     spectra[:batch, :length] = h
@@ -99,7 +103,9 @@ def _overlap_block(h: torch.Tensor, s: torch.Tensor, buffer: torch.Tensor, refin
         # three lags recovers sub-sample shifts (half a sample at merger otherwise costs ~1e-3).
         left, middle, right = exact.unbind(-1)
         curvature = left - 2 * middle + right
-        offset = torch.where(curvature < 0, 0.5 * (left - right) / curvature.clamp(max=-1e-300), torch.zeros_like(middle))
+        offset = torch.where(
+            curvature < 0, 0.5 * (left - right) / curvature.clamp(max=-1e-300), torch.zeros_like(middle)
+        )
         offset = offset.clamp(-1.0, 1.0)
         vertex = middle - 0.25 * (left - right) * offset
         # where the search was one lag off, the vertex can fall below the exact maximum: keep the larger

@@ -41,8 +41,14 @@ class Evaluation:
 def derived(params: np.ndarray) -> dict[str, np.ndarray]:
     """q, s1z, s2z and the derived sigma_eff (eq. 3), S_eff (eq. 2), eta (eq. 5) per row."""
     q, s1, s2 = params.T
-    return {"q": q, "s1": s1, "s2": s2, "sigma_eff": sigma_eff(q, s1, s2), "S_eff": hamiltonian_effective_spin(q, s1, s2),
-            "eta": symmetric_mass_ratio(q)}
+    return {
+        "q": q,
+        "s1": s1,
+        "s2": s2,
+        "sigma_eff": sigma_eff(q, s1, s2),
+        "S_eff": hamiltonian_effective_spin(q, s1, s2),
+        "eta": symmetric_mass_ratio(q),
+    }
 
 
 def errors(true: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]:
@@ -54,7 +60,9 @@ def table1(evaluation: Evaluation) -> dict:
     """Table 1: min, Q1, median, Q3, max of Δq, Δs1, Δs2, Δσ_eff, ΔS_eff and O; counts of O <= thresholds."""
     rows = {f"delta_{k}": v for k, v in errors(evaluation.true, evaluation.predicted).items() if k != "eta"}
     rows["overlap"] = evaluation.overlap
-    table = {name: {stat: float(np.quantile(values, q)) for stat, q in QUANTILES.items()} for name, values in rows.items()}
+    table = {
+        name: {stat: float(np.quantile(values, q)) for stat, q in QUANTILES.items()} for name, values in rows.items()
+    }
     counts = {f"overlap_le_{t:.2f}": int(np.sum(evaluation.overlap <= t)) for t in OVERLAP_THRESHOLDS}
     return {"table1": table, "counts": counts}
 
@@ -70,8 +78,11 @@ def summary(evaluation: Evaluation) -> dict:
     out["mean_overlap"] = float(np.mean(evaluation.overlap))
     out["iqr_delta_s2"] = float(np.subtract(*np.quantile(e["s2"], [0.75, 0.25])))
     out["iqr_delta_s1"] = float(np.subtract(*np.quantile(e["s1"], [0.75, 0.25])))
-    out["baseline"] = {"median_overlap": baseline_median, "mean_overlap": float(np.mean(evaluation.baseline_overlap)),
-                       **dict(zip(("q", "s1z", "s2z"), map(float, evaluation.baseline_params)))}
+    out["baseline"] = {
+        "median_overlap": baseline_median,
+        "mean_overlap": float(np.mean(evaluation.baseline_overlap)),
+        **dict(zip(("q", "s1z", "s2z"), map(float, evaluation.baseline_params))),
+    }
     out["median_overlap_gain_over_baseline"] = model_median - baseline_median
     return out
 
@@ -93,7 +104,9 @@ class Regenerator:
         if self.pool is None or len(params) < 2 * self.workers:
             return _regenerate(self.backend, params, self.times)
         parts = np.array_split(params, self.workers * 4)
-        return np.concatenate(list(self.pool.map(_regenerate, [self.backend] * len(parts), parts, [self.times] * len(parts))))
+        return np.concatenate(
+            list(self.pool.map(_regenerate, [self.backend] * len(parts), parts, [self.times] * len(parts)))
+        )
 
     def close(self) -> None:
         if self.pool is not None:
@@ -108,8 +121,14 @@ def clip_to_grid(params: np.ndarray, config: ProjectConfig) -> np.ndarray:
     return out
 
 
-def evaluate(module, config: ProjectConfig, split: str = "test", device: str | None = None, progress: bool = True,
-             limit: int | None = None) -> Evaluation:
+def evaluate(
+    module,
+    config: ProjectConfig,
+    split: str = "test",
+    device: str | None = None,
+    progress: bool = True,
+    limit: int | None = None,
+) -> Evaluation:
     """Predict, regenerate and overlap every waveform of ``split`` (first ``limit`` rows if given)."""
     import torch
     from tqdm import tqdm
@@ -149,11 +168,18 @@ def evaluate(module, config: ProjectConfig, split: str = "test", device: str | N
                 bar.update(len(rows))
     finally:
         regenerate.close()
-    return Evaluation(np.concatenate(true), np.concatenate(predicted), np.concatenate(overlaps), baseline_params,
-                      np.concatenate(baseline))
+    return Evaluation(
+        np.concatenate(true),
+        np.concatenate(predicted),
+        np.concatenate(overlaps),
+        baseline_params,
+        np.concatenate(baseline),
+    )
 
 
-def waveform_pairs(config: ProjectConfig, evaluation: Evaluation, indices: list[int], split: str = "test") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def waveform_pairs(
+    config: ProjectConfig, evaluation: Evaluation, indices: list[int], split: str = "test"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(times, stored (K, L) complex, regenerated-at-prediction (K, L) complex) for plotting."""
     from gwpe.data.datamodule import H22Dataset
     from gwpe.data.h22 import split_time_grid
@@ -161,7 +187,11 @@ def waveform_pairs(config: ProjectConfig, evaluation: Evaluation, indices: list[
 
     times = split_time_grid(config.h22)
     dataset = H22Dataset(Path(config.h22.store.root) / f"{split}.zarr")
-    stored = np.stack([w.numpy() for w, _ in dataset.__getitems__(list(indices))]) if indices else np.empty((0, 2, len(times)))
+    stored = (
+        np.stack([w.numpy() for w, _ in dataset.__getitems__(list(indices))])
+        if indices
+        else np.empty((0, 2, len(times)))
+    )
     regenerated = build_backend(config.h22).batch(evaluation.predicted[list(indices)], times)
     as_complex = lambda x: x[:, 0].astype(np.float64) + 1j * x[:, 1]  # noqa: E731
     return times, as_complex(stored), as_complex(regenerated)

@@ -40,7 +40,14 @@ def errors_vs_q(evaluation: Evaluation):
     e = errors(evaluation.true, evaluation.predicted)
     q = evaluation.true[:, 0]
     fig, axes = _figure(2, 3, figsize=(13, 7), sharex=True)
-    labels = {"q": "q", "s1": "s_1^z", "s2": "s_2^z", "eta": r"\eta", "sigma_eff": r"\sigma_{\rm eff}", "S_eff": r"S_{\rm eff}"}
+    labels = {
+        "q": "q",
+        "s1": "s_1^z",
+        "s2": "s_2^z",
+        "eta": r"\eta",
+        "sigma_eff": r"\sigma_{\rm eff}",
+        "S_eff": r"S_{\rm eff}",
+    }
     qs = np.unique(np.round(q, 6))
     for ax, (name, label) in zip(axes.flat, labels.items()):
         values = np.abs(e[name])
@@ -64,8 +71,13 @@ def overlap_histograms(evaluation: Evaluation, slices: list[float]):
     for ax, q in zip(axes[0], slices):
         values = evaluation.overlap[_in_slice(evaluation, q)]
         ax.hist(values, bins=bins, color="tab:blue", alpha=0.8, label="WaveNet")
-        ax.hist(evaluation.baseline_overlap[_in_slice(evaluation, q)], bins=bins, histtype="step", color="tab:gray",
-                label="training-mean baseline")
+        ax.hist(
+            evaluation.baseline_overlap[_in_slice(evaluation, q)],
+            bins=bins,
+            histtype="step",
+            color="tab:gray",
+            label="training-mean baseline",
+        )
         ax.axvline(np.median(values), color="tab:red", lw=1, label=f"median {np.median(values):.4f}")
         ax.set_title(f"q = {q:.3g} ({len(values)} waveforms)")
         ax.set_xlabel("overlap O")
@@ -81,8 +93,16 @@ def overlap_planes(evaluation: Evaluation, slices: list[float]):
     vmin = float(np.quantile(evaluation.overlap, 0.02))
     for ax, q in zip(axes[0], slices):
         mask = _in_slice(evaluation, q)
-        points = ax.scatter(evaluation.true[mask, 1], evaluation.true[mask, 2], c=evaluation.overlap[mask], cmap="viridis",
-                            vmin=vmin, vmax=1.0, s=60, marker="s")
+        points = ax.scatter(
+            evaluation.true[mask, 1],
+            evaluation.true[mask, 2],
+            c=evaluation.overlap[mask],
+            cmap="viridis",
+            vmin=vmin,
+            vmax=1.0,
+            s=60,
+            marker="s",
+        )
         ax.set_title(f"q = {q:.3g}")
         ax.set_xlabel("$s_1^z$")
         ax.set_aspect("equal")
@@ -106,8 +126,15 @@ def pick_examples(evaluation: Evaluation, slices: list[float]) -> dict[tuple[flo
     return picks
 
 
-def waveform_pairs(evaluation: Evaluation, slices: list[float], times: np.ndarray, stored: np.ndarray,
-                   regenerated: np.ndarray, picks: dict[tuple[float, str], int], window: float = 600.0):
+def waveform_pairs(
+    evaluation: Evaluation,
+    slices: list[float],
+    times: np.ndarray,
+    stored: np.ndarray,
+    regenerated: np.ndarray,
+    picks: dict[tuple[float, str], int],
+    window: float = 600.0,
+):
     """Rows: high/median/low; columns: q slices. ``stored``/``regenerated`` are complex, ordered like ``picks``."""
     from gwpe.evaluation.overlap import overlap
 
@@ -128,8 +155,11 @@ def waveform_pairs(evaluation: Evaluation, slices: list[float], times: np.ndarra
             ax.plot(times[keep], stored[k].real[keep], color="black", lw=1.2, label="test waveform")
             ax.plot(times[keep], aligned.real[keep], color="tab:orange", lw=1, ls="--", label="at prediction")
             t, p = evaluation.true[index], evaluation.predicted[index]
-            ax.set_title(f"{kind}: O = {float(value[0]):.4f}\ntrue ({t[0]:.2f}, {t[1]:+.2f}, {t[2]:+.2f}) "
-                         f"pred ({p[0]:.2f}, {p[1]:+.2f}, {p[2]:+.2f})", fontsize=8)
+            ax.set_title(
+                f"{kind}: O = {float(value[0]):.4f}\ntrue ({t[0]:.2f}, {t[1]:+.2f}, {t[2]:+.2f}) "
+                f"pred ({p[0]:.2f}, {p[1]:+.2f}, {p[2]:+.2f})",
+                fontsize=8,
+            )
             if j == 0:
                 ax.set_ylabel(r"Re $r h_{22}/M$")
     for ax in axes[-1]:

@@ -26,8 +26,10 @@ def load_trained(config: ProjectConfig, params_path: str, model_dir: str | Path 
     meta = json.loads((model_dir / CONFIG_FILE).read_text())
     trained_on = meta.get("h22", {}).get("time")
     if trained_on and trained_on != config.h22.time.model_dump():
-        raise ConfigError(f"{model_dir} was trained on h22.time = {trained_on}, but the profile's test set has "
-                          f"{config.h22.time.model_dump()}; evaluate with the profile it was trained with")
+        raise ConfigError(
+            f"{model_dir} was trained on h22.time = {trained_on}, but the profile's test set has "
+            f"{config.h22.time.model_dump()}; evaluate with the profile it was trained with"
+        )
     return WaveNetModule.load_model(model_dir), meta
 
 
@@ -39,8 +41,15 @@ def _write_predictions(path: Path, evaluation) -> None:
             writer.writerow([f"{v:.6g}" for v in row])
 
 
-def evaluate_stage(config: ProjectConfig, params_path: str, model_dir=None, plots_dir="plots/wavenet",
-                   limit: int | None = None, register: bool = True, progress: bool = True) -> dict:
+def evaluate_stage(
+    config: ProjectConfig,
+    params_path: str,
+    model_dir=None,
+    plots_dir="plots/wavenet",
+    limit: int | None = None,
+    register: bool = True,
+    progress: bool = True,
+) -> dict:
     """Evaluate, plot, log and register; returns the metrics (Table 1, counts, baseline, registry)."""
     import matplotlib
 
@@ -57,8 +66,13 @@ def evaluate_stage(config: ProjectConfig, params_path: str, model_dir=None, plot
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
     test_path = Path(config.h22.store.root) / "test.zarr"
-    with stage_run(config, "evaluate-wavenet", run_name="evaluate-wavenet", run_id=meta.get("mlflow_run_id"),
-                   log_params=meta.get("mlflow_run_id") is None) as run:
+    with stage_run(
+        config,
+        "evaluate-wavenet",
+        run_name="evaluate-wavenet",
+        run_id=meta.get("mlflow_run_id"),
+        log_params=meta.get("mlflow_run_id") is None,
+    ) as run:
         run.log_dataset("input", "h22-test", test_path, digest=dataset_md5(test_path))
         evaluation = wavenet_eval.evaluate(module, config, limit=limit, progress=progress)
         metrics = wavenet_eval.summary(evaluation)
@@ -81,24 +95,49 @@ def evaluate_stage(config: ProjectConfig, params_path: str, model_dir=None, plot
             _write_predictions(table, evaluation)
             run.log_artifact(table, "evaluation")
         if run.info is not None and register:
-            registration = register_version(meta.get("registered_name", config.wavenet.registered_name), run.info.run_id,
-                                            "model", "median_test_overlap", metrics["median_overlap"])
-            metrics["registry"] = {"name": registration.name, "version": registration.version,
-                                   "champion": registration.champion}
-            verdict = ("is now champion" if registration.champion else
-                       f"stays challenger (champion v{registration.previous_champion}: {registration.previous_score:.4f})")
-            print(f"registered {registration.name} v{registration.version} (median test overlap {registration.score:.4f}) {verdict}")
+            registration = register_version(
+                meta.get("registered_name", config.wavenet.registered_name),
+                run.info.run_id,
+                "model",
+                "median_test_overlap",
+                metrics["median_overlap"],
+            )
+            metrics["registry"] = {
+                "name": registration.name,
+                "version": registration.version,
+                "champion": registration.champion,
+            }
+            verdict = (
+                "is now champion"
+                if registration.champion
+                else f"stays challenger (champion v{registration.previous_champion}: {registration.previous_score:.4f})"
+            )
+            print(
+                f"registered {registration.name} v{registration.version} (median test overlap {registration.score:.4f}) {verdict}"
+            )
     return metrics
 
 
 def format_table1(metrics: dict) -> str:
     """Table 1 of Khan, Huerta & Das as text, with the overlap counts and the trivial baseline."""
-    names = {"delta_q": "Δq", "delta_s1": "Δs1", "delta_s2": "Δs2", "delta_sigma_eff": "Δσ_eff", "delta_S_eff": "ΔS_eff", "overlap": "O"}
-    lines = [f"Table 1 ({metrics['n_test']} test waveforms)", f"{'':<8}{'min':>9}{'Q1':>9}{'median':>9}{'Q3':>9}{'max':>9}"]
+    names = {
+        "delta_q": "Δq",
+        "delta_s1": "Δs1",
+        "delta_s2": "Δs2",
+        "delta_sigma_eff": "Δσ_eff",
+        "delta_S_eff": "ΔS_eff",
+        "overlap": "O",
+    }
+    lines = [
+        f"Table 1 ({metrics['n_test']} test waveforms)",
+        f"{'':<8}{'min':>9}{'Q1':>9}{'median':>9}{'Q3':>9}{'max':>9}",
+    ]
     for key, label in names.items():
         row = metrics["table1"][key]
         lines.append(f"{label:<8}" + "".join(f"{row[s]:>9.3f}" for s in ("min", "q1", "median", "q3", "max")))
     lines.append(", ".join(f"O <= {k.rsplit('_', 1)[1]}: {v}" for k, v in metrics["counts"].items()))
-    lines.append(f"median overlap {metrics['median_overlap']:.4f} vs trivial baseline (training-mean parameters) "
-                 f"{metrics['baseline']['median_overlap']:.4f}")
+    lines.append(
+        f"median overlap {metrics['median_overlap']:.4f} vs trivial baseline (training-mean parameters) "
+        f"{metrics['baseline']['median_overlap']:.4f}"
+    )
     return "\n".join(lines)

@@ -45,8 +45,9 @@ class SamplerCoordinates:
         return cls(names, fold_phase, centre)
 
     @classmethod
-    def walled_by_likelihood(cls, names: list[str], theta: np.ndarray, log_likelihood: np.ndarray,
-                             ess_fraction: float = 0.1, bins: int = 36) -> "SamplerCoordinates":
+    def walled_by_likelihood(
+        cls, names: list[str], theta: np.ndarray, log_likelihood: np.ndarray, ess_fraction: float = 0.1, bins: int = 36
+    ) -> "SamplerCoordinates":
         """Coordinates whose phase walls sit where a pilot finds the least posterior mass.
 
         ``theta`` (n, P) are broad draws (prior or NPE) with their log likelihoods. They are weighted by
@@ -67,7 +68,9 @@ class SamplerCoordinates:
             w = np.exp(beta * shifted)
             low, high = (beta, high) if w.sum() ** 2 / (w**2).sum() >= ess_fraction * len(w) else (low, beta)
         weights = np.exp(low * shifted)
-        counts, edges = np.histogram(np.mod(theta[:, names.index("phi0")], math.pi), bins, (0.0, math.pi), weights=weights)
+        counts, edges = np.histogram(
+            np.mod(theta[:, names.index("phi0")], math.pi), bins, (0.0, math.pi), weights=weights
+        )
         smooth = 0.5 * counts + 0.25 * (np.roll(counts, 1) + np.roll(counts, -1))
         k = int(np.argmin(smooth))
         wall = 0.5 * (edges[k] + edges[k + 1])
@@ -125,6 +128,7 @@ class SamplerCoordinates:
         ``periodic``: the folded phase is wrapped into the window first, so the density has period pi in it
         and no walls (for ensemble samplers, whose walkers then cross the fold; ``to_physical`` maps any
         value). Not a normalised density on the real line: for MCMC only, not for flows or evidence."""
+
         def density(u: np.ndarray) -> np.ndarray:
             u = np.atleast_2d(np.asarray(u, dtype=np.float64))
             if periodic:

@@ -49,16 +49,22 @@ def _log_moments(log_w: Tensor) -> tuple[float, float]:
     return float(log_mean), float(relative.std(unbiased=True) / math.sqrt(n))
 
 
-def importance_sampling(log_target: Callable[[Tensor], Tensor], samples: Tensor, log_q: Tensor,
-                        resample: int = 0, generator: torch.Generator | None = None) -> tuple[EvidenceEstimate, Tensor, Tensor]:
+def importance_sampling(
+    log_target: Callable[[Tensor], Tensor],
+    samples: Tensor,
+    log_q: Tensor,
+    resample: int = 0,
+    generator: torch.Generator | None = None,
+) -> tuple[EvidenceEstimate, Tensor, Tensor]:
     """(estimate, normalised weights, resampled posterior (``resample`` rows, or empty)) for θ_i ~ q."""
     with torch.no_grad():
         log_w = log_target(samples).double() - log_q.double()
     return weighted_estimate(log_w, samples, resample, generator)
 
 
-def weighted_estimate(log_w: Tensor, samples: Tensor, resample: int = 0,
-                      generator: torch.Generator | None = None) -> tuple[EvidenceEstimate, Tensor, Tensor]:
+def weighted_estimate(
+    log_w: Tensor, samples: Tensor, resample: int = 0, generator: torch.Generator | None = None
+) -> tuple[EvidenceEstimate, Tensor, Tensor]:
     """``importance_sampling`` from log weights log(L π / q) already computed at ``samples``."""
     log_w = log_w.double()
     finite = torch.isfinite(log_w)
@@ -69,15 +75,28 @@ def weighted_estimate(log_w: Tensor, samples: Tensor, resample: int = 0,
     log_z, error = _log_moments(log_w) if finite.any() else (-math.inf, math.inf)
     weights = torch.softmax(log_w, 0)
     ess = float(1.0 / (weights**2).sum())
-    chosen = torch.multinomial(weights.float(), resample, replacement=True, generator=generator) if resample else torch.empty(0, dtype=torch.long)
+    chosen = (
+        torch.multinomial(weights.float(), resample, replacement=True, generator=generator)
+        if resample
+        else torch.empty(0, dtype=torch.long)
+    )
     return EvidenceEstimate(log_z, error, ess, ess / len(log_w), "importance"), weights, samples[chosen]
 
 
-def learned_harmonic_mean(log_target: Callable[[Tensor], Tensor] | None, posterior: Tensor, temperature: float = 0.8,
-                          transforms: int = 3, hidden: tuple[int, ...] = (64, 64), epochs: int = 30,
-                          seed: int = 0, log_target_values: Tensor | None = None,
-                          in_support: Callable[[Tensor], Tensor] | None = None, support_draws: int = 100_000,
-                          effective_fraction: float = 1.0, groups: Tensor | None = None) -> EvidenceEstimate:
+def learned_harmonic_mean(
+    log_target: Callable[[Tensor], Tensor] | None,
+    posterior: Tensor,
+    temperature: float = 0.8,
+    transforms: int = 3,
+    hidden: tuple[int, ...] = (64, 64),
+    epochs: int = 30,
+    seed: int = 0,
+    log_target_values: Tensor | None = None,
+    in_support: Callable[[Tensor], Tensor] | None = None,
+    support_draws: int = 100_000,
+    effective_fraction: float = 1.0,
+    groups: Tensor | None = None,
+) -> EvidenceEstimate:
     """log Z from posterior samples (n, D): fit a flow on half, tempered base T < 1, estimate on the other half.
 
     ``log_target_values`` (n,): log(L pi) already known at the samples (an MCMC records it), so no target
@@ -99,11 +118,13 @@ def learned_harmonic_mean(log_target: Callable[[Tensor], Tensor] | None, posteri
     generator = torch.Generator().manual_seed(seed)
     if groups is None:
         order = torch.randperm(len(posterior), generator=generator)
-        fit_index, estimate_index = order[: len(order) // 2], order[len(order) // 2:]
+        fit_index, estimate_index = order[: len(order) // 2], order[len(order) // 2 :]
     else:
         groups = torch.as_tensor(groups)
         if groups.shape != (len(posterior),):
-            raise ValueError(f"groups has shape {tuple(groups.shape)}; allowed: ({len(posterior)},), one label per sample")
+            raise ValueError(
+                f"groups has shape {tuple(groups.shape)}; allowed: ({len(posterior)},), one label per sample"
+            )
         labels = groups.unique()
         if len(labels) < 2:
             raise ValueError("groups has one label; allowed: at least two (e.g. the chain index of each sample)")
@@ -131,22 +152,39 @@ def learned_harmonic_mean(log_target: Callable[[Tensor], Tensor] | None, posteri
             raise ValueError("the concentrated flow puts no mass inside the target's support; check in_support")
         log_mass = float(torch.log(inside))
         error = math.hypot(error, math.sqrt(float((1 - inside) / (inside * support_draws))))
-    return EvidenceEstimate(log_mass - log_rho, error, n * effective_fraction, effective_fraction, "learned harmonic mean")
+    return EvidenceEstimate(
+        log_mass - log_rho, error, n * effective_fraction, effective_fraction, "learned harmonic mean"
+    )
 
 
-def defensive_mixture(flow, n: int, broad_temperature: float = 1.5, broad_weight: float = 0.2,
-                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def defensive_mixture(
+    flow, n: int, broad_temperature: float = 1.5, broad_weight: float = 0.2, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
     """(n draws, their log density) of (1 - a) q + a q_T: the flow mixed with itself at a broader base
     N(0, T^2 I), T > 1 (defensive importance sampling, Hesterberg 1995). Where q's tails are too light the
     broad part bounds the weights L pi / q_mix, at most 1/a more draws where q alone fits. The draws come
     grouped by component (q's first): only the whole set, or a random subset, is a sample of the mixture."""
     if not 0 < broad_weight < 1 or broad_temperature <= 1:
-        raise ValueError(f"broad_weight = {broad_weight!r}, broad_temperature = {broad_temperature!r}; allowed: 0 < a < 1, T > 1")
+        raise ValueError(
+            f"broad_weight = {broad_weight!r}, broad_temperature = {broad_temperature!r}; allowed: 0 < a < 1, T > 1"
+        )
     with torch.no_grad():
         broad = torch.rand(n, generator=generator) < broad_weight
-        draws = torch.cat([tempered_sample(flow, int((~broad).sum()), 1.0), tempered_sample(flow, int(broad.sum()), broad_temperature)])
-        log_q = torch.logsumexp(torch.stack([math.log1p(-broad_weight) + tempered_log_prob(flow, draws, 1.0),
-                                             math.log(broad_weight) + tempered_log_prob(flow, draws, broad_temperature)]), 0)
+        draws = torch.cat(
+            [
+                tempered_sample(flow, int((~broad).sum()), 1.0),
+                tempered_sample(flow, int(broad.sum()), broad_temperature),
+            ]
+        )
+        log_q = torch.logsumexp(
+            torch.stack(
+                [
+                    math.log1p(-broad_weight) + tempered_log_prob(flow, draws, 1.0),
+                    math.log(broad_weight) + tempered_log_prob(flow, draws, broad_temperature),
+                ]
+            ),
+            0,
+        )
     return draws, log_q
 
 
@@ -168,17 +206,20 @@ def tempered_log_prob(flow, x: Tensor, temperature: float) -> Tensor:
 
 @dataclass
 class AdaptiveRound:
-    beta: float             # bridge exponent reached in this round
-    ess_fraction: float     # ESS / n of the round's draws for the bridge target at beta
+    beta: float  # bridge exponent reached in this round
+    ess_fraction: float  # ESS / n of the round's draws for the bridge target at beta
     posterior_ess_fraction: float  # ESS / n of the same draws for the posterior (beta = 1)
-    evaluations: int        # target evaluations so far
+    evaluations: int  # target evaluations so far
 
 
 def bridge_log_weights(log_initial: Tensor, log_target: Tensor, log_q: Tensor, beta: float) -> Tensor:
     """log of q_0^(1-β) (L π)^β / q at draws from q; -inf where the target is (outside its support)."""
     inside = torch.isfinite(log_target)
-    return torch.where(inside, (1 - beta) * log_initial + beta * torch.where(inside, log_target, 0.0) - log_q,
-                       torch.full_like(log_q, -math.inf))
+    return torch.where(
+        inside,
+        (1 - beta) * log_initial + beta * torch.where(inside, log_target, 0.0) - log_q,
+        torch.full_like(log_q, -math.inf),
+    )
 
 
 def ess_fraction_of(log_w: Tensor) -> float:
@@ -190,6 +231,7 @@ def ess_fraction_of(log_w: Tensor) -> float:
 def bridge_exponent(log_initial: Tensor, log_target: Tensor, log_q: Tensor, beta: float, ess_fraction: float) -> float:
     """The largest β' in [β, 1] whose bridge weights q_0^(1-β') (L π)^β' / q keep ESS / n >= ``ess_fraction``
     (bisection; β itself when even that falls short, so the round refits without moving)."""
+
     def fraction(b: float) -> float:
         return ess_fraction_of(bridge_log_weights(log_initial, log_target, log_q, b))
 
@@ -202,11 +244,21 @@ def bridge_exponent(log_initial: Tensor, log_target: Tensor, log_q: Tensor, beta
     return low
 
 
-def adaptive_importance_sampling(log_target: Callable[[Tensor], Tensor], flow, draws_per_round: int = 4000,
-                                 ess_fraction: float = 0.5, max_rounds: int = 25, refine_rounds: int = 1, epochs: int = 20,
-                                 final_ess: float = 1000.0, final_batch: int = 5000, max_final_draws: int = 50_000,
-                                 resample: int = 0, generator: torch.Generator | None = None, progress: bool = False
-                                 ) -> tuple[EvidenceEstimate, Tensor, Tensor, Tensor, list[AdaptiveRound]]:
+def adaptive_importance_sampling(
+    log_target: Callable[[Tensor], Tensor],
+    flow,
+    draws_per_round: int = 4000,
+    ess_fraction: float = 0.5,
+    max_rounds: int = 25,
+    refine_rounds: int = 1,
+    epochs: int = 20,
+    final_ess: float = 1000.0,
+    final_batch: int = 5000,
+    max_final_draws: int = 50_000,
+    resample: int = 0,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> tuple[EvidenceEstimate, Tensor, Tensor, Tensor, list[AdaptiveRound]]:
     """(estimate, final draws, their normalised weights, resampled posterior, rounds) — module doc.
 
     ``flow`` (a ``StandardisedFlow`` fitted to the initial proposal, e.g. NPE draws) is adapted in place:
@@ -235,8 +287,14 @@ def adaptive_importance_sampling(log_target: Callable[[Tensor], Tensor], flow, d
         beta = bridge_exponent(log_initial, values, log_q, beta, ess_fraction)
         log_w = bridge_log_weights(log_initial, values, log_q, beta)
         weights = torch.softmax(log_w, 0)
-        rounds.append(AdaptiveRound(beta, ess_fraction_of(log_w), ess_fraction_of(bridge_log_weights(log_initial, values, log_q, 1.0)),
-                                    evaluations))
+        rounds.append(
+            AdaptiveRound(
+                beta,
+                ess_fraction_of(log_w),
+                ess_fraction_of(bridge_log_weights(log_initial, values, log_q, 1.0)),
+                evaluations,
+            )
+        )
         bar.update()
         bar.set_postfix(beta=f"{beta:.3g}", ess=f"{rounds[-1].posterior_ess_fraction:.3f}")
         flow.fit(x.float(), epochs, restandardise=True, weights=weights.float())
@@ -246,12 +304,17 @@ def adaptive_importance_sampling(log_target: Callable[[Tensor], Tensor], flow, d
                 break
     bar.close()
     if beta < 1.0:  # the final weights are still exact, only fewer of them count
-        warnings.warn(f"adaptive importance sampling reached beta = {beta:.3g} < 1 after {max_rounds} rounds; the final "
-                      "proposal is importance-sampled as it is (raise max_rounds for a higher efficiency)", stacklevel=2)
+        warnings.warn(
+            f"adaptive importance sampling reached beta = {beta:.3g} < 1 after {max_rounds} rounds; the final "
+            "proposal is importance-sampled as it is (raise max_rounds for a higher efficiency)",
+            stacklevel=2,
+        )
     draws, log_ws = [], []
     total_ess = 0.0
     while sum(len(d) for d in draws) < max_final_draws and total_ess < final_ess:
-        x, log_q = defensive_mixture(flow, min(final_batch, max_final_draws - sum(len(d) for d in draws)), generator=generator)
+        x, log_q = defensive_mixture(
+            flow, min(final_batch, max_final_draws - sum(len(d) for d in draws)), generator=generator
+        )
         with torch.no_grad():
             log_ws.append(log_target(x.double()).double() - log_q.double())
         draws.append(x.double())

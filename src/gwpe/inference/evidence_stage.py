@@ -48,8 +48,12 @@ def evidence_path(config: ProjectConfig) -> Path:
 
 
 def _estimate_dict(estimate, seconds: float | None = None, evaluations: int | None = None) -> dict:
-    out = {"log_evidence": estimate.log_evidence, "standard_error": estimate.standard_error,
-           "effective_samples": estimate.effective_samples, "efficiency": estimate.efficiency}
+    out = {
+        "log_evidence": estimate.log_evidence,
+        "standard_error": estimate.standard_error,
+        "effective_samples": estimate.effective_samples,
+        "efficiency": estimate.efficiency,
+    }
     if evaluations is not None:
         out["likelihood_evaluations"] = evaluations
     if seconds is not None:
@@ -57,8 +61,16 @@ def _estimate_dict(estimate, seconds: float | None = None, evaluations: int | No
     return out
 
 
-def adaptive_from_npe(settings, likelihood, coordinates, theta_npe: np.ndarray, ess: float | None = None, resample: int = 0,
-                      generator: torch.Generator | None = None, progress: bool = False):
+def adaptive_from_npe(
+    settings,
+    likelihood,
+    coordinates,
+    theta_npe: np.ndarray,
+    ess: float | None = None,
+    resample: int = 0,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+):
     """``adaptive_importance_sampling`` of the posterior in ``coordinates``, from a flow (``flowmc.transforms`` x
     ``flowmc.hidden``) fitted to NPE draws ``theta_npe`` (physical, inside the prior) for ``flowmc.warm_start_epochs``;
     ``sampling.adaptive`` settings, ``ess`` overriding ``final_ess``."""
@@ -69,11 +81,26 @@ def adaptive_from_npe(settings, likelihood, coordinates, theta_npe: np.ndarray, 
     fm, adaptive = settings.flowmc, settings.adaptive
     torch.manual_seed(settings.seed)
     flow = StandardisedFlow(theta_npe.shape[1], fm.transforms, tuple(fm.hidden))
-    flow.fit(torch.as_tensor(coordinates.from_physical(theta_npe), dtype=torch.float32), fm.warm_start_epochs, restandardise=True)
-    return adaptive_importance_sampling(torch_density(coordinates.log_density(likelihood.log_posterior)), flow,
-                                        adaptive.draws_per_round, adaptive.ess_fraction, adaptive.max_rounds, adaptive.refine_rounds,
-                                        adaptive.epochs, adaptive.final_ess if ess is None else ess, adaptive.final_batch,
-                                        adaptive.max_final_draws, resample=resample, generator=generator, progress=progress)
+    flow.fit(
+        torch.as_tensor(coordinates.from_physical(theta_npe), dtype=torch.float32),
+        fm.warm_start_epochs,
+        restandardise=True,
+    )
+    return adaptive_importance_sampling(
+        torch_density(coordinates.log_density(likelihood.log_posterior)),
+        flow,
+        adaptive.draws_per_round,
+        adaptive.ess_fraction,
+        adaptive.max_rounds,
+        adaptive.refine_rounds,
+        adaptive.epochs,
+        adaptive.final_ess if ess is None else ess,
+        adaptive.final_batch,
+        adaptive.max_final_draws,
+        resample=resample,
+        generator=generator,
+        progress=progress,
+    )
 
 
 def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None, progress: bool = True) -> dict:
@@ -85,8 +112,15 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None, pro
     from gwpe.evaluation.divergence import marginal_divergences
     from gwpe.inference.coordinates import SamplerCoordinates
     from gwpe.inference.evidence import importance_sampling, learned_harmonic_mean
-    from gwpe.inference.sample_stage import (inside_prior, load_event, load_npe, npe_draws, read_sampling,
-                                             sampling_path, torch_density)
+    from gwpe.inference.sample_stage import (
+        inside_prior,
+        load_event,
+        load_npe,
+        npe_draws,
+        read_sampling,
+        sampling_path,
+        torch_density,
+    )
     from gwpe.tracking import stage_run
 
     settings = config.sampling
@@ -95,8 +129,10 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None, pro
         raise ConfigError(f"no sampler output at {source}; run `gwpe sample --params ...` first (DVC stage sample)")
     attrs, runs = read_sampling(source)
     if int(attrs["injection"]) != settings.injection or attrs["npe_model"] != settings.model:
-        raise ConfigError(f"{source} holds injection {attrs['injection']} with model {attrs['npe_model']!r}; "
-                          f"sampling asks for injection {settings.injection} with {settings.model!r}: rerun `gwpe sample`")
+        raise ConfigError(
+            f"{source} holds injection {attrs['injection']} with model {attrs['npe_model']!r}; "
+            f"sampling asks for injection {settings.injection} with {settings.model!r}: rerun `gwpe sample`"
+        )
     event = load_event(config, settings.injection)
     module = load_npe(config)
     # the phase walls the warm run placed from the NPE pilot's likelihoods (no MCMC output involved)
@@ -107,52 +143,102 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None, pro
     with event.likelihood(settings.workers) as likelihood:
         theta, log_q = npe_draws(module, event, n, settings.seed + 1)
         began, templates = time.perf_counter(), likelihood.evaluations
-        estimate, weights, resampled = importance_sampling(torch_density(likelihood.log_posterior), torch.as_tensor(theta),
-                                                           torch.as_tensor(log_q), resample=n, generator=generator)
+        estimate, weights, resampled = importance_sampling(
+            torch_density(likelihood.log_posterior),
+            torch.as_tensor(theta),
+            torch.as_tensor(log_q),
+            resample=n,
+            generator=generator,
+        )
         estimates["is_npe"] = _estimate_dict(estimate, time.perf_counter() - began, likelihood.evaluations - templates)
         draws["is_npe"] = (theta, weights.numpy(), resampled.numpy())
 
         began, templates = time.perf_counter(), likelihood.evaluations
-        estimate, u, weights, resampled_u, rounds = adaptive_from_npe(settings, likelihood, coordinates, theta[inside_prior(event, theta)],
-                                                                      resample=n, generator=generator, progress=progress)
-        estimates["ais_npe"] = {**_estimate_dict(estimate, time.perf_counter() - began, likelihood.evaluations - templates),
-                                "rounds": len(rounds) - 1, "beta_reached": rounds[-2].beta if len(rounds) > 1 else 1.0,
-                                "final_draws": len(u), "evaluations_in_rounds": rounds[-2].evaluations if len(rounds) > 1 else 0}
+        estimate, u, weights, resampled_u, rounds = adaptive_from_npe(
+            settings,
+            likelihood,
+            coordinates,
+            theta[inside_prior(event, theta)],
+            resample=n,
+            generator=generator,
+            progress=progress,
+        )
+        estimates["ais_npe"] = {
+            **_estimate_dict(estimate, time.perf_counter() - began, likelihood.evaluations - templates),
+            "rounds": len(rounds) - 1,
+            "beta_reached": rounds[-2].beta if len(rounds) > 1 else 1.0,
+            "final_draws": len(u),
+            "evaluations_in_rounds": rounds[-2].evaluations if len(rounds) > 1 else 0,
+        }
         rng = np.random.default_rng(settings.seed)
-        draws["ais_npe"] = (coordinates.to_physical(u.numpy(), rng), weights.numpy(), coordinates.to_physical(resampled_u.numpy(), rng))
+        draws["ais_npe"] = (
+            coordinates.to_physical(u.numpy(), rng),
+            weights.numpy(),
+            coordinates.to_physical(resampled_u.numpy(), rng),
+        )
     warm = runs["flowmc_warm"]
     fraction = min(1.0, max(1.0, warm["diagnostics"]["effective_samples"]) / len(warm["sampler_samples"]))
+
     def in_support(u: torch.Tensor) -> torch.Tensor:
         u = u.double().numpy()
         valid = np.isfinite(coordinates.log_jacobian(u))
         valid[valid] &= inside_prior(event, coordinates.to_physical(u[valid]))
         return torch.as_tensor(valid)
 
-    estimate = learned_harmonic_mean(None, torch.as_tensor(warm["sampler_samples"]), settings.harmonic_temperature,
-                                     log_target_values=torch.as_tensor(warm["log_posterior"]), seed=settings.seed,
-                                     in_support=in_support, effective_fraction=fraction,
-                                     groups=torch.arange(len(warm["sampler_samples"])) % settings.flowmc.chains)
+    estimate = learned_harmonic_mean(
+        None,
+        torch.as_tensor(warm["sampler_samples"]),
+        settings.harmonic_temperature,
+        log_target_values=torch.as_tensor(warm["log_posterior"]),
+        seed=settings.seed,
+        in_support=in_support,
+        effective_fraction=fraction,
+        groups=torch.arange(len(warm["sampler_samples"])) % settings.flowmc.chains,
+    )
     estimates["lhm"] = {**_estimate_dict(estimate), "temperature": settings.harmonic_temperature}
     difference = estimates["ais_npe"]["log_evidence"] - estimates["lhm"]["log_evidence"]
     combined = math.hypot(estimates["ais_npe"]["standard_error"], estimates["lhm"]["standard_error"])
 
     reference = warm["samples"]
     # IS posteriors are compared as the weighted draws they are (no resampling noise)
-    posteriors = {"is_npe": draws["is_npe"][:2], "ais_npe": draws["ais_npe"][:2], "flowmc_cold": (runs["flowmc_cold"]["samples"], None),
-                  "emcee": (runs["emcee"]["samples"], None)}
-    js = {method: dict(zip(event.names, marginal_divergences(samples, reference, weights_a=weights)[1].round(5).tolist()))
-          for method, (samples, weights) in posteriors.items()}
+    posteriors = {
+        "is_npe": draws["is_npe"][:2],
+        "ais_npe": draws["ais_npe"][:2],
+        "flowmc_cold": (runs["flowmc_cold"]["samples"], None),
+        "emcee": (runs["emcee"]["samples"], None),
+    }
+    js = {
+        method: dict(zip(event.names, marginal_divergences(samples, reference, weights_a=weights)[1].round(5).tolist()))
+        for method, (samples, weights) in posteriors.items()
+    }
     agree = {method: max(values.values()) <= settings.agreement_js for method, values in js.items()}
-    metrics = {"dataset": config.flows.dataset, "injection": event.index, "evidence": estimates,
-               "evidence_difference": {"ais_npe_minus_lhm": difference, "in_standard_errors": difference / combined if combined > 0 else math.inf},
-               "js_vs_flowmc_warm": js, "max_js_vs_flowmc_warm": {m: max(v.values()) for m, v in js.items()},
-               "agrees_within_js": agree, "agreement_js": settings.agreement_js}
+    metrics = {
+        "dataset": config.flows.dataset,
+        "injection": event.index,
+        "evidence": estimates,
+        "evidence_difference": {
+            "ais_npe_minus_lhm": difference,
+            "in_standard_errors": difference / combined if combined > 0 else math.inf,
+        },
+        "js_vs_flowmc_warm": js,
+        "max_js_vs_flowmc_warm": {m: max(v.values()) for m, v in js.items()},
+        "agrees_within_js": agree,
+        "agreement_js": settings.agreement_js,
+    }
 
     out = evidence_path(config)
     partial = out.with_suffix(".h5.partial")
     with h5py.File(partial, "w") as h5:
-        h5.attrs.update({"dataset": config.flows.dataset, "injection": event.index, "parameters": event.names,
-                         "sampling_file": str(source), "gwpe_version": gwpe.__version__, "lhm": json.dumps(estimates["lhm"])})
+        h5.attrs.update(
+            {
+                "dataset": config.flows.dataset,
+                "injection": event.index,
+                "parameters": event.names,
+                "sampling_file": str(source),
+                "gwpe_version": gwpe.__version__,
+                "lhm": json.dumps(estimates["lhm"]),
+            }
+        )
         for method in ("is_npe", "ais_npe"):
             proposal_draws, weights, resampled = draws[method]
             group = h5.create_group(method)
@@ -164,10 +250,18 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None, pro
     partial.replace(out)
     metrics["path"] = str(out)
 
-    corner_sets = {"NPE": draws["is_npe"][0], "IS adapted from the NPE": draws["ais_npe"][2],
-                   "flow-MCMC (warm)": reference, "emcee": runs["emcee"]["samples"]}
-    figure = posterior_corner(corner_sets, event.names, truth=event.truth,
-                              title=f"{config.flows.dataset} injection {event.index}: NPE, importance sampling and MCMC")
+    corner_sets = {
+        "NPE": draws["is_npe"][0],
+        "IS adapted from the NPE": draws["ais_npe"][2],
+        "flow-MCMC (warm)": reference,
+        "emcee": runs["emcee"]["samples"],
+    }
+    figure = posterior_corner(
+        corner_sets,
+        event.names,
+        truth=event.truth,
+        title=f"{config.flows.dataset} injection {event.index}: NPE, importance sampling and MCMC",
+    )
     annealing = annealing_figure(rounds)
     if plots_dir is not None:
         Path(plots_dir).mkdir(parents=True, exist_ok=True)
@@ -187,16 +281,24 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None, pro
 def format_evidence(metrics: dict) -> str:
     lines = [f"{metrics['dataset']} injection {metrics['injection']}"]
     for method, estimate in metrics["evidence"].items():
-        lines.append(f"  {method:8s} log Z = {estimate['log_evidence']:.3f} +- {estimate['standard_error']:.3f}, "
-                     f"ESS {estimate['effective_samples']:,.0f}, efficiency {100 * estimate['efficiency']:.3f} %")
+        lines.append(
+            f"  {method:8s} log Z = {estimate['log_evidence']:.3f} +- {estimate['standard_error']:.3f}, "
+            f"ESS {estimate['effective_samples']:,.0f}, efficiency {100 * estimate['efficiency']:.3f} %"
+        )
     adaptive = metrics["evidence"]["ais_npe"]
-    lines.append(f"  ais_npe: {adaptive['rounds']} rounds to beta = {adaptive['beta_reached']:.3g}, "
-                 f"{adaptive['likelihood_evaluations']:,} likelihood calls in all")
-    lines.append(f"  IS adapted from the NPE - LHM = {metrics['evidence_difference']['ais_npe_minus_lhm']:+.3f} "
-                 f"({metrics['evidence_difference']['in_standard_errors']:+.1f} standard errors)")
+    lines.append(
+        f"  ais_npe: {adaptive['rounds']} rounds to beta = {adaptive['beta_reached']:.3g}, "
+        f"{adaptive['likelihood_evaluations']:,} likelihood calls in all"
+    )
+    lines.append(
+        f"  IS adapted from the NPE - LHM = {metrics['evidence_difference']['ais_npe_minus_lhm']:+.3f} "
+        f"({metrics['evidence_difference']['in_standard_errors']:+.1f} standard errors)"
+    )
     for method, value in metrics["max_js_vs_flowmc_warm"].items():
         verdict = "agrees" if metrics["agrees_within_js"][method] else "differs"
-        lines.append(f"  {method:12s} max 1-D JS vs flow-MCMC {value:.4f} nat: {verdict} (<= {metrics['agreement_js']})")
+        lines.append(
+            f"  {method:12s} max 1-D JS vs flow-MCMC {value:.4f} nat: {verdict} (<= {metrics['agreement_js']})"
+        )
     return "\n".join(lines)
 
 

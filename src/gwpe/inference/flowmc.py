@@ -74,8 +74,15 @@ class StandardisedFlow(torch.nn.Module):
     def sample(self, n: int) -> Tensor:
         return self.flow().sample((n,)) * self.scale + self.mean
 
-    def fit(self, data: Tensor, epochs: int, batch: int = 1024, lr: float = 1e-3, restandardise: bool = False,
-            weights: Tensor | None = None) -> float:
+    def fit(
+        self,
+        data: Tensor,
+        epochs: int,
+        batch: int = 1024,
+        lr: float = 1e-3,
+        restandardise: bool = False,
+        weights: Tensor | None = None,
+    ) -> float:
         """Maximum likelihood on ``data`` (n, D), or with ``weights`` (n,) the weighted cross-entropy
         -sum w log q / sum w (importance-weighted draws); ``restandardise`` first sets m, s to the (weighted)
         mean and standard deviation."""
@@ -116,11 +123,27 @@ def gelman_rubin_rhat(chains: Tensor) -> np.ndarray:
 class FlowMC:
     """See the module docstring. ``log_prob`` maps (n, D) to (n,); it is called on batches of chains."""
 
-    def __init__(self, log_prob: Callable[[Tensor], Tensor], dim: int, n_chains: int = 64, local: str = "mala",
-                 step_size: float = 0.3, n_local: int = 20, n_global: int = 10, training_loops: int = 10,
-                 production_loops: int = 10, flow_epochs: int = 5, history_loops: int = 3, transforms: int = 4,
-                 hidden: tuple[int, ...] = (64, 64), learning_rate: float = 1e-3, flow: StandardisedFlow | None = None,
-                 train_flow: bool = True, seed: int = 0, n_local_production: int | None = None):
+    def __init__(
+        self,
+        log_prob: Callable[[Tensor], Tensor],
+        dim: int,
+        n_chains: int = 64,
+        local: str = "mala",
+        step_size: float = 0.3,
+        n_local: int = 20,
+        n_global: int = 10,
+        training_loops: int = 10,
+        production_loops: int = 10,
+        flow_epochs: int = 5,
+        history_loops: int = 3,
+        transforms: int = 4,
+        hidden: tuple[int, ...] = (64, 64),
+        learning_rate: float = 1e-3,
+        flow: StandardisedFlow | None = None,
+        train_flow: bool = True,
+        seed: int = 0,
+        n_local_production: int | None = None,
+    ):
         if local not in ("mala", "rw"):
             raise ValueError(f"local = {local!r}; allowed: mala, rw")
         self.target, self.dim, self.n_chains, self.local = log_prob, dim, n_chains, local
@@ -145,7 +168,9 @@ class FlowMC:
         (gradient,) = torch.autograd.grad(value.sum(), x)
         return value.detach(), gradient.detach()
 
-    def _local_steps(self, x, logp, grad, adapt: bool, steps: int) -> tuple[Tensor, Tensor, Tensor | None, float, list, list]:
+    def _local_steps(
+        self, x, logp, grad, adapt: bool, steps: int
+    ) -> tuple[Tensor, Tensor, Tensor | None, float, list, list]:
         accepted = 0.0
         states, state_logps = [], []
         cov_chol = None
@@ -191,7 +216,9 @@ class FlowMC:
                 logq_new = self.proposal.log_prob(proposal)
             logp_new, grad_new = self._log_prob(proposal, grad=self.local == "mala")
             log_alpha = logp_new - logp + logq - logq_new
-            accept = (torch.log(torch.rand(self.n_chains, generator=self.generator)) < log_alpha) & torch.isfinite(logp_new)
+            accept = (torch.log(torch.rand(self.n_chains, generator=self.generator)) < log_alpha) & torch.isfinite(
+                logp_new
+            )
             x = torch.where(accept[:, None], proposal, x)
             logp = torch.where(accept, logp_new, logp)
             logq = torch.where(accept, logq_new, logq)
@@ -202,9 +229,15 @@ class FlowMC:
             state_logps.append(logp.clone())
         return x, logp, grad, accepted / max(1, self.n_global), states, state_logps
 
-    def run(self, initial: Tensor, progress: bool = False, train_until: float | None = None,
-            target_ess: float | None = None, max_production_loops: int | None = None,
-            target_rhat: float | None = None) -> FlowMCResult:
+    def run(
+        self,
+        initial: Tensor,
+        progress: bool = False,
+        train_until: float | None = None,
+        target_ess: float | None = None,
+        max_production_loops: int | None = None,
+        target_rhat: float | None = None,
+    ) -> FlowMCResult:
         """Training then production loops from ``initial`` (n_chains, D).
 
         ``train_until``: stop training once a loop's flow proposals are accepted at this rate (the flow has
@@ -222,16 +255,20 @@ class FlowMC:
         samples, logps, local_rates, global_rates = [], [], [], []
         log = {"phase": [], "local_acceptance": [], "global_acceptance": [], "evaluations": [], "ess": []}
         most_production = max(self.production_loops, max_production_loops or 0)
-        bar = tqdm(total=self.training_loops + self.production_loops, desc="flow-MCMC", unit="loop", disable=not progress)
+        bar = tqdm(
+            total=self.training_loops + self.production_loops, desc="flow-MCMC", unit="loop", disable=not progress
+        )
         training, loop, produced = self.training_loops > 0, 0, 0
         while True:
             x, logp, grad, local_rate, states, state_logps = self._local_steps(
-                x, logp, grad, adapt=training, steps=self.n_local if training else self.n_local_production)
+                x, logp, grad, adapt=training, steps=self.n_local if training else self.n_local_production
+            )
             if training and self.train_flow:
                 chain_history.append(torch.stack(states))
-                data = torch.cat(chain_history[-self.history_loops:]).reshape(-1, self.dim)
-                self.proposal.fit(data.float(), self.flow_epochs, lr=self.learning_rate,
-                                  restandardise=not self.warm and loop == 0)
+                data = torch.cat(chain_history[-self.history_loops :]).reshape(-1, self.dim)
+                self.proposal.fit(
+                    data.float(), self.flow_epochs, lr=self.learning_rate, restandardise=not self.warm and loop == 0
+                )
             x, logp, grad, global_rate, global_states, global_logps = self._global_steps(x, logp, grad)
             ess = float("nan")
             if not training:  # every state of the frozen-flow kernel is kept: local steps, then each global step
@@ -243,8 +280,13 @@ class FlowMC:
                 if target_ess is not None:
                     ess = effective_sample_size(torch.stack(samples))
                 mixed = target_rhat is None or float(np.max(gelman_rubin_rhat(torch.stack(samples)))) <= target_rhat
-            for key, value in (("phase", "training" if training else "production"), ("local_acceptance", local_rate),
-                               ("global_acceptance", global_rate), ("evaluations", self.evaluations), ("ess", ess)):
+            for key, value in (
+                ("phase", "training" if training else "production"),
+                ("local_acceptance", local_rate),
+                ("global_acceptance", global_rate),
+                ("evaluations", self.evaluations),
+                ("ess", ess),
+            ):
                 log[key].append(value)
             loop += 1
             bar.update()
@@ -255,15 +297,24 @@ class FlowMC:
                     training = False
                     bar.total = loop + self.production_loops
                     bar.refresh()
-            elif produced >= self.production_loops and (((target_ess is None or ess >= target_ess) and mixed)
-                                                         or produced >= most_production):
+            elif produced >= self.production_loops and (
+                ((target_ess is None or ess >= target_ess) and mixed) or produced >= most_production
+            ):
                 break
             elif produced >= self.production_loops:
                 bar.total += 1
         bar.close()
         stacked = torch.stack(samples)
-        return FlowMCResult(stacked, torch.stack(logps), float(np.mean(local_rates)), float(np.mean(global_rates)),
-                            self.evaluations, gelman_rubin_rhat(stacked), self.proposal, log)
+        return FlowMCResult(
+            stacked,
+            torch.stack(logps),
+            float(np.mean(local_rates)),
+            float(np.mean(global_rates)),
+            self.evaluations,
+            gelman_rubin_rhat(stacked),
+            self.proposal,
+            log,
+        )
 
 
 def effective_sample_size(chains: Tensor) -> float:

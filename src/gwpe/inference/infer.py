@@ -38,7 +38,9 @@ def _check_finite(data: np.ndarray, files: list[str]) -> None:
     bad = ~np.isfinite(data)
     if bad.any():
         channel, index = (int(i[0]) for i in np.nonzero(bad))
-        raise InputError(f"{', '.join(files)}: NaN or inf at sample {index} of channel {channel}; strain must be finite")
+        raise InputError(
+            f"{', '.join(files)}: NaN or inf at sample {index} of channel {channel}; strain must be finite"
+        )
 
 
 def _order_channels(strain: StrainInput, wanted: list[str]) -> np.ndarray:
@@ -71,7 +73,9 @@ def flow_input(strain: StrainInput, spec: dict, start: float | None, whiten_raw:
     rate, duration = float(spec["sample_rate"]), float(spec["duration"])
     n = int(round(rate * duration))
     if strain.sample_rate is None:
-        raise InputError(f"{', '.join(strain.files)}: no sample rate in the file; pass --sample-rate (the model expects {rate:g} Hz)")
+        raise InputError(
+            f"{', '.join(strain.files)}: no sample rate in the file; pass --sample-rate (the model expects {rate:g} Hz)"
+        )
     if abs(strain.sample_rate - rate) > 1e-9 * rate:
         raise InputError(f"sample rate {strain.sample_rate:g} Hz; the model expects {rate:g} Hz (resample first)")
     data = _order_channels(strain, expected_detectors(spec))
@@ -84,18 +88,23 @@ def flow_input(strain: StrainInput, spec: dict, start: float | None, whiten_raw:
         if first < 0 or first + n > data.shape[-1]:
             span = f"[{strain.start_time or 0.0:.3f}, {(strain.start_time or 0.0) + data.shape[-1] / rate:.3f}]"
             raise InputError(f"--start {start} with duration {duration:g} s lies outside the data {span}")
-        data = data[:, first:first + n]
+        data = data[:, first : first + n]
     elif data.shape[-1] != n:
-        raise InputError(f"{data.shape[-1]} samples ({data.shape[-1] / rate:g} s); the model expects {n} ({duration:g} s at "
-                         f"{rate:g} Hz): pass --start GPS to cut a window")
+        raise InputError(
+            f"{data.shape[-1]} samples ({data.shape[-1] / rate:g} s); the model expects {n} ({duration:g} s at "
+            f"{rate:g} Hz): pass --start GPS to cut a window"
+        )
     rms = float(np.sqrt(np.mean(data**2)))
     if not whiten_raw and rms < UNWHITENED_RMS:
         raise InputError(f"strain RMS {rms:.3g} looks unwhitened (whitened noise has RMS 1); pass --whiten")
     if whiten_raw and not 0.5 < rms < 3.0:
         import sys
 
-        print(f"gwpe: warning: whitened strain has RMS {rms:.3g}, not ~1: the data's noise is not the model's PSD "
-              f"({spec['psd']}); posteriors will be mis-scaled", file=sys.stderr)
+        print(
+            f"gwpe: warning: whitened strain has RMS {rms:.3g}, not ~1: the data's noise is not the model's PSD "
+            f"({spec['psd']}); posteriors will be mis-scaled",
+            file=sys.stderr,
+        )
     return data
 
 
@@ -105,15 +114,21 @@ def wavenet_input(strain: StrainInput, meta: dict) -> np.ndarray:
     if strain.sample_rate is not None and abs(strain.sample_rate * time["dt"] - 1.0) > 1e-6:
         raise InputError(f"sample rate {strain.sample_rate:g} per M; the model expects 1/dt = {1 / time['dt']:g} per M")
     if strain.data.shape[0] != 2:
-        raise InputError(f"{', '.join(strain.files)}: {strain.data.shape[0]} channel(s); the WaveNet expects 2 (Re, Im of h22) "
-                         "or one complex series")
+        raise InputError(
+            f"{', '.join(strain.files)}: {strain.data.shape[0]} channel(s); the WaveNet expects 2 (Re, Im of h22) "
+            "or one complex series"
+        )
     _check_finite(strain.data, strain.files)
     if strain.data.shape[-1] != n:
-        raise InputError(f"{strain.data.shape[-1]} samples; the model expects {n} (t/M from {time['t_start']:g} to {time['t_end']:g} step {time['dt']:g})")
+        raise InputError(
+            f"{strain.data.shape[-1]} samples; the model expects {n} (t/M from {time['t_start']:g} to {time['t_end']:g} step {time['dt']:g})"
+        )
     return strain.data
 
 
-def sample_flow(module, meta: dict, window: np.ndarray, n: int, progress: bool = True, seed: int | None = None) -> np.ndarray:
+def sample_flow(
+    module, meta: dict, window: np.ndarray, n: int, progress: bool = True, seed: int | None = None
+) -> np.ndarray:
     """n posterior samples in physical units, drawn in chunks (progress bar)."""
     import torch
     from tqdm import tqdm
@@ -138,13 +153,29 @@ def wavenet_estimate(module, window: np.ndarray) -> dict[str, float]:
     from gwpe import physics
 
     q, s1z, s2z = (float(v) for v in module.predict(torch.as_tensor(window[None], dtype=torch.float32))[0])
-    return {"q": q, "s1z": s1z, "s2z": s2z, "sigma_eff": float(physics.sigma_eff(q, s1z, s2z)),
-            "S_eff": float(physics.hamiltonian_effective_spin(q, s1z, s2z)), "eta": float(physics.symmetric_mass_ratio(q))}
+    return {
+        "q": q,
+        "s1z": s1z,
+        "s2z": s2z,
+        "sigma_eff": float(physics.sigma_eff(q, s1z, s2z)),
+        "S_eff": float(physics.hamiltonian_effective_spin(q, s1z, s2z)),
+        "eta": float(physics.symmetric_mass_ratio(q)),
+    }
 
 
-def run_infer(model: str, strain_files: list[str], n_samples: int, out: str | Path, sample_rate: float | None = None,
-              detectors: list[str] | None = None, start: float | None = None, whiten_raw: bool = False,
-              plot: bool = True, progress: bool = True, seed: int | None = None) -> dict:
+def run_infer(
+    model: str,
+    strain_files: list[str],
+    n_samples: int,
+    out: str | Path,
+    sample_rate: float | None = None,
+    detectors: list[str] | None = None,
+    start: float | None = None,
+    whiten_raw: bool = False,
+    plot: bool = True,
+    progress: bool = True,
+    seed: int | None = None,
+) -> dict:
     import h5py
 
     import gwpe
@@ -161,16 +192,28 @@ def run_infer(model: str, strain_files: list[str], n_samples: int, out: str | Pa
     try:
         meta = read_package_config(folder)
         if meta["model"] == "flow" and "data_spec" not in meta:
-            raise InputError(f"model {model}: its package has no data_spec (trained before gwpe recorded one); retrain it")
-        window = flow_input(strain, meta["data_spec"], start, whiten_raw) if meta["model"] == "flow" else wavenet_input(strain, meta)
+            raise InputError(
+                f"model {model}: its package has no data_spec (trained before gwpe recorded one); retrain it"
+            )
+        window = (
+            flow_input(strain, meta["data_spec"], start, whiten_raw)
+            if meta["model"] == "flow"
+            else wavenet_input(strain, meta)
+        )
         module = load_package(folder)
     finally:  # the model is in memory (or the input was refused): a downloaded copy is not kept
         if "temporary" in source:
             shutil.rmtree(source.pop("temporary"), ignore_errors=True)
-    attrs = {"model": source.get("source", model), "model_name": source.get("name", meta.get("registered_name", "")),
-             "model_version": source.get("version", -1), "mlflow_run_id": source.get("run_id", meta.get("mlflow_run_id") or ""),
-             "input_files": json.dumps(strain.files), "input_md5": strain.md5, "gwpe_version": gwpe.__version__,
-             "whitened_here": whiten_raw}
+    attrs = {
+        "model": source.get("source", model),
+        "model_name": source.get("name", meta.get("registered_name", "")),
+        "model_version": source.get("version", -1),
+        "mlflow_run_id": source.get("run_id", meta.get("mlflow_run_id") or ""),
+        "input_files": json.dumps(strain.files),
+        "input_md5": strain.md5,
+        "gwpe_version": gwpe.__version__,
+        "whitened_here": whiten_raw,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {"out": str(out), **{k: v for k, v in attrs.items() if k != "input_files"}}
     if meta["model"] == "flow":
@@ -192,8 +235,11 @@ def run_infer(model: str, strain_files: list[str], n_samples: int, out: str | Pa
 
             from gwpe.evaluation.corner_plots import posterior_corner
 
-            figure = posterior_corner({meta.get("registered_name", "posterior"): samples}, parameters,
-                                      title=f"{Path(strain.files[0]).name}: {source.get('source', model)}")
+            figure = posterior_corner(
+                {meta.get("registered_name", "posterior"): samples},
+                parameters,
+                title=f"{Path(strain.files[0]).name}: {source.get('source', model)}",
+            )
             figure.savefig(out.with_suffix(".png"), dpi=80)
             plt.close(figure)
             result["plot"] = str(out.with_suffix(".png"))

@@ -37,13 +37,17 @@ class WhitenedGaussianLikelihood:
 
     Columns are named by ``names``; parameters not named take ``gwpe.waveforms.priors.FIXED`` values."""
 
-    def __init__(self, generator: StrainGenerator, names: list[str], observation: np.ndarray, prior=None, workers: int = 0):
+    def __init__(
+        self, generator: StrainGenerator, names: list[str], observation: np.ndarray, prior=None, workers: int = 0
+    ):
         self.generator = generator
         self.names = list(names)
         expected = (generator.setup.n_channels, generator.setup.n_samples)
         self.data = np.asarray(observation, dtype=np.float64)
         if self.data.shape != expected:
-            raise ValueError(f"observation shape {self.data.shape} does not match the dataset's {expected} (detectors, samples)")
+            raise ValueError(
+                f"observation shape {self.data.shape} does not match the dataset's {expected} (detectors, samples)"
+            )
         self.prior = prior
         self.workers = int(workers)
         self.evaluations = 0

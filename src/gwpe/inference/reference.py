@@ -21,18 +21,29 @@ from dataclasses import dataclass
 import numpy as np
 
 # Initial spread per parameter: well inside a typical SNR-25 posterior, so walkers expand from it.
-START_WIDTH = {"m1": 0.5, "m2": 0.5, "phi0": 0.05, "tc": 5e-4, "dL": 20.0, "chi1z": 0.02, "chi2z": 0.02,
-               "theta_jn": 0.02, "ra": 0.01, "dec": 0.01, "psi": 0.02}
+START_WIDTH = {
+    "m1": 0.5,
+    "m2": 0.5,
+    "phi0": 0.05,
+    "tc": 5e-4,
+    "dL": 20.0,
+    "chi1z": 0.02,
+    "chi2z": 0.02,
+    "theta_jn": 0.02,
+    "ra": 0.01,
+    "dec": 0.01,
+    "psi": 0.02,
+}
 
 
 @dataclass(frozen=True)
 class ReferencePosterior:
-    samples: np.ndarray         # (n, P) after burn-in, walkers flattened
-    log_posterior: np.ndarray   # (n,)
-    acceptance: float           # mean over walkers
-    autocorr: np.ndarray        # (P,) integrated autocorrelation time in steps
-    rhat: np.ndarray            # (P,) Gelman-Rubin over walkers
-    converged: bool             # chain longer than 50 autocorrelation times for every parameter
+    samples: np.ndarray  # (n, P) after burn-in, walkers flattened
+    log_posterior: np.ndarray  # (n,)
+    acceptance: float  # mean over walkers
+    autocorr: np.ndarray  # (P,) integrated autocorrelation time in steps
+    rhat: np.ndarray  # (P,) Gelman-Rubin over walkers
+    converged: bool  # chain longer than 50 autocorrelation times for every parameter
     evaluations: int
     seconds: float
 
@@ -67,8 +78,9 @@ def injection_start(truth: np.ndarray, names: list[str], walkers: int, log_densi
     raise ValueError(f"could not place {walkers} walkers with finite density around {truth.tolist()}")
 
 
-def run_emcee(log_density, start: np.ndarray, steps: int, burn: int, seed: int = 0, progress: bool = True,
-              fold=None) -> ReferencePosterior:
+def run_emcee(
+    log_density, start: np.ndarray, steps: int, burn: int, seed: int = 0, progress: bool = True, fold=None
+) -> ReferencePosterior:
     """Sample ``log_density`` (vectorised) from ``start`` (walkers, P) for ``steps`` steps, dropping ``burn``.
 
     ``fold`` (samples (n, P) -> (n, P)) maps the chain before R-hat and the returned samples: a density with
@@ -91,7 +103,12 @@ def run_emcee(log_density, start: np.ndarray, steps: int, burn: int, seed: int =
     if fold is not None:
         chain = fold(chain.reshape(-1, dim)).reshape(chain.shape)
     return ReferencePosterior(
-        samples=chain.reshape(-1, dim), log_posterior=sampler.get_log_prob(discard=burn).reshape(-1),
-        acceptance=float(np.mean(sampler.acceptance_fraction)), autocorr=np.asarray(tau),
-        rhat=gelman_rubin(chain), converged=bool(np.all(50 * tau < len(chain))),
-        evaluations=int(walkers * (steps + 1)), seconds=seconds)
+        samples=chain.reshape(-1, dim),
+        log_posterior=sampler.get_log_prob(discard=burn).reshape(-1),
+        acceptance=float(np.mean(sampler.acceptance_fraction)),
+        autocorr=np.asarray(tau),
+        rhat=gelman_rubin(chain),
+        converged=bool(np.all(50 * tau < len(chain))),
+        evaluations=int(walkers * (steps + 1)),
+        seconds=seconds,
+    )

@@ -42,49 +42,82 @@ def build_reference_posteriors(config: ProjectConfig, progress: bool = True) -> 
     if settings.burn >= settings.steps:
         from gwpe.errors import ConfigError
 
-        raise ConfigError(f"flows.reference.burn = {settings.burn}; allowed: < flows.reference.steps = {settings.steps}")
+        raise ConfigError(
+            f"flows.reference.burn = {settings.burn}; allowed: < flows.reference.steps = {settings.steps}"
+        )
     store = store_path(config)
     validation = StrainDataset(store, "validation", seed=config.flows.training.seed)
     names = list(validation.standardisation.parameters)
     if names != list(dataset.parameters):
         from gwpe.errors import ConfigError
 
-        raise ConfigError(f"flows.dataset {config.flows.dataset!r} infers {names} of {list(dataset.parameters)}; "
-                          "reference posteriors need every drawn parameter inferred (no nuisance parameters)")
+        raise ConfigError(
+            f"flows.dataset {config.flows.dataset!r} infers {names} of {list(dataset.parameters)}; "
+            "reference posteriors need every drawn parameter inferred (no nuisance parameters)"
+        )
     generator = StrainGenerator(StrainSetup.build(config.strain, dataset))
     out = reference_path(config)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_suffix(".h5.partial")  # an interrupted run leaves the previous file intact
     summary = {"dataset": config.flows.dataset, "injections": []}
     with h5py.File(partial, "w") as h5:
-        h5.attrs.update({"dataset": config.flows.dataset, "data_md5": dataset_md5(store), "noise_seed": config.flows.training.seed,
-                         "parameters": names, "walkers": settings.walkers, "steps": settings.steps, "burn": settings.burn,
-                         "sampler": "emcee stretch move", "gwpe_version": gwpe.__version__})
+        h5.attrs.update(
+            {
+                "dataset": config.flows.dataset,
+                "data_md5": dataset_md5(store),
+                "noise_seed": config.flows.training.seed,
+                "parameters": names,
+                "walkers": settings.walkers,
+                "steps": settings.steps,
+                "burn": settings.burn,
+                "sampler": "emcee stretch move",
+                "gwpe_version": gwpe.__version__,
+            }
+        )
         for index in range(min(settings.injections, len(validation))):
             strain, theta = validation[index]
             observation = strain.numpy().astype(np.float64)
             truth = validation.standardisation.inverse(theta.numpy().astype(np.float64))
-            with WhitenedGaussianLikelihood(generator, names, observation, prior=dataset.prior, workers=settings.workers) as likelihood:
-                start = injection_start(truth, names, settings.walkers, likelihood.log_posterior, seed=settings.seed + index)
+            with WhitenedGaussianLikelihood(
+                generator, names, observation, prior=dataset.prior, workers=settings.workers
+            ) as likelihood:
+                start = injection_start(
+                    truth, names, settings.walkers, likelihood.log_posterior, seed=settings.seed + index
+                )
                 coordinates = SamplerCoordinates.centred_on(names, start, fold_phase=True)
                 density = coordinates.log_density(likelihood.log_posterior)
-                result = run_emcee(density, coordinates.from_physical(start), settings.steps, settings.burn,
-                                   seed=settings.seed + index, progress=progress)
+                result = run_emcee(
+                    density,
+                    coordinates.from_physical(start),
+                    settings.steps,
+                    settings.burn,
+                    seed=settings.seed + index,
+                    progress=progress,
+                )
                 evaluations = likelihood.evaluations
             group = h5.create_group(f"injection_{index}")
             group.create_dataset("observation", data=observation)
             group.create_dataset("truth", data=truth)
             group.create_dataset("samples", data=coordinates.to_physical(result.samples), compression="gzip")
             group.create_dataset("log_posterior", data=result.log_posterior, compression="gzip")
-            diagnostics = {"index": index, "acceptance": result.acceptance, "autocorr": result.autocorr.tolist(),
-                           "rhat": result.rhat.tolist(), "converged": result.converged,
-                           "effective_samples": result.effective_samples(), "likelihood_evaluations": evaluations,
-                           "seconds": round(result.seconds, 2)}
+            diagnostics = {
+                "index": index,
+                "acceptance": result.acceptance,
+                "autocorr": result.autocorr.tolist(),
+                "rhat": result.rhat.tolist(),
+                "converged": result.converged,
+                "effective_samples": result.effective_samples(),
+                "likelihood_evaluations": evaluations,
+                "seconds": round(result.seconds, 2),
+            }
             group.attrs["diagnostics"] = json.dumps(diagnostics)
             summary["injections"].append(diagnostics)
-            print(f"reference injection {index}: {len(result.samples):,} samples, acceptance {result.acceptance:.2f}, "
-                  f"max tau {result.autocorr.max():.0f} steps, max R-hat {result.rhat.max():.3f}, "
-                  f"{evaluations:,} likelihood calls in {result.seconds:.0f} s", flush=True)
+            print(
+                f"reference injection {index}: {len(result.samples):,} samples, acceptance {result.acceptance:.2f}, "
+                f"max tau {result.autocorr.max():.0f} steps, max R-hat {result.rhat.max():.3f}, "
+                f"{evaluations:,} likelihood calls in {result.seconds:.0f} s",
+                flush=True,
+            )
     partial.replace(out)
     summary["path"] = str(out)
     return summary
@@ -97,7 +130,14 @@ def read_reference_posteriors(path: str | Path) -> tuple[dict, list[dict]]:
     with h5py.File(path, "r") as h5:
         attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in h5.attrs.items()}
         groups = sorted(h5, key=lambda g: int(g.split("_")[1]))
-        items = [{"index": int(g.split("_")[1]), "truth": h5[g]["truth"][()], "samples": h5[g]["samples"][()],
-                  "observation": h5[g]["observation"][()], "diagnostics": json.loads(h5[g].attrs["diagnostics"])}
-                 for g in groups]
+        items = [
+            {
+                "index": int(g.split("_")[1]),
+                "truth": h5[g]["truth"][()],
+                "samples": h5[g]["samples"][()],
+                "observation": h5[g]["observation"][()],
+                "diagnostics": json.loads(h5[g].attrs["diagnostics"]),
+            }
+            for g in groups
+        ]
     return attrs, items

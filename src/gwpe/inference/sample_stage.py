@@ -51,18 +51,20 @@ class Event:
 
     index: int
     names: list[str]
-    strain: torch.Tensor        # (D, L) whitened, as the flows see it
-    observation: np.ndarray     # float64 copy
-    truth: np.ndarray           # (P,) physical
+    strain: torch.Tensor  # (D, L) whitened, as the flows see it
+    observation: np.ndarray  # float64 copy
+    truth: np.ndarray  # (P,) physical
     standardisation: object
-    dataset: object             # StrainDatasetConfig
-    generator: object           # StrainGenerator
+    dataset: object  # StrainDatasetConfig
+    generator: object  # StrainGenerator
     store: Path
 
     def likelihood(self, workers: int):
         from gwpe.inference.likelihood import WhitenedGaussianLikelihood
 
-        return WhitenedGaussianLikelihood(self.generator, self.names, self.observation, prior=self.dataset.prior, workers=workers)
+        return WhitenedGaussianLikelihood(
+            self.generator, self.names, self.observation, prior=self.dataset.prior, workers=workers
+        )
 
 
 def load_event(config: ProjectConfig, index: int) -> Event:
@@ -73,16 +75,29 @@ def load_event(config: ProjectConfig, index: int) -> Event:
     dataset, store = dataset_config(config), store_path(config)
     validation = StrainDataset(store, "validation", seed=config.flows.training.seed)
     if not 0 <= index < len(validation):
-        raise ConfigError(f"sampling.injection = {index}; allowed: 0 .. {len(validation) - 1} (validation signals of {config.flows.dataset})")
+        raise ConfigError(
+            f"sampling.injection = {index}; allowed: 0 .. {len(validation) - 1} (validation signals of {config.flows.dataset})"
+        )
     names = list(validation.standardisation.parameters)
     if names != list(dataset.parameters):
-        raise ConfigError(f"flows.dataset {config.flows.dataset!r} infers {names} of {list(dataset.parameters)}; "
-                          "likelihood-based posteriors need every drawn parameter inferred (no nuisance parameters)")
+        raise ConfigError(
+            f"flows.dataset {config.flows.dataset!r} infers {names} of {list(dataset.parameters)}; "
+            "likelihood-based posteriors need every drawn parameter inferred (no nuisance parameters)"
+        )
     strain, theta = validation[index]
     truth = validation.standardisation.inverse(theta.numpy().astype(np.float64))
     generator = StrainGenerator(StrainSetup.build(config.strain, dataset))
-    return Event(index, names, strain, strain.numpy().astype(np.float64), truth, validation.standardisation,
-                 dataset, generator, store)
+    return Event(
+        index,
+        names,
+        strain,
+        strain.numpy().astype(np.float64),
+        truth,
+        validation.standardisation,
+        dataset,
+        generator,
+        store,
+    )
 
 
 def load_npe(config: ProjectConfig):
@@ -91,11 +106,15 @@ def load_npe(config: ProjectConfig):
     name = config.sampling.model
     exact = [key for key, model in config.flows.models.items() if model.kind == "maf"]
     if name not in exact:  # a CVAE's log q is a bound (ELBO), which would bias every importance weight
-        raise ConfigError(f"sampling.model = {name!r}; allowed: {', '.join(exact) or 'none'} "
-                          "(flows.models of kind maf: importance weights need an exact density)")
+        raise ConfigError(
+            f"sampling.model = {name!r}; allowed: {', '.join(exact) or 'none'} "
+            "(flows.models of kind maf: importance weights need an exact density)"
+        )
     folder = Path(config.flows.model_dir) / name
     if not (folder / "weights.pt").exists():
-        raise ConfigError(f"sampling.model = {name!r}: no trained model at {folder}; run `dvc repro train-flow@{name}` first")
+        raise ConfigError(
+            f"sampling.model = {name!r}: no trained model at {folder}; run `dvc repro train-flow@{name}` first"
+        )
     return FlowModule.load_model(folder)
 
 
@@ -115,14 +134,16 @@ def npe_draws(module, event: Event, n: int, seed: int, batch: int = 2048) -> tup
 
 def torch_density(density):
     """A numpy log density (n, D) -> (n,) as the torch callable FlowMC expects."""
+
     def log_prob(u: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(density(u.detach().double().numpy()), dtype=u.dtype)
 
     return log_prob
 
 
-def run_flowmc(settings, density, start_u: np.ndarray, seed: int, warm_u: np.ndarray | None = None,
-               progress: bool = False):
+def run_flowmc(
+    settings, density, start_u: np.ndarray, seed: int, warm_u: np.ndarray | None = None, progress: bool = False
+):
     """One flow-MCMC run from ``start_u`` (chains, D); ``warm_u`` (n, D): draws the proposal is first fitted to."""
     from gwpe.inference.flowmc import FlowMC, StandardisedFlow
 
@@ -133,18 +154,45 @@ def run_flowmc(settings, density, start_u: np.ndarray, seed: int, warm_u: np.nda
     if warm_u is not None:
         proposal = StandardisedFlow(dim, fm.transforms, tuple(fm.hidden))
         proposal.fit(torch.as_tensor(warm_u, dtype=torch.float32), fm.warm_start_epochs, restandardise=True)
-    sampler = FlowMC(torch_density(density), dim, n_chains=fm.chains, local="rw", step_size=fm.step_size,
-                     n_local=fm.local_steps, n_global=fm.global_steps, n_local_production=fm.production_local_steps, training_loops=fm.max_training_loops,
-                     production_loops=fm.production_loops, flow_epochs=fm.flow_epochs, history_loops=fm.history_loops,
-                     transforms=fm.transforms, hidden=tuple(fm.hidden), flow=proposal, seed=seed)
+    sampler = FlowMC(
+        torch_density(density),
+        dim,
+        n_chains=fm.chains,
+        local="rw",
+        step_size=fm.step_size,
+        n_local=fm.local_steps,
+        n_global=fm.global_steps,
+        n_local_production=fm.production_local_steps,
+        training_loops=fm.max_training_loops,
+        production_loops=fm.production_loops,
+        flow_epochs=fm.flow_epochs,
+        history_loops=fm.history_loops,
+        transforms=fm.transforms,
+        hidden=tuple(fm.hidden),
+        flow=proposal,
+        seed=seed,
+    )
     began = time.perf_counter()
-    result = sampler.run(torch.as_tensor(start_u, dtype=torch.float32), progress=progress, train_until=fm.train_until,
-                         target_ess=fm.target_ess, max_production_loops=fm.max_production_loops, target_rhat=fm.target_rhat)
+    result = sampler.run(
+        torch.as_tensor(start_u, dtype=torch.float32),
+        progress=progress,
+        train_until=fm.train_until,
+        target_ess=fm.target_ess,
+        max_production_loops=fm.max_production_loops,
+        target_rhat=fm.target_rhat,
+    )
     return result, time.perf_counter() - began
 
 
-def flowmc_from_pilot(event: Event, settings, likelihood, pilot: np.ndarray, start: np.ndarray,
-                      warm: np.ndarray | None, progress: bool = False):
+def flowmc_from_pilot(
+    event: Event,
+    settings,
+    likelihood,
+    pilot: np.ndarray,
+    start: np.ndarray,
+    warm: np.ndarray | None,
+    progress: bool = False,
+):
     """(result, coordinates, summary) of one flow-MCMC run: the ``pilot`` draws' likelihoods place the phase
     walls, chains start at ``start`` (chains, P), and the proposal is first fitted to ``warm`` draws if given.
     The pilot's evaluations count towards the run's."""
@@ -152,8 +200,14 @@ def flowmc_from_pilot(event: Event, settings, likelihood, pilot: np.ndarray, sta
 
     templates, began = likelihood.evaluations, time.perf_counter()
     coordinates = SamplerCoordinates.walled_by_likelihood(event.names, pilot, likelihood(pilot))
-    result, _ = run_flowmc(settings, coordinates.log_density(likelihood.log_posterior), coordinates.from_physical(start),
-                           settings.seed, warm_u=None if warm is None else coordinates.from_physical(warm), progress=progress)
+    result, _ = run_flowmc(
+        settings,
+        coordinates.log_density(likelihood.log_posterior),
+        coordinates.from_physical(start),
+        settings.seed,
+        warm_u=None if warm is None else coordinates.from_physical(warm),
+        progress=progress,
+    )
     result.history["evaluations"] = [count + len(pilot) for count in result.history["evaluations"]]
     result.evaluations += len(pilot)
     summary = flowmc_summary(result, time.perf_counter() - began)
@@ -168,12 +222,18 @@ def flowmc_summary(result, seconds: float) -> dict:
     history = result.history
     training = [i for i, phase in enumerate(history["phase"]) if phase == "training"]
     learned = training[-1] if training else -1
-    return {"evaluations": int(result.evaluations), "seconds": round(seconds, 2),
-            "evaluations_to_learn": int(history["evaluations"][learned]) if training else 0,
-            "training_loops": len(training), "production_loops": len(history["phase"]) - len(training),
-            "local_acceptance": result.local_acceptance, "global_acceptance": result.global_acceptance,
-            "rhat": result.rhat.tolist(), "effective_samples": effective_sample_size(result.samples),
-            "history": history}
+    return {
+        "evaluations": int(result.evaluations),
+        "seconds": round(seconds, 2),
+        "evaluations_to_learn": int(history["evaluations"][learned]) if training else 0,
+        "training_loops": len(training),
+        "production_loops": len(history["phase"]) - len(training),
+        "local_acceptance": result.local_acceptance,
+        "global_acceptance": result.global_acceptance,
+        "rhat": result.rhat.tolist(),
+        "effective_samples": effective_sample_size(result.samples),
+        "history": history,
+    }
 
 
 def prior_start(event: Event, n: int, seed: int) -> np.ndarray:
@@ -188,7 +248,9 @@ def inside_prior(event: Event, theta: np.ndarray) -> np.ndarray:
     return np.isfinite(log_prior_density(event.dataset.prior, event.names, theta))
 
 
-def log_likelihood_from(event: Event, coordinates, u: np.ndarray, theta: np.ndarray, log_density_u: np.ndarray) -> np.ndarray:
+def log_likelihood_from(
+    event: Event, coordinates, u: np.ndarray, theta: np.ndarray, log_density_u: np.ndarray
+) -> np.ndarray:
     """log L = log p(u) - log pi(theta) - log |d theta / d u| (the sampler stores p(u))."""
     from gwpe.waveforms.priors import log_prior_density
 
@@ -218,65 +280,115 @@ def run_sampling(config: ProjectConfig, progress: bool = True, plots_dir: str | 
     theta_npe, _ = npe_draws(module, event, max(settings.npe_samples, fm.chains), settings.seed)
     theta_npe = theta_npe[inside_prior(event, theta_npe)]
     if len(theta_npe) < fm.chains:
-        raise ConfigError(f"only {len(theta_npe)} of the NPE draws lie inside the prior; raise sampling.npe_samples "
-                          f"(now {settings.npe_samples}) above {fm.chains} chains / that fraction")
+        raise ConfigError(
+            f"only {len(theta_npe)} of the NPE draws lie inside the prior; raise sampling.npe_samples "
+            f"(now {settings.npe_samples}) above {fm.chains} chains / that fraction"
+        )
     prior_draws = prior_start(event, max(fm.chains, settings.pilot_draws), settings.seed)
     runs: dict[str, dict] = {}
     with event.likelihood(settings.workers) as likelihood:
         for method, pilot, start, warm in (
-                ("flowmc_warm", theta_npe[: settings.pilot_draws], theta_npe[: fm.chains], theta_npe),
-                ("flowmc_cold", prior_draws, prior_draws[: fm.chains], None)):
+            ("flowmc_warm", theta_npe[: settings.pilot_draws], theta_npe[: fm.chains], theta_npe),
+            ("flowmc_cold", prior_draws, prior_draws[: fm.chains], None),
+        ):
             result, coordinates, summary = flowmc_from_pilot(event, settings, likelihood, pilot, start, warm, progress)
             if method == "flowmc_warm":
                 warm_coordinates = coordinates
             u = result.flat().double().numpy()
-            runs[method] = {"u": u, "log_density": result.log_prob.reshape(-1).double().numpy(), "coordinates": coordinates,
-                            "summary": summary, "proposal": result.proposal if method == "flowmc_warm" else None}
-            print(f"{method}: learned the posterior after {summary['evaluations_to_learn']:,} evaluations "
-                  f"({summary['training_loops']} training loops), {summary['evaluations']:,} in all, ESS "
-                  f"{summary['effective_samples']:,.0f}, global acceptance {summary['global_acceptance']:.2f}, "
-                  f"max R-hat {max(summary['rhat']):.3f}, {summary['seconds']:.0f} s", flush=True)
+            runs[method] = {
+                "u": u,
+                "log_density": result.log_prob.reshape(-1).double().numpy(),
+                "coordinates": coordinates,
+                "summary": summary,
+                "proposal": result.proposal if method == "flowmc_warm" else None,
+            }
+            print(
+                f"{method}: learned the posterior after {summary['evaluations_to_learn']:,} evaluations "
+                f"({summary['training_loops']} training loops), {summary['evaluations']:,} in all, ESS "
+                f"{summary['effective_samples']:,.0f}, global acceptance {summary['global_acceptance']:.2f}, "
+                f"max R-hat {max(summary['rhat']):.3f}, {summary['seconds']:.0f} s",
+                flush=True,
+            )
         emcee_settings = settings.emcee
         rng = np.random.default_rng(settings.seed)
-        distinct = np.unique(runs["flowmc_warm"]["u"], axis=0)  # a rejected step repeats a state; the snooker move needs distinct walkers
+        distinct = np.unique(
+            runs["flowmc_warm"]["u"], axis=0
+        )  # a rejected step repeats a state; the snooker move needs distinct walkers
         start = distinct[rng.choice(len(distinct), emcee_settings.walkers, replace=False)]
         templates = likelihood.evaluations
-        result = run_emcee(warm_coordinates.log_density(likelihood.log_posterior, periodic=True), start,
-                           emcee_settings.steps, emcee_settings.burn, seed=settings.seed, progress=progress,
-                           fold=warm_coordinates.fold_sampler)
-        runs["emcee"] = {"u": result.samples, "log_density": result.log_posterior, "coordinates": warm_coordinates,
-                         "summary": {"evaluations": result.evaluations, "template_evaluations": likelihood.evaluations - templates,
-                                     "seconds": round(result.seconds, 2), "acceptance": result.acceptance,
-                                     "autocorr": result.autocorr.tolist(), "rhat": result.rhat.tolist(),
-                                     "converged": result.converged, "effective_samples": result.effective_samples()}}
-        print(f"emcee: {result.evaluations:,} evaluations, ESS {result.effective_samples():,.0f}, acceptance "
-              f"{result.acceptance:.2f}, max R-hat {result.rhat.max():.3f}, {result.seconds:.0f} s", flush=True)
+        result = run_emcee(
+            warm_coordinates.log_density(likelihood.log_posterior, periodic=True),
+            start,
+            emcee_settings.steps,
+            emcee_settings.burn,
+            seed=settings.seed,
+            progress=progress,
+            fold=warm_coordinates.fold_sampler,
+        )
+        runs["emcee"] = {
+            "u": result.samples,
+            "log_density": result.log_posterior,
+            "coordinates": warm_coordinates,
+            "summary": {
+                "evaluations": result.evaluations,
+                "template_evaluations": likelihood.evaluations - templates,
+                "seconds": round(result.seconds, 2),
+                "acceptance": result.acceptance,
+                "autocorr": result.autocorr.tolist(),
+                "rhat": result.rhat.tolist(),
+                "converged": result.converged,
+                "effective_samples": result.effective_samples(),
+            },
+        }
+        print(
+            f"emcee: {result.evaluations:,} evaluations, ESS {result.effective_samples():,.0f}, acceptance "
+            f"{result.acceptance:.2f}, max R-hat {result.rhat.max():.3f}, {result.seconds:.0f} s",
+            flush=True,
+        )
 
     from gwpe.evaluation.divergence import marginal_divergences
 
     for method, run in runs.items():
         run["theta"] = run["coordinates"].to_physical(run["u"], np.random.default_rng(settings.seed))
-    metrics = {"dataset": config.flows.dataset, "injection": event.index, "parameters": event.names,
-               "truth": event.truth.tolist(), "methods": {}}
+    metrics = {
+        "dataset": config.flows.dataset,
+        "injection": event.index,
+        "parameters": event.names,
+        "truth": event.truth.tolist(),
+        "methods": {},
+    }
     for method, run in runs.items():
         entry = {k: v for k, v in run["summary"].items() if k != "history"}
         if method != "flowmc_warm":
-            entry["js_vs_flowmc_warm"] = dict(zip(event.names, marginal_divergences(run["theta"], runs["flowmc_warm"]["theta"])[1].round(5).tolist()))
+            entry["js_vs_flowmc_warm"] = dict(
+                zip(event.names, marginal_divergences(run["theta"], runs["flowmc_warm"]["theta"])[1].round(5).tolist())
+            )
         metrics["methods"][method] = entry
     warm, cold = metrics["methods"]["flowmc_warm"], metrics["methods"]["flowmc_cold"]
-    metrics["warm_start"] = {"evaluations_to_learn": {"warm": warm["evaluations_to_learn"], "cold": cold["evaluations_to_learn"]},
-                             "evaluations_to_target_ess": {"warm": warm["evaluations"], "cold": cold["evaluations"]},
-                             "fewer_evaluations": warm["evaluations_to_learn"] < cold["evaluations_to_learn"]}
+    metrics["warm_start"] = {
+        "evaluations_to_learn": {"warm": warm["evaluations_to_learn"], "cold": cold["evaluations_to_learn"]},
+        "evaluations_to_target_ess": {"warm": warm["evaluations"], "cold": cold["evaluations"]},
+        "fewer_evaluations": warm["evaluations_to_learn"] < cold["evaluations_to_learn"],
+    }
 
     out = sampling_path(config)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_suffix(".h5.partial")  # an interrupted run leaves the previous file intact
     with h5py.File(partial, "w") as h5:
-        h5.attrs.update({"dataset": config.flows.dataset, "data_md5": dataset_md5(event.store), "injection": event.index,
-                         "parameters": event.names, "settings": settings.model_dump_json(), "npe_model": settings.model,
-                         "gwpe_version": gwpe.__version__,
-                         "proposal": json.dumps({**runs["flowmc_warm"]["proposal"].config(),
-                                                 "phase_centre": warm_coordinates.phase_centre})})
+        h5.attrs.update(
+            {
+                "dataset": config.flows.dataset,
+                "data_md5": dataset_md5(event.store),
+                "injection": event.index,
+                "parameters": event.names,
+                "settings": settings.model_dump_json(),
+                "npe_model": settings.model,
+                "gwpe_version": gwpe.__version__,
+                "proposal": json.dumps(
+                    {**runs["flowmc_warm"]["proposal"].config(), "phase_centre": warm_coordinates.phase_centre}
+                ),
+            }
+        )
         h5.create_dataset("observation", data=event.observation)
         h5.create_dataset("truth", data=event.truth)
         for method, run in runs.items():
@@ -284,8 +396,11 @@ def run_sampling(config: ProjectConfig, progress: bool = True, plots_dir: str | 
             group.create_dataset("samples", data=run["theta"], compression="gzip")
             group.create_dataset("sampler_samples", data=run["u"], compression="gzip")
             group.create_dataset("log_posterior", data=run["log_density"], compression="gzip")
-            group.create_dataset("log_likelihood", compression="gzip",
-                                 data=log_likelihood_from(event, run["coordinates"], run["u"], run["theta"], run["log_density"]))
+            group.create_dataset(
+                "log_likelihood",
+                compression="gzip",
+                data=log_likelihood_from(event, run["coordinates"], run["u"], run["theta"], run["log_density"]),
+            )
             group.attrs["phase_centre"] = run["coordinates"].phase_centre
             group.attrs["diagnostics"] = json.dumps(run["summary"])
     torch.save(runs["flowmc_warm"]["proposal"].state_dict(), proposal_path(config))
@@ -336,10 +451,24 @@ def convergence_figure(runs: dict):
         learned = runs[method]["summary"]["evaluations_to_learn"]
         left.axvline(learned, color=colour, ls=":")
         ess = np.array(history["ess"], dtype=float)
-        right.plot(evaluations[np.isfinite(ess)], ess[np.isfinite(ess)], "o-", ms=3, color=colour, label=method.replace("_", " "))
-    left.set(xlabel="log-posterior evaluations", ylabel="flow proposal acceptance", title="training ends (dotted) once the flow has learned")
-    right.set(xlabel="log-posterior evaluations", ylabel="effective samples (production)",
-              title="production, flow frozen (early peak: short chains overestimate ESS)")
+        right.plot(
+            evaluations[np.isfinite(ess)],
+            ess[np.isfinite(ess)],
+            "o-",
+            ms=3,
+            color=colour,
+            label=method.replace("_", " "),
+        )
+    left.set(
+        xlabel="log-posterior evaluations",
+        ylabel="flow proposal acceptance",
+        title="training ends (dotted) once the flow has learned",
+    )
+    right.set(
+        xlabel="log-posterior evaluations",
+        ylabel="effective samples (production)",
+        title="production, flow frozen (early peak: short chains overestimate ESS)",
+    )
     for axis in (left, right):
         axis.legend()
         axis.grid(alpha=0.3)
@@ -354,8 +483,16 @@ def read_sampling(path: str | Path) -> tuple[dict, dict[str, dict]]:
     with h5py.File(path, "r") as h5:
         attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in h5.attrs.items()}
         attrs["observation"], attrs["truth"] = h5["observation"][()], h5["truth"][()]
-        runs = {method: {**{key: h5[method][key][()] for key in ("samples", "sampler_samples", "log_posterior", "log_likelihood")},
-                         "phase_centre": float(h5[method].attrs["phase_centre"]),
-                         "diagnostics": json.loads(h5[method].attrs["diagnostics"])}
-                for method in METHODS if method in h5}
+        runs = {
+            method: {
+                **{
+                    key: h5[method][key][()]
+                    for key in ("samples", "sampler_samples", "log_posterior", "log_likelihood")
+                },
+                "phase_centre": float(h5[method].attrs["phase_centre"]),
+                "diagnostics": json.loads(h5[method].attrs["diagnostics"]),
+            }
+            for method in METHODS
+            if method in h5
+        }
     return attrs, runs

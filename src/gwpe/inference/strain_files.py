@@ -23,7 +23,9 @@ import numpy as np
 
 from gwpe.errors import InputError
 
-GWOSC_HEADER = re.compile(r"for\s+(?P<detector>[A-Z]\d)_\S*\s+for\s+GPS\s+(?P<start>[\d.]+)\s*-\s*[\d.]+\s+at\s+(?P<rate>[\d.]+)\s*Hz", re.I)
+GWOSC_HEADER = re.compile(
+    r"for\s+(?P<detector>[A-Z]\d)_\S*\s+for\s+GPS\s+(?P<start>[\d.]+)\s*-\s*[\d.]+\s+at\s+(?P<rate>[\d.]+)\s*Hz", re.I
+)
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 TEXT_SUFFIXES = (".txt", ".dat", ".gz")
 
@@ -80,15 +82,23 @@ def _read_hdf5(path: Path) -> tuple[np.ndarray, float | None, float | None, list
                 detectors = d.attrs.get("detectors", f.attrs.get("detectors"))
                 rate = d.attrs.get("sample_rate", f.attrs.get("sample_rate"))
                 start = d.attrs.get("start_time", f.attrs.get("start_time"))
-                return (d[()], None if rate is None else float(rate), None if start is None else float(start),
-                        None if detectors is None else [_decode(x) for x in np.atleast_1d(detectors)])
+                return (
+                    d[()],
+                    None if rate is None else float(rate),
+                    None if start is None else float(start),
+                    None if detectors is None else [_decode(x) for x in np.atleast_1d(detectors)],
+                )
             if "strain" in f and "Strain" in f["strain"]:  # GWOSC
                 d = f["strain/Strain"]
                 spacing = d.attrs.get("Xspacing")
                 start = f["meta/GPSstart"][()] if "meta/GPSstart" in f else d.attrs.get("Xstart")
                 detector = _decode(f["meta/Detector"][()]) if "meta/Detector" in f else None
-                return (d[()], None if spacing is None else 1.0 / float(spacing), None if start is None else float(start),
-                        None if detector is None else [detector])
+                return (
+                    d[()],
+                    None if spacing is None else 1.0 / float(spacing),
+                    None if start is None else float(start),
+                    None if detector is None else [detector],
+                )
     except OSError as error:
         raise InputError(f"{path}: not a readable HDF5 file ({str(error).splitlines()[0]})") from None
     raise InputError(f"{path}: no 'strain' dataset (gwpe layout) or 'strain/Strain' (GWOSC layout)")
@@ -133,8 +143,12 @@ def read_one(path: Path) -> tuple[np.ndarray, float | None, float | None, list[s
                     raise InputError(f"{path}: no array named 'strain' (has: {', '.join(f.files) or 'none'})")
                 get = lambda k: f[k] if k in f else None  # noqa: E731
                 rate, start, detectors = get("sample_rate"), get("start_time"), get("detectors")
-                return (f["strain"], None if rate is None else float(rate), None if start is None else float(start),
-                        None if detectors is None else [str(x) for x in np.atleast_1d(detectors)])
+                return (
+                    f["strain"],
+                    None if rate is None else float(rate),
+                    None if start is None else float(start),
+                    None if detectors is None else [str(x) for x in np.atleast_1d(detectors)],
+                )
         except (ValueError, OSError) as error:
             raise InputError(f"{path}: not a NumPy archive ({str(error).splitlines()[0]})") from None
     if suffix in HDF5_SUFFIXES:
@@ -144,7 +158,9 @@ def read_one(path: Path) -> tuple[np.ndarray, float | None, float | None, list[s
     raise InputError(f"{path}: unknown strain format {suffix!r}; allowed: .npy, .npz, .h5/.hdf5/.hdf, .txt/.dat/.gz")
 
 
-def read_strain(paths: list[str | Path], sample_rate: float | None = None, detectors: list[str] | None = None) -> StrainInput:
+def read_strain(
+    paths: list[str | Path], sample_rate: float | None = None, detectors: list[str] | None = None
+) -> StrainInput:
     """Read and stack ``paths``; ``sample_rate`` / ``detectors`` fill in (and must agree with) file metadata."""
     paths = [Path(p) for p in paths]
     if not paths:
@@ -171,17 +187,30 @@ def read_strain(paths: list[str | Path], sample_rate: float | None = None, detec
     data = np.concatenate(arrays, axis=0)
     if detectors is not None:
         if len(detectors) != data.shape[0]:
-            raise InputError(f"--detectors {','.join(detectors)} names {len(detectors)} channels but the files hold {data.shape[0]}")
+            raise InputError(
+                f"--detectors {','.join(detectors)} names {len(detectors)} channels but the files hold {data.shape[0]}"
+            )
         clash = [(n, d) for n, d in zip(names, detectors) if n is not None and n != d]
         if clash:
             raise InputError(f"--detectors says {clash[0][1]} where the file says {clash[0][0]}")
         names = list(detectors)
-    return StrainInput(data, next(iter(known_rates), None), next(iter(known_starts), None),
-                       None if any(n is None for n in names) else names, [str(p) for p in paths], _md5(paths))
+    return StrainInput(
+        data,
+        next(iter(known_rates), None),
+        next(iter(known_starts), None),
+        None if any(n is None for n in names) else names,
+        [str(p) for p in paths],
+        _md5(paths),
+    )
 
 
-def write_strain(path: str | Path, data: np.ndarray, sample_rate: float, start_time: float | None = None,
-                 detectors: list[str] | None = None) -> Path:
+def write_strain(
+    path: str | Path,
+    data: np.ndarray,
+    sample_rate: float,
+    start_time: float | None = None,
+    detectors: list[str] | None = None,
+) -> Path:
     """Write (D, L) or (L,) strain in gwpe's HDF5 layout (what ``read_strain`` reads back)."""
     import h5py
 

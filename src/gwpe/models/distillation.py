@@ -36,13 +36,16 @@ def distillation_temperature(progress: float, start: float = 1.0, end: float = 4
     return float(start + (end - start) * min(1.0, max(0.0, float(progress))))
 
 
-def distillation_terms(student: nn.Module, teacher: nn.Module, strain: Tensor, theta: Tensor, temperature: float,
-                       teacher_samples: int) -> tuple[Tensor, Tensor]:
+def distillation_terms(
+    student: nn.Module, teacher: nn.Module, strain: Tensor, theta: Tensor, temperature: float, teacher_samples: int
+) -> tuple[Tensor, Tensor]:
     """(NLL of the true parameters under the student, KL(teacher_T || student_T)), both batch means."""
     y = student.embed(strain)
     nll = -student.log_prob_embedded(theta, y).mean()
     with torch.no_grad():
-        draws, teacher_log_prob = teacher.sample_and_log_prob_embedded(teacher.embed(strain), teacher_samples, temperature)
+        draws, teacher_log_prob = teacher.sample_and_log_prob_embedded(
+            teacher.embed(strain), teacher_samples, temperature
+        )
     student_log_prob = student.log_prob_embedded(draws, y.expand(teacher_samples, *y.shape), temperature)
     return nll, (teacher_log_prob - student_log_prob).mean()
 
@@ -54,8 +57,16 @@ class DistillationModule(FlowModule):
     student saves and loads as a plain ``FlowModule``), stays in eval mode, and follows the student's device.
     """
 
-    def __init__(self, flow_config: dict, teacher: nn.Module, alpha: float = 0.5, temperature: tuple[float, float] = (1.0, 4.0),
-                 teacher_samples: int = 4, learning_rate: float = 1e-3, schedule: str = "cosine"):
+    def __init__(
+        self,
+        flow_config: dict,
+        teacher: nn.Module,
+        alpha: float = 0.5,
+        temperature: tuple[float, float] = (1.0, 4.0),
+        teacher_samples: int = 4,
+        learning_rate: float = 1e-3,
+        schedule: str = "cosine",
+    ):
         super().__init__(flow_config, learning_rate=learning_rate, schedule=schedule)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha = {alpha!r}; allowed: 0 <= alpha <= 1")
@@ -63,7 +74,9 @@ class DistillationModule(FlowModule):
             raise ValueError(f"teacher_samples = {teacher_samples!r}; allowed: >= 1")
         for name in ("log_prob_embedded", "sample_and_log_prob_embedded", "embed"):
             if not hasattr(teacher, name) or not hasattr(self.model, name):
-                raise ValueError(f"distillation needs IAF posteriors (kind 'iaf') for teacher and student, missing {name}")
+                raise ValueError(
+                    f"distillation needs IAF posteriors (kind 'iaf') for teacher and student, missing {name}"
+                )
         self._teacher = [teacher.eval().requires_grad_(False)]
         self.alpha = alpha
         self.temperature_range = (float(temperature[0]), float(temperature[1]))
@@ -87,6 +100,11 @@ class DistillationModule(FlowModule):
         temperature = self.current_temperature()
         nll, kl = distillation_terms(self.model, self.teacher, strain, theta, temperature, self.teacher_samples)
         loss = self.alpha * nll + (1.0 - self.alpha) * temperature**2 * kl
-        self.log_dict({"train_loss": loss, "train_nll": nll, "train_kl": kl, "temperature": temperature},
-                      on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log_dict(
+            {"train_loss": loss, "train_nll": nll, "train_kl": kl, "temperature": temperature},
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=True,
+        )
         return loss

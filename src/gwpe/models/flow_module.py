@@ -37,7 +37,9 @@ PAPER_FLOW_LR = 4e-4
 class FlowModule(PackagedModel, L.LightningModule):
     model_kind = "flow"
 
-    def __init__(self, flow_config: dict, learning_rate: float = PAPER_FLOW_LR, halve_every: int = 80, schedule: str = "step"):
+    def __init__(
+        self, flow_config: dict, learning_rate: float = PAPER_FLOW_LR, halve_every: int = 80, schedule: str = "step"
+    ):
         super().__init__()
         if schedule not in ("step", "cosine"):
             raise ValueError(f"schedule = {schedule!r}; allowed: step, cosine")
@@ -63,7 +65,9 @@ class FlowModule(PackagedModel, L.LightningModule):
     def set_training_statistics(self, dataset, batch_size: int = 256) -> int:
         """Batch-norm statistics from every sample of ``dataset`` (the training split); returns the rows seen."""
         loader = DataLoader(dataset, batch_size=batch_size)
-        return self.model.set_batchnorm_statistics((strain.to(self.device), theta.to(self.device)) for strain, theta in loader)
+        return self.model.set_batchnorm_statistics(
+            (strain.to(self.device), theta.to(self.device)) for strain, theta in loader
+        )
 
     def configure_optimizers(self):
         import math
@@ -71,20 +75,25 @@ class FlowModule(PackagedModel, L.LightningModule):
         from gwpe.training.optim import configure
 
         scale = self.learning_rate / PAPER_FLOW_LR
-        groups = [{**g, "lr": g["lr"] * scale} for g in self.model.parameter_groups(gaussian_lr=1e-4, flow_lr=PAPER_FLOW_LR)]
+        groups = [
+            {**g, "lr": g["lr"] * scale} for g in self.model.parameter_groups(gaussian_lr=1e-4, flow_lr=PAPER_FLOW_LR)
+        ]
         epochs = self.trainer.max_epochs if self._trainer is not None and self.trainer.max_epochs else 1
         if self.schedule == "cosine":
+
             def scheduler(optimizer):
                 return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
 
             def factor(epoch):
                 return 0.5 * (1 + math.cos(math.pi * min(epoch, epochs) / max(1, epochs)))
         else:
+
             def scheduler(optimizer):
                 return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, self.halve_every), gamma=0.5)
 
             def factor(epoch):
                 return 0.5 ** (epoch // max(1, self.halve_every))
+
         return configure(self, groups, scheduler, factor, getattr(self, "training_config", None))
 
     @torch.no_grad()
@@ -94,14 +103,23 @@ class FlowModule(PackagedModel, L.LightningModule):
         return self.model.sample(strain.unsqueeze(0).to(self.device), n).reshape(n, -1)
 
     def metadata(self) -> dict:
-        return {"model": self.model_kind, "flow": self.flow_config, "learning_rate": self.learning_rate,
-                "halve_every": self.halve_every, "schedule": self.schedule}
+        return {
+            "model": self.model_kind,
+            "flow": self.flow_config,
+            "learning_rate": self.learning_rate,
+            "halve_every": self.halve_every,
+            "schedule": self.schedule,
+        }
 
     @classmethod
     def load_model(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> "FlowModule":
         """Rebuild from ``save_model``'s folder; no pickled code is executed (``weights_only=True``)."""
         meta, state = cls.read_package(folder, map_location)
-        module = FlowModule(meta["flow"], learning_rate=meta["learning_rate"], halve_every=meta["halve_every"],
-                            schedule=meta.get("schedule", "step"))
+        module = FlowModule(
+            meta["flow"],
+            learning_rate=meta["learning_rate"],
+            halve_every=meta["halve_every"],
+            schedule=meta.get("schedule", "step"),
+        )
         module.load_state_dict(state)
         return module.eval()

@@ -81,8 +81,10 @@ def read_weights(folder: str | Path, map_location: str | torch.device = "cpu") -
             warnings.simplefilter("ignore", UserWarning)
             state = torch.load(path, weights_only=True, map_location=map_location)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError or EOFError depending on the damage
-        raise PackageError(f"{path} is not a tensors-only state dict (torch.load(weights_only=True) refused it: "
-                           f"{type(error).__name__}); nothing in it was executed") from None
+        raise PackageError(
+            f"{path} is not a tensors-only state dict (torch.load(weights_only=True) refused it: "
+            f"{type(error).__name__}); nothing in it was executed"
+        ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise PackageError(f"{path} is not a state dict of tensors")
     return state

@@ -93,12 +93,19 @@ class WaveNetRegressor(nn.Module):
             dilations.append(1 if not dilations else dilations[-1] * 2)
         layers = [d for _ in range(config.stacks) for d in dilations]
         self.blocks = nn.ModuleList(
-            GatedResidualBlock(config.channels, config.skip_channels, d, residual=i < len(layers) - 1) for i, d in enumerate(layers)
+            GatedResidualBlock(config.channels, config.skip_channels, d, residual=i < len(layers) - 1)
+            for i, d in enumerate(layers)
         )
         features = config.skip_channels * config.leaf_steps
 
         def leaf(outputs: int) -> nn.Sequential:
-            return nn.Sequential(nn.ReLU(), nn.Flatten(), nn.Linear(features, config.leaf_hidden), nn.ReLU(), nn.Linear(config.leaf_hidden, outputs))
+            return nn.Sequential(
+                nn.ReLU(),
+                nn.Flatten(),
+                nn.Linear(features, config.leaf_hidden),
+                nn.ReLU(),
+                nn.Linear(config.leaf_hidden, outputs),
+            )
 
         self.q_leaf = leaf(1)
         self.spin_leaf = leaf(2)

@@ -28,12 +28,19 @@ from gwpe.models.package import CONFIG_FILE, PackagedModel  # noqa: F401 (CONFIG
 from gwpe.models.wavenet import WaveNetConfig, WaveNetRegressor, head_targets, head_to_parameters
 
 
-
 class WaveNetModule(PackagedModel, L.LightningModule):
     model_kind = "wavenet"
 
-    def __init__(self, config: WaveNetConfig, target_mean, target_std, input_scale: float = 1.0,
-                 learning_rate: float = 1e-3, max_epochs: int = 10, spin_std=(1.0, 1.0)):
+    def __init__(
+        self,
+        config: WaveNetConfig,
+        target_mean,
+        target_std,
+        input_scale: float = 1.0,
+        learning_rate: float = 1e-3,
+        max_epochs: int = 10,
+        spin_std=(1.0, 1.0),
+    ):
         super().__init__()
         self.config = config
         self.net = WaveNetRegressor(config)
@@ -49,9 +56,17 @@ class WaveNetModule(PackagedModel, L.LightningModule):
         """Target standardisation from the training split's (q, s1z, s2z); input scale from sample waveforms."""
         params = torch.as_tensor(np.asarray(params), dtype=torch.float64)
         targets = head_targets(params, config.head, config.s_eff_scale)
-        scale = 1.0 if waveforms is None else float(torch.as_tensor(np.asarray(waveforms)).double().square().mean().sqrt())
-        return cls(config, targets.mean(0), targets.std(0).clamp(min=1e-6), input_scale=scale or 1.0,
-                   spin_std=params[:, 1:].std(0).clamp(min=1e-6), **kwargs)
+        scale = (
+            1.0 if waveforms is None else float(torch.as_tensor(np.asarray(waveforms)).double().square().mean().sqrt())
+        )
+        return cls(
+            config,
+            targets.mean(0),
+            targets.std(0).clamp(min=1e-6),
+            input_scale=scale or 1.0,
+            spin_std=params[:, 1:].std(0).clamp(min=1e-6),
+            **kwargs,
+        )
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         """Standardised head outputs for (B, 2, L) waveforms."""
@@ -60,7 +75,9 @@ class WaveNetModule(PackagedModel, L.LightningModule):
     def loss(self, waveforms: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         params = params.double()
         outputs = self(waveforms)
-        targets = (head_targets(params, self.config.head, self.config.s_eff_scale).float() - self.target_mean) / self.target_std
+        targets = (
+            head_targets(params, self.config.head, self.config.s_eff_scale).float() - self.target_mean
+        ) / self.target_std
         loss = F.mse_loss(outputs, targets)
         if self.config.head == "physics" and self.config.spin_loss_weight > 0:
             loss = loss + self.config.spin_loss_weight * self.spin_consistency(outputs, params)
@@ -99,23 +116,35 @@ class WaveNetModule(PackagedModel, L.LightningModule):
         from gwpe.training.optim import configure
 
         epochs = max(1, self.max_epochs)
-        return configure(self, [{"params": list(self.parameters()), "lr": self.learning_rate}],
-                         lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs),
-                         lambda epoch: 0.5 * (1 + math.cos(math.pi * min(epoch, epochs) / epochs)),
-                         getattr(self, "training_config", None))
+        return configure(
+            self,
+            [{"params": list(self.parameters()), "lr": self.learning_rate}],
+            lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs),
+            lambda epoch: 0.5 * (1 + math.cos(math.pi * min(epoch, epochs) / epochs)),
+            getattr(self, "training_config", None),
+        )
 
     def metadata(self) -> dict:
-        return {"model": self.model_kind, "architecture": self.config.to_dict(), "learning_rate": self.learning_rate,
-                "max_epochs": self.max_epochs}
+        return {
+            "model": self.model_kind,
+            "architecture": self.config.to_dict(),
+            "learning_rate": self.learning_rate,
+            "max_epochs": self.max_epochs,
+        }
 
     @classmethod
     def load_model(cls, folder: str | Path, map_location: str | torch.device = "cpu") -> "WaveNetModule":
         """Rebuild from ``save_model``'s folder; no pickled code is executed (``weights_only=True``)."""
         meta, state = cls.read_package(folder, map_location)
         state.setdefault("spin_std", torch.ones(2))  # models saved before the spin term
-        module = cls(WaveNetConfig(**meta["architecture"]), state["target_mean"], state["target_std"],
-                     input_scale=float(state.get("input_scale", torch.tensor(1.0))),
-                     learning_rate=meta["learning_rate"], max_epochs=meta["max_epochs"])
+        module = cls(
+            WaveNetConfig(**meta["architecture"]),
+            state["target_mean"],
+            state["target_std"],
+            input_scale=float(state.get("input_scale", torch.tensor(1.0))),
+            learning_rate=meta["learning_rate"],
+            max_epochs=meta["max_epochs"],
+        )
         last = len(module.net.blocks) - 1  # packages from before the last block lost its unused residual map
         state = {k: v for k, v in state.items() if not k.startswith(f"net.blocks.{last}.residual.")}
         module.load_state_dict(state)

@@ -52,8 +52,16 @@ def git_commit(root: Path | None = None) -> tuple[str, bool]:
     """(commit sha or 'unknown', dirty flag) of the project's git checkout."""
     root = root or project_root()
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return sha, bool(status.strip())
     except (OSError, subprocess.CalledProcessError):
         return "unknown", False
@@ -91,10 +99,20 @@ def wandb_run(config: ProjectConfig, stage: str, run_name: str, mlflow_run_id: s
     except ImportError:
         from gwpe.errors import ConfigError
 
-        raise ConfigError(f"tracking.wandb = {config.tracking.wandb!r} needs the wandb package (pip install wandb)") from None
-    run = wandb.init(project=config.tracking.experiment, name=run_name, mode=config.tracking.wandb, dir=str(project_root()),
-                     config=flatten(config), tags=[stage, config.profile], job_type=stage,
-                     notes=f"MLflow run {mlflow_run_id}" if mlflow_run_id else None, reinit="finish_previous")
+        raise ConfigError(
+            f"tracking.wandb = {config.tracking.wandb!r} needs the wandb package (pip install wandb)"
+        ) from None
+    run = wandb.init(
+        project=config.tracking.experiment,
+        name=run_name,
+        mode=config.tracking.wandb,
+        dir=str(project_root()),
+        config=flatten(config),
+        tags=[stage, config.profile],
+        job_type=stage,
+        notes=f"MLflow run {mlflow_run_id}" if mlflow_run_id else None,
+        reinit="finish_previous",
+    )
     try:
         yield
         run.finish()
@@ -139,8 +157,14 @@ class StageRun:
 
 
 @contextlib.contextmanager
-def stage_run(config: ProjectConfig, stage: str, run_name: str | None = None, tags: dict[str, Any] | None = None,
-              run_id: str | None = None, log_params: bool = True) -> Iterator[StageRun | NullRun]:
+def stage_run(
+    config: ProjectConfig,
+    stage: str,
+    run_name: str | None = None,
+    tags: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    log_params: bool = True,
+) -> Iterator[StageRun | NullRun]:
     """Open the stage's MLflow run (rank 0 only) with config params and provenance tags.
 
     ``run_id`` reopens an existing run (a resumed training, or the evaluation of a trained model, which
@@ -198,4 +222,15 @@ def ui_command(host: str = "127.0.0.1", port: int = 5000) -> list[str]:
     """The ``mlflow ui`` command line for the project's tracking store, bound to loopback by default."""
     import sys
 
-    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(), "--host", host, "--port", str(port)]
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        tracking_uri(),
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]

@@ -24,8 +24,9 @@ class Registration:
     previous_score: float | None
 
 
-def register_version(name: str, run_id: str, artifact_path: str, score_name: str, score: float,
-                     higher_is_better: bool = True) -> Registration:
+def register_version(
+    name: str, run_id: str, artifact_path: str, score_name: str, score: float, higher_is_better: bool = True
+) -> Registration:
     """Register ``runs:/<run_id>/<artifact_path>`` (once per run) and move ``champion`` if it is better."""
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -35,8 +36,14 @@ def register_version(name: str, run_id: str, artifact_path: str, score_name: str
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description="gwpe model; pickle-free: weights.pt (weights_only) + config.json")
-    existing = [v for v in client.search_model_versions(f"name = '{name}'") if v.run_id == run_id and v.source.endswith(artifact_path)]
+        client.create_registered_model(
+            name, description="gwpe model; pickle-free: weights.pt (weights_only) + config.json"
+        )
+    existing = [
+        v
+        for v in client.search_model_versions(f"name = '{name}'")
+        if v.run_id == run_id and v.source.endswith(artifact_path)
+    ]
     if existing:  # re-evaluating the same training run updates its version instead of adding one
         version = int(existing[0].version)
     else:
@@ -71,7 +78,11 @@ def download_model(uri: str, destination: str | Path | None = None) -> Path:
     before = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # two small files: the bar would only clutter stderr
     try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=None if destination is None else str(destination)))
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=None if destination is None else str(destination)
+            )
+        )
     finally:
         if before is None:
             os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
@@ -101,7 +112,9 @@ def check_server(uri: str | None = None, timeout: float = 5.0) -> str:
                 response.read()
         except (urllib.error.URLError, OSError, ValueError) as error:
             reason = getattr(error, "reason", error)
-            raise RegistryError(f"tracking server {uri} unreachable ({reason}); start it or set MLFLOW_TRACKING_URI") from None
+            raise RegistryError(
+                f"tracking server {uri} unreachable ({reason}); start it or set MLFLOW_TRACKING_URI"
+            ) from None
     return uri
 
 
@@ -118,8 +131,9 @@ def parse_model_reference(reference: str) -> tuple[str, str | None, str | None]:
         name, version = ref.rsplit("/", 1)
         if name and version.isdigit():
             return name, None, version
-    raise RegistryError(f"model = {reference!r}; allowed: NAME@ALIAS (e.g. gwpe-npe-maf@champion), NAME/VERSION, "
-                        "or a package folder")
+    raise RegistryError(
+        f"model = {reference!r}; allowed: NAME@ALIAS (e.g. gwpe-npe-maf@champion), NAME/VERSION, or a package folder"
+    )
 
 
 def model_version(reference: str):
@@ -145,7 +159,9 @@ def model_version(reference: str):
         return client.get_model_version(name, version)
     except MlflowException:
         versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
-        raise RegistryError(f"model {name!r} has no version {version}; versions: {', '.join(map(str, versions)) or 'none'}") from None
+        raise RegistryError(
+            f"model {name!r} has no version {version}; versions: {', '.join(map(str, versions)) or 'none'}"
+        ) from None
 
 
 def list_models() -> list[dict]:
@@ -158,12 +174,20 @@ def list_models() -> list[dict]:
         aliases_by_version: dict[str, list[str]] = {}
         for alias, version in registered.aliases.items():
             aliases_by_version.setdefault(str(version), []).append(alias)
-        for version in sorted(client.search_model_versions(f"name = '{registered.name}'"), key=lambda v: int(v.version)):
+        for version in sorted(
+            client.search_model_versions(f"name = '{registered.name}'"), key=lambda v: int(v.version)
+        ):
             score = {k: v for k, v in version.tags.items() if k in SCORE_TAGS}
-            rows.append({"name": registered.name, "version": int(version.version),
-                         "aliases": sorted(aliases_by_version.get(str(version.version), [])),
-                         "metric": next(iter(score), ""), "value": float(next(iter(score.values()), "nan")),
-                         "run_id": version.run_id})
+            rows.append(
+                {
+                    "name": registered.name,
+                    "version": int(version.version),
+                    "aliases": sorted(aliases_by_version.get(str(version.version), [])),
+                    "metric": next(iter(score), ""),
+                    "value": float(next(iter(score.values()), "nan")),
+                    "run_id": version.run_id,
+                }
+            )
     return rows
 
 
@@ -218,5 +242,10 @@ def resolve_package(model: str, cache: str | Path | None = None) -> tuple[Path, 
     version = model_version(model)  # a reference; unknown forms get the allowed ones in one line
     target = Path(cache or tempfile.mkdtemp(prefix="gwpe-model-"))
     folder = download_model(f"models:/{version.name}/{version.version}", target)
-    return folder, {"source": f"models:/{version.name}/{version.version}", "name": version.name, "version": int(version.version),
-                    "run_id": version.run_id, **({} if cache else {"temporary": str(target)})}
+    return folder, {
+        "source": f"models:/{version.name}/{version.version}",
+        "name": version.name,
+        "version": int(version.version),
+        "run_id": version.run_id,
+        **({} if cache else {"temporary": str(target)}),
+    }

@@ -61,5 +61,7 @@ def write_state(checkpoint_dir: str | Path, expected: str, run_id: str | None, c
     folder = Path(checkpoint_dir)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (STATE + ".tmp")
-    tmp.write_text(json.dumps({"fingerprint": expected, "mlflow_run_id": run_id, "complete": complete}, indent=2) + "\n")
+    tmp.write_text(
+        json.dumps({"fingerprint": expected, "mlflow_run_id": run_id, "complete": complete}, indent=2) + "\n"
+    )
     tmp.replace(folder / STATE)

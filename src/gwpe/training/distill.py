@@ -29,7 +29,10 @@ def dataset_shape(config: ProjectConfig) -> tuple[int, list[int]]:
     if name not in config.strain.datasets:
         raise ConfigError(f"distill.dataset = {name!r}; allowed: {', '.join(config.strain.datasets)}")
     dataset = config.strain.datasets[name]
-    return len(dataset.inferred_parameters), [max(1, len(dataset.detectors)), int(round(dataset.sample_rate * dataset.duration))]
+    return len(dataset.inferred_parameters), [
+        max(1, len(dataset.detectors)),
+        int(round(dataset.sample_rate * dataset.duration)),
+    ]
 
 
 def resnet_iaf_config(config: ProjectConfig, overrides: dict | None = None, factor: float = 1.0) -> dict:
@@ -43,11 +46,21 @@ def resnet_iaf_config(config: ProjectConfig, overrides: dict | None = None, fact
     scale = lambda n: max(1, int(round(n * factor)))  # noqa: E731
     features, context_shape = dataset_shape(config)
     raw = {
-        "kind": "iaf", "features": features, "context_shape": context_shape, "transforms": scale(model["transforms"]),
+        "kind": "iaf",
+        "features": features,
+        "context_shape": context_shape,
+        "transforms": scale(model["transforms"]),
         "hidden": [scale(model["hidden"])] * model["hidden_layers"],
-        "embedding": {"kind": "resnet1d", "depth": scale(model["depth"]), "width": scale(model["width"]),
-                      "features": model["features"], "kernel_size": model["kernel_size"],
-                      "stem_stride": model["stem_stride"], "downsample_every": model["downsample_every"], "pool": model["pool"]},
+        "embedding": {
+            "kind": "resnet1d",
+            "depth": scale(model["depth"]),
+            "width": scale(model["width"]),
+            "features": model["features"],
+            "kernel_size": model["kernel_size"],
+            "stem_stride": model["stem_stride"],
+            "downsample_every": model["downsample_every"],
+            "pool": model["pool"],
+        },
     }
     try:
         return resolve_config(raw)
@@ -67,16 +80,26 @@ def read_best_params(config: ProjectConfig) -> dict:
     return best
 
 
-def _job(config: ProjectConfig, role: str, model_config: dict, training, meta: dict, registered_name: str, extra: tuple):
+def _job(
+    config: ProjectConfig, role: str, model_config: dict, training, meta: dict, registered_name: str, extra: tuple
+):
     from gwpe.training.posterior import PosteriorJob, strain_store
 
     section = config.distill
     return PosteriorJob(
-        stage=f"train-{role.split('-')[0]}", run_name=f"train-{role}", dataset=section.dataset,
-        store=strain_store(config, section.dataset, "distill.dataset"), model_config=model_config, training=training,
-        checkpoint_dir=Path(section.checkpoint_dir) / role, model_dir=Path(section.model_dir) / role,
-        registered_name=registered_name, tags={"gwpe.model": "distill", "gwpe.distill.role": role},
-        fingerprint_extra=extra, meta={"name": role, "role": role, **meta})
+        stage=f"train-{role.split('-')[0]}",
+        run_name=f"train-{role}",
+        dataset=section.dataset,
+        store=strain_store(config, section.dataset, "distill.dataset"),
+        model_config=model_config,
+        training=training,
+        checkpoint_dir=Path(section.checkpoint_dir) / role,
+        model_dir=Path(section.model_dir) / role,
+        registered_name=registered_name,
+        tags={"gwpe.model": "distill", "gwpe.distill.role": role},
+        fingerprint_extra=extra,
+        meta={"name": role, "role": role, **meta},
+    )
 
 
 def train_teacher(config: ProjectConfig, resume: bool = False, progress_bar: bool = True) -> TrainResult:
@@ -86,9 +109,16 @@ def train_teacher(config: ProjectConfig, resume: bool = False, progress_bar: boo
     best = read_best_params(config)
     model_config = resnet_iaf_config(config, best["params"])
     training = config.distill.training.model_copy(update={"learning_rate": float(best["params"]["learning_rate"])})
-    job = _job(config, "teacher", model_config, training, {"sweep": best}, config.distill.registered_teacher, ("cosine",))
-    return fit_posterior(job, config, lambda: FlowModule(model_config, learning_rate=training.learning_rate, schedule="cosine"),
-                         resume=resume, progress_bar=progress_bar)
+    job = _job(
+        config, "teacher", model_config, training, {"sweep": best}, config.distill.registered_teacher, ("cosine",)
+    )
+    return fit_posterior(
+        job,
+        config,
+        lambda: FlowModule(model_config, learning_rate=training.learning_rate, schedule="cosine"),
+        resume=resume,
+        progress_bar=progress_bar,
+    )
 
 
 def train_student(config: ProjectConfig, mode: str, resume: bool = False, progress_bar: bool = True) -> TrainResult:
@@ -106,7 +136,11 @@ def train_student(config: ProjectConfig, mode: str, resume: bool = False, progre
     teacher = FlowModule.load_model(teacher_dir)
     teacher_config = teacher.flow_config
     embedding = teacher_config["embedding"]
-    teacher_shape = {"depth": embedding["depth"], "width": embedding["width"], "transforms": teacher_config["transforms"]}
+    teacher_shape = {
+        "depth": embedding["depth"],
+        "width": embedding["width"],
+        "transforms": teacher_config["transforms"],
+    }
     # scale the teacher's own architecture (not distill.model): the student follows whatever the sweep chose
     model_config = resnet_iaf_config(config, teacher_shape, factor=student.factor)
     epochs = student.max_epochs or section.training.max_epochs
@@ -119,13 +153,20 @@ def train_student(config: ProjectConfig, mode: str, resume: bool = False, progre
         extra = ("distilled", student.alpha, tuple(student.temperature), student.teacher_samples, teacher_md5)
 
         def make():
-            return DistillationModule(model_config, teacher.model, alpha=student.alpha, temperature=tuple(student.temperature),
-                                      teacher_samples=student.teacher_samples, learning_rate=training.learning_rate)
+            return DistillationModule(
+                model_config,
+                teacher.model,
+                alpha=student.alpha,
+                temperature=tuple(student.temperature),
+                teacher_samples=student.teacher_samples,
+                learning_rate=training.learning_rate,
+            )
     else:
         extra = ("direct",)
 
         def make():
             return FlowModule(model_config, learning_rate=training.learning_rate, schedule="cosine")
+
     job = _job(config, role, model_config, training, meta, section.registered_student, extra)
     return fit_posterior(job, config, make, resume=resume, progress_bar=progress_bar)
 
@@ -166,8 +207,10 @@ def price_distill(config: ProjectConfig) -> str:
     features, shape = dataset_shape(config)
     n_train, _ = split_sizes(config.strain.datasets[section.dataset])
     batch = section.training.batch_size
-    corners = {"smallest": {"depth": space.depth[0], "width": space.width[0], "transforms": space.transforms[0]},
-               "largest": {"depth": space.depth[1], "width": space.width[1], "transforms": space.transforms[1]}}
+    corners = {
+        "smallest": {"depth": space.depth[0], "width": space.width[0], "transforms": space.transforms[0]},
+        "largest": {"depth": space.depth[1], "width": space.width[1], "transforms": space.transforms[1]},
+    }
     rates = {k: measure_rate(resnet_iaf_config(config, v), batch) for k, v in corners.items()}
     mean_seconds = sum(n_train / r for r in rates.values()) / 2  # per epoch, midway between the corners
     teacher_config = resnet_iaf_config(config)

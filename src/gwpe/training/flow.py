@@ -37,7 +37,12 @@ def flow_model_config(config: ProjectConfig, name: str) -> dict:
         raise ConfigError(f"flow model = {name!r}; allowed: {', '.join(config.flows.models)}")
     entry, dataset = config.flows.models[name], dataset_config(config)
     context_shape = [max(1, len(dataset.detectors)), int(round(dataset.sample_rate * dataset.duration))]
-    raw = {"kind": entry.kind, "features": len(dataset.inferred_parameters), "context_shape": context_shape, **entry.options}
+    raw = {
+        "kind": entry.kind,
+        "features": len(dataset.inferred_parameters),
+        "context_shape": context_shape,
+        **entry.options,
+    }
     if entry.embedding is not None:
         raw["embedding"] = entry.embedding
     try:
@@ -55,7 +60,13 @@ def phi0_symmetry(mode: str, standardisation) -> dict | None:
         return None
     k = names.index("phi0")
     mean, std = float(standardisation.mean[k]), float(standardisation.std[k])
-    return {"index": k, "low": (0.0 - mean) / std, "period": 2 * math.pi / std, "copies": 2 if mode == "pi" else 1, "wraps": 2}
+    return {
+        "index": k,
+        "low": (0.0 - mean) / std,
+        "period": 2 * math.pi / std,
+        "copies": 2 if mode == "pi" else 1,
+        "wraps": 2,
+    }
 
 
 def with_phase_symmetry(config: ProjectConfig, model_config: dict, store: Path) -> dict:
@@ -106,13 +117,15 @@ def price_flow_training(config: ProjectConfig, name: str, steps: int = 3) -> str
     n_train, _ = split_sizes(dataset)
     hours = n_train / rate / 3600
     parameters = sum(p.numel() for p in module.parameters())
-    return "\n".join([
-        f"profile {config.profile}: {name} ({model_config['kind']}) on {config.flows.dataset}: {parameters / 1e6:.2f} M parameters, "
-        f"{model_config['features']} parameters inferred from strain of shape {tuple(model_config['context_shape'])}",
-        f"measured here (cpu, batch {batch}): {rate:.0f} samples/s (loss + backward + Adam; data loading not included)",
-        f"train split {n_train:,} signals: {hours * 3600:.0f} s per epoch, {hours * training.max_epochs:.2f} h for "
-        f"{training.max_epochs} epochs on one such device",
-    ])
+    return "\n".join(
+        [
+            f"profile {config.profile}: {name} ({model_config['kind']}) on {config.flows.dataset}: {parameters / 1e6:.2f} M parameters, "
+            f"{model_config['features']} parameters inferred from strain of shape {tuple(model_config['context_shape'])}",
+            f"measured here (cpu, batch {batch}): {rate:.0f} samples/s (loss + backward + Adam; data loading not included)",
+            f"train split {n_train:,} signals: {hours * 3600:.0f} s per epoch, {hours * training.max_epochs:.2f} h for "
+            f"{training.max_epochs} epochs on one such device",
+        ]
+    )
 
 
 def train_flow(config: ProjectConfig, name: str, resume: bool = False, progress_bar: bool = True) -> TrainResult:
@@ -123,12 +136,24 @@ def train_flow(config: ProjectConfig, name: str, resume: bool = False, progress_
     model_config = with_phase_symmetry(config, flow_model_config(config, name), store_path(config))
     training = model_training(config, name)
     job = PosteriorJob(
-        stage="train-flow", run_name=f"train-flow-{name}", dataset=section.dataset, store=store_path(config),
-        model_config=model_config, training=training, checkpoint_dir=Path(section.checkpoint_dir) / name,
+        stage="train-flow",
+        run_name=f"train-flow-{name}",
+        dataset=section.dataset,
+        store=store_path(config),
+        model_config=model_config,
+        training=training,
+        checkpoint_dir=Path(section.checkpoint_dir) / name,
         model_dir=Path(section.model_dir) / name,
         registered_name=f"{section.registered_prefix}-{name.replace('_', '-')}",
         tags={"gwpe.model": "flow", "gwpe.flow": name, "gwpe.flow.kind": model_config["kind"]},
-        fingerprint_extra=(section.halve_every, section.phase_flip), meta={"name": name}, phase_flip=section.phase_flip)
-    return fit_posterior(job, config, lambda: FlowModule(model_config, learning_rate=training.learning_rate,
-                                                         halve_every=section.halve_every),
-                         resume=resume, progress_bar=progress_bar)
+        fingerprint_extra=(section.halve_every, section.phase_flip),
+        meta={"name": name},
+        phase_flip=section.phase_flip,
+    )
+    return fit_posterior(
+        job,
+        config,
+        lambda: FlowModule(model_config, learning_rate=training.learning_rate, halve_every=section.halve_every),
+        resume=resume,
+        progress_bar=progress_bar,
+    )

@@ -83,5 +83,6 @@ def configure(module, groups: list[dict], epoch_scheduler, epoch_factor, trainin
     # read progress from the trainer, not the scheduler's own step count: a run resumed on another number of
     # devices has another number of steps per epoch, and the epoch is what the schedule is defined in
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_factor(trainer.global_step, warmup_steps) * epoch_factor(trainer.current_epoch))
+        optimizer, lambda step: warmup_factor(trainer.global_step, warmup_steps) * epoch_factor(trainer.current_epoch)
+    )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

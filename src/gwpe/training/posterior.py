@@ -20,8 +20,20 @@ from gwpe.errors import ConfigError
 from gwpe.training.wavenet import TrainResult
 
 
-DATA_SPEC_KEYS = ("approximant", "psd", "f_min", "f_ref", "sample_rate", "duration", "detectors", "reference_gps",
-                  "inferred", "units", "prior", "whitening")
+DATA_SPEC_KEYS = (
+    "approximant",
+    "psd",
+    "f_min",
+    "f_ref",
+    "sample_rate",
+    "duration",
+    "detectors",
+    "reference_gps",
+    "inferred",
+    "units",
+    "prior",
+    "whitening",
+)
 
 
 def data_spec(store: Path) -> dict:
@@ -62,8 +74,13 @@ class PosteriorJob:
     phase_flip: bool = False
 
 
-def fit_posterior(job: PosteriorJob, config: ProjectConfig, make_module: Callable[[], Any], resume: bool = False,
-                  progress_bar: bool = True) -> TrainResult:
+def fit_posterior(
+    job: PosteriorJob,
+    config: ProjectConfig,
+    make_module: Callable[[], Any],
+    resume: bool = False,
+    progress_bar: bool = True,
+) -> TrainResult:
     import lightning as L
 
     from gwpe.data.strain_datamodule import StrainDataModule
@@ -73,8 +90,13 @@ def fit_posterior(job: PosteriorJob, config: ProjectConfig, make_module: Callabl
     from gwpe.training.trainer import best_checkpoint, build_trainer, compiled, restore_best
 
     training = job.training
-    data = StrainDataModule(job.store, batch_size=training.batch_size, num_workers=training.num_workers, seed=training.seed,
-                            phase_flip=job.phase_flip)
+    data = StrainDataModule(
+        job.store,
+        batch_size=training.batch_size,
+        num_workers=training.num_workers,
+        seed=training.seed,
+        phase_flip=job.phase_flip,
+    )
     n_train = len(data.dataset("train"))
     md5 = dataset_md5(job.store)
     expected = fingerprint(job.model_config, training.fingerprint_fields(), *job.fingerprint_extra, md5)
@@ -86,18 +108,24 @@ def fit_posterior(job: PosteriorJob, config: ProjectConfig, make_module: Callabl
     module = make_module()
     module.training_config = training
     start = time.perf_counter()
-    with stage_run(config, job.stage, run_name=job.run_name, tags=job.tags,
-                   run_id=plan.run_id, log_params=not plan.run_id) as run:
+    with stage_run(
+        config, job.stage, run_name=job.run_name, tags=job.tags, run_id=plan.run_id, log_params=not plan.run_id
+    ) as run:
         run_id = run.info.run_id if run.info is not None else None
         if is_rank_zero():
             write_state(job.checkpoint_dir, expected, run_id, complete=False)
             run.log_dataset("input", job.dataset, job.store, digest=md5)
-        trainer = build_trainer(training, job.checkpoint_dir, samples_per_epoch=n_train, progress_bar=progress_bar, run_id=run_id)
+        trainer = build_trainer(
+            training, job.checkpoint_dir, samples_per_epoch=n_train, progress_bar=progress_bar, run_id=run_id
+        )
         trainer.fit(compiled(module, training), datamodule=data, ckpt_path=plan.ckpt_path, weights_only=True)
         seconds = time.perf_counter() - start
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train_loss", "val_loss")}
-        metrics.update(epochs=int(trainer.current_epoch), train_seconds=round(seconds, 2),
-                       parameters=sum(p.numel() for p in module.model.parameters()))
+        metrics.update(
+            epochs=int(trainer.current_epoch),
+            train_seconds=round(seconds, 2),
+            parameters=sum(p.numel() for p in module.model.parameters()),
+        )
         _, best = best_checkpoint(trainer)
         if best is not None:
             metrics["best_val_loss"] = best
@@ -107,12 +135,23 @@ def fit_posterior(job: PosteriorJob, config: ProjectConfig, make_module: Callabl
         if trainer.is_global_zero:
             metrics["batchnorm_rows"] = module.set_training_statistics(data.dataset("train"), training.batch_size)
             standardisation = data.standardisation
-            module.save_model(job.model_dir, extra={
-                "mlflow_run_id": run_id, "registered_name": job.registered_name, "dataset": job.dataset, "data_md5": md5,
-                "standardisation": {"parameters": list(standardisation.parameters),
-                                    "mean": standardisation.mean.tolist(), "std": standardisation.std.tolist()},
-                "data_spec": data_spec(job.store), **job.meta, "metrics": metrics,
-            })
+            module.save_model(
+                job.model_dir,
+                extra={
+                    "mlflow_run_id": run_id,
+                    "registered_name": job.registered_name,
+                    "dataset": job.dataset,
+                    "data_md5": md5,
+                    "standardisation": {
+                        "parameters": list(standardisation.parameters),
+                        "mean": standardisation.mean.tolist(),
+                        "std": standardisation.std.tolist(),
+                    },
+                    "data_spec": data_spec(job.store),
+                    **job.meta,
+                    "metrics": metrics,
+                },
+            )
             run.log_metrics({k: v for k, v in metrics.items() if k not in ("epochs", "train_loss", "val_loss")})
             for file in (WEIGHTS_FILE, CONFIG_FILE, "MLmodel"):
                 run.log_artifact(job.model_dir / file, "model")

@@ -54,7 +54,8 @@ class MLflowEpochMetrics(Callback):
 
             now = int(time.time() * 1000)
             MlflowClient(self.tracking_uri).log_batch(
-                self.run_id, metrics=[Metric(k, float(v), now, trainer.current_epoch) for k, v in metrics.items()])
+                self.run_id, metrics=[Metric(k, float(v), now, trainer.current_epoch) for k, v in metrics.items()]
+            )
 
 
 class AverageBuffers(Callback):
@@ -74,7 +75,7 @@ class AverageBuffers(Callback):
         flat = trainer.strategy.reduce(flat, reduce_op="mean")
         offset = 0
         for b in buffers:
-            b.copy_(flat[offset:offset + b.numel()].view_as(b))
+            b.copy_(flat[offset : offset + b.numel()].view_as(b))
             offset += b.numel()
 
     def on_validation_epoch_start(self, trainer, module):
@@ -130,22 +131,44 @@ def compiled(module: L.LightningModule, training: TrainingConfig):
     return torch.compile(module) if training.compile else module
 
 
-def build_trainer(training: TrainingConfig, checkpoint_dir: str | Path | None, samples_per_epoch: int,
-                  progress_bar: bool = True, extra_callbacks: list[Callback] | None = None,
-                  run_id: str | None = None) -> L.Trainer:
+def build_trainer(
+    training: TrainingConfig,
+    checkpoint_dir: str | Path | None,
+    samples_per_epoch: int,
+    progress_bar: bool = True,
+    extra_callbacks: list[Callback] | None = None,
+    run_id: str | None = None,
+) -> L.Trainer:
     """``checkpoint_dir=None``: no checkpoints (sweep trials). ``run_id``: the MLflow run epoch metrics go to."""
     if training.threads:
         torch.set_num_threads(training.threads)
     # run.json sits beside the checkpoints on purpose (see gwpe.training.checkpoints)
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-    checkpoints: list[Callback] = [] if checkpoint_dir is None else [
-        # The resume point. Not `save_last=True` on the best-model callback: Lightning 2.6 then rewrites
-        # last.ckpt only in epochs where the monitored loss improved.
-        ModelCheckpoint(dirpath=str(checkpoint_dir), filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
-                        enable_version_counter=False),
-        ModelCheckpoint(dirpath=str(checkpoint_dir), filename="best-{epoch:03d}", monitor="val_loss", mode="min",
-                        save_top_k=1, every_n_epochs=1, enable_version_counter=False),
-    ]
+    checkpoints: list[Callback] = (
+        []
+        if checkpoint_dir is None
+        else [
+            # The resume point. Not `save_last=True` on the best-model callback: Lightning 2.6 then rewrites
+            # last.ckpt only in epochs where the monitored loss improved.
+            ModelCheckpoint(
+                dirpath=str(checkpoint_dir),
+                filename="last",
+                monitor=None,
+                save_top_k=1,
+                every_n_epochs=1,
+                enable_version_counter=False,
+            ),
+            ModelCheckpoint(
+                dirpath=str(checkpoint_dir),
+                filename="best-{epoch:03d}",
+                monitor="val_loss",
+                mode="min",
+                save_top_k=1,
+                every_n_epochs=1,
+                enable_version_counter=False,
+            ),
+        ]
+    )
     callbacks: list[Callback] = [
         *checkpoints,
         MLflowEpochMetrics(samples_per_epoch, run_id=run_id, tracking_uri=_tracking_uri() if run_id else None),

@@ -41,14 +41,18 @@ def data_module(config: ProjectConfig):
     from gwpe.data.datamodule import H22DataModule
 
     training = config.wavenet.training
-    return H22DataModule(config.h22.store.root, batch_size=training.batch_size, num_workers=training.num_workers, seed=training.seed)
+    return H22DataModule(
+        config.h22.store.root, batch_size=training.batch_size, num_workers=training.num_workers, seed=training.seed
+    )
 
 
 def check_inputs(config: ProjectConfig) -> None:
     length = config.h22.time.length
     if config.wavenet.model.leaf_steps > length:
-        raise ConfigError(f"wavenet.model.leaf_steps = {config.wavenet.model.leaf_steps}: must be <= the waveform length "
-                          f"{length} (h22.time)")
+        raise ConfigError(
+            f"wavenet.model.leaf_steps = {config.wavenet.model.leaf_steps}: must be <= the waveform length "
+            f"{length} (h22.time)"
+        )
 
 
 def train_wavenet(config: ProjectConfig, resume: bool = False, progress_bar: bool = True) -> TrainResult:
@@ -78,19 +82,31 @@ def train_wavenet(config: ProjectConfig, resume: bool = False, progress_bar: boo
     rng = np.random.default_rng(training.seed)
     sample = rng.choice(len(train_set), size=min(256, len(train_set)), replace=False)
     waveforms = torch.stack([w for w, _ in train_set.__getitems__(sorted(sample.tolist()))])
-    module = WaveNetModule.from_training_parameters(architecture(config), train_set.parameters, waveforms=waveforms,
-                                                    learning_rate=training.learning_rate, max_epochs=training.max_epochs)
+    module = WaveNetModule.from_training_parameters(
+        architecture(config),
+        train_set.parameters,
+        waveforms=waveforms,
+        learning_rate=training.learning_rate,
+        max_epochs=training.max_epochs,
+    )
     module.training_config = training
     start = time.perf_counter()
-    with stage_run(config, "train-wavenet", run_name=f"train-wavenet-{section.model.head}",
-                   tags={"gwpe.model": "wavenet", "gwpe.head": section.model.head},
-                   run_id=plan.run_id, log_params=not plan.run_id) as run:
+    with stage_run(
+        config,
+        "train-wavenet",
+        run_name=f"train-wavenet-{section.model.head}",
+        tags={"gwpe.model": "wavenet", "gwpe.head": section.model.head},
+        run_id=plan.run_id,
+        log_params=not plan.run_id,
+    ) as run:
         run_id = run.info.run_id if run.info is not None else None
         if is_rank_zero():
             write_state(checkpoint_dir, expected, run_id, complete=False)
             for split, digest in md5.items():
                 run.log_dataset("input", f"h22-{split}", root / f"{split}.zarr", digest=digest)
-        trainer = build_trainer(training, checkpoint_dir, samples_per_epoch=len(train_set), progress_bar=progress_bar, run_id=run_id)
+        trainer = build_trainer(
+            training, checkpoint_dir, samples_per_epoch=len(train_set), progress_bar=progress_bar, run_id=run_id
+        )
         trainer.fit(compiled(module, training), datamodule=data, ckpt_path=plan.ckpt_path, weights_only=True)
         seconds = time.perf_counter() - start
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train_loss", "val_loss")}
@@ -104,15 +120,22 @@ def train_wavenet(config: ProjectConfig, resume: bool = False, progress_bar: boo
                 metrics["selected_epoch"] = selected
         model_dir = Path(section.model_dir)
         if trainer.is_global_zero:
-            module.save_model(model_dir, extra={
-                "mlflow_run_id": run_id,
-                "registered_name": section.registered_name,
-                "h22": {"backend": config.h22.backend, "time": config.h22.time.model_dump(),
-                        "generation_dt": config.h22.generation_dt, "total_mass": config.h22.total_mass,
-                        "grid": config.h22.grid.model_dump()},
-                "data_md5": md5,
-                "metrics": metrics,
-            })
+            module.save_model(
+                model_dir,
+                extra={
+                    "mlflow_run_id": run_id,
+                    "registered_name": section.registered_name,
+                    "h22": {
+                        "backend": config.h22.backend,
+                        "time": config.h22.time.model_dump(),
+                        "generation_dt": config.h22.generation_dt,
+                        "total_mass": config.h22.total_mass,
+                        "grid": config.h22.grid.model_dump(),
+                    },
+                    "data_md5": md5,
+                    "metrics": metrics,
+                },
+            )
             # the losses already have one point per epoch (MLflowEpochMetrics); a step-less copy would add a point
             run.log_metrics({k: v for k, v in metrics.items() if k not in ("epochs", "train_loss", "val_loss")})
             for name in (WEIGHTS_FILE, CONFIG_FILE, "MLmodel"):
@@ -154,9 +177,14 @@ def measure_training_rate(config: ProjectConfig, device: str, batch: int, steps:
             torch.cuda.synchronize()
         if step >= warmup:
             times.append(time.perf_counter() - start)
-    return {"samples_per_second": batch / statistics.median(times), "parameters": sum(p.numel() for p in module.parameters()),
-            "length": length, "batch": batch, "device": device,
-            "peak_gpu_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None}
+    return {
+        "samples_per_second": batch / statistics.median(times),
+        "parameters": sum(p.numel() for p in module.parameters()),
+        "length": length,
+        "batch": batch,
+        "device": device,
+        "peak_gpu_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None,
+    }
 
 
 def price_training(config: ProjectConfig) -> str:

@@ -28,13 +28,15 @@ def resolve_storage_url(url: str, root: str | Path) -> str:
     """``url`` with a relative sqlite/journal path made absolute against ``root``."""
     for prefix in ("sqlite:///", "journal:"):
         if url.startswith(prefix):
-            path = Path(url[len(prefix):])
+            path = Path(url[len(prefix) :])
             if not str(path):
                 raise ConfigError(f"distill.sweep.storage = {url!r}: no file name after {prefix!r}")
             return prefix + str(path if path.is_absolute() else Path(root) / path)
     if "://" not in url:
-        raise ConfigError(f"distill.sweep.storage = {url!r}; allowed: sqlite:///FILE, an RDB URL "
-                          "(postgresql://..., mysql://...) or journal:FILE")
+        raise ConfigError(
+            f"distill.sweep.storage = {url!r}; allowed: sqlite:///FILE, an RDB URL "
+            "(postgresql://..., mysql://...) or journal:FILE"
+        )
     return url
 
 
@@ -48,12 +50,12 @@ def build_storage(url: str, root: str | Path):
 
     url = resolve_storage_url(url, root)
     if url.startswith("journal:"):
-        path = Path(url[len("journal:"):])
+        path = Path(url[len("journal:") :])
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     engine_kwargs = {}
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}  # concurrent local workers wait for the write lock
     import time
 
@@ -64,9 +66,13 @@ def build_storage(url: str, root: str | Path):
             try:
                 with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna 5
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_SECONDS,
-                                      grace_period=GRACE_SECONDS,
-                                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+                    return RDBStorage(
+                        url,
+                        engine_kwargs=engine_kwargs,
+                        heartbeat_interval=HEARTBEAT_SECONDS,
+                        grace_period=GRACE_SECONDS,
+                        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                    )
             except DBAPIError:  # workers that start together race to create the schema in a new database
                 if attempt == 4:
                     raise

@@ -38,9 +38,13 @@ PARENT_ATTR = "mlflow_parent_run_id"
 def study_name(config: ProjectConfig, data_md5: str) -> str:
     sweep = config.distill.sweep
     identity = {
-        "search_space": sweep.search_space.model_dump(), "pruner": [sweep.pruner, sweep.startup_trials, sweep.warmup_epochs],
-        "max_epochs": sweep.max_epochs, "sampler_seed": sweep.sampler_seed, "model": config.distill.model.model_dump(),
-        "training": config.distill.training.model_dump(exclude={"threads", "num_workers"}), "data": data_md5,
+        "search_space": sweep.search_space.model_dump(),
+        "pruner": [sweep.pruner, sweep.startup_trials, sweep.warmup_epochs],
+        "max_epochs": sweep.max_epochs,
+        "sampler_seed": sweep.sampler_seed,
+        "model": config.distill.model.model_dump(),
+        "training": config.distill.training.model_dump(exclude={"threads", "num_workers"}),
+        "data": data_md5,
     }
     digest = hashlib.md5(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     return f"{sweep.study_name}-{digest}"
@@ -63,8 +67,9 @@ def build_sampler(config: ProjectConfig, worker_index: int = 0, offset: int = 0)
 
     sweep = config.distill.sweep
     startup = max(1, min(10, sweep.n_trials // 2))
-    return optuna.samplers.TPESampler(seed=sweep.sampler_seed + 1009 * worker_index + offset, n_startup_trials=startup,
-                                      constant_liar=True)
+    return optuna.samplers.TPESampler(
+        seed=sweep.sampler_seed + 1009 * worker_index + offset, n_startup_trials=startup, constant_liar=True
+    )
 
 
 def sampler_offset(config: ProjectConfig, study) -> int:
@@ -91,8 +96,14 @@ def build_pruner(config: ProjectConfig):
 def open_study(config: ProjectConfig, storage, name: str, worker_index: int = 0, offset: int = 0):
     import optuna
 
-    return optuna.create_study(study_name=name, storage=storage, direction="minimize", load_if_exists=True,
-                               sampler=build_sampler(config, worker_index, offset), pruner=build_pruner(config))
+    return optuna.create_study(
+        study_name=name,
+        storage=storage,
+        direction="minimize",
+        load_if_exists=True,
+        sampler=build_sampler(config, worker_index, offset),
+        pruner=build_pruner(config),
+    )
 
 
 class Objective:
@@ -118,23 +129,38 @@ class Objective:
         trial.set_user_attr(WORKER_ATTR, worker_tag())
         params = suggest(trial, sweep.search_space)
         model_config = resnet_iaf_config(config, params)
-        training = config.distill.training.model_copy(update={"max_epochs": sweep.max_epochs,
-                                                              "learning_rate": params["learning_rate"]})
-        data = StrainDataModule(self.store, batch_size=training.batch_size, num_workers=training.num_workers, seed=training.seed)
+        training = config.distill.training.model_copy(
+            update={"max_epochs": sweep.max_epochs, "learning_rate": params["learning_rate"]}
+        )
+        data = StrainDataModule(
+            self.store, batch_size=training.batch_size, num_workers=training.num_workers, seed=training.seed
+        )
         L.seed_everything(training.seed + trial.number, workers=True, verbose=False)
         module = FlowModule(model_config, learning_rate=training.learning_rate, schedule="cosine")
         module.training_config = training
         pruning = PyTorchLightningPruningCallback(trial, monitor="val_loss")
         mlflow.set_tracking_uri(tracking_uri())
         mlflow.set_experiment(config.tracking.experiment)
-        tags = {"gwpe.stage": "sweep-trial", "gwpe.profile": config.profile, "optuna.study": trial.study.study_name,
-                "optuna.trial_number": str(trial.number)}
+        tags = {
+            "gwpe.stage": "sweep-trial",
+            "gwpe.profile": config.profile,
+            "optuna.study": trial.study.study_name,
+            "optuna.trial_number": str(trial.number),
+        }
         nested = mlflow.active_run() is not None
-        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=nested, parent_run_id=self.parent_run_id, tags=tags) as run:
+        with mlflow.start_run(
+            run_name=f"trial-{trial.number}", nested=nested, parent_run_id=self.parent_run_id, tags=tags
+        ) as run:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
             # by run id: a ddp_spawn trial's ranks do not inherit this process's active run
-            trainer = build_trainer(training, None, samples_per_epoch=len(data.dataset("train")), progress_bar=False,
-                                    extra_callbacks=[pruning], run_id=run.info.run_id)
+            trainer = build_trainer(
+                training,
+                None,
+                samples_per_epoch=len(data.dataset("train")),
+                progress_bar=False,
+                extra_callbacks=[pruning],
+                run_id=run.info.run_id,
+            )
             mlflow.log_params({**params, "parameters": sum(p.numel() for p in module.model.parameters())})
             pruned = None
             try:
@@ -169,8 +195,17 @@ def _max_trials_callback(n_trials: int):
     return MaxTrialsCallback(n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
 
 
-def run_worker(config: ProjectConfig, root: str, name: str, store: str, parent_run_id: str | None, quota: int,
-               worker_index: int, threads: int | None, progress_bar: bool = False) -> None:
+def run_worker(
+    config: ProjectConfig,
+    root: str,
+    name: str,
+    store: str,
+    parent_run_id: str | None,
+    quota: int,
+    worker_index: int,
+    threads: int | None,
+    progress_bar: bool = False,
+) -> None:
     """One local worker: ``quota`` trials of study ``name`` (top level, so ``spawn`` can start it)."""
     import optuna
     import torch
@@ -185,8 +220,13 @@ def run_worker(config: ProjectConfig, root: str, name: str, store: str, parent_r
     storage = build_storage(config.distill.sweep.storage, root)
     study = open_study(config, storage, name, worker_index)
     study.sampler = build_sampler(config, worker_index, sampler_offset(config, study))
-    study.optimize(Objective(config, store, parent_run_id), n_trials=quota, gc_after_trial=True,
-                   callbacks=[_max_trials_callback(config.distill.sweep.n_trials)], show_progress_bar=progress_bar)
+    study.optimize(
+        Objective(config, store, parent_run_id),
+        n_trials=quota,
+        gc_after_trial=True,
+        callbacks=[_max_trials_callback(config.distill.sweep.n_trials)],
+        show_progress_bar=progress_bar,
+    )
 
 
 def quiet_trials() -> None:
@@ -213,8 +253,12 @@ def sweep_plots(study, plots_dir: Path) -> dict[str, Path]:
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     plots_dir.mkdir(parents=True, exist_ok=True)
-    makers = {"optimization_history": ov.plot_optimization_history, "intermediate_values": ov.plot_intermediate_values,
-              "param_importances": ov.plot_param_importances, "parallel_coordinate": ov.plot_parallel_coordinate}
+    makers = {
+        "optimization_history": ov.plot_optimization_history,
+        "intermediate_values": ov.plot_intermediate_values,
+        "param_importances": ov.plot_param_importances,
+        "parallel_coordinate": ov.plot_parallel_coordinate,
+    }
     written = {}
     for name, make in makers.items():
         try:
@@ -232,8 +276,13 @@ def sweep_plots(study, plots_dir: Path) -> dict[str, Path]:
     return written
 
 
-def run_sweep(config: ProjectConfig, workers: int | None = None, metrics_path: str | Path | None = None,
-              plots_dir: str | Path = "plots/sweep", progress_bar: bool = True) -> dict:
+def run_sweep(
+    config: ProjectConfig,
+    workers: int | None = None,
+    metrics_path: str | Path | None = None,
+    plots_dir: str | Path = "plots/sweep",
+    progress_bar: bool = True,
+) -> dict:
     import multiprocessing
 
     import optuna
@@ -268,18 +317,31 @@ def run_sweep(config: ProjectConfig, workers: int | None = None, metrics_path: s
         if parent is not None:
             recorded = mlflow.get_run(parent)
             experiment = mlflow.get_experiment_by_name(config.tracking.experiment)
-            if recorded.info.lifecycle_stage != "active" or experiment is None or recorded.info.experiment_id != experiment.experiment_id:
+            if (
+                recorded.info.lifecycle_stage != "active"
+                or experiment is None
+                or recorded.info.experiment_id != experiment.experiment_id
+            ):
                 parent = None  # deleted in the UI, or the profile now tracks into another experiment
     except Exception:  # a parent recorded against another tracking server: start a new one here
         parent = None
-    with stage_run(config, "sweep", run_name=f"sweep-{name}", run_id=parent, log_params=parent is None,
-                   tags={"optuna.study": name, "optuna.storage": _redact(resolve_storage_url(sweep.storage, root))}) as run:
+    with stage_run(
+        config,
+        "sweep",
+        run_name=f"sweep-{name}",
+        run_id=parent,
+        log_params=parent is None,
+        tags={"optuna.study": name, "optuna.storage": _redact(resolve_storage_url(sweep.storage, root))},
+    ) as run:
         parent = run.info.run_id if run.info is not None else parent
         if parent is not None and study.user_attrs.get(PARENT_ATTR) != parent:
             study.set_user_attr(PARENT_ATTR, parent)
         remaining = max(0, sweep.n_trials - _finished(study))
-        print(f"sweep {name}: {_finished(study)} of {sweep.n_trials} trials finished; running {remaining} on "
-              f"{workers} worker{'s' if workers > 1 else ''}", flush=True)
+        print(
+            f"sweep {name}: {_finished(study)} of {sweep.n_trials} trials finished; running {remaining} on "
+            f"{workers} worker{'s' if workers > 1 else ''}",
+            flush=True,
+        )
         if remaining:
             quotas = [q for q in _split(remaining, min(workers, remaining))]
             if len(quotas) == 1:
@@ -287,8 +349,12 @@ def run_sweep(config: ProjectConfig, workers: int | None = None, metrics_path: s
             else:
                 threads = max(1, (os.cpu_count() or 1) // len(quotas))
                 context = multiprocessing.get_context("spawn")
-                processes = [context.Process(target=run_worker, args=(config, root, name, str(store), parent, quota, index, threads))
-                             for index, quota in enumerate(quotas)]
+                processes = [
+                    context.Process(
+                        target=run_worker, args=(config, root, name, str(store), parent, quota, index, threads)
+                    )
+                    for index, quota in enumerate(quotas)
+                ]
                 for process in processes:
                     process.start()
                 for process in processes:
@@ -298,20 +364,34 @@ def run_sweep(config: ProjectConfig, workers: int | None = None, metrics_path: s
                     raise RuntimeError(f"sweep {name}: {len(bad)} worker process(es) failed (exit codes {bad})")
         study = open_study(config, storage, name)
         trials = study.get_trials(deepcopy=False)
-        count = {state.name.lower(): sum(t.state == state for t in trials) for state in
-                 (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}
+        count = {
+            state.name.lower(): sum(t.state == state for t in trials)
+            for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+        }
         completed = [t for t in trials if t.state == TrialState.COMPLETE]
         if not completed:
             raise RuntimeError(f"sweep {name}: no trial completed ({count}); nothing to hand to the teacher")
         best = study.best_trial
         seconds = time.perf_counter() - start
-        summary = {"study": name, "storage": _redact(resolve_storage_url(sweep.storage, root)), "trial": best.number,
-                   "value": best.value, "params": best.params, "trials": count, "mlflow_parent_run_id": parent}
+        summary = {
+            "study": name,
+            "storage": _redact(resolve_storage_url(sweep.storage, root)),
+            "trial": best.number,
+            "value": best.value,
+            "params": best.params,
+            "trials": count,
+            "mlflow_parent_run_id": parent,
+        }
         out = Path(sweep.best_params)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(summary, indent=2) + "\n")
-        metrics = {"best_val_loss": best.value, "best_trial": best.number, **{f"trials_{k}": v for k, v in count.items()},
-                   "sweep_seconds": round(seconds, 2), **{f"best_{k}": v for k, v in best.params.items()}}
+        metrics = {
+            "best_val_loss": best.value,
+            "best_trial": best.number,
+            **{f"trials_{k}": v for k, v in count.items()},
+            "sweep_seconds": round(seconds, 2),
+            **{f"best_{k}": v for k, v in best.params.items()},
+        }
         run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         run.log_artifact(out, "sweep")
         for path in sweep_plots(study, Path(plots_dir)).values():

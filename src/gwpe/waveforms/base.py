@@ -32,7 +32,9 @@ def check_time_grid(times: np.ndarray, what: str = "time grid") -> None:
     steps = np.diff(times)
     if np.any(steps <= 0):
         k = int(np.argmax(steps <= 0))
-        raise WaveformError(f"{what} is not strictly increasing at index {k}: t[{k}]={times[k]!r}, t[{k + 1}]={times[k + 1]!r}")
+        raise WaveformError(
+            f"{what} is not strictly increasing at index {k}: t[{k}]={times[k]!r}, t[{k + 1}]={times[k + 1]!r}"
+        )
 
 
 def check_waveform(h: np.ndarray, q: float, s1z: float, s2z: float, backend: str) -> np.ndarray:

@@ -15,7 +15,17 @@ import numpy as np
 from gwpe.config import StrainPriorConfig
 
 PARAMETERS = ("m1", "m2", "phi0", "tc", "dL", "chi1z", "chi2z", "theta_jn", "ra", "dec", "psi")
-FIXED = {"phi0": 0.0, "tc": 0.75, "dL": 2000.0, "chi1z": 0.0, "chi2z": 0.0, "theta_jn": 0.0, "ra": 0.0, "dec": 0.0, "psi": 0.0}
+FIXED = {
+    "phi0": 0.0,
+    "tc": 0.75,
+    "dL": 2000.0,
+    "chi1z": 0.0,
+    "chi2z": 0.0,
+    "theta_jn": 0.0,
+    "ra": 0.0,
+    "dec": 0.0,
+    "psi": 0.0,
+}
 
 
 def sample_prior(prior: StrainPriorConfig, names: list[str], n: int, rng: np.random.Generator) -> np.ndarray:
@@ -46,9 +56,17 @@ def log_prior_volume(prior: StrainPriorConfig, names: list[str]) -> float:
     """log of the normaliser of the unnormalised densities below, so log Z is an evidence, not up to a constant:
     the mass triangle m1 >= m2 has area (m_max - m_min)^2 / 2; ∫ d^2 dd = (d_max^3 - d_min^3) / 3; ∫ sin theta_jn = 2;
     ∫ cos dec = 2; the other parameters are uniform over their ranges."""
-    lengths = {"tc": prior.tc_max - prior.tc_min, "phi0": 2 * np.pi, "chi1z": 2 * prior.chi_max, "chi2z": 2 * prior.chi_max,
-               "theta_jn": 2.0, "ra": 2 * np.pi, "dec": 2.0, "psi": np.pi,
-               "dL": (prior.distance_max**3 - prior.distance_min**3) / 3.0}
+    lengths = {
+        "tc": prior.tc_max - prior.tc_min,
+        "phi0": 2 * np.pi,
+        "chi1z": 2 * prior.chi_max,
+        "chi2z": 2 * prior.chi_max,
+        "theta_jn": 2.0,
+        "ra": 2 * np.pi,
+        "dec": 2.0,
+        "psi": np.pi,
+        "dL": (prior.distance_max**3 - prior.distance_min**3) / 3.0,
+    }
     total = 0.0
     if "m1" in names and "m2" in names:
         total += np.log(0.5 * (prior.mass_max - prior.mass_min) ** 2)
@@ -87,11 +105,23 @@ def prior_bounds(prior: StrainPriorConfig, name: str) -> tuple[float, float]:
     """(low, high) of a parameter's prior support; ``chirp_mass`` from the mass range (equal-mass corners)."""
     from gwpe.physics import chirp_mass
 
-    bounds = {"m1": (prior.mass_min, prior.mass_max), "m2": (prior.mass_min, prior.mass_max),
-              "dL": (prior.distance_min, prior.distance_max), "tc": (prior.tc_min, prior.tc_max),
-              "phi0": (0.0, 2.0 * np.pi), "chi1z": (-prior.chi_max, prior.chi_max), "chi2z": (-prior.chi_max, prior.chi_max),
-              "theta_jn": (0.0, np.pi), "ra": (0.0, 2.0 * np.pi), "dec": (-np.pi / 2, np.pi / 2), "psi": (0.0, np.pi),
-              "chirp_mass": (float(chirp_mass(prior.mass_min, prior.mass_min)), float(chirp_mass(prior.mass_max, prior.mass_max)))}
+    bounds = {
+        "m1": (prior.mass_min, prior.mass_max),
+        "m2": (prior.mass_min, prior.mass_max),
+        "dL": (prior.distance_min, prior.distance_max),
+        "tc": (prior.tc_min, prior.tc_max),
+        "phi0": (0.0, 2.0 * np.pi),
+        "chi1z": (-prior.chi_max, prior.chi_max),
+        "chi2z": (-prior.chi_max, prior.chi_max),
+        "theta_jn": (0.0, np.pi),
+        "ra": (0.0, 2.0 * np.pi),
+        "dec": (-np.pi / 2, np.pi / 2),
+        "psi": (0.0, np.pi),
+        "chirp_mass": (
+            float(chirp_mass(prior.mass_min, prior.mass_min)),
+            float(chirp_mass(prior.mass_max, prior.mass_max)),
+        ),
+    }
     if name not in bounds:
         raise ValueError(f"parameter = {name!r}; allowed: {', '.join(bounds)}")
     return bounds[name]

@@ -49,8 +49,18 @@ class StrainSetup:
         longest = float(physics.chirp_time_seconds(dataset.prior.mass_min, dataset.prior.mass_min, strain.f_min))
         pad = np.ceil((1.5 * longest + FILTER_MARGIN) * rate) / rate
         n_long = next_power_of_two(int(np.ceil((pad + dataset.duration + FILTER_MARGIN) * rate)))
-        return cls(rate, dataset.duration, strain.f_min, strain.f_ref, strain.psd, tuple(dataset.detectors),
-                   strain.reference_gps, float(pad), n_long, strain.approximant)
+        return cls(
+            rate,
+            dataset.duration,
+            strain.f_min,
+            strain.f_ref,
+            strain.psd,
+            tuple(dataset.detectors),
+            strain.reference_gps,
+            float(pad),
+            n_long,
+            strain.approximant,
+        )
 
     @property
     def dt(self) -> float:
@@ -100,9 +110,26 @@ class StrainGenerator:
 
         s = self.setup
         hp, hc = lalsim.SimInspiralChooseFDWaveform(
-            theta["m1"] * lal.MSUN_SI, theta["m2"] * lal.MSUN_SI, 0.0, 0.0, theta["chi1z"], 0.0, 0.0, theta["chi2z"],
-            theta["dL"] * 1e6 * lal.PC_SI, theta["theta_jn"], theta["phi0"], 0.0, 0.0, 0.0,
-            s.df, s.f_min, s.sample_rate / 2.0, s.f_ref, None, getattr(lalsim, s.approximant),
+            theta["m1"] * lal.MSUN_SI,
+            theta["m2"] * lal.MSUN_SI,
+            0.0,
+            0.0,
+            theta["chi1z"],
+            0.0,
+            0.0,
+            theta["chi2z"],
+            theta["dL"] * 1e6 * lal.PC_SI,
+            theta["theta_jn"],
+            theta["phi0"],
+            0.0,
+            0.0,
+            0.0,
+            s.df,
+            s.f_min,
+            s.sample_rate / 2.0,
+            s.f_ref,
+            None,
+            getattr(lalsim, s.approximant),
         )
         n = len(s.frequencies)
         plus, cross = np.zeros(n, complex), np.zeros(n, complex)
@@ -119,7 +146,9 @@ class StrainGenerator:
             if detector is None:
                 f_plus, f_cross, delay = 1.0, 0.0, 0.0
             else:
-                f_plus, f_cross, delay = antenna_response(detector, theta["ra"], theta["dec"], theta["psi"], s.reference_gps)
+                f_plus, f_cross, delay = antenna_response(
+                    detector, theta["ra"], theta["dec"], theta["psi"], s.reference_gps
+                )
             shift = np.exp(-2j * np.pi * s.frequencies * (s.pad + theta["tc"] + delay))
             channels.append((f_plus * plus + f_cross * cross) * shift)
         return np.stack(channels)

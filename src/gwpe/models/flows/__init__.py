@@ -14,7 +14,20 @@ from gwpe.models.flows.fast_sampling import flow_inverse, made_inverse
 from gwpe.models.flows.maf import MAFPosterior, build_maf
 
 __all__ = [
-    "BatchNormTransform", "CVAE", "CVAEPlus", "ConvEmbedding", "FlattenEmbedding", "MAFPosterior", "annealed_kl",
-    "batchnorm_layers", "build_embedding", "build_flow_model", "build_maf", "flow_inverse", "kl_weight",
-    "made_inverse", "resolve_config", "set_batchnorm_statistics",
+    "BatchNormTransform",
+    "CVAE",
+    "CVAEPlus",
+    "ConvEmbedding",
+    "FlattenEmbedding",
+    "MAFPosterior",
+    "annealed_kl",
+    "batchnorm_layers",
+    "build_embedding",
+    "build_flow_model",
+    "build_maf",
+    "flow_inverse",
+    "kl_weight",
+    "made_inverse",
+    "resolve_config",
+    "set_batchnorm_statistics",
 ]

@@ -66,8 +66,11 @@ class BatchNormTransform(LazyTransform):
     def start_collecting(self) -> None:
         """Until ``finish_collecting``, every standardising call uses its batch's statistics (as in training) and
         accumulates its inputs; running statistics are left alone meanwhile."""
-        self._collected = [torch.zeros((), dtype=torch.float64), torch.zeros(self.features, dtype=torch.float64),
-                           torch.zeros(self.features, dtype=torch.float64)]
+        self._collected = [
+            torch.zeros((), dtype=torch.float64),
+            torch.zeros(self.features, dtype=torch.float64),
+            torch.zeros(self.features, dtype=torch.float64),
+        ]
 
     @torch.no_grad()
     def finish_collecting(self) -> int:

@@ -67,8 +67,14 @@ class _LatentVariablePosterior(nn.Module):
 class CVAE(_LatentVariablePosterior):
     kind = "cvae"
 
-    def __init__(self, features: int, context: int, latent: int = 8, hidden: Sequence[int] = (2048, 2048, 2048),
-                 embedding: nn.Module | None = None):
+    def __init__(
+        self,
+        features: int,
+        context: int,
+        latent: int = 8,
+        hidden: Sequence[int] = (2048, 2048, 2048),
+        embedding: nn.Module | None = None,
+    ):
         super().__init__()
         self.features, self.context, self.latent = features, context, latent
         self.embedding = embedding if embedding is not None else nn.Identity()
@@ -101,22 +107,36 @@ class CVAE(_LatentVariablePosterior):
 class CVAEPlus(_LatentVariablePosterior):
     kind = "cvae_plus"
 
-    def __init__(self, features: int, context: int, latent: int = 8, hidden: Sequence[int] = (1024, 1024, 1024),
-                 transforms: int = 5, flow_hidden: Sequence[int] = (512, 512, 512), iaf_context: int = 8,
-                 frozen_prior: bool = False, batchnorm: bool = True, embedding: nn.Module | None = None,
-                 momentum: float = 0.1):
+    def __init__(
+        self,
+        features: int,
+        context: int,
+        latent: int = 8,
+        hidden: Sequence[int] = (1024, 1024, 1024),
+        transforms: int = 5,
+        flow_hidden: Sequence[int] = (512, 512, 512),
+        iaf_context: int = 8,
+        frozen_prior: bool = False,
+        batchnorm: bool = True,
+        embedding: nn.Module | None = None,
+        momentum: float = 0.1,
+    ):
         super().__init__()
         self.features, self.context, self.latent = features, context, latent
         self.embedding = embedding if embedding is not None else nn.Identity()
         # registration order = data-flow order: encoder, IAF, prior, decoder
         self.encoder = GaussianMLP((context, features), latent, hidden, extra=iaf_context)
-        self.iaf = LazyComposedTransform(*maf_transforms(latent, features + iaf_context, transforms, flow_hidden,
-                                                         batchnorm, momentum))
+        self.iaf = LazyComposedTransform(
+            *maf_transforms(latent, features + iaf_context, transforms, flow_hidden, batchnorm, momentum)
+        )
         self.prior = None if frozen_prior else GaussianMLP((context,), latent, hidden)
-        self.prior_flow = LazyComposedTransform(*maf_transforms(latent, context, transforms, flow_hidden, batchnorm, momentum))
+        self.prior_flow = LazyComposedTransform(
+            *maf_transforms(latent, context, transforms, flow_hidden, batchnorm, momentum)
+        )
         self.decoder = GaussianMLP((context, latent), features, hidden)
-        self.decoder_flow = LazyComposedTransform(*maf_transforms(features, context + latent, transforms, flow_hidden,
-                                                                  batchnorm, momentum))
+        self.decoder_flow = LazyComposedTransform(
+            *maf_transforms(features, context + latent, transforms, flow_hidden, batchnorm, momentum)
+        )
 
     def _prior_base(self, y: Tensor) -> tuple[Tensor, Tensor]:
         if self.prior is None:
@@ -166,5 +186,7 @@ class CVAEPlus(_LatentVariablePosterior):
         """Gaussian parts (and the embedding) at 1e-4, the IAF and MAFs at 4e-4 (paper sec. III B 3)."""
         flows = [self.iaf, self.prior_flow, self.decoder_flow]
         flow_ids = {id(p) for f in flows for p in f.parameters()}
-        return [{"name": "gaussian", "params": [p for p in self.parameters() if id(p) not in flow_ids], "lr": gaussian_lr},
-                {"name": "flow", "params": [p for f in flows for p in f.parameters()], "lr": flow_lr}]
+        return [
+            {"name": "gaussian", "params": [p for p in self.parameters() if id(p) not in flow_ids], "lr": gaussian_lr},
+            {"name": "flow", "params": [p for f in flows for p in f.parameters()], "lr": flow_lr},
+        ]

@@ -30,15 +30,24 @@ class ConvEmbedding(nn.Module):
     """(*B, C, L) -> (*B, features): Conv1d(kernel k, stride 2, 'same' padding) + ReLU per entry of ``channels``,
     then flatten and one linear layer. L = 1024 with (16, 32, 64) channels leaves 64 x 128 before the linear map."""
 
-    def __init__(self, shape: Sequence[int], features: int = 128, channels: Sequence[int] = (16, 32, 64),
-                 kernel_size: int = 7, stride: int = 2):
+    def __init__(
+        self,
+        shape: Sequence[int],
+        features: int = 128,
+        channels: Sequence[int] = (16, 32, 64),
+        kernel_size: int = 7,
+        stride: int = 2,
+    ):
         super().__init__()
         in_channels, length = (int(s) for s in shape)
         self.shape = (in_channels, length)
         self.features = features
         layers: list[nn.Module] = []
         for out_channels in channels:
-            layers += [nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2), nn.ReLU()]
+            layers += [
+                nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2),
+                nn.ReLU(),
+            ]
             in_channels = out_channels
             length = (length + 2 * (kernel_size // 2) - kernel_size) // stride + 1
         if length < 1:

@@ -26,8 +26,16 @@ from gwpe.models.flows.maf import MAFPosterior
 DEFAULTS: dict[str, dict] = {
     "maf": {"transforms": 5, "hidden": [512, 512, 512], "batchnorm": True, "momentum": 0.1, "phase": None},
     "cvae": {"latent": 8, "hidden": [2048, 2048, 2048]},
-    "cvae_plus": {"latent": 8, "hidden": [1024, 1024, 1024], "transforms": 5, "flow_hidden": [512, 512, 512],
-                  "iaf_context": 8, "frozen_prior": False, "batchnorm": True, "momentum": 0.1},
+    "cvae_plus": {
+        "latent": 8,
+        "hidden": [1024, 1024, 1024],
+        "transforms": 5,
+        "flow_hidden": [512, 512, 512],
+        "iaf_context": 8,
+        "frozen_prior": False,
+        "batchnorm": True,
+        "momentum": 0.1,
+    },
     "iaf": {"transforms": 5, "hidden": [128, 128]},
 }
 CLASSES = {"maf": MAFPosterior, "cvae": CVAE, "cvae_plus": CVAEPlus, "iaf": IAFPosterior}
@@ -42,9 +50,12 @@ def resolve_config(config: dict) -> dict:
     for key in ("features", "context_shape"):
         if key not in config:
             raise ValueError(f"flow config needs {key!r}")
-    resolved = {"kind": kind, "features": int(config.pop("features")),
-                "context_shape": [int(s) for s in config.pop("context_shape")],
-                "embedding": config.pop("embedding", None) or {"kind": "flatten"}}
+    resolved = {
+        "kind": kind,
+        "features": int(config.pop("features")),
+        "context_shape": [int(s) for s in config.pop("context_shape")],
+        "embedding": config.pop("embedding", None) or {"kind": "flatten"},
+    }
     options = DEFAULTS[kind]
     unknown = sorted(set(config) - set(options))
     if unknown:

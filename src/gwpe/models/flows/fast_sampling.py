@@ -40,8 +40,9 @@ def _ends(stages: Tensor, passes: int) -> list[int]:
 
 
 @torch.no_grad()
-def made_inverse(transform: MaskedAutoregressiveTransform, u: Tensor, static: Tensor | None,
-                 dynamic: Tensor | None = None) -> Tensor:
+def made_inverse(
+    transform: MaskedAutoregressiveTransform, u: Tensor, static: Tensor | None, dynamic: Tensor | None = None
+) -> Tensor:
     """x = f^{-1}(u | c) for a zuko ``MaskedAutoregressiveTransform`` with context c = [static, dynamic].
 
     ``u``: (*S, features) with S = (n, *B); ``static``: (*B, C_s), one row per observation, broadcast over the
@@ -56,8 +57,10 @@ def made_inverse(transform: MaskedAutoregressiveTransform, u: Tensor, static: Te
     n_static = 0 if static is None else static.shape[-1]
     n_dynamic = 0 if dynamic is None else dynamic.shape[-1]
     if linears[0].in_features != features + n_static + n_dynamic:
-        raise ValueError(f"MADE expects {linears[0].in_features - features} context features, "
-                         f"got static {n_static} + dynamic {n_dynamic}")
+        raise ValueError(
+            f"MADE expects {linears[0].in_features - features} context features, "
+            f"got static {n_static} + dynamic {n_dynamic}"
+        )
 
     # Stage of each unit, from the masks; sort every layer's units by stage.
     masks = [m.mask for m in linears]
@@ -101,10 +104,10 @@ def made_inverse(transform: MaskedAutoregressiveTransform, u: Tensor, static: Te
     if fold:  # (3) stage-0 units are per-observation constants, folded into the next layer's bias
         offsets = [e[0] for e in ends]
         h0 = activations[0](first[:, : offsets[0]])
-        layer_bias = [first[:, offsets[0]:]]
+        layer_bias = [first[:, offsets[0] :]]
         for i in range(1, n_layers):
             w_const = weights[i][:, : offsets[i - 1]]
-            layer_bias.append(biases[i][offsets[i]:, None] + w_const[offsets[i]:] @ h0)
+            layer_bias.append(biases[i][offsets[i] :, None] + w_const[offsets[i] :] @ h0)
             if i < n_layers - 1:
                 h0 = activations[i](biases[i][: offsets[i], None] + w_const[: offsets[i]] @ h0)
             else:
@@ -114,17 +117,22 @@ def made_inverse(transform: MaskedAutoregressiveTransform, u: Tensor, static: Te
         layer_bias = [first] + [b[None, :, None].expand(batch, -1, 1) for b in biases[1:]]
 
     # augmented weights [bias | W] (B, rows, 1 + inputs) and inputs [1; x (; dynamic)], [1; hidden units]
-    augmented = [torch.cat([layer_bias[0], weights[0][offsets[0]:, :features].expand(batch, -1, -1)]
-                           + ([weights[0][:, features + n_static:].expand(batch, -1, -1)] if not fold else []), dim=2)]
+    augmented = [
+        torch.cat(
+            [layer_bias[0], weights[0][offsets[0] :, :features].expand(batch, -1, -1)]
+            + ([weights[0][:, features + n_static :].expand(batch, -1, -1)] if not fold else []),
+            dim=2,
+        )
+    ]
     for i in range(1, n_layers):
-        w = weights[i][offsets[i]:, offsets[i - 1]:]
+        w = weights[i][offsets[i] :, offsets[i - 1] :]
         augmented.append(torch.cat([layer_bias[i], w.expand(batch, -1, -1)], dim=2))
     inputs0 = u.new_empty(batch, 1 + features + (0 if fold else n_dynamic), n)
     inputs0[:, 0] = 1.0
-    x_t = inputs0[:, 1: 1 + features]
+    x_t = inputs0[:, 1 : 1 + features]
     x_t.zero_()
     if not fold:
-        inputs0[:, 1 + features:] = dynamic.reshape(n, batch, n_dynamic).permute(1, 2, 0)
+        inputs0[:, 1 + features :] = dynamic.reshape(n, batch, n_dynamic).permute(1, 2, 0)
     buffers = []
     for e, off in zip(ends[:-1], offsets[:-1]):
         buffers.append(u.new_empty(batch, 1 + e[-1] - off, n))
@@ -148,7 +156,7 @@ def made_inverse(transform: MaskedAutoregressiveTransform, u: Tensor, static: Te
                     known = 1 + ends[i - 1][p] - offsets[i - 1]
                     weight, inputs = augmented[i][:, start:end, :known], buffers[i - 1][:, :known]
                 if i < n_layers - 1:
-                    block = buffers[i][:, 1 + start: 1 + end]
+                    block = buffers[i][:, 1 + start : 1 + end]
                     torch.bmm(weight, inputs, out=block)
                     if isinstance(activations[i], nn.ReLU):
                         block.relu_()
@@ -164,8 +172,9 @@ def made_inverse(transform: MaskedAutoregressiveTransform, u: Tensor, static: Te
 
 
 @torch.no_grad()
-def flow_inverse(transforms: nn.ModuleList | list, u: Tensor, static: Tensor | None,
-                 dynamic: Tensor | None = None) -> Tensor:
+def flow_inverse(
+    transforms: nn.ModuleList | list, u: Tensor, static: Tensor | None, dynamic: Tensor | None = None
+) -> Tensor:
     """Invert zuko lazy transforms listed data -> base (as in ``zuko.flows.Flow``), last first: MADEs with
     ``made_inverse``, anything else (batch norm, element-wise, permutations) by its own ``t(c).inv``."""
     if dynamic is None or static is None:

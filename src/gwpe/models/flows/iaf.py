@@ -39,8 +39,14 @@ class IAFPosterior(nn.Module):
 
     kind = "iaf"
 
-    def __init__(self, features: int, context: int, transforms: int = 5, hidden: Sequence[int] = (128, 128),
-                 embedding: nn.Module | None = None):
+    def __init__(
+        self,
+        features: int,
+        context: int,
+        transforms: int = 5,
+        hidden: Sequence[int] = (128, 128),
+        embedding: nn.Module | None = None,
+    ):
         super().__init__()
         self.features, self.context = features, context
         self.embedding = embedding if embedding is not None else nn.Identity()
@@ -72,7 +78,9 @@ class IAFPosterior(nn.Module):
         z = torch.randn((n, *y.shape[:-1], self.features), dtype=y.dtype, device=y.device) * temperature
         return self.flow.transform(y).inv(z)
 
-    def sample_and_log_prob_embedded(self, y: Tensor, n: int, temperature: float | Tensor = 1.0) -> tuple[Tensor, Tensor]:
+    def sample_and_log_prob_embedded(
+        self, y: Tensor, n: int, temperature: float | Tensor = 1.0
+    ) -> tuple[Tensor, Tensor]:
         """Draws of p_T(. | y) with their log p_T, both from the one sampling pass per transform."""
         z = torch.randn((n, *y.shape[:-1], self.features), dtype=y.dtype, device=y.device) * temperature
         x, ladj = self.flow.transform(y).inv.call_and_ladj(z)

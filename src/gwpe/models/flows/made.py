@@ -41,7 +41,7 @@ class ContextSplitMADE(MaskedAutoregressiveTransform):
         self.features = features
         first = self.hyper[0]
         # Fall back to zuko's path for anything unusual (residual nets, masked context, no context).
-        self.split = (context > 0 and isinstance(first, MaskedLinear) and bool(first.mask[:, features:].all()))
+        self.split = context > 0 and isinstance(first, MaskedLinear) and bool(first.mask[:, features:].all())
 
     def meta(self, c: Tensor | None, x: Tensor) -> Transform:
         if c is None or not self.split:

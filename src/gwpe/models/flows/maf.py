@@ -32,8 +32,14 @@ from gwpe.models.flows.made import ContextSplitMADE, zuko_made
 from gwpe.models.flows.phase import PeriodicSymmetry
 
 
-def maf_transforms(features: int, context: int, transforms: int = 5, hidden: Sequence[int] = (512, 512, 512),
-                   batchnorm: bool = True, momentum: float = 0.1) -> list[nn.Module]:
+def maf_transforms(
+    features: int,
+    context: int,
+    transforms: int = 5,
+    hidden: Sequence[int] = (512, 512, 512),
+    batchnorm: bool = True,
+    momentum: float = 0.1,
+) -> list[nn.Module]:
     """[MADE_0, BN_0, MADE_1, BN_1, ...] in zuko's data -> base order (each MADE conditioned on ``context``)."""
     layers: list[nn.Module] = []
     for i in range(transforms):
@@ -53,16 +59,26 @@ class MAFPosterior(nn.Module):
 
     kind = "maf"
 
-    def __init__(self, features: int, context: int, transforms: int = 5, hidden: Sequence[int] = (512, 512, 512),
-                 batchnorm: bool = True, embedding: nn.Module | None = None, momentum: float = 0.1,
-                 phase: dict | None = None):
+    def __init__(
+        self,
+        features: int,
+        context: int,
+        transforms: int = 5,
+        hidden: Sequence[int] = (512, 512, 512),
+        batchnorm: bool = True,
+        embedding: nn.Module | None = None,
+        momentum: float = 0.1,
+        phase: dict | None = None,
+    ):
         super().__init__()
         self.features, self.context = features, context
         self.phase = PeriodicSymmetry.from_config(phase)
         if self.phase is not None and not 0 <= self.phase.index < features:
             raise ValueError(f"phase index = {self.phase.index}; allowed: 0 .. {features - 1}")
         self.embedding = embedding if embedding is not None else nn.Identity()
-        self.flow = Flow(maf_transforms(features, context, transforms, hidden, batchnorm, momentum), standard_normal(features))
+        self.flow = Flow(
+            maf_transforms(features, context, transforms, hidden, batchnorm, momentum), standard_normal(features)
+        )
 
     def embed(self, context: Tensor) -> Tensor:
         return self.embedding(context)
@@ -109,9 +125,16 @@ class MAFPosterior(nn.Module):
         return [{"name": "flow", "params": list(self.parameters()), "lr": flow_lr}]
 
 
-def build_maf(features: int, context: int, transforms: int = 5, hidden: Sequence[int] = (512, 512, 512),
-              batchnorm: bool = True, embedding: nn.Module | None = None, momentum: float = 0.1,
-              phase: dict | None = None) -> MAFPosterior:
+def build_maf(
+    features: int,
+    context: int,
+    transforms: int = 5,
+    hidden: Sequence[int] = (512, 512, 512),
+    batchnorm: bool = True,
+    embedding: nn.Module | None = None,
+    momentum: float = 0.1,
+    phase: dict | None = None,
+) -> MAFPosterior:
     """The paper's MAF: ``transforms`` MADE units of ``hidden`` layers with batch norm, conditioned on the
     ``context``-dimensional output of ``embedding`` (identity when None)."""
     return MAFPosterior(features, context, transforms, hidden, batchnorm, embedding, momentum, phase)

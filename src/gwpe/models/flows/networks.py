@@ -44,7 +44,9 @@ class SplitInputMLP(nn.Module):
 class GaussianMLP(nn.Module):
     """(a_1, ..., a_K) -> (mu, sigma[, h]): a diagonal Gaussian over ``features`` and ``extra`` context outputs."""
 
-    def __init__(self, inputs: Sequence[int], features: int, hidden: Sequence[int] = (2048, 2048, 2048), extra: int = 0):
+    def __init__(
+        self, inputs: Sequence[int], features: int, hidden: Sequence[int] = (2048, 2048, 2048), extra: int = 0
+    ):
         super().__init__()
         self.features, self.extra = features, extra
         self.net = SplitInputMLP(inputs, 2 * features + extra, hidden)
@@ -62,5 +64,6 @@ def diag_normal_log_prob(x: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
 def diag_normal_kl(loc_q: Tensor, scale_q: Tensor, loc_p: Tensor, scale_p: Tensor) -> Tensor:
     """KL(N(mu_q, s_q^2) || N(mu_p, s_p^2)) summed over the last dimension:
     sum [log(s_p/s_q) + (s_q^2 + (mu_q - mu_p)^2) / (2 s_p^2) - 1/2]."""
-    return (torch.log(scale_p / scale_q) + (scale_q.square() + (loc_q - loc_p).square()) / (2 * scale_p.square())
-            - 0.5).sum(-1)
+    return (
+        torch.log(scale_p / scale_q) + (scale_q.square() + (loc_q - loc_p).square()) / (2 * scale_p.square()) - 0.5
+    ).sum(-1)

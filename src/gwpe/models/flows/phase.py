@@ -35,9 +35,17 @@ class PeriodicSymmetry:
 
     def __init__(self, index: int, low: float, period: float, copies: int = 1, wraps: int = 2):
         if period <= 0 or copies < 1 or wraps < 0:
-            raise ValueError(f"phase: period = {period}, copies = {copies}, wraps = {wraps}; "
-                             "allowed: period > 0, copies >= 1, wraps >= 0")
-        self.index, self.low, self.period, self.copies, self.wraps = int(index), float(low), float(period), int(copies), int(wraps)
+            raise ValueError(
+                f"phase: period = {period}, copies = {copies}, wraps = {wraps}; "
+                "allowed: period > 0, copies >= 1, wraps >= 0"
+            )
+        self.index, self.low, self.period, self.copies, self.wraps = (
+            int(index),
+            float(low),
+            float(period),
+            int(copies),
+            int(wraps),
+        )
 
     @classmethod
     def from_config(cls, config: dict | None) -> "PeriodicSymmetry | None":

@@ -26,10 +26,17 @@ class ResidualBlock1d(nn.Module):
         super().__init__()
         pad = kernel_size // 2
         self.residual = nn.Sequential(
-            nn.Conv1d(channels, channels, kernel_size, stride=stride, padding=pad, bias=False), nn.BatchNorm1d(channels),
-            nn.ReLU(), nn.Conv1d(channels, channels, kernel_size, padding=pad, bias=False), nn.BatchNorm1d(channels))
-        self.shortcut = nn.Identity() if stride == 1 else nn.Sequential(
-            nn.Conv1d(channels, channels, 1, stride=stride, bias=False), nn.BatchNorm1d(channels))
+            nn.Conv1d(channels, channels, kernel_size, stride=stride, padding=pad, bias=False),
+            nn.BatchNorm1d(channels),
+            nn.ReLU(),
+            nn.Conv1d(channels, channels, kernel_size, padding=pad, bias=False),
+            nn.BatchNorm1d(channels),
+        )
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1
+            else nn.Sequential(nn.Conv1d(channels, channels, 1, stride=stride, bias=False), nn.BatchNorm1d(channels))
+        )
         self.activation = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -39,8 +46,17 @@ class ResidualBlock1d(nn.Module):
 class ResNet1DEmbedding(nn.Module):
     """(*B, C, L) -> (*B, features); see the module docstring for the layout."""
 
-    def __init__(self, shape: Sequence[int], depth: int = 7, width: int = 100, features: int = 128, kernel_size: int = 3,
-                 stem_stride: int = 4, downsample_every: int = 2, pool: int = 8):
+    def __init__(
+        self,
+        shape: Sequence[int],
+        depth: int = 7,
+        width: int = 100,
+        features: int = 128,
+        kernel_size: int = 3,
+        stem_stride: int = 4,
+        downsample_every: int = 2,
+        pool: int = 8,
+    ):
         super().__init__()
         in_channels, length = (int(s) for s in shape)
         if depth < 1 or width < 1 or features < 1:
@@ -49,8 +65,11 @@ class ResNet1DEmbedding(nn.Module):
             raise ValueError(f"resnet1d kernel_size = {kernel_size}; allowed: odd sizes ('same' padding)")
         self.shape = (in_channels, length)
         self.depth, self.width, self.features = depth, width, features
-        self.stem = nn.Sequential(nn.Conv1d(in_channels, width, 7, stride=stem_stride, padding=3, bias=False),
-                                  nn.BatchNorm1d(width), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv1d(in_channels, width, 7, stride=stem_stride, padding=3, bias=False),
+            nn.BatchNorm1d(width),
+            nn.ReLU(),
+        )
         length = (length - 1) // stem_stride + 1
         if length < pool:
             raise ValueError(f"context length {shape[1]} / stem_stride {stem_stride} is shorter than pool = {pool}")
