@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from gwpe.evaluation.distill_stage import ROLES, peak_memory
+from gwpe.evaluation.distill import ROLES, peak_memory
 from gwpe.models.flow_module import FlowModule
 
 

@@ -6,7 +6,7 @@ samples), batch 256, on CPU. Four variants of the same model from the same initi
   gradient with respect to the 1,024 strain columns too) and ``torch.optim.Adam`` (for-loop implementation,
   torch's CPU default; what sbi uses);
 - split MADE: ``gwpe.models.flows.made.ContextSplitMADE`` (x and c through separate parts of the first layer);
-- fused Adam: ``gwpe.training.optim.adam`` (one fused kernel over all tensors);
+- fused Adam: ``gwpe.models.optim.adam`` (one fused kernel over all tensors);
 - gwpe: both, what ``gwpe train flow`` runs.
 Steps alternate between the variants (A B C D A B C D ...), so a slow spell of a shared machine hits all of
 them alike; each figure is the median over --steps steps after --warmup, ratios against zuko + Adam from the
@@ -27,7 +27,7 @@ import torch
 
 from gwpe.models.flows import build_maf
 from gwpe.models.flows.made import zuko_made
-from gwpe.training.optim import adam
+from gwpe.models.optim import adam
 
 VARIANTS = {
     "zuko + Adam": (False, False),

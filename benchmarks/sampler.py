@@ -29,7 +29,7 @@ import torch
 
 
 def likelihood_rates(event, workers: int, n_single: int = 200, n_batch: int = 2048) -> dict[str, float]:
-    from gwpe.inference.sample_stage import prior_start
+    from gwpe.inference.sampling import prior_start
 
     theta = prior_start(event, n_batch, seed=1)
     rates = {}
@@ -90,8 +90,8 @@ def main() -> None:
     from gwpe.config import load_config
     from gwpe.inference.coordinates import SamplerCoordinates
     from gwpe.inference.reference import injection_start
-    from gwpe.inference.evidence_stage import adaptive_from_npe
-    from gwpe.inference.sample_stage import (
+    from gwpe.inference.event_evidence import adaptive_from_npe
+    from gwpe.inference.sampling import (
         flowmc_from_pilot,
         inside_prior,
         load_event,

@@ -37,7 +37,7 @@ those pairs and returns the weights of its best epoch on them (on 3,600 signals 
 within a few epochs, so that is an early one), gwpe keeps its last epoch (the validation split is the test
 set here, so it is not used for selection); gwpe has batch norm between MADE units, sbi's
 MAF has none but z-scores theta and x (sbi defaults); gwpe's training uses its fused Adam
-(``gwpe.training.optim.adam``) and MADE units that skip the strain's input gradient
+(``gwpe.models.optim.adam``) and MADE units that skip the strain's input gradient
 (``gwpe.models.flows.made``), sbi torch's default Adam and zuko's MADE: the same update and the same function,
 computed with less work, so that is part of gwpe's column. gwpe's MAF wraps phi0 onto [0, 2 pi) and averages over phi0 -> phi0 + pi
 (``--phase-symmetry``, gwpe's default ``flows.phase_symmetry: pi``; ``gwpe.models.flows.phase``): its samples and

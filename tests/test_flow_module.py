@@ -53,9 +53,9 @@ def test_flow_module_trains_on_strain_sets_batchnorm_and_reloads_without_pickle(
 
 
 def test_adam_is_fused_for_cpu_float_parameters_and_follows_the_same_update_rule():
-    """``training.optim.adam`` (what every gwpe training builds): fused on CPU, same trajectory as the loop
+    """``models.optim.adam`` (what every gwpe training builds): fused on CPU, same trajectory as the loop
     implementation to float rounding; the default implementation for a device fused Adam does not support."""
-    from gwpe.training.optim import adam
+    from gwpe.models.optim import adam
 
     torch.manual_seed(0)
     models = [torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)) for _ in range(2)]

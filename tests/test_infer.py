@@ -127,7 +127,6 @@ def test_whitening_raw_strain_reproduces_the_dataset_convention(flow_project):
 def test_raw_segment_is_whitened_and_windowed_by_gwpe_infer(flow_project, tmp_path):
     root, env, config, generator = flow_project
     setup = generator.setup
-    rng = np.random.default_rng(11)
     theta = {**FIXED, "m1": 62.0, "m2": 41.0, "phi0": 2.0, "tc": 0.72, "dL": 1100.0}
     raw = np.fft.irfft(generator.detector_frequency_series(theta), n=setup.n_long) / setup.dt
     gps0 = 1126259000.0

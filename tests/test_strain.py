@@ -5,13 +5,12 @@ import numpy as np
 import pytest
 from scipy import signal, stats
 
-from gwpe import physics
 from gwpe.config import StrainConfig, StrainDatasetConfig, StrainPriorConfig, load_config
 from gwpe.data.strain import dataset_config, draw_parameters
 from gwpe.inference.likelihood import WhitenedGaussianLikelihood
 from gwpe.waveforms.priors import sample_prior, volumetric_distance_cdf
 from gwpe.waveforms.strain import StrainGenerator, StrainSetup, antenna_response, as_theta
-from gwpe.waveforms.whitening import optimal_snr, psd, whiten_frequency_series
+from gwpe.waveforms.whitening import optimal_snr, whiten_frequency_series
 
 from conftest import REPO
 

@@ -110,7 +110,7 @@ def test_cli_stage_logs_snr_distribution_and_rejects_unknown_dataset(tmp_path, t
     assert bad.returncode == 2
     assert (
         bad.stderr.strip()
-        == "gwpe: error: unknown strain dataset 'strain-9d'; configured in strain.datasets: strain-5d, strain-hl"
+        == "gwpe: error: --dataset = 'strain-9d'; allowed (strain.datasets): strain-5d, strain-hl"
     )
 
 

@@ -1,7 +1,6 @@
 """WaveNet regressor groundwork (issue 4): shapes, a tiny model overfits, pickle-free save/load."""
 
 import lightning as L
-import numpy as np
 import pytest
 import torch
 

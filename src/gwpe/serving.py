@@ -23,25 +23,12 @@ import numpy as np
 DEFAULT_SAMPLES = 1000
 
 
-def write_mlmodel(folder: str | Path) -> Path:
-    """Add ``MLmodel`` (python_function flavour, loader ``gwpe.serving``) to a package folder."""
-    import platform
-
-    from mlflow.models import Model
-    from mlflow.pyfunc import add_to_model
-
-    model = Model()
-    add_to_model(model, loader_module="gwpe.serving", data=".", python_version=platform.python_version())
-    path = Path(folder) / "MLmodel"
-    model.save(str(path))
-    return path
-
-
 class PackagePredictor:
     """What ``mlflow.pyfunc.load_model`` returns for a gwpe package."""
 
     def __init__(self, folder: str | Path):
-        from gwpe.models.package import load_package, read_package_config
+        from gwpe.models.loading import load_package
+        from gwpe.models.package import read_package_config
 
         self.meta = read_package_config(folder)
         self.module = load_package(folder)

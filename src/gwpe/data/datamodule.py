@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from gwpe.data.h22_store import H22, PARAMS, split_path
 from gwpe.data.reading import read_rows
 from gwpe.data.splits import SplitDataModule
 from gwpe.waveforms.grid import SPLITS
@@ -39,8 +40,8 @@ class H22Dataset(Dataset):
         import zarr
 
         group = zarr.open_group(str(self.path), mode="r")
-        self._h22 = group["h22"]
-        self._params = np.asarray(group["params"][:], dtype=np.float32)
+        self._h22 = group[H22]
+        self._params = np.asarray(group[PARAMS][:], dtype=np.float32)
         self._pid = os.getpid()
         length = self._h22.shape[-1]
         if self.last_samples is not None and not 1 <= self.last_samples <= length:
@@ -99,7 +100,7 @@ class H22DataModule(SplitDataModule):
     def make_dataset(self, split: str) -> H22Dataset:
         if split not in SPLITS:
             raise ValueError(f"split = {split!r}; allowed: {', '.join(SPLITS)}")
-        return H22Dataset(self.root / f"{split}.zarr", self.last_samples)
+        return H22Dataset(split_path(self.root, split), self.last_samples)
 
     def test_dataloader(self) -> DataLoader:
         return self.loader("test", shuffle=False)

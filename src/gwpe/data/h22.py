@@ -17,54 +17,26 @@ from pathlib import Path
 
 import numpy as np
 
-import gwpe
 from gwpe.config import H22Config, ProjectConfig
 from gwpe.data.checksum import tree_bytes
 from gwpe.data.engine import EngineStats, finish_store, prepare_store, run_chunks
 from gwpe.data.engine import code_digest as engine_code_digest
+from gwpe.data.h22_store import H22, PARAMS, TIME, store_attributes, store_path
 from gwpe.waveforms import build_backend, split_parameters, time_grid
 from gwpe.waveforms.base import H22Backend
-from gwpe.waveforms.grid import PARAMETER_NAMES
-
-FORMAT_VERSION = 1
-
 
 def code_digest() -> str:
     """md5 of the code that determines the bytes (the files dvc.yaml lists as the stage's deps)."""
     import sys
 
     import gwpe.waveforms
+    from gwpe.data import h22_store
 
-    return engine_code_digest(gwpe.waveforms, sys.modules[__name__], sys.modules[run_chunks.__module__])
-
-
-def store_path(config: H22Config, split: str) -> Path:
-    return Path(config.store.root) / f"{split}.zarr"
+    return engine_code_digest(gwpe.waveforms, h22_store, sys.modules[__name__], sys.modules[run_chunks.__module__])
 
 
 def split_time_grid(config: H22Config) -> np.ndarray:
     return time_grid(config.time.t_start, config.time.t_end, config.time.dt)
-
-
-def store_attributes(config: ProjectConfig, split: str, backend: H22Backend) -> dict:
-    h22 = config.h22
-    return {
-        "gwpe_format": FORMAT_VERSION,
-        "product": "h22",
-        "split": split,
-        "profile": config.profile,
-        "backend": backend.name,
-        "backend_version": backend.version(),
-        "gwpe_version": gwpe.__version__,
-        "parameters": list(PARAMETER_NAMES),
-        "channels": ["real", "imag"],
-        "units": "geometric (G = c = 1): t / M and r h22 / M",
-        "conventions": "q = m1/m2 >= 1; |h22| peak at t = 0; arg h22(t = 0) = 0",
-        "grid": h22.grid.model_dump(),
-        "time": h22.time.model_dump(),
-        "generation_dt": h22.generation_dt if backend.name == "imrphenomthm" else None,
-        "total_mass_reference": h22.total_mass if backend.name == "imrphenomthm" else None,
-    }
 
 
 def create_h22_store(path: Path, params: np.ndarray, times: np.ndarray, config: H22Config, attrs: dict) -> None:
@@ -74,7 +46,7 @@ def create_h22_store(path: Path, params: np.ndarray, times: np.ndarray, config: 
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     length = len(times)
     group.create_array(
-        "h22",
+        H22,
         shape=(len(params), 2, length),
         chunks=(1, 2, length),
         shards=(config.store.chunk_size, 2, length),
@@ -82,8 +54,8 @@ def create_h22_store(path: Path, params: np.ndarray, times: np.ndarray, config: 
         compressors=BloscCodec(cname="zstd", clevel=config.store.compression_level, shuffle="shuffle"),
         fill_value=0.0,
     )
-    group.create_array("params", data=params, chunks=(min(len(params), 1 << 20), 3))
-    group.create_array("time", data=times, chunks=(length,))
+    group.create_array(PARAMS, data=params, chunks=(min(len(params), 1 << 20), 3))
+    group.create_array(TIME, data=times, chunks=(length,))
     group.attrs.update(attrs)
 
 
@@ -95,7 +67,7 @@ def write_h22_chunk(path: str, start: int, stop: int, params: np.ndarray, time_s
     # Encode the shard's inner chunks as one batch on this worker's own core: zarr's defaults (one chunk per
     # batch, a thread pool) made the write 12 % of the task; batched and single-threaded it is ~4 %.
     with zarr.config.set({"codec_pipeline.batch_size": max(1, stop - start), "threading.max_workers": 1}):
-        zarr.open_array(str(Path(path) / "h22"), mode="r+")[start:stop] = data
+        zarr.open_array(str(Path(path) / H22), mode="r+")[start:stop] = data
     return stop - start
 
 

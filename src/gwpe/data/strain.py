@@ -17,87 +17,26 @@ from pathlib import Path
 
 import numpy as np
 
-import gwpe
 from gwpe.config import ProjectConfig, StrainDatasetConfig
 from gwpe.data.checksum import tree_bytes
 from gwpe.data.engine import EngineStats, code_digest, finish_store, prepare_store, run_chunks
-from gwpe.errors import ConfigError
+from gwpe.data.strain_store import (
+    PARAMS,
+    SNR,
+    STRAIN,
+    dataset_config,
+    split_sizes,  # noqa: F401 (re-exported: the dry run's caller)
+    store_attributes,
+    store_path,
+)
 from gwpe.waveforms.priors import sample_prior
 from gwpe.waveforms.strain import StrainGenerator, StrainSetup
 
-FORMAT_VERSION = 1
-
-
-def dataset_config(config: ProjectConfig, name: str) -> StrainDatasetConfig:
-    try:
-        return config.strain.datasets[name]
-    except KeyError:
-        allowed = ", ".join(config.strain.datasets) or "(none configured)"
-        raise ConfigError(f"unknown strain dataset {name!r}; configured in strain.datasets: {allowed}") from None
-
-
-def store_path(config: ProjectConfig, name: str) -> Path:
-    return Path(config.strain.store.root) / f"{name}.zarr"
-
-
-def split_sizes(dataset: StrainDatasetConfig) -> tuple[int, int]:
-    n_validation = max(1, int(round(dataset.n_signals * dataset.validation_fraction)))
-    return dataset.n_signals - n_validation, n_validation
 
 
 def draw_parameters(dataset: StrainDatasetConfig) -> np.ndarray:
+    """The dataset's parameters, drawn from its prior with its own seed (the same on every machine)."""
     return sample_prior(dataset.prior, list(dataset.parameters), dataset.n_signals, np.random.default_rng(dataset.seed))
-
-
-def standardisation(params: np.ndarray, names: list[str], inferred: list[str], n_train: int) -> dict:
-    """Per-parameter mean and std over the training rows (Green et al.: zero mean, unit variance)."""
-    columns = [names.index(p) for p in inferred]
-    train = params[:n_train, columns]
-    return {"parameters": inferred, "mean": train.mean(axis=0).tolist(), "std": train.std(axis=0).tolist()}
-
-
-def store_attributes(config: ProjectConfig, name: str, setup: StrainSetup, params: np.ndarray) -> dict:
-    dataset = dataset_config(config, name)
-    n_train, n_validation = split_sizes(dataset)
-    import lalsimulation
-
-    return {
-        "gwpe_format": FORMAT_VERSION,
-        "product": "strain",
-        "dataset": name,
-        "profile": config.profile,
-        "gwpe_version": gwpe.__version__,
-        "backend_version": f"lalsimulation {lalsimulation.__version__}",
-        "approximant": setup.approximant,
-        "psd": setup.psd_name,
-        "f_min": setup.f_min,
-        "f_ref": setup.f_ref,
-        "sample_rate": setup.sample_rate,
-        "duration": setup.duration,
-        "detectors": list(setup.detectors) or ["plus-polarisation"],
-        "reference_gps": setup.reference_gps,
-        "whitening": "x = irfft(h~ / sqrt(S_n)) * sqrt(2 dt): white noise is N(0, 1) per sample",
-        "parameters": list(dataset.parameters),
-        "inferred": dataset.inferred_parameters,
-        "units": {
-            "m1": "Msun",
-            "m2": "Msun",
-            "dL": "Mpc",
-            "tc": "s",
-            "phi0": "rad",
-            "theta_jn": "rad",
-            "ra": "rad",
-            "dec": "rad",
-            "psi": "rad",
-            "chi1z": "",
-            "chi2z": "",
-        },
-        "n_train": n_train,
-        "n_validation": n_validation,
-        "seed": dataset.seed,
-        "prior": dataset.prior.model_dump(),
-        "standardisation": standardisation(params, list(dataset.parameters), dataset.inferred_parameters, n_train),
-    }
 
 
 def create_strain_store(
@@ -109,7 +48,7 @@ def create_strain_store(
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     shape = (len(params), setup.n_channels, setup.n_samples)
     group.create_array(
-        "strain",
+        STRAIN,
         shape=shape,
         chunks=(1, *shape[1:]),
         shards=(chunk_size, *shape[1:]),
@@ -117,8 +56,8 @@ def create_strain_store(
         compressors=BloscCodec(cname="zstd", clevel=level, shuffle="shuffle"),
         fill_value=0.0,
     )
-    group.create_array("params", data=params, chunks=(min(len(params), 1 << 20), params.shape[1]))
-    group.create_array("snr", shape=(len(params),), chunks=(chunk_size,), dtype="float64", fill_value=0.0)
+    group.create_array(PARAMS, data=params, chunks=(min(len(params), 1 << 20), params.shape[1]))
+    group.create_array(SNR, shape=(len(params),), chunks=(chunk_size,), dtype="float64", fill_value=0.0)
     group.attrs.update(attrs)
 
 
@@ -131,8 +70,8 @@ def write_strain_chunk(
     strain, snr = generator.batch(params, names)
     with zarr.config.set({"codec_pipeline.batch_size": max(1, stop - start), "threading.max_workers": 1}):
         group = zarr.open_group(path, mode="r+")
-        group["strain"][start:stop] = strain
-        group["snr"][start:stop] = snr
+        group[STRAIN][start:stop] = strain
+        group[SNR][start:stop] = snr
     return stop - start
 
 
@@ -140,8 +79,9 @@ def strain_code_digest() -> str:
     import sys
 
     import gwpe.waveforms
+    from gwpe.data import strain_store
 
-    return code_digest(gwpe.waveforms, sys.modules[__name__], sys.modules[run_chunks.__module__])
+    return code_digest(gwpe.waveforms, strain_store, sys.modules[__name__], sys.modules[run_chunks.__module__])
 
 
 @dataclass
@@ -179,7 +119,7 @@ def generate_dataset(config: ProjectConfig, name: str, client=None) -> StrainRes
         print(f"resuming {path}: {len(done)} of {len(tasks)} chunks already finished")
     stats = run_chunks(path, tasks, config.strain.compute, done, desc=f"strain {name}", client=client)
     finish_store(path)
-    snr = zarr.open_group(str(path), mode="r")["snr"][:]
+    snr = zarr.open_group(str(path), mode="r")[SNR][:]
     return StrainResult(path, len(params), stats, tree_bytes(path), snr)
 
 

@@ -17,7 +17,6 @@ dataset (``Standardisation.inverse`` maps model outputs back to physical units).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,34 +25,9 @@ from torch.utils.data import Dataset
 
 from gwpe.data.reading import read_rows
 from gwpe.data.splits import SplitDataModule
+from gwpe.data.strain_store import INFERRED, N_TRAIN, PARAMETERS, PARAMS, SNR, STRAIN, Standardisation
 
 IN_MEMORY_BYTES = 256 << 20  # splits up to 256 MiB of float32 strain are read into memory once (per loader worker)
-
-
-@dataclass(frozen=True)
-class Standardisation:
-    """z = (theta - mean) / std per inferred parameter, from the training split."""
-
-    parameters: tuple[str, ...]
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def from_attrs(cls, attrs: dict) -> "Standardisation":
-        s = attrs["standardisation"]
-        return cls(
-            tuple(s["parameters"]), np.asarray(s["mean"], dtype=np.float64), np.asarray(s["std"], dtype=np.float64)
-        )
-
-    def forward(self, theta):
-        return (theta - self.mean) / self.std
-
-    def inverse(self, z):
-        if isinstance(z, torch.Tensor):
-            return z * torch.as_tensor(self.std, dtype=z.dtype, device=z.device) + torch.as_tensor(
-                self.mean, dtype=z.dtype, device=z.device
-            )
-        return np.asarray(z) * self.std + self.mean
 
 
 class StrainDataset(Dataset):
@@ -91,18 +65,18 @@ class StrainDataset(Dataset):
         group = zarr.open_group(str(self.path), mode="r")
         attrs = dict(group.attrs)
         self.standardisation = Standardisation.from_attrs(attrs)
-        columns = [attrs["parameters"].index(p) for p in attrs["inferred"]]
-        n_train = attrs["n_train"]
-        rows = slice(0, n_train) if self.split == "train" else slice(n_train, group["params"].shape[0])
+        columns = [attrs[PARAMETERS].index(p) for p in attrs[INFERRED]]
+        n_train = attrs[N_TRAIN]
+        rows = slice(0, n_train) if self.split == "train" else slice(n_train, group[PARAMS].shape[0])
         self.offset = rows.start
-        self.targets = self.standardisation.forward(group["params"][rows][:, columns]).astype(np.float32)
+        self.targets = self.standardisation.forward(group[PARAMS][rows][:, columns]).astype(np.float32)
         names = list(self.standardisation.parameters)
         self._phi0 = None
         if "phi0" in names:
             k = names.index("phi0")
             self._phi0 = (k, float(self.standardisation.mean[k]), float(self.standardisation.std[k]))
-        self.snr = group["snr"][rows]
-        self._strain = group["strain"]
+        self.snr = group[SNR][rows]
+        self._strain = group[STRAIN]
         self._memory = None
         split_bytes = (rows.stop - rows.start) * int(np.prod(self._strain.shape[1:])) * 4
         self._noisy_memory = False

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gwpe.data.h22_store import BACKEND, H22, PARAMS, SPLIT, TIME
+
 
 def h22_overview(path: str | Path):
     """A matplotlib figure: Re h22 for the grid corners, and histograms of q, s1z, s2z."""
@@ -16,8 +18,8 @@ def h22_overview(path: str | Path):
     import zarr
 
     group = zarr.open_group(str(path), mode="r")
-    params = group["params"][:]
-    times = group["time"][:]
+    params = group[PARAMS][:]
+    times = group[TIME][:]
     corners = sorted({0, len(params) - 1, int(np.argmax(params[:, 0] - params[:, 1] - params[:, 2]))})
     fig = plt.figure(figsize=(12, 8), constrained_layout=True)
     grid = fig.add_gridspec(3, 3)
@@ -25,12 +27,12 @@ def h22_overview(path: str | Path):
     near_peak = times >= max(times[0], -150.0)
     for k in corners:
         q, s1, s2 = params[k]
-        waveform = group["h22"][k]
+        waveform = group[H22][k]
         label = f"q={q:.2f}, s1z={s1:+.2f}, s2z={s2:+.2f}"
         full.plot(times, waveform[0], lw=0.6, label=label)
         (line,) = merger.plot(times[near_peak], waveform[0, near_peak], lw=0.9, label=label)
         merger.plot(times[near_peak], np.hypot(*waveform[:, near_peak]), lw=0.9, ls="--", color=line.get_color())
-    full.set_title(f"{group.attrs.get('split')} split: {len(params)} waveforms, backend {group.attrs.get('backend')}")
+    full.set_title(f"{group.attrs.get(SPLIT)} split: {len(params)} waveforms, backend {group.attrs.get(BACKEND)}")
     full.set_ylabel("Re r h22 / M")
     full.legend(fontsize=8, loc="upper left")
     merger.axvline(0.0, color="k", lw=0.5)

@@ -14,6 +14,8 @@ Choices (written down because the paper leaves them open):
 
 from __future__ import annotations
 
+import csv
+import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from gwpe.config import ProjectConfig
+from gwpe.errors import ConfigError
 from gwpe.physics import hamiltonian_effective_spin, sigma_eff, symmetric_mass_ratio
 
 OVERLAP_THRESHOLDS = (0.97, 0.90, 0.85)
@@ -134,15 +137,16 @@ def evaluate(
     from tqdm import tqdm
 
     from gwpe.data.datamodule import H22Dataset
+    from gwpe.data.h22_store import split_path
     from gwpe.data.h22 import split_time_grid
     from gwpe.evaluation.overlap import overlap
-    from gwpe.waveforms.base import build_backend
+    from gwpe.waveforms.backends import build_backend
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     module = module.to(device).eval()
     root = Path(config.h22.store.root)
-    dataset = H22Dataset(root / f"{split}.zarr")
-    train_params = H22Dataset(root / "train.zarr").parameters.astype(np.float64)
+    dataset = H22Dataset(split_path(root, split))
+    train_params = H22Dataset(split_path(root, "train")).parameters.astype(np.float64)
     times = split_time_grid(config.h22)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     backend = build_backend(config.h22)
@@ -182,11 +186,12 @@ def waveform_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(times, stored (K, L) complex, regenerated-at-prediction (K, L) complex) for plotting."""
     from gwpe.data.datamodule import H22Dataset
+    from gwpe.data.h22_store import store_path
     from gwpe.data.h22 import split_time_grid
-    from gwpe.waveforms.base import build_backend
+    from gwpe.waveforms.backends import build_backend
 
     times = split_time_grid(config.h22)
-    dataset = H22Dataset(Path(config.h22.store.root) / f"{split}.zarr")
+    dataset = H22Dataset(store_path(config.h22, split))
     stored = (
         np.stack([w.numpy() for w, _ in dataset.__getitems__(list(indices))])
         if indices
@@ -195,3 +200,54 @@ def waveform_pairs(
     regenerated = build_backend(config.h22).batch(evaluation.predicted[list(indices)], times)
     as_complex = lambda x: x[:, 0].astype(np.float64) + 1j * x[:, 1]  # noqa: E731
     return times, as_complex(stored), as_complex(regenerated)
+
+
+def load_trained(config: ProjectConfig, params_path: str, model_dir: str | Path | None = None):
+    """(module, metadata) of the saved model; refuses a model trained on another time grid than the test set."""
+    from gwpe.models.wavenet_module import CONFIG_FILE, WaveNetModule
+
+    model_dir = Path(model_dir or config.wavenet.model_dir)
+    if not (model_dir / CONFIG_FILE).is_file():
+        raise ConfigError(f"no trained model in {model_dir} (run: gwpe train wavenet --params {params_path})")
+    meta = json.loads((model_dir / CONFIG_FILE).read_text())
+    trained_on = meta.get("h22", {}).get("time")
+    if trained_on and trained_on != config.h22.time.model_dump():
+        raise ConfigError(
+            f"{model_dir} was trained on h22.time = {trained_on}, but the profile's test set has "
+            f"{config.h22.time.model_dump()}; evaluate with the profile it was trained with"
+        )
+    return WaveNetModule.load_model(model_dir), meta
+
+
+def write_predictions(path: Path, evaluation) -> None:
+    """Per-waveform true and predicted parameters and overlaps as CSV (paper App. A follow-ups)."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["q", "s1z", "s2z", "q_pred", "s1z_pred", "s2z_pred", "overlap", "baseline_overlap"])
+        for row in zip(*evaluation.true.T, *evaluation.predicted.T, evaluation.overlap, evaluation.baseline_overlap):
+            writer.writerow([f"{v:.6g}" for v in row])
+
+
+def format_table1(metrics: dict) -> str:
+    """Table 1 of Khan, Huerta & Das as text, with the overlap counts and the trivial baseline."""
+    names = {
+        "delta_q": "Δq",
+        "delta_s1": "Δs1",
+        "delta_s2": "Δs2",
+        "delta_sigma_eff": "Δσ_eff",
+        "delta_S_eff": "ΔS_eff",
+        "overlap": "O",
+    }
+    lines = [
+        f"Table 1 ({metrics['n_test']} test waveforms)",
+        f"{'':<8}{'min':>9}{'Q1':>9}{'median':>9}{'Q3':>9}{'max':>9}",
+    ]
+    for key, label in names.items():
+        row = metrics["table1"][key]
+        lines.append(f"{label:<8}" + "".join(f"{row[s]:>9.3f}" for s in ("min", "q1", "median", "q3", "max")))
+    lines.append(", ".join(f"O <= {k.rsplit('_', 1)[1]}: {v}" for k, v in metrics["counts"].items()))
+    lines.append(
+        f"median overlap {metrics['median_overlap']:.4f} vs trivial baseline (training-mean parameters) "
+        f"{metrics['baseline']['median_overlap']:.4f}"
+    )
+    return "\n".join(lines)

@@ -179,7 +179,8 @@ def run_infer(
     import h5py
 
     import gwpe
-    from gwpe.models.package import load_package, read_package_config
+    from gwpe.models.loading import load_package
+    from gwpe.models.package import read_package_config
     from gwpe.tracking.registry import resolve_package
 
     if n_samples < 1:

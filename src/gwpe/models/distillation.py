@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from gwpe.config import TrainingConfig
 from gwpe.models.flow_module import FlowModule
 
 
@@ -66,8 +67,9 @@ class DistillationModule(FlowModule):
         teacher_samples: int = 4,
         learning_rate: float = 1e-3,
         schedule: str = "cosine",
+        training: TrainingConfig | None = None,
     ):
-        super().__init__(flow_config, learning_rate=learning_rate, schedule=schedule)
+        super().__init__(flow_config, learning_rate=learning_rate, schedule=schedule, training=training)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha = {alpha!r}; allowed: 0 <= alpha <= 1")
         if teacher_samples < 1:

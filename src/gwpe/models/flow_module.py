@@ -28,6 +28,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from gwpe.config import TrainingConfig
 from gwpe.models.flows import build_flow_model
 from gwpe.models.package import PackagedModel
 
@@ -38,7 +39,12 @@ class FlowModule(PackagedModel, L.LightningModule):
     model_kind = "flow"
 
     def __init__(
-        self, flow_config: dict, learning_rate: float = PAPER_FLOW_LR, halve_every: int = 80, schedule: str = "step"
+        self,
+        flow_config: dict,
+        learning_rate: float = PAPER_FLOW_LR,
+        halve_every: int = 80,
+        schedule: str = "step",
+        training: TrainingConfig | None = None,
     ):
         super().__init__()
         if schedule not in ("step", "cosine"):
@@ -48,6 +54,7 @@ class FlowModule(PackagedModel, L.LightningModule):
         self.learning_rate = learning_rate
         self.halve_every = halve_every
         self.schedule = schedule
+        self.training_config = training  # optimiser, warm-up and batch scaling; None: Adam, no warm-up
 
     def training_step(self, batch, batch_index):
         strain, theta = batch
@@ -72,7 +79,7 @@ class FlowModule(PackagedModel, L.LightningModule):
     def configure_optimizers(self):
         import math
 
-        from gwpe.training.optim import configure
+        from gwpe.models.optim import configure
 
         scale = self.learning_rate / PAPER_FLOW_LR
         groups = [
@@ -94,7 +101,7 @@ class FlowModule(PackagedModel, L.LightningModule):
             def factor(epoch):
                 return 0.5 ** (epoch // max(1, self.halve_every))
 
-        return configure(self, groups, scheduler, factor, getattr(self, "training_config", None))
+        return configure(self, groups, scheduler, factor, self.training_config)
 
     @torch.no_grad()
     def sample(self, strain: torch.Tensor, n: int) -> torch.Tensor:

@@ -4,6 +4,8 @@ A package is a folder with ``weights.pt`` (the state dict: tensors only, read wi
 ``torch.load(weights_only=True)``, so no pickled code runs) and ``config.json`` (the model kind, what rebuilds
 the module, the gwpe version, the data spec and standardisation, provenance such as the MLflow run and data
 checksums), plus an ``MLmodel`` file that makes the folder an MLflow pyfunc model (``gwpe.serving``).
+
+This module knows the file format only; ``gwpe.models.loading`` rebuilds the module a package holds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ WEIGHTS_FILE = "weights.pt"
 CONFIG_FILE = "config.json"
 PACKAGE_FORMAT = 1
 KINDS = ("flow", "wavenet")
+SERVING_MODULE = "gwpe.serving"  # the pyfunc loader named in MLmodel (by name: MLflow imports it when serving)
 
 
 class PackagedModel:
@@ -38,8 +41,6 @@ class PackagedModel:
         torch.save({k: v.detach().cpu() for k, v in self.state_dict().items()}, folder / WEIGHTS_FILE)
         meta = {**self.metadata(), "package_format": PACKAGE_FORMAT, "gwpe_version": gwpe.__version__, **(extra or {})}
         (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        from gwpe.serving import write_mlmodel
-
         write_mlmodel(folder)  # MLflow pyfunc flavour over the same files (``mlflow models serve``)
         return folder
 
@@ -90,17 +91,15 @@ def read_weights(folder: str | Path, map_location: str | torch.device = "cpu") -
     return state
 
 
-def load_package(folder: str | Path, map_location: str | torch.device = "cpu"):
-    """The module packaged in ``folder`` (a ``FlowModule`` or ``WaveNetModule``), in eval mode."""
-    meta = read_package_config(folder)
-    if meta["model"] == "flow":
-        from gwpe.models.flow_module import FlowModule as cls
-    else:
-        from gwpe.models.wavenet_module import WaveNetModule as cls
-    try:
-        return cls.load_model(folder, map_location)
-    except PackageError:
-        raise
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise PackageError(f"model package {folder} does not rebuild ({type(error).__name__}: {first[:160]})") from None
+def write_mlmodel(folder: str | Path) -> Path:
+    """Add ``MLmodel`` (python_function flavour, loader ``gwpe.serving``) to a package folder."""
+    import platform
+
+    from mlflow.models import Model
+    from mlflow.pyfunc import add_to_model
+
+    model = Model()
+    add_to_model(model, loader_module=SERVING_MODULE, data=".", python_version=platform.python_version())
+    path = Path(folder) / "MLmodel"
+    model.save(str(path))
+    return path

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from gwpe import physics
+from gwpe.config import TrainingConfig
 from gwpe.models.package import CONFIG_FILE, PackagedModel  # noqa: F401 (CONFIG_FILE: re-exported)
 from gwpe.models.wavenet import WaveNetConfig, WaveNetRegressor, head_targets, head_to_parameters
 
@@ -40,8 +41,10 @@ class WaveNetModule(PackagedModel, L.LightningModule):
         learning_rate: float = 1e-3,
         max_epochs: int = 10,
         spin_std=(1.0, 1.0),
+        training: TrainingConfig | None = None,
     ):
         super().__init__()
+        self.training_config = training  # optimiser, warm-up and batch scaling; None: Adam, no warm-up
         self.config = config
         self.net = WaveNetRegressor(config)
         self.register_buffer("target_mean", torch.as_tensor(target_mean, dtype=torch.float32))
@@ -110,10 +113,10 @@ class WaveNetModule(PackagedModel, L.LightningModule):
         return head_to_parameters(outputs.double(), self.config.head, self.config.s_eff_scale)
 
     def configure_optimizers(self):
-        """Adam (or LAMB, from ``training_config``) with cosine decay over ``max_epochs``; see ``gwpe.training.optim``."""
+        """Adam (or LAMB, from ``training_config``) with cosine decay over ``max_epochs``; see ``gwpe.models.optim``."""
         import math
 
-        from gwpe.training.optim import configure
+        from gwpe.models.optim import configure
 
         epochs = max(1, self.max_epochs)
         return configure(
@@ -121,7 +124,7 @@ class WaveNetModule(PackagedModel, L.LightningModule):
             [{"params": list(self.parameters()), "lr": self.learning_rate}],
             lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs),
             lambda epoch: 0.5 * (1 + math.cos(math.pi * min(epoch, epochs) / epochs)),
-            getattr(self, "training_config", None),
+            self.training_config,
         )
 
     def metadata(self) -> dict:

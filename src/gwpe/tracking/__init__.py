@@ -200,6 +200,19 @@ def stage_run(
             yield StageRun(run)
 
 
+def numeric_metrics(metrics: dict, prefix: str = "", exclude: tuple[str, ...] = ()) -> dict[str, float]:
+    """The finite numeric leaves of nested ``metrics`` as dotted MLflow keys (``methods.emcee.seconds``);
+    top-level keys in ``exclude`` are left out."""
+    import math
+
+    flat = flatten({k: v for k, v in metrics.items() if k not in exclude})
+    return {
+        f"{prefix}{key}": float(value)
+        for key, value in flat.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    }
+
+
 def dataset_md5(path: str | Path) -> str:
     """The DVC md5 of a dataset: under a DVC stage, from ``dvc.lock`` when an upstream stage outputs ``path``
     (DVC has just verified it, so this is free and exactly the tracked version), else computed (reads

@@ -216,7 +216,7 @@ def promote(name: str, version: int, alias: str) -> dict:
 
 def pull(reference: str, destination: str | Path) -> Path:
     """Download a registered package into ``destination`` and check it loads (pickle-free)."""
-    from gwpe.models.package import load_package
+    from gwpe.models.loading import load_package
 
     version = model_version(reference)
     destination = Path(destination)

@@ -17,7 +17,10 @@ from pathlib import Path
 
 from gwpe.config import ProjectConfig
 from gwpe.errors import ConfigError
-from gwpe.training.wavenet import TrainResult
+from gwpe.data.strain_store import context_shape
+from gwpe.data.strain_store import dataset_config as strain_dataset
+from gwpe.training.fit import FitJob
+from gwpe.training.posterior import posterior_job
 
 TUNED = ("depth", "width", "transforms", "learning_rate")
 STUDENT_MODES = ("distilled", "direct")
@@ -25,14 +28,8 @@ STUDENT_MODES = ("distilled", "direct")
 
 def dataset_shape(config: ProjectConfig) -> tuple[int, list[int]]:
     """(number of inferred parameters, context shape [detectors, samples]) of ``distill.dataset``."""
-    name = config.distill.dataset
-    if name not in config.strain.datasets:
-        raise ConfigError(f"distill.dataset = {name!r}; allowed: {', '.join(config.strain.datasets)}")
-    dataset = config.strain.datasets[name]
-    return len(dataset.inferred_parameters), [
-        max(1, len(dataset.detectors)),
-        int(round(dataset.sample_rate * dataset.duration)),
-    ]
+    dataset = strain_dataset(config, config.distill.dataset, "distill.dataset")
+    return len(dataset.inferred_parameters), context_shape(dataset)
 
 
 def resnet_iaf_config(config: ProjectConfig, overrides: dict | None = None, factor: float = 1.0) -> dict:
@@ -80,52 +77,46 @@ def read_best_params(config: ProjectConfig) -> dict:
     return best
 
 
-def _job(
-    config: ProjectConfig, role: str, model_config: dict, training, meta: dict, registered_name: str, extra: tuple
-):
-    from gwpe.training.posterior import PosteriorJob, strain_store
-
+def _job(config: ProjectConfig, role: str, model_config: dict, training, meta: dict, registered_name: str,
+         extra: tuple, make_module) -> FitJob:
     section = config.distill
-    return PosteriorJob(
+    return posterior_job(
+        config,
         stage=f"train-{role.split('-')[0]}",
         run_name=f"train-{role}",
         dataset=section.dataset,
-        store=strain_store(config, section.dataset, "distill.dataset"),
+        dataset_key="distill.dataset",
         model_config=model_config,
         training=training,
         checkpoint_dir=Path(section.checkpoint_dir) / role,
         model_dir=Path(section.model_dir) / role,
         registered_name=registered_name,
+        make_module=make_module,
         tags={"gwpe.model": "distill", "gwpe.distill.role": role},
         fingerprint_extra=extra,
         meta={"name": role, "role": role, **meta},
     )
 
 
-def train_teacher(config: ProjectConfig, resume: bool = False, progress_bar: bool = True) -> TrainResult:
+def teacher_job(config: ProjectConfig) -> FitJob:
+    """The teacher's fit: ``distill.model`` with the sweep's best depth, width, transforms and learning rate."""
     from gwpe.models.flow_module import FlowModule
-    from gwpe.training.posterior import fit_posterior
 
     best = read_best_params(config)
     model_config = resnet_iaf_config(config, best["params"])
     training = config.distill.training.model_copy(update={"learning_rate": float(best["params"]["learning_rate"])})
-    job = _job(
-        config, "teacher", model_config, training, {"sweep": best}, config.distill.registered_teacher, ("cosine",)
-    )
-    return fit_posterior(
-        job,
-        config,
-        lambda: FlowModule(model_config, learning_rate=training.learning_rate, schedule="cosine"),
-        resume=resume,
-        progress_bar=progress_bar,
+    return _job(
+        config, "teacher", model_config, training, {"sweep": best}, config.distill.registered_teacher, ("cosine",),
+        lambda: FlowModule(model_config, learning_rate=training.learning_rate, schedule="cosine", training=training),
     )
 
 
-def train_student(config: ProjectConfig, mode: str, resume: bool = False, progress_bar: bool = True) -> TrainResult:
+def student_job(config: ProjectConfig, mode: str) -> FitJob:
+    """A student's fit (``mode``: distilled or direct): the teacher's own architecture scaled by
+    ``distill.student.factor``, the teacher's learning rate, ``student.max_epochs``."""
     from gwpe.data.checksum import dvc_md5
     from gwpe.models.distillation import DistillationModule
     from gwpe.models.flow_module import FlowModule
-    from gwpe.training.posterior import fit_posterior
 
     if mode not in STUDENT_MODES:
         raise ConfigError(f"student mode = {mode!r}; allowed: {', '.join(STUDENT_MODES)}")
@@ -160,15 +151,15 @@ def train_student(config: ProjectConfig, mode: str, resume: bool = False, progre
                 temperature=tuple(student.temperature),
                 teacher_samples=student.teacher_samples,
                 learning_rate=training.learning_rate,
+                training=training,
             )
     else:
         extra = ("direct",)
 
         def make():
-            return FlowModule(model_config, learning_rate=training.learning_rate, schedule="cosine")
+            return FlowModule(model_config, learning_rate=training.learning_rate, schedule="cosine", training=training)
 
-    job = _job(config, role, model_config, training, meta, section.registered_student, extra)
-    return fit_posterior(job, config, make, resume=resume, progress_bar=progress_bar)
+    return _job(config, role, model_config, training, meta, section.registered_student, extra, make)
 
 
 def measure_rate(model_config: dict, batch_size: int, learning_rate: float = 1e-3, steps: int = 2) -> float:
@@ -179,7 +170,7 @@ def measure_rate(model_config: dict, batch_size: int, learning_rate: float = 1e-
     import torch
 
     from gwpe.models.flow_module import FlowModule
-    from gwpe.training.optim import adam
+    from gwpe.models.optim import adam
 
     module = FlowModule(model_config, learning_rate=learning_rate, schedule="cosine")
     optimizer = adam(module.parameters(), lr=learning_rate)
@@ -200,7 +191,7 @@ def price_distill(config: ProjectConfig) -> str:
     """``gwpe sweep --dry-run``: the study, teacher and students priced from training rates measured here on
     synthetic batches of the dataset's shape (the sweep at the search space's corners; pruning only shortens
     it, so its figure is an upper bound). Nothing is read or written."""
-    from gwpe.data.strain import split_sizes
+    from gwpe.data.strain_store import split_sizes
     from gwpe.models.flows import build_flow_model
 
     section, sweep, space = config.distill, config.distill.sweep, config.distill.sweep.search_space

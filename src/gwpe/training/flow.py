@@ -11,21 +11,21 @@ import time
 from pathlib import Path
 
 from gwpe.config import ProjectConfig
+from gwpe.data.strain_store import Standardisation, context_shape, existing_store
+from gwpe.data.strain_store import dataset_config as strain_dataset
 from gwpe.errors import ConfigError
-from gwpe.training.wavenet import TrainResult
+from gwpe.training.fit import FitJob
+from gwpe.training.posterior import posterior_job
 
 
 def store_path(config: ProjectConfig) -> Path:
-    from gwpe.training.posterior import strain_store
-
-    return strain_store(config, config.flows.dataset, "flows.dataset")
+    """The store of ``flows.dataset`` (checked to exist)."""
+    return existing_store(config, config.flows.dataset, "flows.dataset")
 
 
 def dataset_config(config: ProjectConfig):
-    dataset = config.flows.dataset
-    if dataset not in config.strain.datasets:
-        raise ConfigError(f"flows.dataset = {dataset!r}; allowed: {', '.join(config.strain.datasets)}")
-    return config.strain.datasets[dataset]
+    """``strain.datasets[flows.dataset]``."""
+    return strain_dataset(config, config.flows.dataset, "flows.dataset")
 
 
 def flow_model_config(config: ProjectConfig, name: str) -> dict:
@@ -36,11 +36,10 @@ def flow_model_config(config: ProjectConfig, name: str) -> dict:
     if name not in config.flows.models:
         raise ConfigError(f"flow model = {name!r}; allowed: {', '.join(config.flows.models)}")
     entry, dataset = config.flows.models[name], dataset_config(config)
-    context_shape = [max(1, len(dataset.detectors)), int(round(dataset.sample_rate * dataset.duration))]
     raw = {
         "kind": entry.kind,
         "features": len(dataset.inferred_parameters),
-        "context_shape": context_shape,
+        "context_shape": context_shape(dataset),
         **entry.options,
     }
     if entry.embedding is not None:
@@ -72,13 +71,9 @@ def phi0_symmetry(mode: str, standardisation) -> dict | None:
 def with_phase_symmetry(config: ProjectConfig, model_config: dict, store: Path) -> dict:
     """``model_config`` with the phi0 symmetry of ``flows.phase_symmetry`` for a MAF (from the store's
     standardisation); other kinds unchanged."""
-    import zarr
-
-    from gwpe.data.strain_datamodule import Standardisation
-
     if model_config["kind"] != "maf":
         return model_config
-    standardisation = Standardisation.from_attrs(zarr.open_group(str(store), mode="r").attrs)
+    standardisation = Standardisation.of_store(store)
     return {**model_config, "phase": phi0_symmetry(config.flows.phase_symmetry, standardisation)}
 
 
@@ -95,7 +90,7 @@ def price_flow_training(config: ProjectConfig, name: str, steps: int = 3) -> str
 
     import torch
 
-    from gwpe.data.strain import split_sizes
+    from gwpe.data.strain_store import split_sizes
     from gwpe.models.flow_module import FlowModule
 
     model_config, training = flow_model_config(config, name), model_training(config, name)
@@ -128,32 +123,29 @@ def price_flow_training(config: ProjectConfig, name: str, steps: int = 3) -> str
     )
 
 
-def train_flow(config: ProjectConfig, name: str, resume: bool = False, progress_bar: bool = True) -> TrainResult:
+def flow_job(config: ProjectConfig, name: str) -> FitJob:
+    """The fit of ``flows.models[name]``: checkpoints in ``<flows.checkpoint_dir>/<name>``, the package in
+    ``<flows.model_dir>/<name>``, registered as ``<flows.registered_prefix>-<name>``."""
     from gwpe.models.flow_module import FlowModule
-    from gwpe.training.posterior import PosteriorJob, fit_posterior
 
     section = config.flows
     model_config = with_phase_symmetry(config, flow_model_config(config, name), store_path(config))
     training = model_training(config, name)
-    job = PosteriorJob(
+    return posterior_job(
+        config,
         stage="train-flow",
         run_name=f"train-flow-{name}",
         dataset=section.dataset,
-        store=store_path(config),
+        dataset_key="flows.dataset",
         model_config=model_config,
         training=training,
         checkpoint_dir=Path(section.checkpoint_dir) / name,
         model_dir=Path(section.model_dir) / name,
         registered_name=f"{section.registered_prefix}-{name.replace('_', '-')}",
+        make_module=lambda: FlowModule(model_config, learning_rate=training.learning_rate,
+                                       halve_every=section.halve_every, training=training),
         tags={"gwpe.model": "flow", "gwpe.flow": name, "gwpe.flow.kind": model_config["kind"]},
         fingerprint_extra=(section.halve_every, section.phase_flip),
         meta={"name": name},
         phase_flip=section.phase_flip,
-    )
-    return fit_posterior(
-        job,
-        config,
-        lambda: FlowModule(model_config, learning_rate=training.learning_rate, halve_every=section.halve_every),
-        resume=resume,
-        progress_bar=progress_bar,
     )

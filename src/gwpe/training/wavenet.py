@@ -11,33 +11,26 @@ overfitting the grid) or the final epoch (``keep: last``).
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gwpe.config import ProjectConfig
+from gwpe.data.h22_store import split_path
 from gwpe.errors import ConfigError
-
-
-@dataclass
-class TrainResult:
-    model_dir: Path
-    run_id: str | None
-    epochs: int
-    seconds: float
-    metrics: dict
+from gwpe.training.fit import FitJob
 
 
 def architecture(config: ProjectConfig):
+    """The profile's ``WaveNetConfig``."""
     from gwpe.models.wavenet import WaveNetConfig
 
     return WaveNetConfig(**config.wavenet.model.model_dump())
 
 
 def data_module(config: ProjectConfig):
+    """The h22 train/validation data module of the profile."""
     from gwpe.data.datamodule import H22DataModule
 
     training = config.wavenet.training
@@ -47,6 +40,7 @@ def data_module(config: ProjectConfig):
 
 
 def check_inputs(config: ProjectConfig) -> None:
+    """The leaves must read no more steps than a stored waveform has."""
     length = config.h22.time.length
     if config.wavenet.model.leaf_steps > length:
         raise ConfigError(
@@ -55,93 +49,51 @@ def check_inputs(config: ProjectConfig) -> None:
         )
 
 
-def train_wavenet(config: ProjectConfig, resume: bool = False, progress_bar: bool = True) -> TrainResult:
-    import lightning as L
-    import torch
-
-    from gwpe.models.package import CONFIG_FILE, WEIGHTS_FILE
-    from gwpe.models.wavenet_module import WaveNetModule
-    from gwpe.tracking import dataset_md5, is_rank_zero, stage_run
-    from gwpe.training.checkpoints import fingerprint, plan_resume, write_state
-    from gwpe.training.trainer import best_checkpoint, build_trainer, compiled, restore_best
-
+def wavenet_job(config: ProjectConfig) -> FitJob:
+    """The WaveNet fit: h22 train/validation splits, the profile's architecture and training, package extras
+    (the h22 grid and time axis the model was trained on, checked again at evaluation)."""
     check_inputs(config)
     section, training = config.wavenet, config.wavenet.training
-    data = data_module(config)
-    train_set = data.dataset("train")
-    data.dataset("validation")
     root = Path(config.h22.store.root)
-    md5 = {split: dataset_md5(root / f"{split}.zarr") for split in ("train", "validation")}
-    expected = fingerprint(section.model.model_dump(), training.fingerprint_fields(), config.h22.time.model_dump(), md5)
-    checkpoint_dir = Path(section.checkpoint_dir)
-    plan = plan_resume(checkpoint_dir, expected, resume, clear=is_rank_zero())  # same ckpt_path on every rank
-    if is_rank_zero():
-        print(f"train wavenet: {plan.reason}", flush=True)
 
-    L.seed_everything(training.seed, workers=True, verbose=False)
-    rng = np.random.default_rng(training.seed)
-    sample = rng.choice(len(train_set), size=min(256, len(train_set)), replace=False)
-    waveforms = torch.stack([w for w, _ in train_set.__getitems__(sorted(sample.tolist()))])
-    module = WaveNetModule.from_training_parameters(
-        architecture(config),
-        train_set.parameters,
-        waveforms=waveforms,
-        learning_rate=training.learning_rate,
-        max_epochs=training.max_epochs,
-    )
-    module.training_config = training
-    start = time.perf_counter()
-    with stage_run(
-        config,
-        "train-wavenet",
-        run_name=f"train-wavenet-{section.model.head}",
-        tags={"gwpe.model": "wavenet", "gwpe.head": section.model.head},
-        run_id=plan.run_id,
-        log_params=not plan.run_id,
-    ) as run:
-        run_id = run.info.run_id if run.info is not None else None
-        if is_rank_zero():
-            write_state(checkpoint_dir, expected, run_id, complete=False)
-            for split, digest in md5.items():
-                run.log_dataset("input", f"h22-{split}", root / f"{split}.zarr", digest=digest)
-        trainer = build_trainer(
-            training, checkpoint_dir, samples_per_epoch=len(train_set), progress_bar=progress_bar, run_id=run_id
+    def make_module(data):
+        import torch
+
+        from gwpe.models.wavenet_module import WaveNetModule
+
+        train_set = data.dataset("train")
+        rng = np.random.default_rng(training.seed)
+        sample = rng.choice(len(train_set), size=min(256, len(train_set)), replace=False)
+        waveforms = torch.stack([w for w, _ in train_set.__getitems__(sorted(sample.tolist()))])
+        return WaveNetModule.from_training_parameters(
+            architecture(config), train_set.parameters, waveforms=waveforms, learning_rate=training.learning_rate,
+            max_epochs=training.max_epochs, training=training,
         )
-        trainer.fit(compiled(module, training), datamodule=data, ckpt_path=plan.ckpt_path, weights_only=True)
-        seconds = time.perf_counter() - start
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train_loss", "val_loss")}
-        metrics.update(epochs=int(trainer.current_epoch), train_seconds=round(seconds, 2))
-        _, best = best_checkpoint(trainer)
-        if best is not None:
-            metrics["best_val_loss"] = best
-        if section.keep == "best":
-            selected = restore_best(trainer, module)
-            if selected is not None:
-                metrics["selected_epoch"] = selected
-        model_dir = Path(section.model_dir)
-        if trainer.is_global_zero:
-            module.save_model(
-                model_dir,
-                extra={
-                    "mlflow_run_id": run_id,
-                    "registered_name": section.registered_name,
-                    "h22": {
-                        "backend": config.h22.backend,
-                        "time": config.h22.time.model_dump(),
-                        "generation_dt": config.h22.generation_dt,
-                        "total_mass": config.h22.total_mass,
-                        "grid": config.h22.grid.model_dump(),
-                    },
-                    "data_md5": md5,
-                    "metrics": metrics,
-                },
-            )
-            # the losses already have one point per epoch (MLflowEpochMetrics); a step-less copy would add a point
-            run.log_metrics({k: v for k, v in metrics.items() if k not in ("epochs", "train_loss", "val_loss")})
-            for name in (WEIGHTS_FILE, CONFIG_FILE, "MLmodel"):
-                run.log_artifact(model_dir / name, "model")
-            write_state(checkpoint_dir, expected, run_id, complete=True)
-    return TrainResult(model_dir, run_id, metrics["epochs"], seconds, metrics)
+
+    def package_extra(module, data, md5: dict, metrics: dict) -> dict:
+        h22 = config.h22
+        return {
+            "h22": {"backend": h22.backend, "time": h22.time.model_dump(), "generation_dt": h22.generation_dt,
+                    "total_mass": h22.total_mass, "grid": h22.grid.model_dump()},
+            "data_md5": {name.removeprefix("h22-"): digest for name, digest in md5.items()},
+        }
+
+    return FitJob(
+        stage="train-wavenet",
+        run_name=f"train-wavenet-{section.model.head}",
+        data=data_module(config),
+        inputs={f"h22-{split}": split_path(root, split) for split in ("train", "validation")},
+        model_config=section.model.model_dump(),
+        training=training,
+        checkpoint_dir=Path(section.checkpoint_dir),
+        model_dir=Path(section.model_dir),
+        registered_name=section.registered_name,
+        make_module=make_module,
+        package_extra=package_extra,
+        tags={"gwpe.model": "wavenet", "gwpe.head": section.model.head},
+        fingerprint_extra=(config.h22.time.model_dump(),),
+        keep_best=section.keep == "best",
+    )
 
 
 def measure_training_rate(config: ProjectConfig, device: str, batch: int, steps: int = 3, warmup: int = 1) -> dict:
@@ -152,7 +104,7 @@ def measure_training_rate(config: ProjectConfig, device: str, batch: int, steps:
     import torch
 
     from gwpe.models.wavenet_module import WaveNetModule
-    from gwpe.training.optim import adam
+    from gwpe.models.optim import adam
 
     length = config.h22.time.length
     params = torch.tensor([[4.0, 0.2, -0.3], [2.0, -0.5, 0.5], [7.0, 0.1, 0.7]], dtype=torch.float64)
@@ -211,9 +163,3 @@ def price_training(config: ProjectConfig) -> str:
         f"{'GPUs' if device == 'cuda' else 'devices'} (minus communication)",
     ]
     return "\n".join(lines)
-
-
-def write_metrics(path: str | Path, metrics: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2) + "\n")

@@ -27,9 +27,12 @@ import json
 import os
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gwpe.config import ProjectConfig
+from gwpe.data.strain_store import existing_store
 from gwpe.errors import ConfigError
 
 PARENT_ATTR = "mlflow_parent_run_id"
@@ -136,8 +139,7 @@ class Objective:
             self.store, batch_size=training.batch_size, num_workers=training.num_workers, seed=training.seed
         )
         L.seed_everything(training.seed + trial.number, workers=True, verbose=False)
-        module = FlowModule(model_config, learning_rate=training.learning_rate, schedule="cosine")
-        module.training_config = training
+        module = FlowModule(model_config, learning_rate=training.learning_rate, schedule="cosine", training=training)
         pruning = PyTorchLightningPruningCallback(trial, monitor="val_loss")
         mlflow.set_tracking_uri(tracking_uri())
         mlflow.set_experiment(config.tracking.experiment)
@@ -276,27 +278,34 @@ def sweep_plots(study, plots_dir: Path) -> dict[str, Path]:
     return written
 
 
-def run_sweep(
-    config: ProjectConfig,
-    workers: int | None = None,
-    metrics_path: str | Path | None = None,
-    plots_dir: str | Path = "plots/sweep",
-    progress_bar: bool = True,
-) -> dict:
-    import multiprocessing
+@dataclass
+class SweepPlan:
+    """A study opened and ready to run: what the stage's MLflow run and ``optimise`` need."""
 
+    config: ProjectConfig
+    name: str
+    storage: Any
+    study: Any
+    store: Path
+    root: str
+    workers: int
+    parent: str | None  # the MLflow parent run recorded in the study, if still valid here
+    tags: dict[str, str]
+    started: float
+
+
+def prepare_sweep(config: ProjectConfig, workers: int | None = None) -> SweepPlan:
+    """Open (or resume) the study, fail orphaned trials, and find the parent run to reopen."""
     import optuna
-    from optuna.trial import TrialState
 
-    from gwpe.tracking import dataset_md5, project_root, stage_run
-    from gwpe.training.posterior import strain_store
+    from gwpe.tracking import dataset_md5, project_root
     from gwpe.tuning.storage import build_storage, fail_orphans, resolve_storage_url
 
     sweep = config.distill.sweep
     workers = sweep.workers if workers is None else workers
     if workers < 1:
         raise ConfigError(f"--workers = {workers}; allowed: >= 1")
-    store = strain_store(config, config.distill.dataset, "distill.dataset")
+    store = existing_store(config, config.distill.dataset, "distill.dataset")
     root = str(project_root())
     md5 = dataset_md5(store)
     name = study_name(config, md5)
@@ -306,7 +315,13 @@ def run_sweep(
     orphans = fail_orphans(study, storage)
     if orphans:
         print(f"sweep {name}: trials {orphans} were left running by a dead process; failed and re-queued", flush=True)
-    start = time.perf_counter()
+    started = time.perf_counter()
+    tags = {"optuna.study": name, "optuna.storage": _redact(resolve_storage_url(sweep.storage, root))}
+    return SweepPlan(config, name, storage, study, store, root, workers, recorded_parent(config, study), tags, started)
+
+
+def recorded_parent(config: ProjectConfig, study) -> str | None:
+    """The study's MLflow parent run, unless it was deleted, belongs to another experiment or another server."""
     parent = study.user_attrs.get(PARENT_ATTR)
     try:
         import mlflow
@@ -325,81 +340,85 @@ def run_sweep(
                 parent = None  # deleted in the UI, or the profile now tracks into another experiment
     except Exception:  # a parent recorded against another tracking server: start a new one here
         parent = None
-    with stage_run(
-        config,
-        "sweep",
-        run_name=f"sweep-{name}",
-        run_id=parent,
-        log_params=parent is None,
-        tags={"optuna.study": name, "optuna.storage": _redact(resolve_storage_url(sweep.storage, root))},
-    ) as run:
-        parent = run.info.run_id if run.info is not None else parent
-        if parent is not None and study.user_attrs.get(PARENT_ATTR) != parent:
-            study.set_user_attr(PARENT_ATTR, parent)
-        remaining = max(0, sweep.n_trials - _finished(study))
-        print(
-            f"sweep {name}: {_finished(study)} of {sweep.n_trials} trials finished; running {remaining} on "
-            f"{workers} worker{'s' if workers > 1 else ''}",
-            flush=True,
-        )
-        if remaining:
-            quotas = [q for q in _split(remaining, min(workers, remaining))]
-            if len(quotas) == 1:
-                run_worker(config, root, name, str(store), parent, quotas[0], 0, None, progress_bar=progress_bar)
-            else:
-                threads = max(1, (os.cpu_count() or 1) // len(quotas))
-                context = multiprocessing.get_context("spawn")
-                processes = [
-                    context.Process(
-                        target=run_worker, args=(config, root, name, str(store), parent, quota, index, threads)
-                    )
-                    for index, quota in enumerate(quotas)
-                ]
-                for process in processes:
-                    process.start()
-                for process in processes:
-                    process.join()
-                bad = [p.exitcode for p in processes if p.exitcode != 0]
-                if bad:
-                    raise RuntimeError(f"sweep {name}: {len(bad)} worker process(es) failed (exit codes {bad})")
-        study = open_study(config, storage, name)
-        trials = study.get_trials(deepcopy=False)
-        count = {
-            state.name.lower(): sum(t.state == state for t in trials)
-            for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
-        }
-        completed = [t for t in trials if t.state == TrialState.COMPLETE]
-        if not completed:
-            raise RuntimeError(f"sweep {name}: no trial completed ({count}); nothing to hand to the teacher")
-        best = study.best_trial
-        seconds = time.perf_counter() - start
-        summary = {
-            "study": name,
-            "storage": _redact(resolve_storage_url(sweep.storage, root)),
-            "trial": best.number,
-            "value": best.value,
-            "params": best.params,
-            "trials": count,
-            "mlflow_parent_run_id": parent,
-        }
-        out = Path(sweep.best_params)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(summary, indent=2) + "\n")
-        metrics = {
-            "best_val_loss": best.value,
-            "best_trial": best.number,
-            **{f"trials_{k}": v for k, v in count.items()},
-            "sweep_seconds": round(seconds, 2),
-            **{f"best_{k}": v for k, v in best.params.items()},
-        }
-        run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-        run.log_artifact(out, "sweep")
-        for path in sweep_plots(study, Path(plots_dir)).values():
-            run.log_artifact(path, "plots")
-    if metrics_path:
-        Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(metrics_path).write_text(json.dumps(metrics, indent=2) + "\n")
-    return summary
+    return parent
+
+
+def optimise(plan: SweepPlan, run, plots_dir: str | Path = "plots/sweep", progress_bar: bool = True) -> tuple[dict, dict]:
+    """Run the missing trials inside the stage's (parent) ``run``; write ``sweep.best_params`` and the plots.
+    Returns (summary, metrics)."""
+    import multiprocessing
+
+    from optuna.trial import TrialState
+
+    from gwpe.tuning.storage import resolve_storage_url
+
+    config, name, study, root, workers = plan.config, plan.name, plan.study, plan.root, plan.workers
+    sweep = config.distill.sweep
+    store = plan.store
+    parent = run.info.run_id if run.info is not None else plan.parent
+    if parent is not None and study.user_attrs.get(PARENT_ATTR) != parent:
+        study.set_user_attr(PARENT_ATTR, parent)
+    remaining = max(0, sweep.n_trials - _finished(study))
+    print(
+        f"sweep {name}: {_finished(study)} of {sweep.n_trials} trials finished; running {remaining} on "
+        f"{workers} worker{'s' if workers > 1 else ''}",
+        flush=True,
+    )
+    if remaining:
+        quotas = [q for q in _split(remaining, min(workers, remaining))]
+        if len(quotas) == 1:
+            run_worker(config, root, name, str(store), parent, quotas[0], 0, None, progress_bar=progress_bar)
+        else:
+            threads = max(1, (os.cpu_count() or 1) // len(quotas))
+            context = multiprocessing.get_context("spawn")
+            processes = [
+                context.Process(
+                    target=run_worker, args=(config, root, name, str(store), parent, quota, index, threads)
+                )
+                for index, quota in enumerate(quotas)
+            ]
+            for process in processes:
+                process.start()
+            for process in processes:
+                process.join()
+            bad = [p.exitcode for p in processes if p.exitcode != 0]
+            if bad:
+                raise RuntimeError(f"sweep {name}: {len(bad)} worker process(es) failed (exit codes {bad})")
+    study = open_study(config, plan.storage, name)
+    trials = study.get_trials(deepcopy=False)
+    count = {
+        state.name.lower(): sum(t.state == state for t in trials)
+        for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+    }
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not completed:
+        raise RuntimeError(f"sweep {name}: no trial completed ({count}); nothing to hand to the teacher")
+    best = study.best_trial
+    seconds = time.perf_counter() - plan.started
+    summary = {
+        "study": name,
+        "storage": _redact(resolve_storage_url(sweep.storage, root)),
+        "trial": best.number,
+        "value": best.value,
+        "params": best.params,
+        "trials": count,
+        "mlflow_parent_run_id": parent,
+    }
+    out = Path(sweep.best_params)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    metrics = {
+        "best_val_loss": best.value,
+        "best_trial": best.number,
+        **{f"trials_{k}": v for k, v in count.items()},
+        "sweep_seconds": round(seconds, 2),
+        **{f"best_{k}": v for k, v in best.params.items()},
+    }
+    run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    run.log_artifact(out, "sweep")
+    for path in sweep_plots(study, Path(plots_dir)).values():
+        run.log_artifact(path, "plots")
+    return summary, metrics
 
 
 def _redact(url: str) -> str:

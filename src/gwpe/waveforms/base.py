@@ -14,7 +14,6 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from gwpe.config import H22Config
 from gwpe.errors import WaveformError
 
 
@@ -81,16 +80,3 @@ class H22Backend(ABC):
             out[i, 0] = h.real
             out[i, 1] = h.imag
         return out
-
-
-def build_backend(config: H22Config) -> H22Backend:
-    """Backend named by ``config.backend``; fails at once (no download) if its data is missing."""
-    if config.backend == "imrphenomthm":
-        from gwpe.waveforms.imrphenomthm import IMRPhenomTHMBackend
-
-        return IMRPhenomTHMBackend(generation_dt=config.generation_dt, total_mass=config.total_mass)
-    if config.backend == "nrhybsur3dq8":
-        from gwpe.waveforms.nrhybsur3dq8 import NRHybSur3dq8Backend
-
-        return NRHybSur3dq8Backend(path=config.surrogate_path)
-    raise ValueError(f"unknown backend {config.backend!r}")

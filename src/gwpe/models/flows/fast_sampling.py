@@ -82,7 +82,6 @@ def made_inverse(
             w = w[:, perms[i - 1]]
         weights.append(w)
         biases.append(linear.bias[perms[i]])
-    w_x = weights[0][:, :features]
 
     # Layout (B, rows, n): a stage block is a contiguous slab that one bmm writes in place. Every layer's input
     # carries a row of ones first, and every weight its bias (per observation) as column 0, so no bias is

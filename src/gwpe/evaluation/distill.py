@@ -1,4 +1,4 @@
-"""``gwpe evaluate distill``: the distillation study's Table II and Table I, teacher vs students.
+"""The distillation study's Table II and Table I, teacher vs students.
 
 For the teacher, the directly trained student and the distilled student (packages in ``distill.model_dir``):
 
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from gwpe.config import ProjectConfig
+from gwpe.data.strain_store import existing_store
 from gwpe.errors import ConfigError
 
 ROLES = ("teacher", "student-direct", "student-distilled")
@@ -79,24 +80,22 @@ def relative_errors(medians: np.ndarray, truth: np.ndarray, parameters: list[str
 
 
 def evaluate_distill(
-    config: ProjectConfig, plots_dir: str | Path = "plots/distill", register: bool = True, progress: bool = True
-) -> dict:
+    config: ProjectConfig, plots_dir: str | Path = "plots/distill", progress: bool = True
+) -> tuple[dict, dict, dict]:
+    """Table II, JS teacher-student and Table I (module doc); figures written to ``plots_dir``.
+    Returns (metrics, figures by file name, each role's package config)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import torch
     from tqdm import tqdm
 
     from gwpe.data.strain_datamodule import StrainDataModule
     from gwpe.evaluation.corner_plots import posterior_corner
     from gwpe.evaluation.divergence import marginal_divergences
-    from gwpe.evaluation.flow_stage import _validation_nll, posterior_samples
+    from gwpe.evaluation.flow import posterior_samples, validation_nll
     from gwpe.models.flow_module import FlowModule
     from gwpe.models.package import CONFIG_FILE
-    from gwpe.tracking import stage_run
-    from gwpe.tracking.registry import register_version
-    from gwpe.training.posterior import strain_store
 
     section, evaluation = config.distill, config.distill.evaluation
     folders = {role: Path(section.model_dir) / role for role in ROLES}
@@ -109,7 +108,7 @@ def evaluate_distill(
     modules = {role: FlowModule.load_model(folder) for role, folder in folders.items()}
     meta = {role: json.loads((folder / CONFIG_FILE).read_text()) for role, folder in folders.items()}
     data = StrainDataModule(
-        strain_store(config, section.dataset, "distill.dataset"),
+        existing_store(config, section.dataset, "distill.dataset"),
         batch_size=section.training.batch_size,
         seed=section.training.seed,
     )
@@ -121,7 +120,7 @@ def evaluate_distill(
     table2 = {}
     for role, module in modules.items():
         table2[role] = {
-            "val_nll": _validation_nll(module, data),
+            "val_nll": validation_nll(module, data),
             "latency_ms": 1e3 * latency_seconds(module, strain0, n, evaluation.latency_repeats),
             "parameters": sum(p.numel() for p in module.parameters()),
             **peak_memory(module, strain0, n),
@@ -183,34 +182,9 @@ def evaluate_distill(
         ),
         "relative-errors.png": _bar_figure(errors, "median relative error of the posterior median [%]"),
     }
-    with stage_run(config, "evaluate-distill", run_name="evaluate-distill", tags={"gwpe.model": "distill"}) as run:
-        for name, figure in figures.items():
-            figure.savefig(plots_dir / name, dpi=80 if name.startswith("corner") else 110)
-            run.log_figure(figure, f"plots/distill/{name}")
-            plt.close(figure)
-        for role, row in table2.items():
-            run.log_metrics({f"{role}.{k}": v for k, v in row.items() if isinstance(v, (int, float))})
-        run.log_metrics(comparison)
-        run.log_metrics({f"{role}.relative_error.{p}": v for role, row in errors.items() for p, v in row.items()})
-        run.log_metrics({f"{role}.js_mean.{p}": v for role, row in divergence.items() for p, v in row["mean"].items()})
-        if run.info is not None and register:
-            registry = {}
-            for role, name in (
-                ("teacher", section.registered_teacher),
-                ("student-distilled", section.registered_student),
-            ):
-                run_id = meta[role].get("mlflow_run_id")
-                if run_id:
-                    registration = register_version(
-                        name, run_id, "model", "val_nll", table2[role]["val_nll"], higher_is_better=False
-                    )
-                    registry[role] = {
-                        "name": registration.name,
-                        "version": registration.version,
-                        "champion": registration.champion,
-                    }
-            metrics["registry"] = registry
-    return metrics
+    for name, figure in figures.items():
+        figure.savefig(plots_dir / name, dpi=80 if name.startswith("corner") else 110)
+    return metrics, figures, meta
 
 
 def _bar_figure(rows: dict[str, dict[str, float]], ylabel: str, log: bool = False):

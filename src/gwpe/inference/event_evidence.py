@@ -1,4 +1,4 @@
-"""``gwpe evidence``: importance-sampled NPE, the learned harmonic mean, and the comparison of every posterior.
+"""Importance-sampled NPE, the learned harmonic mean, and the comparison of every posterior.
 
 Reads ``gwpe sample``'s file for the same injection and computes (``gwpe.inference.evidence``):
 
@@ -41,6 +41,7 @@ import torch
 import gwpe
 from gwpe.config import ProjectConfig
 from gwpe.errors import ConfigError
+from gwpe.inference.sampling import SamplingOutcome
 
 
 def evidence_path(config: ProjectConfig) -> Path:
@@ -76,7 +77,7 @@ def adaptive_from_npe(
     ``sampling.adaptive`` settings, ``ess`` overriding ``final_ess``."""
     from gwpe.inference.evidence import adaptive_importance_sampling
     from gwpe.inference.flowmc import StandardisedFlow
-    from gwpe.inference.sample_stage import torch_density
+    from gwpe.inference.sampling import torch_density
 
     fm, adaptive = settings.flowmc, settings.adaptive
     torch.manual_seed(settings.seed)
@@ -103,7 +104,11 @@ def adaptive_from_npe(
     )
 
 
-def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None, progress: bool = True) -> dict:
+def estimate_evidence(
+    config: ProjectConfig, plots_dir: str | Path | None = None, progress: bool = True
+) -> SamplingOutcome:
+    """IS of the NPE, adaptive IS from it and the learned harmonic mean for ``gwpe sample``'s injection, and the
+    JS agreement of every posterior with the warm flow-MCMC (module doc); writes the evidence file."""
     import time
 
     import h5py
@@ -112,7 +117,7 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None, pro
     from gwpe.evaluation.divergence import marginal_divergences
     from gwpe.inference.coordinates import SamplerCoordinates
     from gwpe.inference.evidence import importance_sampling, learned_harmonic_mean
-    from gwpe.inference.sample_stage import (
+    from gwpe.inference.sampling import (
         inside_prior,
         load_event,
         load_npe,
@@ -121,7 +126,6 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None, pro
         sampling_path,
         torch_density,
     )
-    from gwpe.tracking import stage_run
 
     settings = config.sampling
     source = sampling_path(config)
@@ -267,15 +271,8 @@ def run_evidence(config: ProjectConfig, plots_dir: str | Path | None = None, pro
         Path(plots_dir).mkdir(parents=True, exist_ok=True)
         figure.savefig(Path(plots_dir) / "corner.png", dpi=90)
         annealing.savefig(Path(plots_dir) / "adaptive.png", dpi=100)
-    from gwpe.inference.sample_stage import flat_metrics
-
-    with stage_run(config, "evidence", run_name=f"evidence-{config.flows.dataset}-{event.index}") as run:
-        run.log_dataset("input", config.flows.dataset, event.store)
-        run.log_metrics(flat_metrics(metrics))
-        run.log_figure(figure, "sampling/corner.png")
-        run.log_figure(annealing, "sampling/adaptive.png")
-        run.log_artifact(out, "sampling")
-    return metrics
+    figures = {"sampling/corner.png": figure, "sampling/adaptive.png": annealing}
+    return SamplingOutcome(metrics, figures, event.store, out)
 
 
 def format_evidence(metrics: dict) -> str:

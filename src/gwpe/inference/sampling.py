@@ -1,4 +1,4 @@
-"""``gwpe sample``: likelihood-based posteriors for one strain injection, warm-started by the NPE flow.
+"""Likelihood-based posteriors for one strain injection, warm-started by the NPE flow.
 
 The event is validation injection ``sampling.injection`` of ``flows.dataset`` with its fixed noise realisation
 (the observation ``gwpe evaluate flow`` gives the flows); the target is the whitened Gaussian likelihood times
@@ -30,7 +30,6 @@ tools. ``gwpe evidence`` does not use it, so that its importance sampling stays 
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +39,20 @@ import torch
 
 import gwpe
 from gwpe.config import ProjectConfig
+from gwpe.data.strain_store import dataset_config, existing_store
 from gwpe.errors import ConfigError
 
 METHODS = ("flowmc_warm", "flowmc_cold", "emcee")
+
+
+@dataclass
+class SamplingOutcome:
+    """The samplers' metrics, figures (artifact name -> figure) and the files they read and wrote."""
+
+    metrics: dict
+    figures: dict
+    store: Path
+    path: Path
 
 
 @dataclass
@@ -69,10 +79,10 @@ class Event:
 
 def load_event(config: ProjectConfig, index: int) -> Event:
     from gwpe.data.strain_datamodule import StrainDataset
-    from gwpe.training.flow import dataset_config, store_path
     from gwpe.waveforms.strain import StrainGenerator, StrainSetup
 
-    dataset, store = dataset_config(config), store_path(config)
+    dataset = dataset_config(config, config.flows.dataset, "flows.dataset")
+    store = existing_store(config, config.flows.dataset, "flows.dataset")
     validation = StrainDataset(store, "validation", seed=config.flows.training.seed)
     if not 0 <= index < len(validation):
         raise ConfigError(
@@ -265,13 +275,12 @@ def proposal_path(config: ProjectConfig) -> Path:
     return Path(config.sampling.path) / f"{config.flows.dataset}-proposal.pt"
 
 
-def run_sampling(config: ProjectConfig, progress: bool = True, plots_dir: str | Path | None = None) -> dict:
+def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | Path | None = None) -> SamplingOutcome:
     """The three samplers on one injection (module doc); returns the metrics written beside the HDF5 file."""
     import h5py
 
-    from gwpe.inference.coordinates import SamplerCoordinates
     from gwpe.inference.reference import run_emcee
-    from gwpe.tracking import dataset_md5, stage_run
+    from gwpe.tracking import dataset_md5
 
     settings = config.sampling
     module = load_npe(config)  # a misnamed model fails before any data is read
@@ -412,28 +421,7 @@ def run_sampling(config: ProjectConfig, progress: bool = True, plots_dir: str | 
         Path(plots_dir).mkdir(parents=True, exist_ok=True)
         for name, figure in figures.items():
             figure.savefig(Path(plots_dir) / Path(name).name, dpi=110)
-    with stage_run(config, "sample", run_name=f"sample-{config.flows.dataset}-{event.index}") as run:
-        run.log_dataset("input", config.flows.dataset, event.store)
-        run.log_metrics(flat_metrics(metrics))
-        for name, figure in figures.items():
-            run.log_figure(figure, name)
-        run.log_artifact(out, "sampling")
-    return metrics
-
-
-def flat_metrics(metrics: dict) -> dict[str, float]:
-    """Numeric leaves of the metrics as MLflow keys (``methods.emcee.seconds``, ``...js_vs_flowmc_warm.m1``)."""
-    flat: dict[str, float] = {}
-
-    def walk(prefix: str, value) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), item)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            flat[prefix] = float(value)
-
-    walk("", {k: v for k, v in metrics.items() if k not in ("truth", "injection")})
-    return flat
+    return SamplingOutcome(metrics, figures, event.store, out)
 
 
 def convergence_figure(runs: dict):

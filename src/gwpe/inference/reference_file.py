@@ -1,4 +1,4 @@
-"""``gwpe reference``: emcee reference posteriors for the first validation injections of ``flows.dataset``.
+"""The reference posteriors of ``gwpe reference``: emcee reference posteriors for the first validation injections of ``flows.dataset``.
 
 The observations are exactly what ``gwpe evaluate flow`` gives the flows: validation signal i plus its fixed
 noise realisation (seeded by ``flows.training.seed`` and i). The likelihood is the whitened Gaussian one with
@@ -21,13 +21,17 @@ import numpy as np
 
 import gwpe
 from gwpe.config import ProjectConfig
+from gwpe.data.strain_store import dataset_config, existing_store
 
 
 def reference_path(config: ProjectConfig) -> Path:
+    """``<flows.reference.path>/<flows.dataset>.h5``."""
     return Path(config.flows.reference.path) / f"{config.flows.dataset}.h5"
 
 
 def build_reference_posteriors(config: ProjectConfig, progress: bool = True) -> dict:
+    """emcee posteriors of the first ``flows.reference.injections`` validation injections, written to
+    ``reference_path``; returns the summary (dataset, per-injection diagnostics, path)."""
     import h5py
 
     from gwpe.data.strain_datamodule import StrainDataset
@@ -35,17 +39,17 @@ def build_reference_posteriors(config: ProjectConfig, progress: bool = True) -> 
     from gwpe.inference.likelihood import WhitenedGaussianLikelihood
     from gwpe.inference.reference import injection_start, run_emcee
     from gwpe.tracking import dataset_md5
-    from gwpe.training.flow import dataset_config, store_path
     from gwpe.waveforms.strain import StrainGenerator, StrainSetup
 
-    settings, dataset = config.flows.reference, dataset_config(config)
+    settings = config.flows.reference
+    dataset = dataset_config(config, config.flows.dataset, "flows.dataset")
     if settings.burn >= settings.steps:
         from gwpe.errors import ConfigError
 
         raise ConfigError(
             f"flows.reference.burn = {settings.burn}; allowed: < flows.reference.steps = {settings.steps}"
         )
-    store = store_path(config)
+    store = existing_store(config, config.flows.dataset, "flows.dataset")
     validation = StrainDataset(store, "validation", seed=config.flows.training.seed)
     names = list(validation.standardisation.parameters)
     if names != list(dataset.parameters):
@@ -140,4 +144,20 @@ def read_reference_posteriors(path: str | Path) -> tuple[dict, list[dict]]:
             }
             for g in groups
         ]
+    return attrs, items
+
+
+def matching_reference(config: ProjectConfig) -> tuple[dict, list[dict]] | None:
+    """``read_reference_posteriors`` of this profile's reference file, or None when there is none or it was made
+    for other data or another noise realisation (it then says so)."""
+    from gwpe.tracking import dataset_md5
+
+    path = reference_path(config)
+    if not path.is_file():
+        return None
+    attrs, items = read_reference_posteriors(path)
+    store = existing_store(config, config.flows.dataset, "flows.dataset")
+    if attrs["data_md5"] != dataset_md5(store) or attrs["noise_seed"] != config.flows.training.seed:
+        print(f"{path} was made for other data or noise; rerun gwpe reference to compare", flush=True)
+        return None
     return attrs, items

@@ -20,15 +20,19 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from gwpe.config import ProjectConfig
+from gwpe.data.strain_store import existing_store
 from gwpe.errors import ConfigError
 
 
-def _validation_nll(module, data) -> float:
+def validation_nll(module, data) -> float:
+    """Mean -log q(theta | x) over the validation split (fixed noise)."""
     import torch
 
     total, count = 0.0, 0
@@ -94,27 +98,18 @@ def _with_chirp_mass(samples: np.ndarray, parameters: list[str]) -> np.ndarray:
 
 
 def compare_with_reference(
-    config: ProjectConfig, module, standardisation, name: str, plots_dir: Path, run
+    config: ProjectConfig, module, standardisation, name: str, plots_dir: Path, run, reference
 ) -> dict | None:
-    """KL(reference || flow) and JS per 1-D marginal for every reference injection; corner plots (module doc)."""
+    """KL(reference || flow) and JS per 1-D marginal for every reference injection; corner plots (module doc).
+    ``reference``: (attributes, injections) of ``gwpe reference``'s file for this data and noise, or None."""
     import matplotlib.pyplot as plt
 
     from gwpe.evaluation.corner_plots import posterior_corner
     from gwpe.evaluation.divergence import marginal_divergences
-    from gwpe.inference.reference_stage import read_reference_posteriors, reference_path
-    from gwpe.tracking import dataset_md5
-    from gwpe.training.flow import store_path
 
-    path = reference_path(config)
-    if not path.is_file():
+    if reference is None:
         return None
-    attrs, items = read_reference_posteriors(path)
-    if attrs["data_md5"] != dataset_md5(store_path(config)) or attrs["noise_seed"] != config.flows.training.seed:
-        print(
-            f"evaluate flow {name}: {path} was made for other data or noise; rerun gwpe reference to compare",
-            flush=True,
-        )
-        return None
+    attrs, items = reference
     parameters = list(attrs["parameters"])
     if not items or parameters != list(standardisation.parameters):
         return None
@@ -143,27 +138,28 @@ def compare_with_reference(
     return {"injections": rows, "max_js": worst, "max_kl": {p: max(row["kl"][p] for row in rows) for p in parameters}}
 
 
-def evaluate_flow(
-    config: ProjectConfig,
-    name: str,
-    plots_dir: str | Path = "plots/flows",
-    register: bool = True,
-    progress: bool = True,
-) -> dict:
-    import matplotlib
+@dataclass
+class FlowEvaluation:
+    """What ``evaluate_flow`` measured, and what the stage still plots and logs with."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    module: Any
+    meta: dict
+    metrics: dict
+    calibration: Any
+    standardisation: Any
+    validation: Any
+    injections: int
+
+
+def evaluate_flow(config: ProjectConfig, name: str, progress: bool = True) -> FlowEvaluation:
+    """Validation NLL, the p-p calibration of ``injections`` validation signals, sampling time, Table III."""
     import torch
     from tqdm import tqdm
 
     from gwpe.data.strain_datamodule import StrainDataModule
-    from gwpe.evaluation.calibration import calibrate, pp_plot
+    from gwpe.evaluation.calibration import calibrate
     from gwpe.models.flow_module import FlowModule
     from gwpe.models.package import CONFIG_FILE
-    from gwpe.tracking import stage_run
-    from gwpe.tracking.registry import register_version
-    from gwpe.training.flow import store_path
     from gwpe.waveforms.priors import prior_bounds
 
     model_dir = Path(config.flows.model_dir) / name
@@ -172,7 +168,7 @@ def evaluate_flow(
     meta = json.loads((model_dir / CONFIG_FILE).read_text())
     module = FlowModule.load_model(model_dir)
     data = StrainDataModule(
-        store_path(config), batch_size=config.flows.training.batch_size, seed=config.flows.training.seed
+        existing_store(config, config.flows.dataset, "flows.dataset"), batch_size=config.flows.training.batch_size, seed=config.flows.training.seed
     )
     standardisation = data.standardisation
     validation = data.dataset("validation")
@@ -197,66 +193,25 @@ def evaluate_flow(
     start = time.perf_counter()
     module.sample(strain0, 10_000)
     metrics = {
-        "val_nll": _validation_nll(module, data),
+        "val_nll": validation_nll(module, data),
         **calibration.summary(),
         "sampling_seconds_1e4": time.perf_counter() - start,
         "parameters": sum(p.numel() for p in module.parameters()),
         "table3": table3_losses(module, data),
     }
-    plots_dir = Path(plots_dir)
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    with stage_run(
-        config,
-        "evaluate-flow",
-        run_name=f"evaluate-flow-{name}",
-        run_id=meta.get("mlflow_run_id"),
-        log_params=meta.get("mlflow_run_id") is None,
-    ) as run:
-        figure = pp_plot(calibration, title=f"{name} on {config.flows.dataset}: {n} injections")
-        figure.savefig(plots_dir / f"{name}-pp.png", dpi=110)
-        run.log_figure(figure, f"plots/flows/{name}-pp.png")
-        plt.close(figure)
-        reference = compare_with_reference(config, module, standardisation, name, plots_dir, run)
-        if reference is not None:
-            metrics["reference"] = reference
-            run.log_metrics(
-                {
-                    **{f"test.reference_max_js.{k}": v for k, v in reference["max_js"].items()},
-                    **{f"test.reference_max_kl.{k}": v for k, v in reference["max_kl"].items()},
-                }
-            )
-        else:
-            from gwpe.evaluation.corner_plots import posterior_corner
+    return FlowEvaluation(module, meta, metrics, calibration, standardisation, validation, n)
 
-            strain, theta = validation[0]
-            flow = posterior_samples(module, standardisation, strain, config.flows.reference.flow_samples)
-            truth0 = standardisation.inverse(np.asarray(theta, dtype=float))
-            figure = posterior_corner(
-                {name: flow}, list(standardisation.parameters), truth=truth0, title=f"{name}, validation injection 0"
-            )
-            figure.savefig(plots_dir / f"{name}-corner-0.png", dpi=80)
-            run.log_figure(figure, f"plots/flows/{name}-corner-0.png")
-            plt.close(figure)
-        run.log_metrics({f"test.table3.{k}": v for k, v in metrics["table3"].items()})
-        run.log_metrics(
-            {
-                "test.val_nll": metrics["val_nll"],
-                "test.min_ks_pvalue": metrics["min_ks_pvalue"],
-                "test.sampling_seconds_1e4": metrics["sampling_seconds_1e4"],
-                **{f"test.ks_pvalue.{k}": v for k, v in metrics["ks_pvalue"].items()},
-                **{f"test.width90_over_prior.{k}": v for k, v in metrics["width90_over_prior"].items()},
-            }
-        )
-        if run.info is not None and register:
-            registration = register_version(
-                meta["registered_name"], run.info.run_id, "model", "val_nll", metrics["val_nll"], higher_is_better=False
-            )
-            metrics["registry"] = {
-                "name": registration.name,
-                "version": registration.version,
-                "champion": registration.champion,
-            }
-    return metrics
+
+def corner_of_injection0(module, standardisation, validation, name: str, samples: int):
+    """The flow's corner plot for validation injection 0 (when no reference posterior applies)."""
+    from gwpe.evaluation.corner_plots import posterior_corner
+
+    strain, theta = validation[0]
+    flow = posterior_samples(module, standardisation, strain, samples)
+    truth0 = standardisation.inverse(np.asarray(theta, dtype=float))
+    return posterior_corner(
+        {name: flow}, list(standardisation.parameters), truth=truth0, title=f"{name}, validation injection 0"
+    )
 
 
 def format_report(name: str, metrics: dict) -> str:

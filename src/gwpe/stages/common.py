@@ -1,0 +1,43 @@
+"""What every stage does alike: fit a job in its stage run, write the DVC metrics file, save and log figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gwpe.config import ProjectConfig
+from gwpe.training.fit import FitJob, TrainResult
+
+
+def write_metrics(path: str | Path | None, metrics: dict) -> None:
+    """The stage's DVC metrics JSON (nothing when ``path`` is None)."""
+    if not path:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def save_and_log(run, figure, path: str | Path, artifact: str, dpi: int = 110) -> None:
+    """Save ``figure`` to ``path`` (the DVC plots folder), log it to ``run`` as ``artifact`` and close it."""
+    import matplotlib.pyplot as plt
+
+    figure.savefig(path, dpi=dpi)
+    run.log_figure(figure, artifact)
+    plt.close(figure)
+
+
+def registry_entry(registration) -> dict:
+    """The ``registry`` block of a stage's metrics for one ``register_version`` result."""
+    return {"name": registration.name, "version": registration.version, "champion": registration.champion}
+
+
+def fit_in_stage_run(config: ProjectConfig, job: FitJob, resume: bool, progress_bar: bool) -> TrainResult:
+    """Start ``job`` (resume plan, seed, module), then fit it inside its stage run (reopened when resuming)."""
+    from gwpe.tracking import stage_run
+    from gwpe.training.fit import finish_fit, start_fit
+
+    session = start_fit(job, resume)
+    with stage_run(config, job.stage, run_name=job.run_name, tags=job.tags, run_id=session.plan.run_id,
+                   log_params=not session.plan.run_id) as run:
+        return finish_fit(session, run, progress_bar)
