@@ -6,11 +6,11 @@ BIN := $(VENV)/bin
 # check below then leaves it alone.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install install-test demo test clean-data help
+.PHONY: install install-test demo lint test clean-data help
 
 help:
 	@echo "make demo   - create .venv, install gwpe, run 'dvc repro' on the default profile"
-	@echo "make test   - create .venv if missing, install with test extras, run pytest"
+	@echo "make test   - create .venv if missing, install with test extras, run ruff, lint-imports and pytest"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,5 +42,9 @@ demo: install
 	@echo "Distillation: optuna.db (sweep), models/distill/{teacher,student-*} (gwpe-teacher, gwpe-student), Table II in metrics/distill-eval.json"
 	@echo "Look at the runs with:  $(BIN)/gwpe ui   (MLflow UI on http://127.0.0.1:5000)"
 
-test: install-test
+lint: install-test
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
+
+test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -8,7 +8,8 @@ the per-process batch is fixed (the global batch doubles, as when nodes are adde
 default profile's shapes, at the default profile's per-process batch and, for the MAF, also at Green et
 al.'s 512 (the gradient all-reduce is per step, so its share falls as the batch grows). Epochs are 1,024
 waveforms (WaveNet) and 16,384 signals (MAF), close to the default profile's 1,215 and 18,000, so an epoch's
-fixed costs (loader start, epoch-end sync) weigh as in the pipeline; shorter epochs scatter the ratio by +-7 %. The first epoch (process start, gloo rendezvous, warm-up) is
+fixed costs (loader start, epoch-end sync) weigh as in the pipeline; shorter epochs scatter the ratio by +-7 %.
+The first epoch (process start, gloo rendezvous, warm-up) is
 not timed. The 2-process runs use gwpe's strategy (``gwpe.training.trainer.ddp_strategy``: no per-step
 buffer broadcast, batch-norm statistics averaged once per epoch); ``--compare-broadcast`` adds Lightning's
 default DDP, which copies rank 0's buffers to every rank at each step, measured in the same run.
@@ -131,14 +132,17 @@ def main() -> None:
         rates = {devices: run(model, devices, samples, batch, args.epochs) for devices in (1, 2)}
         broadcast = run(model, 2, samples, batch, args.epochs, broadcast=True) if args.compare_broadcast else None
         report.append(
-            f"{model}: {samples} samples/epoch, batch {batch} per process, 1 thread per process, {args.epochs - 1} timed epochs"
+            f"{model}: {samples} samples/epoch, batch {batch} per process, 1 thread per process, "
+            f"{args.epochs - 1} timed epochs"
         )
         for devices, rate in rates.items():
             report.append(
-                f"  {devices} process{'es' if devices > 1 else '  '}: {rate:8.1f} samples/s  ({rate / devices:.1f} per rank)"
+                f"  {devices} process{'es' if devices > 1 else '  '}: {rate:8.1f} samples/s  "
+                f"({rate / devices:.1f} per rank)"
             )
         report.append(
-            f"  speed-up 2 vs 1: {rates[2] / rates[1]:.2f}x   per-rank efficiency {rates[2] / rates[1] / 2:.0%}  (goal >= 1.6x)"
+            f"  speed-up 2 vs 1: {rates[2] / rates[1]:.2f}x   "
+            f"per-rank efficiency {rates[2] / rates[1] / 2:.0%}  (goal >= 1.6x)"
         )
         if broadcast is not None:
             report.append(

@@ -95,7 +95,8 @@ def main() -> None:
                 rates[workers].append(result.stats.items_per_second)
                 end_to_end[workers].append(len(params) / (result.stats.seconds + startup))
                 line.append(
-                    f"{workers} worker{'s' if workers > 1 else ' '} {rates[workers][-1]:6.1f}/s = {rates[workers][-1] / rates['raw'][-1]:.2f} x"
+                    f"{workers} worker{'s' if workers > 1 else ' '} {rates[workers][-1]:6.1f}/s = "
+                    f"{rates[workers][-1] / rates['raw'][-1]:.2f} x"
                 )
             print("   ".join(line), flush=True)
     raw_process.shutdown()
@@ -109,7 +110,8 @@ def main() -> None:
         f"(goal >= 1.80: {'met' if two >= 1.8 else 'NOT met'})"
     )
     print(
-        f"end-to-end incl. cluster start and worker imports (best): 1 worker {max(end_to_end[1]):.1f}/s, 2 workers {max(end_to_end[2]):.1f}/s"
+        f"end-to-end incl. cluster start and worker imports (best): 1 worker {max(end_to_end[1]):.1f}/s, "
+        f"2 workers {max(end_to_end[2]):.1f}/s"
     )
 
 

@@ -111,7 +111,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         print(
-            "benchmarks/gpu.py: no CUDA GPU on this machine; nothing measured (run it where one is, or --device cpu --smoke)"
+            "benchmarks/gpu.py: no CUDA GPU on this machine; nothing measured "
+            "(run it where one is, or --device cpu --smoke)"
         )
         return
     device = torch.device(args.device)
@@ -125,12 +126,14 @@ def main() -> None:
                 try:
                     rate, peak = step_rate(module, loss_fn, batch, device, bf16, compiled, args.steps)
                     print(
-                        f"{label:<22}{batch:>7}{'bf16' if bf16 else 'fp32':>11}{str(compiled):>9}{rate:>12.1f}{peak:>10.2f}",
+                        f"{label:<22}{batch:>7}{'bf16' if bf16 else 'fp32':>11}{str(compiled):>9}"
+                        f"{rate:>12.1f}{peak:>10.2f}",
                         flush=True,
                     )
                 except Exception as error:  # e.g. torch.compile without a working compiler toolchain
                     print(
-                        f"{label:<22}{batch:>7}{'bf16' if bf16 else 'fp32':>11}{str(compiled):>9}  failed: {type(error).__name__}: "
+                        f"{label:<22}{batch:>7}{'bf16' if bf16 else 'fp32':>11}{str(compiled):>9}  "
+                        f"failed: {type(error).__name__}: "
                         f"{str(error).splitlines()[0][:80]}",
                         flush=True,
                     )

@@ -112,7 +112,8 @@ def main() -> None:
                         count += len(waveforms)
                 seconds = time.perf_counter() - start
                 print(
-                    f"  loader workers={workers}: {count / seconds:9.1f} samples/s  ({count / seconds * length * 8 / 1e6:.0f} MB/s decoded)"
+                    f"  loader workers={workers}: {count / seconds:9.1f} samples/s  "
+                    f"({count / seconds * length * 8 / 1e6:.0f} MB/s decoded)"
                 )
             if name == "default":
                 print("  DDP ranks (one process each, loader workers=0):")

@@ -9,7 +9,8 @@ Needs the default pipeline's strain-5d store and trained NPE (``dvc repro train-
    (in-process, then over ``--workers`` template processes);
 2. wall time and log-posterior evaluations until the production samples reach ``--ess`` effective samples,
    for flow-MCMC from a cold start (prior draws, flow learned from scratch), flow-MCMC warm-started from the
-   NPE (both including the 2,000-draw pilot that places the phase window), and emcee (DE moves, walkers in a ball around the injection as reference runs usually start, run in
+   NPE (both including the 2,000-draw pilot that places the phase window), and emcee (DE moves, walkers in a ball
+   around the injection as reference runs usually start, run in
    chunks of 250 steps with the first fifth dropped, until its ESS = kept steps x walkers / max tau reaches
    the target or ``--max-emcee-steps``); and adaptive importance sampling from the NPE (its own
    2,000-draw pilot for the phase window, the NPE distilled into a flow, annealed to the posterior, final
@@ -108,7 +109,8 @@ def main() -> None:
     )
     event = load_event(config, settings.injection)
     print(
-        f"{config.flows.dataset} injection {event.index}, {settings.flowmc.chains} chains / {settings.emcee.walkers} walkers, "
+        f"{config.flows.dataset} injection {event.index}, {settings.flowmc.chains} chains / "
+        f"{settings.emcee.walkers} walkers, "
         f"target ESS {args.ess:.0f}"
     )
     print("\nlog-likelihood evaluations per second")
@@ -186,7 +188,8 @@ def main() -> None:
     reference = samples["flow-MCMC, NPE warm start"]
     print(f"\nwall time to ESS {args.ess:.0f} ({args.workers} template processes)")
     print(
-        f"  {'sampler':44s} {'seconds':>8s} {'evaluations':>12s} {'ESS':>7s} {'max R-hat':>9s} {'ESS/s':>7s} {'max JS vs warm':>14s}"
+        f"  {'sampler':44s} {'seconds':>8s} {'evaluations':>12s} {'ESS':>7s} {'max R-hat':>9s} {'ESS/s':>7s} "
+        f"{'max JS vs warm':>14s}"
     )
     for label, seconds, evaluations, ess, rhat in rows:
         draws, weights = samples[label] if isinstance(samples[label], tuple) else (samples[label], None)
@@ -197,7 +200,8 @@ def main() -> None:
         )
         rhat_text = "-" if np.isnan(rhat) else f"{rhat:.3f}"
         print(
-            f"  {label:44s} {seconds:8.1f} {evaluations:12,d} {ess:7.0f} {rhat_text:>9s} {ess / seconds:7.1f} {js:14.4f}"
+            f"  {label:44s} {seconds:8.1f} {evaluations:12,d} {ess:7.0f} {rhat_text:>9s} {ess / seconds:7.1f} "
+            f"{js:14.4f}"
         )
 
 

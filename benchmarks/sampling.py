@@ -60,10 +60,10 @@ def main() -> None:
         model = build_flow_model(config).eval()
         strain = torch.randn(1, *config["context_shape"])
         for n in args.sizes:
-            fast, samples = best_of(args.repeats, lambda: model.sample(strain, n))
+            fast, samples = best_of(args.repeats, lambda model=model, strain=strain, n=n: model.sample(strain, n))
             line = f"{name:<18} {n:>8,} {fast:>9.3f}"
             if n <= args.naive_max and hasattr(model, "sample_naive"):
-                naive, reference = best_of(1, lambda: model.sample_naive(strain, n))
+                naive, reference = best_of(1, lambda model=model, strain=strain, n=n: model.sample_naive(strain, n))
                 line += f" {naive:>9.3f} {naive / fast:>8.1f}x  {float((samples - reference).abs().max()):.1e}"
             print(line, flush=True)
 

@@ -39,7 +39,8 @@ set here, so it is not used for selection); gwpe has batch norm between MADE uni
 MAF has none but z-scores theta and x (sbi defaults); gwpe's training uses its fused Adam
 (``gwpe.models.optim.adam``) and MADE units that skip the strain's input gradient
 (``gwpe.models.flows.made``), sbi torch's default Adam and zuko's MADE: the same update and the same function,
-computed with less work, so that is part of gwpe's column. gwpe's MAF wraps phi0 onto [0, 2 pi) and averages over phi0 -> phi0 + pi
+computed with less work, so that is part of gwpe's column.
+gwpe's MAF wraps phi0 onto [0, 2 pi) and averages over phi0 -> phi0 + pi
 (``--phase-symmetry``, gwpe's default ``flows.phase_symmetry: pi``; ``gwpe.models.flows.phase``): its samples and
 its validation NLL are those of that density; sbi's flow is its own. sbi's prior is a BoxUniform over the standardised
 prior box (m1 >= m2 is not a box, so not imposed): posterior.sample rejects draws outside it (its default);
@@ -49,7 +50,8 @@ one-core sampling time is the per-observation cost, and it keeps timings stable 
 
     pip install -e '.[bench]'    # sbi
     python benchmarks/sbi_baseline.py --store data/strain/strain-5d.zarr [--epochs 20] [--injections 200]
-        [--samples 1000] [--max-train N] [--threads 1] [--repeats 3] [--seed 0] [--halve-every 80] [--phase-symmetry pi] [--seeds 0 1 2] [--json OUT]
+        [--samples 1000] [--max-train N] [--threads 1] [--repeats 3] [--seed 0] [--halve-every 80]
+        [--phase-symmetry pi] [--seeds 0 1 2] [--json OUT]
 """
 
 from __future__ import annotations
@@ -183,12 +185,9 @@ def train_sbi(data, epochs: int, seed: int, box: np.ndarray):
     net.eval()
     posterior = inference.build_posterior(net)
     log_prob = lambda theta, strain: net.log_prob(theta.unsqueeze(0), strain.flatten(1))[0]  # noqa: E731
-    sample = lambda x0, k, reject=True: posterior.sample(
-        (k,),
-        x=x0.reshape(1, -1),
-        show_progress_bars=False,  # noqa: E731
-        reject_outside_prior=reject,
-    )
+
+    def sample(x0, k, reject=True):
+        return posterior.sample((k,), x=x0.reshape(1, -1), show_progress_bars=False, reject_outside_prior=reject)
 
     trained_net = inference._neural_net  # what sbi's optimiser holds (train() returns a copy of it)
 
@@ -247,7 +246,8 @@ def main() -> None:
         "--halve-every",
         type=int,
         default=80,
-        help="gwpe's learning rate halves every N epochs (default 80, the paper's: none within 20 epochs; 7: the default profile's)",
+        help="gwpe's learning rate halves every N epochs "
+        "(default 80, the paper's: none within 20 epochs; 7: the default profile's)",
     )
     parser.add_argument(
         "--phase-symmetry",
@@ -305,14 +305,16 @@ def main() -> None:
                 "seed": seed,
                 "val_nll": validation_nll(log_prob, data),
                 "train_samples_per_s": rate,
-                "sampling_seconds_1e4": best_of(args.repeats, lambda: sample(x0, 10_000)),
+                "sampling_seconds_1e4": best_of(args.repeats, lambda sample=sample: sample(x0, 10_000)),
                 **calibration.summary(),
             }
             if name.startswith("sbi"):
                 raw = sample(x0, 10_000, reject=False)
                 inside = ((raw >= torch.as_tensor(box[:, 0])) & (raw <= torch.as_tensor(box[:, 1]))).all(1)
                 row.update(
-                    sampling_seconds_1e4_no_rejection=best_of(args.repeats, lambda: sample(x0, 10_000, False)),
+                    sampling_seconds_1e4_no_rejection=best_of(
+                        args.repeats, lambda sample=sample: sample(x0, 10_000, False)
+                    ),
                     in_prior_fraction=float(inside.float().mean()),
                 )
             runs[name].append(row)

@@ -83,7 +83,8 @@ def main() -> None:
         print(f"raw IMRPhenomPv2 (ChooseFDWaveform, 1 core): {best['raw']:8.1f} calls/s")
         print(f"pipeline, 1 worker:                          {best[1]:8.1f} signals/s")
         print(
-            f"pipeline, 2 workers:                         {best[2]:8.1f} signals/s  ({best[2] / best[1]:.2f} x 1 worker)"
+            f"pipeline, 2 workers:                         {best[2]:8.1f} signals/s  "
+            f"({best[2] / best[1]:.2f} x 1 worker)"
         )
         for in_memory, workers in ((True, 0), (False, 0), (False, 2)):
             module = StrainDataModule(result.path, batch_size=args.batch_size, num_workers=workers, in_memory=in_memory)
@@ -95,7 +96,8 @@ def main() -> None:
                     count += len(strain_batch)
             where = "in memory" if in_memory else "streamed from zarr"
             print(
-                f"StrainDataModule train (fresh noise, {where}), loader workers={workers}: {count / (time.perf_counter() - start):9.1f} samples/s"
+                f"StrainDataModule train (fresh noise, {where}), loader workers={workers}: "
+                f"{count / (time.perf_counter() - start):9.1f} samples/s"
             )
 
 

@@ -47,7 +47,8 @@ def main() -> None:
             memory = f", peak {rate['peak_gpu_bytes'] / 2**30:.1f} GiB" if rate["peak_gpu_bytes"] else ""
             print(
                 f"{name:>7} | L = {rate['length']:>7,} | {rate['parameters'] / 1e6:6.2f} M params | {device:>4} batch "
-                f"{rate['batch']:>3} | {rate['samples_per_second']:9.1f} samples/s | one epoch of the profile's train split: "
+                f"{rate['batch']:>3} | {rate['samples_per_second']:9.1f} samples/s | "
+                f"one epoch of the profile's train split: "
                 f"{epoch}{memory}"
             )
 

@@ -27,7 +27,7 @@ def test_random_access_and_batched_reads_agree_with_the_store(tmp_path, monkeypa
     np.testing.assert_array_equal(waveform.numpy(), raw["h22"][13, :, -100:])
     np.testing.assert_allclose(params.numpy(), raw["params"][13], rtol=1e-6)
     batch = dataset.__getitems__([5, 2, 5, 26])
-    for (w, p), k in zip(batch, [5, 2, 5, 26]):
+    for (w, _p), k in zip(batch, [5, 2, 5, 26]):
         np.testing.assert_array_equal(w.numpy(), raw["h22"][k, :, -100:])
 
 

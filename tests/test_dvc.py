@@ -117,12 +117,15 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
     assert len(client.search_runs([runs[0].info.experiment_id])) == len(all_runs)
 
     sh([DVC, "push"], repo, env)
-    tracked = lambda root: {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for folder in ("data", "models")  # noqa: E731
-        for p in (root / folder).rglob("*")
-        if p.is_file() and p.name != ".gitignore"
-    }
+
+    def tracked(root):
+        return {
+            p.relative_to(root).as_posix(): p.read_bytes()
+            for folder in ("data", "models")
+            for p in (root / folder).rglob("*")
+            if p.is_file() and p.name != ".gitignore"
+        }
+
     before = tracked(repo)
     # a fresh clone of the git repo gets every dataset and model back from the DVC remote
     sh(["git", "add", "-A"], repo, env)

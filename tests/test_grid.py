@@ -31,7 +31,10 @@ def test_validation_and_test_alternate_between_training_values():
     np.testing.assert_allclose(np.unique(validation[:, 0]), [2.5, 4.5, 6.5])
     np.testing.assert_allclose(np.unique(test[:, 1]), [-0.6, 0.2])
     np.testing.assert_allclose(np.unique(validation[:, 2]), [-0.2, 0.6])
-    as_set = lambda a: {tuple(np.round(row, 9)) for row in a}
+
+    def as_set(a):
+        return {tuple(np.round(row, 9)) for row in a}
+
     assert (
         not as_set(train) & as_set(test)
         and not as_set(train) & as_set(validation)

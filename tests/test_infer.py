@@ -264,16 +264,10 @@ def _bad_inputs(tmp_path, root, generator, config):
     halfway = tmp_path / "halfway"
     halfway.mkdir()
     (halfway / "weights.pt").write_bytes(b"")
-    infer = lambda model, path, *extra: [
-        "infer",
-        "--model",
-        model,
-        "--strain",
-        str(path),
-        "--out",
-        str(tmp_path / "o.h5"),
-        *extra,
-    ]  # noqa: E731
+
+    def infer(model, path, *extra):
+        return ["infer", "--model", model, "--strain", str(path), "--out", str(tmp_path / "o.h5"), *extra]
+
     champion = "gwpe-npe-maf@champion"
     return [
         ("wrong sample rate", infer(champion, tmp_path / "rate.h5"), "sample rate 2048 Hz; the model expects 1024 Hz"),

@@ -17,8 +17,14 @@ BIN = Path(sys.executable).parent
 def lint_imports(project: Path) -> subprocess.CompletedProcess:
     """``lint-imports`` with the project's contracts on the package under ``project/src``."""
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "PYTHONPATH": str(project / "src"), "HOME": str(project)}
-    return subprocess.run([str(BIN / "lint-imports"), "--config", "pyproject.toml", "--no-cache"], cwd=project,
-                          env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(BIN / "lint-imports"), "--config", "pyproject.toml", "--no-cache"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def copy_project(tmp_path: Path) -> Path:
@@ -53,22 +59,33 @@ def test_import_contracts_hold_and_catch_upward_and_circular_imports_inside_func
 
 
 def test_ruff_passes_on_the_tree_and_fails_on_unused_imports_undefined_names_and_bugbear(tmp_path):
-    clean = subprocess.run([str(BIN / "ruff"), "check", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=120)
+    clean = subprocess.run(
+        [str(BIN / "ruff"), "check", "src", "tests", "benchmarks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert clean.returncode == 0, clean.stdout
     bad = tmp_path / "bad.py"
-    bad.write_text('"""Planted violations."""\n\nimport os\n\n\ndef f(x=[]):\n    """Doc."""\n    return undefined_name\n')
+    bad.write_text(
+        '"""Planted violations."""\n\nimport os\n\n\ndef f(x=[]):\n    """Doc."""\n    return undefined_name\n'
+    )
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    result = subprocess.run([str(BIN / "ruff"), "check", "--no-cache", "bad.py"], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [str(BIN / "ruff"), "check", "--no-cache", "bad.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1
     for code in ("F401", "F821", "B006"):
         assert code in result.stdout, result.stdout
 
 
 def calls_to(tree: ast.AST, name: str) -> list[int]:
-    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call)
-            and getattr(node.func, "id", getattr(node.func, "attr", None)) == name]
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == name
+    ]
 
 
 def test_only_stage_modules_open_mlflow_stage_runs_and_the_cli_only_parses():

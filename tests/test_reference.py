@@ -56,7 +56,8 @@ def test_injection_start_puts_half_the_walkers_at_phi0_plus_pi_inside_the_suppor
 
 
 def test_chirp_mass_coordinates_invert_and_carry_the_jacobian():
-    # hand-computed: equal masses of 30 Msun have M_c = 30 x 2^(-1/5) = 26.11652 and |d(m1,m2)/d(M_c,nu)| = 900 / 26.11652
+    # hand-computed: equal masses of 30 Msun have M_c = 30 x 2^(-1/5) = 26.11652
+    # and |d(m1,m2)/d(M_c,nu)| = 900 / 26.11652
     m1, m2 = physics.masses_from_chirp_mass(30.0 * 2**-0.2, 1.0)
     assert (float(m1), float(m2)) == pytest.approx((30.0, 30.0), rel=1e-12)
     assert np.exp(physics.log_jacobian_masses_chirp_mass(26.116517, 1.0)) == pytest.approx(900 / 26.116517, rel=1e-6)

@@ -118,7 +118,8 @@ def test_pruned_trial_is_recorded_in_optuna_and_mlflow(tmp_path, hl_store):
 
 @pytest.mark.slow
 def test_ddp_spawn_trials_prune_and_log_one_mlflow_run_each(tmp_path, hl_store):
-    # issue 8's pattern: each trial trains with 2 ddp_spawn processes; Optuna's pruning callback needs RDB storage (SQLite here)
+    # issue 8's pattern: each trial trains with 2 ddp_spawn processes;
+    # Optuna's pruning callback needs RDB storage (SQLite here)
     tmp_path, env = project(
         tmp_path,
         hl_store,

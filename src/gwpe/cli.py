@@ -37,7 +37,8 @@ def _training(parser: argparse.ArgumentParser, dry_run: bool = True) -> None:
     _no_progress(parser)
     if dry_run:
         parser.add_argument(
-            "--dry-run", action="store_true",
+            "--dry-run",
+            action="store_true",
             help="measure training samples/s here and price the profile's epochs; train nothing",
         )
 
@@ -106,9 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     _training(teacher, dry_run=False)
     teacher.set_defaults(handler=_handler("train_distill", "main_teacher"))
 
-    student = models.add_parser("student", help="a smaller ResNet1D+IAF, distilled from the teacher or trained directly")
+    student = models.add_parser(
+        "student", help="a smaller ResNet1D+IAF, distilled from the teacher or trained directly"
+    )
     student.add_argument(
-        "--mode", required=True, choices=("distilled", "direct"),
+        "--mode",
+        required=True,
+        choices=("distilled", "direct"),
         help="distilled: NLL + T^2 KL to the teacher; direct: NLL only",
     )
     _training(student, dry_run=False)
@@ -214,8 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--n-samples", type=int, default=10_000, help="posterior samples (flows; default 10000)")
     infer.add_argument("--out", required=True, help="output HDF5 file (.h5); the corner plot goes beside it (.png)")
     infer.add_argument("--sample-rate", type=float, default=None, help="Hz, for files that do not record it")
-    infer.add_argument("--detectors", default=None, help="comma-separated, e.g. H1,L1, for files that do not record them")
-    infer.add_argument("--start", type=float, default=None, help="GPS start of the model's window inside a longer segment")
+    infer.add_argument(
+        "--detectors", default=None, help="comma-separated, e.g. H1,L1, for files that do not record them"
+    )
+    infer.add_argument(
+        "--start", type=float, default=None, help="GPS start of the model's window inside a longer segment"
+    )
     infer.add_argument("--whiten", action="store_true", help="the strain is raw: whiten it with the model's PSD first")
     infer.add_argument("--seed", type=int, default=None, help="seed the sampler (reproducible samples)")
     infer.add_argument("--no-plot", action="store_true", help="no corner plot")

@@ -7,10 +7,18 @@ any work starts, with one line naming the key, the value and what is allowed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gwpe.errors import ConfigError
 
@@ -18,6 +26,8 @@ DEFAULT_PARAMS = "params.yaml"
 
 
 class StrictModel(BaseModel):
+    """Every config section: unknown keys and loose types fail, values are frozen."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
@@ -210,6 +220,8 @@ class TrainingConfig(StrictModel):
 
 
 class WaveNetEvaluationConfig(StrictModel):
+    """``gwpe evaluate wavenet``: batch size and the q slices of Figs. 8-11."""
+
     batch_size: int = Field(256, ge=1, le=1 << 20)
     q_slices: list[float] | None = Field(
         None, description="q values for the per-slice plots (null: 3 test q spread over the range)"
@@ -228,15 +240,95 @@ class WaveNetSection(StrictModel):
     registered_name: str = Field("gwpe-wavenet", min_length=1)
 
 
+class MAFOptions(StrictModel):
+    """Masked autoregressive flow (Green et al. sec. III.B): ``transforms`` MADEs of ``hidden`` units."""
+
+    transforms: int = Field(5, ge=1, le=1000)
+    hidden: list[int] = Field(default_factory=lambda: [512, 512, 512], min_length=1)
+    batchnorm: bool = Field(True, description="batch norm between the transforms (the paper's MAF)")
+    momentum: float = Field(0.1, gt=0.0, le=1.0, description="batch-norm running-statistics momentum")
+
+
+class CVAEOptions(StrictModel):
+    """Conditional VAE with Gaussian encoder, decoder and prior networks of ``hidden`` units."""
+
+    latent: int = Field(8, ge=1, le=4096)
+    hidden: list[int] = Field(default_factory=lambda: [2048, 2048, 2048], min_length=1)
+
+
+class CVAEPlusOptions(StrictModel):
+    """CVAE+ (Green et al. sec. III.C): Gaussian parts of ``hidden``, an IAF after the encoder and MAFs after the
+    prior and the decoder (``transforms`` each, ``flow_hidden`` units)."""
+
+    latent: int = Field(8, ge=1, le=4096)
+    hidden: list[int] = Field(default_factory=lambda: [1024, 1024, 1024], min_length=1)
+    transforms: int = Field(5, ge=1, le=1000)
+    flow_hidden: list[int] = Field(default_factory=lambda: [512, 512, 512], min_length=1)
+    iaf_context: int = Field(8, ge=1, le=4096, description="encoder context fed to the IAF")
+    frozen_prior: bool = Field(False, description="freeze the prior network (paper sec. IV, 8-d)")
+    batchnorm: bool = True
+    momentum: float = Field(0.1, gt=0.0, le=1.0)
+
+
+class IAFOptions(StrictModel):
+    """Inverse autoregressive flow over a context embedding (the distillation study's family)."""
+
+    transforms: int = Field(5, ge=1, le=1000)
+    hidden: list[int] = Field(default_factory=lambda: [128, 128], min_length=1)
+
+
+FLOW_OPTIONS: dict[str, type[StrictModel]] = {
+    "maf": MAFOptions,
+    "cvae": CVAEOptions,
+    "cvae_plus": CVAEPlusOptions,
+    "iaf": IAFOptions,
+}
+
+
+class FlattenEmbeddingConfig(StrictModel):
+    """The strain flattened into the flow's context (the paper's baseline)."""
+
+    kind: Literal["flatten"] = "flatten"
+
+
+class ConvEmbeddingConfig(StrictModel):
+    """A Conv1d stack (``channels``, stride ``stride``) then a linear map to ``features``."""
+
+    kind: Literal["conv"] = "conv"
+    features: int = Field(128, ge=1, le=65536)
+    channels: list[int] = Field(default_factory=lambda: [16, 32, 64], min_length=1)
+    kernel_size: int = Field(7, ge=1, le=4096)
+    stride: int = Field(2, ge=1, le=4096)
+
+
+class ResNet1DEmbeddingConfig(StrictModel):
+    """ResNet1D (``gwpe.models.flows.resnet1d``): ``depth`` residual blocks of ``width`` channels."""
+
+    kind: Literal["resnet1d"] = "resnet1d"
+    depth: int = Field(7, ge=1, le=1000)
+    width: int = Field(100, ge=1, le=65536)
+    features: int = Field(128, ge=1, le=65536)
+    kernel_size: int = Field(3, ge=1, le=4096)
+    stem_stride: int = Field(4, ge=1, le=4096)
+    downsample_every: int = Field(2, ge=1, le=1000)
+    pool: int = Field(8, ge=1, le=65536)
+
+
+EmbeddingConfig = Annotated[
+    FlattenEmbeddingConfig | ConvEmbeddingConfig | ResNet1DEmbeddingConfig, Field(discriminator="kind")
+]
+
+
 class FlowModelConfig(StrictModel):
-    """One posterior model of ``gwpe.models.flows``; ``options`` go to ``build_flow_model`` (checked there)."""
+    """One posterior model of ``gwpe.models.flows``: its kind, typed ``options`` (the kind's own model, defaults
+    the paper's) and strain ``embedding`` (null: the flattened strain)."""
 
     kind: Literal["maf", "cvae", "cvae_plus"]
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="e.g. transforms, hidden, latent; defaults: the paper's"
+    options: MAFOptions | CVAEOptions | CVAEPlusOptions | None = Field(
+        None, validate_default=True, description="e.g. transforms, hidden, latent; defaults: the paper's"
     )
-    embedding: dict[str, Any] | None = Field(
-        None, description="null: flatten the strain; {kind: conv, ...}: Conv1d embedding"
+    embedding: EmbeddingConfig | None = Field(
+        None, description="null: flatten the strain; {kind: conv, ...}: Conv1d; {kind: resnet1d, ...}"
     )
     max_epochs: int | None = Field(
         None, ge=1, le=100_000, description="overrides flows.training.max_epochs for this model"
@@ -244,6 +336,26 @@ class FlowModelConfig(StrictModel):
     evaluation_injections: int | None = Field(
         None, ge=10, le=1_000_000, description="overrides flows.evaluation.injections for this model"
     )
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options_of_kind(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("kind")
+        if kind not in FLOW_OPTIONS or isinstance(value, FLOW_OPTIONS[kind]):
+            return value
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"a mapping of {kind} options; allowed keys: {', '.join(FLOW_OPTIONS[kind].model_fields)}")
+        try:
+            return FLOW_OPTIONS[kind].model_validate(value or {})
+        except ValidationError as exc:
+            raise ValueError(format_validation_error(exc, f"{kind} options", FLOW_OPTIONS[kind])) from None
+
+    def flow_dict(self) -> dict:
+        """The ``build_flow_model`` options of this entry (kind, options and embedding; no shapes)."""
+        out = {"kind": self.kind, **self.options.model_dump()}
+        if self.embedding is not None:
+            out["embedding"] = self.embedding.model_dump()
+        return out
 
 
 class FlowReferenceConfig(StrictModel):
@@ -260,6 +372,8 @@ class FlowReferenceConfig(StrictModel):
 
 
 class FlowEvaluationConfig(StrictModel):
+    """``gwpe evaluate flow``: the p-p test's held-out injections and samples per injection."""
+
     injections: int = Field(300, ge=10, le=1_000_000, description="held-out injections for the p-p test")
     samples: int = Field(1000, ge=10, le=10_000_000, description="posterior samples per injection")
 
@@ -277,8 +391,8 @@ class FlowsSection(StrictModel):
     )
     training: TrainingConfig = Field(default_factory=_default_flow_training)
     halve_every: int = Field(80, ge=1, le=100_000, description="learning rate halved every N epochs (paper: 80)")
-    # exact for strain.approximant IMRPhenomPv2 with aligned spins (the only choice): it carries the (2, +-2) modes only;
-    # an approximant with higher modes must set it false
+    # exact for strain.approximant IMRPhenomPv2 with aligned spins (the only choice): it carries the (2, +-2)
+    # modes only; an approximant with higher modes must set it false
     phase_flip: bool = Field(
         False, description="train on phi0 + pi with probability 1/2 (exact for (2,2)-mode-only signals)"
     )
@@ -370,6 +484,8 @@ class StudentConfig(StrictModel):
 
 
 class DistillEvaluationConfig(StrictModel):
+    """``gwpe evaluate distill``: events for Table I and the JS divergences, samples, latency repeats, threads."""
+
     events: int = Field(100, ge=1, le=1_000_000, description="held-out validation events for relative errors")
     js_events: int = Field(10, ge=1, le=100_000, description="held-out events for teacher-student JS divergences")
     samples: int = Field(10_000, ge=10, le=10_000_000, description="posterior samples per event (latency, JS, errors)")
@@ -445,6 +561,8 @@ class FlowMCConfig(StrictModel):
 
 
 class EmceeConfig(StrictModel):
+    """emcee in ``gwpe sample``: walkers, steps and the burn-in dropped."""
+
     walkers: int = Field(32, ge=4, le=100_000)
     steps: int = Field(2000, ge=2, le=10_000_000)
     burn: int = Field(500, ge=0, le=10_000_000)
@@ -554,6 +672,7 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
 
 
 def parse_config(data: Any, source: str = "<config>") -> ProjectConfig:
+    """Validate a parsed profile mapping; any error is one ``ConfigError`` line naming key, value and rule."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(data).__name__}")
     try:

@@ -36,6 +36,7 @@ class PackagePredictor:
     def predict(self, model_input, params: dict | None = None):
         import pandas as pd
 
+        from gwpe.data.strain_store import spec_shape
         from gwpe.errors import InputError
         from gwpe.inference.infer import sample_flow, wavenet_estimate
 
@@ -51,10 +52,7 @@ class PackagePredictor:
         if self.meta["model"] == "wavenet":
             return pd.DataFrame([wavenet_estimate(self.module, strain)])
         spec = self.meta["data_spec"]
-        expected = (
-            max(1, len([d for d in spec["detectors"] if d != "plus-polarisation"])),
-            int(round(spec["sample_rate"] * spec["duration"])),
-        )
+        expected = spec_shape(spec)
         if strain.shape != expected or not np.all(np.isfinite(strain)):
             raise InputError(
                 f"strain of shape {strain.shape}; the model expects finite whitened strain of shape {expected}"

@@ -15,6 +15,7 @@ _BLOCK = 1 << 22
 
 
 def file_md5(path: str | Path) -> str:
+    """md5 hex digest of a file's bytes, read in 4 MiB blocks."""
     digest = hashlib.md5()
     with open(path, "rb") as handle:
         while block := handle.read(_BLOCK):
@@ -35,5 +36,6 @@ def dvc_md5(path: str | Path) -> str:
 
 
 def tree_bytes(path: str | Path) -> int:
+    """Size in bytes of a file, or the total over every file under a directory."""
     path = Path(path)
     return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

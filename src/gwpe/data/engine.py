@@ -49,6 +49,8 @@ WORKER_CONFIG = {
 
 @dataclass
 class EngineStats:
+    """Chunk counts (all, skipped as already finished), items generated and wall seconds of one ``run_chunks``."""
+
     chunks_total: int
     chunks_skipped: int
     items_generated: int
@@ -77,10 +79,12 @@ def code_digest(*modules) -> str:
 
 
 def progress_dir(store: str | Path) -> Path:
+    """The store's progress folder ``<store>/.gwpe-progress`` (fingerprint and done markers)."""
     return Path(store) / PROGRESS_DIR
 
 
 def mark_done(store: str | Path, chunk: int) -> None:
+    """Drop chunk ``chunk``'s done marker atomically (touch a temporary name, then rename it)."""
     done = progress_dir(store) / "done"
     tmp = done / f".{chunk}.tmp.{os.getpid()}"
     tmp.touch()
@@ -88,6 +92,7 @@ def mark_done(store: str | Path, chunk: int) -> None:
 
 
 def finished_chunks(store: str | Path) -> set[int]:
+    """Indices of the chunks with done markers (none when there is no progress folder)."""
     done = progress_dir(store) / "done"
     return {int(p.name) for p in done.iterdir() if p.name.isdigit()} if done.is_dir() else set()
 
@@ -108,6 +113,7 @@ def prepare_store(store: str | Path, fingerprint: dict[str, Any], create: Callab
 
 
 def finish_store(store: str | Path) -> None:
+    """Remove the progress folder once every chunk is written."""
     shutil.rmtree(progress_dir(store), ignore_errors=True)
 
 

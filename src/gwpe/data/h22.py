@@ -36,10 +36,13 @@ def code_digest() -> str:
 
 
 def split_time_grid(config: H22Config) -> np.ndarray:
+    """The splits' time grid t/M from ``h22.time`` (t_start, t_end, dt)."""
     return time_grid(config.time.t_start, config.time.t_end, config.time.dt)
 
 
 def create_h22_store(path: Path, params: np.ndarray, times: np.ndarray, config: H22Config, attrs: dict) -> None:
+    """Create a split's store: empty ``h22`` (N, 2, L) float32, one shard per ``chunk_size`` waveforms;
+    ``params`` and ``time`` written, ``attrs`` set."""
     import zarr
     from zarr.codecs import BloscCodec
 
@@ -78,6 +81,8 @@ def resume_fingerprint(config: ProjectConfig, attrs: dict) -> dict:
 
 @dataclass
 class SplitResult:
+    """One generated split: its store, waveform count, engine stats, bytes on disk and backend version."""
+
     path: Path
     n_waveforms: int
     stats: EngineStats

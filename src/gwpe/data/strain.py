@@ -42,6 +42,8 @@ def draw_parameters(dataset: StrainDatasetConfig) -> np.ndarray:
 def create_strain_store(
     path: Path, params: np.ndarray, setup: StrainSetup, chunk_size: int, level: int, attrs: dict
 ) -> None:
+    """Create a dataset's store: empty ``strain`` (N, D, L) float32, one shard per ``chunk_size`` signals;
+    ``params`` written, ``snr`` zero-filled, ``attrs`` set."""
     import zarr
     from zarr.codecs import BloscCodec
 
@@ -76,6 +78,8 @@ def write_strain_chunk(
 
 
 def strain_code_digest() -> str:
+    """md5 of the code that determines a dataset's bytes (``gwpe.waveforms``, the store layout, this module
+    and the engine), for resume fingerprints."""
     import sys
 
     import gwpe.waveforms
@@ -86,6 +90,8 @@ def strain_code_digest() -> str:
 
 @dataclass
 class StrainResult:
+    """One generated dataset: its store, signal count, engine stats, bytes on disk and network optimal SNRs."""
+
     path: Path
     n_signals: int
     stats: EngineStats
@@ -124,6 +130,7 @@ def generate_dataset(config: ProjectConfig, name: str, client=None) -> StrainRes
 
 
 def snr_summary(snr: np.ndarray) -> dict[str, float]:
+    """``snr_*`` metrics of the network optimal SNRs: min, 5/25/50/75/95 % quantiles, max and mean."""
     quantiles = np.quantile(snr, [0.05, 0.25, 0.5, 0.75, 0.95])
     return {
         "snr_min": float(snr.min()),
@@ -138,6 +145,7 @@ def snr_summary(snr: np.ndarray) -> dict[str, float]:
 
 
 def snr_histogram(snr: np.ndarray, name: str):
+    """Figure: histogram of the network optimal SNRs with the median marked, titled with ``name``."""
     import matplotlib
 
     matplotlib.use("Agg")

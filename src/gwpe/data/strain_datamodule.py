@@ -10,8 +10,8 @@ Stored signals are noise-free and whitened, so noise is N(0, 1) per sample and d
   have the same joint distribution, so the flow sees both copies of the posterior's two modes equally often
   instead of one per stored signal.
 Splits up to IN_MEMORY_BYTES are held in memory (random access from the zarr store costs ~2 ms a row);
-larger ones are read per batch. Targets are the inferred parameters standardised with the training split's mean and std stored in the
-dataset (``Standardisation.inverse`` maps model outputs back to physical units).
+larger ones are read per batch. Targets are the inferred parameters standardised with the training split's mean
+and std stored in the dataset (``Standardisation.inverse`` maps model outputs back to physical units).
 """
 
 from __future__ import annotations

@@ -62,6 +62,16 @@ def dataset_config(config: ProjectConfig, name: str, key: str = "strain dataset"
     return config.strain.datasets[name]
 
 
+def flows_dataset(config: ProjectConfig) -> StrainDatasetConfig:
+    """The dataset the flows are trained and evaluated on (``flows.dataset``)."""
+    return dataset_config(config, config.flows.dataset, "flows.dataset")
+
+
+def flows_store(config: ProjectConfig) -> Path:
+    """The store of ``flows.dataset``, checked to exist."""
+    return existing_store(config, config.flows.dataset, "flows.dataset")
+
+
 def store_path(config: ProjectConfig, name: str) -> Path:
     """``<strain.store.root>/<name>.zarr`` (not checked to exist)."""
     return Path(config.strain.store.root) / f"{name}.zarr"

@@ -39,6 +39,8 @@ def interval_widths(samples: np.ndarray, probability: float = 0.9) -> np.ndarray
 
 @dataclass(frozen=True)
 class Calibration:
+    """p–p test of N injections over P parameters: credible levels, KS p-values, 90 % widths / prior range."""
+
     parameters: tuple[str, ...]
     levels: np.ndarray  # (N, P) credible level of each truth
     ks_pvalue: np.ndarray  # (P,)

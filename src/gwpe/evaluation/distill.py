@@ -213,7 +213,8 @@ def format_table2(metrics: dict) -> str:
     """The paper's Table II (plus memory) and Table I, as text."""
     table2, errors = metrics["table2"], metrics["relative_error_percent"]
     lines = [
-        f"{'model':<19}{'val NLL':>9}{'latency ms':>12}{'params':>10}{'memory MB':>11}   (N = {metrics['samples_per_event']:,} samples/event)"
+        f"{'model':<19}{'val NLL':>9}{'latency ms':>12}{'params':>10}{'memory MB':>11}   "
+        f"(N = {metrics['samples_per_event']:,} samples/event)"
     ]
     for role, row in table2.items():
         lines.append(
@@ -221,8 +222,9 @@ def format_table2(metrics: dict) -> str:
         )
     c = metrics["comparison"]
     lines.append(
-        f"distilled vs teacher: {100 * c['parameter_reduction']:.0f} % fewer parameters, {100 * c['latency_reduction']:.0f} % "
-        f"lower latency, {100 * c['memory_reduction']:.0f} % less memory; NLL distilled - direct = {c['nll_distilled_minus_direct']:+.3f}"
+        f"distilled vs teacher: {100 * c['parameter_reduction']:.0f} % fewer parameters, "
+        f"{100 * c['latency_reduction']:.0f} % lower latency, {100 * c['memory_reduction']:.0f} % less memory; "
+        f"NLL distilled - direct = {c['nll_distilled_minus_direct']:+.3f}"
     )
     parameters = list(errors["teacher"])
     lines.append("relative error % " + "".join(f"{p:>9}" for p in parameters))

@@ -10,7 +10,8 @@ importance-weighted draws (ESS 3,200) against 24,000 flow-MCMC states gave JS 0.
 
     KL(p || q) = ∫ p log(p / q),    JS(p, q) = KL(p || m) / 2 + KL(q || m) / 2,  m = (p + q) / 2,  0 <= JS <= log 2.
 
-A set with a single distinct value becomes a spike one grid step wide. Densities are floored at 1e-300 before the logarithm. Both sets are smoothed alike, so the boundary leakage
+A set with a single distinct value becomes a spike one grid step wide. Densities are floored at 1e-300 before the
+logarithm. Both sets are smoothed alike, so the boundary leakage
 of a KDE (phi0 at 0 and 2 pi, a prior edge) cancels to first order in the comparison. Domain-free.
 """
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from gwpe.config import ProjectConfig
-from gwpe.data.strain_store import existing_store
+from gwpe.data.strain_store import flows_store
 from gwpe.errors import ConfigError
 
 
@@ -168,7 +168,9 @@ def evaluate_flow(config: ProjectConfig, name: str, progress: bool = True) -> Fl
     meta = json.loads((model_dir / CONFIG_FILE).read_text())
     module = FlowModule.load_model(model_dir)
     data = StrainDataModule(
-        existing_store(config, config.flows.dataset, "flows.dataset"), batch_size=config.flows.training.batch_size, seed=config.flows.training.seed
+        flows_store(config),
+        batch_size=config.flows.training.batch_size,
+        seed=config.flows.training.seed,
     )
     standardisation = data.standardisation
     validation = data.dataset("validation")

@@ -5,8 +5,8 @@ product of complex h22 time series (h|s) = Re sum_t h(t) s*(t). Maximising over 
 mode gives |c(k)|, c(k) = sum_t h(t + k) s*(t), and over t_c the peak of this linear cross-correlation.
 
 Two passes, so that speed does not cost precision:
-1. search: c(k) for all lags of a block of pairs with single-precision FFTs of a fast length >= 2L - 1 (``fft_length``) (zero
-   padding: no circular wrap);
+1. search: c(k) for all lags of a block of pairs with single-precision FFTs of a fast length >= 2L - 1
+   (``fft_length``) (zero padding: no circular wrap);
 2. exact: c(k) is recomputed in double precision directly at the found peak and its two neighbours, the
    exact maximum among them is taken, and a parabola through the three refines the peak between samples,
    so time shifts between samples are not penalised.

@@ -33,6 +33,8 @@ QUANTILES = {"min": 0.0, "q1": 0.25, "median": 0.5, "q3": 0.75, "max": 1.0}
 
 @dataclass
 class Evaluation:
+    """Per test waveform: true and predicted (q, s1z, s2z) and overlap, and the training-mean baseline's."""
+
     true: np.ndarray  # (N, 3) q, s1z, s2z
     predicted: np.ndarray  # (N, 3), clipped to the training box
     overlap: np.ndarray  # (N,)
@@ -55,6 +57,7 @@ def derived(params: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def errors(true: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]:
+    """Signed errors Δx = predicted - true of q, s1, s2, sigma_eff, S_eff and eta (``derived``) per row."""
     t, p = derived(true), derived(predicted)
     return {name: p[name] - t[name] for name in t}
 
@@ -117,6 +120,7 @@ class Regenerator:
 
 
 def clip_to_grid(params: np.ndarray, config: ProjectConfig) -> np.ndarray:
+    """(N, 3) (q, s1z, s2z) clipped to the training grid's box: q to [q_min, q_max], spins to [s_min, s_max]."""
     grid = config.h22.grid
     out = np.array(params, dtype=np.float64, copy=True)
     out[:, 0] = np.clip(out[:, 0], grid.q_min, grid.q_max)

@@ -37,6 +37,7 @@ def _in_slice(evaluation: Evaluation, q: float) -> np.ndarray:
 
 
 def errors_vs_q(evaluation: Evaluation):
+    """Fig. 8: |Δq|, |Δs1z|, |Δs2z|, |Δη|, |Δσ_eff|, |ΔS_eff| against the true q, with the median per q."""
     e = errors(evaluation.true, evaluation.predicted)
     q = evaluation.true[:, 0]
     fig, axes = _figure(2, 3, figsize=(13, 7), sharex=True)
@@ -65,6 +66,7 @@ def errors_vs_q(evaluation: Evaluation):
 
 
 def overlap_histograms(evaluation: Evaluation, slices: list[float]):
+    """Fig. 9: overlap histograms per q slice, WaveNet against the training-mean baseline."""
     fig, axes = _figure(1, len(slices), figsize=(4.2 * len(slices), 3.6), squeeze=False)
     low = min(0.8, float(evaluation.overlap.min()))
     bins = np.linspace(low, 1.0, 30)
@@ -89,6 +91,7 @@ def overlap_histograms(evaluation: Evaluation, slices: list[float]):
 
 
 def overlap_planes(evaluation: Evaluation, slices: list[float]):
+    """Fig. 10: overlap over the (s1z, s2z) plane, one panel per q slice."""
     fig, axes = _figure(1, len(slices), figsize=(4.4 * len(slices), 3.9), squeeze=False)
     vmin = float(np.quantile(evaluation.overlap, 0.02))
     for ax, q in zip(axes[0], slices):

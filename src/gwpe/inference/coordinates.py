@@ -7,7 +7,8 @@
   IMRPhenomPv2 to 1e-14), so L(phi0) = L(phi0 + pi) exactly and the posterior has two identical copies. The
   samplers move in one copy: phi0 folded into a window [c - pi/2, c + pi/2) of length pi, its walls
   where an annealed likelihood pilot finds the least mass (``walled_by_likelihood``), so the bulk is not
-  cut by the fold: a flow cannot follow a density that stays high up to a wall. The folded density is p(phi0) + p(phi0 + pi) = 2 p(phi0): the log density adds log 2, which
+  cut by the fold: a flow cannot follow a density that stays high up to a wall. The folded density is
+  p(phi0) + p(phi0 + pi) = 2 p(phi0): the log density adds log 2, which
   keeps the evidence Z = ∫ L pi dtheta unchanged. ``to_physical`` unfolds with phi0 + pi drawn with
   probability 1/2, which is exact for the symmetric posterior. Only for the (2, 2)-only strain datasets
   (no spins or inclination changing the mode content: every dataset here).
@@ -23,6 +24,7 @@ from gwpe import physics
 
 
 def fold_needed(names: list[str]) -> bool:
+    """True when ``names`` include phi0, whose posterior has two exact copies (module doc)."""
     return "phi0" in names
 
 
@@ -110,7 +112,8 @@ class SamplerCoordinates:
         return u
 
     def log_jacobian(self, u: np.ndarray) -> np.ndarray:
-        """log |d theta / d u| (+ log 2 for the folded phase); -inf where nu is not in (0, 1], M_c <= 0 or phi0 is outside the window."""
+        """log |d theta / d u| (+ log 2 for the folded phase); -inf where nu is not in (0, 1], M_c <= 0
+        or phi0 is outside the window."""
         out = np.zeros(len(u))
         if self.masses is not None:
             i, j = self.masses

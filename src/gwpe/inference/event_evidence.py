@@ -24,7 +24,8 @@ Reads ``gwpe sample``'s file for the same injection and computes (``gwpe.inferen
   draws and divided out (``learned_harmonic_mean(in_support=...)``; 0.11 in log Z on the demo injection).
 
 Each posterior (IS ones as their weighted draws) is compared with the warm flow-MCMC by the JS divergence of
-every 1-D marginal; they agree when all are <= ``sampling.agreement_js``. Output ``<sampling.path>/<dataset>-evidence.h5``
+every 1-D marginal; they agree when all are <= ``sampling.agreement_js``.
+Output ``<sampling.path>/<dataset>-evidence.h5``
 (per IS method: proposal draws in physical units, normalised weights, resampled posterior; estimates as
 JSON attributes), a corner plot overlaying NPE, IS, flow-MCMC and emcee, metrics, and an MLflow run.
 """
@@ -45,6 +46,7 @@ from gwpe.inference.sampling import SamplingOutcome
 
 
 def evidence_path(config: ProjectConfig) -> Path:
+    """``<sampling.path>/<flows.dataset>-evidence.h5``."""
     return Path(config.sampling.path) / f"{config.flows.dataset}-evidence.h5"
 
 
@@ -276,6 +278,8 @@ def estimate_evidence(
 
 
 def format_evidence(metrics: dict) -> str:
+    """Terminal summary: log Z per method, the adaptive IS rounds, IS - LHM in standard errors, and each
+    posterior's max 1-D JS divergence from the warm flow-MCMC."""
     lines = [f"{metrics['dataset']} injection {metrics['injection']}"]
     for method, estimate in metrics["evidence"].items():
         lines.append(

@@ -29,6 +29,8 @@ from torch import Tensor
 
 @dataclass
 class EvidenceEstimate:
+    """log Z with its standard error, the effective sample size, the efficiency ESS / n and the method."""
+
     log_evidence: float
     standard_error: float
     effective_samples: float
@@ -37,6 +39,7 @@ class EvidenceEstimate:
 
 
 def log_mean_exp(values: Tensor) -> Tensor:
+    """log mean exp(values) over dim 0, computed stably: logsumexp(values) - log n."""
     return torch.logsumexp(values, 0) - math.log(values.shape[0])
 
 
@@ -206,6 +209,8 @@ def tempered_log_prob(flow, x: Tensor, temperature: float) -> Tensor:
 
 @dataclass
 class AdaptiveRound:
+    """One round of adaptive IS: β reached, its draws' ESS / n (bridge and posterior), evaluations so far."""
+
     beta: float  # bridge exponent reached in this round
     ess_fraction: float  # ESS / n of the round's draws for the bridge target at beta
     posterior_ess_fraction: float  # ESS / n of the same draws for the posterior (beta = 1)

@@ -32,6 +32,9 @@ from torch import Tensor
 
 @dataclass
 class FlowMCResult:
+    """Production samples (steps, chains, D) and their log-densities, acceptance rates, log-density
+    evaluations, R-hat, the final proposal flow and the per-loop history."""
+
     samples: Tensor  # (steps, chains, D): production samples
     log_prob: Tensor  # (steps, chains)
     local_acceptance: float

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gwpe.data.strain_store import PLUS_POLARISATION
+from gwpe.data.strain_store import channels as channel_count
 from gwpe.errors import InputError
 from gwpe.inference.strain_files import StrainInput, read_strain
 
@@ -30,8 +32,9 @@ UNWHITENED_RMS = 1e-3  # whitened noise has RMS 1; detector strain ~1e-21
 
 
 def expected_detectors(spec: dict) -> list[str]:
+    """Detector order of the model's data spec; [] for "+"-polarisation datasets (one unnamed channel)."""
     detectors = list(spec.get("detectors") or [])
-    return [] if detectors == ["plus-polarisation"] else detectors
+    return [] if detectors == [PLUS_POLARISATION] else detectors
 
 
 def _check_finite(data: np.ndarray, files: list[str]) -> None:
@@ -44,7 +47,7 @@ def _check_finite(data: np.ndarray, files: list[str]) -> None:
 
 
 def _order_channels(strain: StrainInput, wanted: list[str]) -> np.ndarray:
-    channels = max(1, len(wanted))
+    channels = channel_count(wanted)
     if strain.data.shape[0] != channels:
         expect = f"{channels} ({', '.join(wanted)})" if wanted else "1 (the '+' polarisation)"
         raise InputError(f"{', '.join(strain.files)}: {strain.data.shape[0]} channel(s); the model expects {expect}")
@@ -109,6 +112,7 @@ def flow_input(strain: StrainInput, spec: dict, start: float | None, whiten_raw:
 
 
 def wavenet_input(strain: StrainInput, meta: dict) -> np.ndarray:
+    """The (2, L) h22 series the WaveNet expects (the package's time grid), or a one-line InputError."""
     time = meta["h22"]["time"]
     n = int(round((time["t_end"] - time["t_start"]) / time["dt"])) + 1
     if strain.sample_rate is not None and abs(strain.sample_rate * time["dt"] - 1.0) > 1e-6:
@@ -121,7 +125,8 @@ def wavenet_input(strain: StrainInput, meta: dict) -> np.ndarray:
     _check_finite(strain.data, strain.files)
     if strain.data.shape[-1] != n:
         raise InputError(
-            f"{strain.data.shape[-1]} samples; the model expects {n} (t/M from {time['t_start']:g} to {time['t_end']:g} step {time['dt']:g})"
+            f"{strain.data.shape[-1]} samples; the model expects {n} "
+            f"(t/M from {time['t_start']:g} to {time['t_end']:g} step {time['dt']:g})"
         )
     return strain.data
 
@@ -148,6 +153,7 @@ def sample_flow(
 
 
 def wavenet_estimate(module, window: np.ndarray) -> dict[str, float]:
+    """The WaveNet's (q, s1z, s2z) for one (2, L) window, with the derived sigma_eff, S_eff and eta."""
     import torch
 
     from gwpe import physics
@@ -176,6 +182,8 @@ def run_infer(
     progress: bool = True,
     seed: int | None = None,
 ) -> dict:
+    """``gwpe infer`` (module doc): check the input, load the model, write samples (flows) or the estimate
+    (WaveNet) to ``out``; returns what ``format_result`` prints."""
     import h5py
 
     import gwpe
@@ -255,6 +263,8 @@ def run_infer(
 
 
 def format_result(result: dict) -> str:
+    """Terminal summary: model, input md5, 5 % / median / 95 % per parameter (flows) or the estimate
+    (WaveNet), and the files written."""
     lines = [f"model {result['model']} (version {result['model_version']}), input md5 {result['input_md5']}"]
     if "quantiles" in result:
         lines.append(f"{'parameter':<12}{'5 %':>12}{'median':>12}{'95 %':>12}")

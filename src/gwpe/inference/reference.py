@@ -2,7 +2,8 @@
 
 ``run_emcee`` samples any vectorised log density (n, P) -> (n,) with a mix of differential-evolution moves
 (80 % DEMove, 20 % DESnookerMove: ter Braak & Vrugt 2008), which mix faster than the default stretch move on
-curved and multimodal posteriors. Each move updates half the walkers, so each call evaluates W/2 points, which ``WhitenedGaussianLikelihood`` spreads over its
+curved and multimodal posteriors. Each move updates half the walkers, so each call evaluates W/2 points, which
+``WhitenedGaussianLikelihood`` spreads over its
 worker processes. The first ``burn`` steps are discarded; diagnostics are the mean acceptance fraction,
 emcee's integrated autocorrelation time per parameter (``tol=0``: reported even when the chain is shorter
 than 50 tau, with ``converged`` saying whether it is) and the Gelman-Rubin R-hat over walkers.
@@ -38,6 +39,9 @@ START_WIDTH = {
 
 @dataclass(frozen=True)
 class ReferencePosterior:
+    """emcee samples after burn-in and their log posterior, with acceptance, autocorrelation times, R-hat
+    and cost."""
+
     samples: np.ndarray  # (n, P) after burn-in, walkers flattened
     log_posterior: np.ndarray  # (n,)
     acceptance: float  # mean over walkers

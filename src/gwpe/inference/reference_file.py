@@ -1,4 +1,5 @@
-"""The reference posteriors of ``gwpe reference``: emcee reference posteriors for the first validation injections of ``flows.dataset``.
+"""The reference posteriors of ``gwpe reference``: emcee reference posteriors for the first validation
+injections of ``flows.dataset``.
 
 The observations are exactly what ``gwpe evaluate flow`` gives the flows: validation signal i plus its fixed
 noise realisation (seeded by ``flows.training.seed`` and i). The likelihood is the whitened Gaussian one with
@@ -21,7 +22,7 @@ import numpy as np
 
 import gwpe
 from gwpe.config import ProjectConfig
-from gwpe.data.strain_store import dataset_config, existing_store
+from gwpe.data.strain_store import flows_dataset, flows_store
 
 
 def reference_path(config: ProjectConfig) -> Path:
@@ -42,14 +43,14 @@ def build_reference_posteriors(config: ProjectConfig, progress: bool = True) -> 
     from gwpe.waveforms.strain import StrainGenerator, StrainSetup
 
     settings = config.flows.reference
-    dataset = dataset_config(config, config.flows.dataset, "flows.dataset")
+    dataset = flows_dataset(config)
     if settings.burn >= settings.steps:
         from gwpe.errors import ConfigError
 
         raise ConfigError(
             f"flows.reference.burn = {settings.burn}; allowed: < flows.reference.steps = {settings.steps}"
         )
-    store = existing_store(config, config.flows.dataset, "flows.dataset")
+    store = flows_store(config)
     validation = StrainDataset(store, "validation", seed=config.flows.training.seed)
     names = list(validation.standardisation.parameters)
     if names != list(dataset.parameters):
@@ -156,7 +157,7 @@ def matching_reference(config: ProjectConfig) -> tuple[dict, list[dict]] | None:
     if not path.is_file():
         return None
     attrs, items = read_reference_posteriors(path)
-    store = existing_store(config, config.flows.dataset, "flows.dataset")
+    store = flows_store(config)
     if attrs["data_md5"] != dataset_md5(store) or attrs["noise_seed"] != config.flows.training.seed:
         print(f"{path} was made for other data or noise; rerun gwpe reference to compare", flush=True)
         return None

@@ -39,7 +39,7 @@ import torch
 
 import gwpe
 from gwpe.config import ProjectConfig
-from gwpe.data.strain_store import dataset_config, existing_store
+from gwpe.data.strain_store import flows_dataset, flows_store
 from gwpe.errors import ConfigError
 
 METHODS = ("flowmc_warm", "flowmc_cold", "emcee")
@@ -78,15 +78,17 @@ class Event:
 
 
 def load_event(config: ProjectConfig, index: int) -> Event:
+    """Validation injection ``index`` of ``flows.dataset`` (strain with its fixed noise, physical truth) and
+    its generator; ConfigError when out of range or when a drawn parameter is not inferred."""
     from gwpe.data.strain_datamodule import StrainDataset
     from gwpe.waveforms.strain import StrainGenerator, StrainSetup
 
-    dataset = dataset_config(config, config.flows.dataset, "flows.dataset")
-    store = existing_store(config, config.flows.dataset, "flows.dataset")
+    dataset, store = flows_dataset(config), flows_store(config)
     validation = StrainDataset(store, "validation", seed=config.flows.training.seed)
     if not 0 <= index < len(validation):
         raise ConfigError(
-            f"sampling.injection = {index}; allowed: 0 .. {len(validation) - 1} (validation signals of {config.flows.dataset})"
+            f"sampling.injection = {index}; allowed: 0 .. {len(validation) - 1} "
+            f"(validation signals of {config.flows.dataset})"
         )
     names = list(validation.standardisation.parameters)
     if names != list(dataset.parameters):
@@ -111,6 +113,7 @@ def load_event(config: ProjectConfig, index: int) -> Event:
 
 
 def load_npe(config: ProjectConfig):
+    """The trained NPE ``sampling.model``; ConfigError unless it is a trained MAF (an exact density)."""
     from gwpe.models.flow_module import FlowModule
 
     name = config.sampling.model
@@ -227,6 +230,8 @@ def flowmc_from_pilot(
 
 
 def flowmc_summary(result, seconds: float) -> dict:
+    """JSON-ready diagnostics of a flow-MCMC run: evaluations (to learn: at the last training loop), loops,
+    acceptances, R-hat, ESS and the per-loop history."""
     from gwpe.inference.flowmc import effective_sample_size
 
     history = result.history
@@ -247,12 +252,14 @@ def flowmc_summary(result, seconds: float) -> dict:
 
 
 def prior_start(event: Event, n: int, seed: int) -> np.ndarray:
+    """``n`` draws (n, P) from the dataset's prior, seeded with ``seed``."""
     from gwpe.waveforms.priors import sample_prior
 
     return sample_prior(event.dataset.prior, event.names, n, np.random.default_rng(seed))
 
 
 def inside_prior(event: Event, theta: np.ndarray) -> np.ndarray:
+    """Mask of the rows of ``theta`` (n, P) where the prior density is non-zero."""
     from gwpe.waveforms.priors import log_prior_density
 
     return np.isfinite(log_prior_density(event.dataset.prior, event.names, theta))
@@ -268,10 +275,12 @@ def log_likelihood_from(
 
 
 def sampling_path(config: ProjectConfig) -> Path:
+    """``<sampling.path>/<flows.dataset>.h5``."""
     return Path(config.sampling.path) / f"{config.flows.dataset}.h5"
 
 
 def proposal_path(config: ProjectConfig) -> Path:
+    """``<sampling.path>/<flows.dataset>-proposal.pt``: the warm run's final proposal flow."""
     return Path(config.sampling.path) / f"{config.flows.dataset}-proposal.pt"
 
 
@@ -357,7 +366,7 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
 
     from gwpe.evaluation.divergence import marginal_divergences
 
-    for method, run in runs.items():
+    for _method, run in runs.items():
         run["theta"] = run["coordinates"].to_physical(run["u"], np.random.default_rng(settings.seed))
     metrics = {
         "dataset": config.flows.dataset,
@@ -465,7 +474,8 @@ def convergence_figure(runs: dict):
 
 
 def read_sampling(path: str | Path) -> tuple[dict, dict[str, dict]]:
-    """(file attributes, {method: {"samples", "sampler_samples", "log_posterior", "log_likelihood", "phase_centre", "diagnostics"}})."""
+    """(file attributes,
+    {method: {"samples", "sampler_samples", "log_posterior", "log_likelihood", "phase_centre", "diagnostics"}})."""
     import h5py
 
     with h5py.File(path, "r") as h5:

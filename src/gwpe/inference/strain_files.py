@@ -32,6 +32,8 @@ TEXT_SUFFIXES = (".txt", ".dat", ".gz")
 
 @dataclass
 class StrainInput:
+    """Stacked (D, L) strain with its sample rate, start time and detectors (None: unknown), files and md5."""
+
     data: np.ndarray  # (D, L) float64
     sample_rate: float | None
     start_time: float | None
@@ -126,6 +128,8 @@ def _read_text(path: Path) -> tuple[np.ndarray, float | None, float | None, list
 
 
 def read_one(path: Path) -> tuple[np.ndarray, float | None, float | None, list[str] | None]:
+    """One file's (data, sample rate, start time, detectors), None where the file does not say;
+    InputError when it is missing, empty or unreadable."""
     if not path.is_file():
         raise InputError(f"strain file {path} does not exist")
     if path.stat().st_size == 0:

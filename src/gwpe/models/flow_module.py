@@ -17,7 +17,8 @@ validation NLL 0.061 with whole-set statistics, 0.145-0.153 with those of a 4,09
 Optimiser: Adam over the model's parameter groups (CVAE+: 1e-4 Gaussian parts, 4e-4 flow parts; scaled by
 ``learning_rate / 4e-4`` so one number moves both). ``schedule``: "step" halves the learning rate every
 ``halve_every`` epochs (Green et al.: 80); "cosine" decays it as lr_0 (1 + cos(pi e / E)) / 2 over the E epochs
-of the fit (the ResNet1D+IAF study's eq. 8). Saved without pickle: ``weights.pt`` (tensors, ``weights_only``) + ``config.json``.
+of the fit (the ResNet1D+IAF study's eq. 8). Saved without pickle: ``weights.pt`` (tensors,
+``weights_only``) + ``config.json``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ PAPER_FLOW_LR = 4e-4
 
 
 class FlowModule(PackagedModel, L.LightningModule):
+    """Lightning module that trains a ``gwpe.models.flows`` posterior q(theta | strain) (module doc)."""
+
     model_kind = "flow"
 
     def __init__(

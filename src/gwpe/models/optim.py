@@ -24,6 +24,7 @@ from gwpe.config import TrainingConfig
 
 
 def global_batch(training: TrainingConfig, world_size: int) -> int:
+    """B_global = batch_size x devices (``world_size``, at least 1) x accumulate_grad_batches."""
     return training.batch_size * max(1, world_size) * training.accumulate_grad_batches
 
 

@@ -36,6 +36,8 @@ S_EFF_SCALES = ("absolute", "mass_ratio")
 
 @dataclass(frozen=True)
 class WaveNetConfig:
+    """Architecture and head of a ``WaveNetRegressor`` (module doc); checked on creation."""
+
     in_channels: int = 2
     channels: int = 16
     skip_channels: int = 16
@@ -84,6 +86,8 @@ class GatedResidualBlock(nn.Module):
 
 
 class WaveNetRegressor(nn.Module):
+    """Dilated gated-convolution root and two leaves (q; the head's spin pair): (B, 2, L) -> (B, 3) (module doc)."""
+
     def __init__(self, config: WaveNetConfig):
         super().__init__()
         self.config = config

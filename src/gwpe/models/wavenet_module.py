@@ -30,6 +30,8 @@ from gwpe.models.wavenet import WaveNetConfig, WaveNetRegressor, head_targets, h
 
 
 class WaveNetModule(PackagedModel, L.LightningModule):
+    """Lightning module around ``WaveNetRegressor`` holding its input and target normalisation (module doc)."""
+
     model_kind = "wavenet"
 
     def __init__(

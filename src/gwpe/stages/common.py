@@ -38,6 +38,12 @@ def fit_in_stage_run(config: ProjectConfig, job: FitJob, resume: bool, progress_
     from gwpe.training.fit import finish_fit, start_fit
 
     session = start_fit(job, resume)
-    with stage_run(config, job.stage, run_name=job.run_name, tags=job.tags, run_id=session.plan.run_id,
-                   log_params=not session.plan.run_id) as run:
+    with stage_run(
+        config,
+        job.stage,
+        run_name=job.run_name,
+        tags=job.tags,
+        run_id=session.plan.run_id,
+        log_params=not session.plan.run_id,
+    ) as run:
         return finish_fit(session, run, progress_bar)

@@ -14,8 +14,9 @@ from gwpe.config import ProjectConfig, load_config
 from gwpe.stages.common import registry_entry, write_metrics
 
 
-def execute(config: ProjectConfig, plots_dir: str | Path = "plots/distill", register: bool = True,
-            progress: bool = True) -> dict:
+def execute(
+    config: ProjectConfig, plots_dir: str | Path = "plots/distill", register: bool = True, progress: bool = True
+) -> dict:
     """Evaluate teacher and students (``gwpe.evaluation.distill``), log and register; returns the metrics."""
     import matplotlib.pyplot as plt
 
@@ -33,18 +34,31 @@ def execute(config: ProjectConfig, plots_dir: str | Path = "plots/distill", regi
         for role, row in table2.items():
             run.log_metrics({f"{role}.{k}": v for k, v in row.items() if isinstance(v, (int, float))})
         run.log_metrics(metrics["comparison"])
-        run.log_metrics({f"{role}.relative_error.{p}": v for role, row in metrics["relative_error_percent"].items()
-                         for p, v in row.items()})
-        run.log_metrics({f"{role}.js_mean.{p}": v for role, row in metrics["js_teacher_student"].items()
-                         for p, v in row["mean"].items()})
+        run.log_metrics(
+            {
+                f"{role}.relative_error.{p}": v
+                for role, row in metrics["relative_error_percent"].items()
+                for p, v in row.items()
+            }
+        )
+        run.log_metrics(
+            {
+                f"{role}.js_mean.{p}": v
+                for role, row in metrics["js_teacher_student"].items()
+                for p, v in row["mean"].items()
+            }
+        )
         if run.info is not None and register:
             registry = {}
-            for role, name in (("teacher", section.registered_teacher),
-                               ("student-distilled", section.registered_student)):
+            for role, name in (
+                ("teacher", section.registered_teacher),
+                ("student-distilled", section.registered_student),
+            ):
                 run_id = meta[role].get("mlflow_run_id")
                 if run_id:
-                    registration = register_version(name, run_id, "model", "val_nll", table2[role]["val_nll"],
-                                                    higher_is_better=False)
+                    registration = register_version(
+                        name, run_id, "model", "val_nll", table2[role]["val_nll"], higher_is_better=False
+                    )
                     registry[role] = registry_entry(registration)
             metrics["registry"] = registry
     return metrics
@@ -54,8 +68,9 @@ def main(args: argparse.Namespace) -> int:
     """``gwpe evaluate distill``."""
     from gwpe.evaluation.distill import format_table2
 
-    metrics = execute(load_config(args.params), plots_dir=args.plots_dir, register=not args.no_register,
-                      progress=not args.no_progress)
+    metrics = execute(
+        load_config(args.params), plots_dir=args.plots_dir, register=not args.no_register, progress=not args.no_progress
+    )
     write_metrics(args.metrics, metrics)
     print(format_table2(metrics))
     return 0

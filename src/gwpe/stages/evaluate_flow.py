@@ -13,8 +13,13 @@ from gwpe.config import ProjectConfig, load_config
 from gwpe.stages.common import registry_entry, save_and_log, write_metrics
 
 
-def execute(config: ProjectConfig, name: str, plots_dir: str | Path = "plots/flows", register: bool = True,
-            progress: bool = True) -> dict:
+def execute(
+    config: ProjectConfig,
+    name: str,
+    plots_dir: str | Path = "plots/flows",
+    register: bool = True,
+    progress: bool = True,
+) -> dict:
     """Evaluate ``flows.models[name]``, plot, log into its training run and register it; returns the metrics."""
     import matplotlib
 
@@ -31,8 +36,9 @@ def execute(config: ProjectConfig, name: str, plots_dir: str | Path = "plots/flo
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
     run_id = meta.get("mlflow_run_id")
-    with stage_run(config, "evaluate-flow", run_name=f"evaluate-flow-{name}", run_id=run_id,
-                   log_params=run_id is None) as run:
+    with stage_run(
+        config, "evaluate-flow", run_name=f"evaluate-flow-{name}", run_id=run_id, log_params=run_id is None
+    ) as run:
         figure = pp_plot(result.calibration, title=f"{name} on {config.flows.dataset}: {result.injections} injections")
         save_and_log(run, figure, plots_dir / f"{name}-pp.png", f"plots/flows/{name}-pp.png")
         reference = compare_with_reference(
@@ -47,8 +53,9 @@ def execute(config: ProjectConfig, name: str, plots_dir: str | Path = "plots/flo
                 }
             )
         else:
-            figure = corner_of_injection0(result.module, result.standardisation, result.validation, name,
-                                          config.flows.reference.flow_samples)
+            figure = corner_of_injection0(
+                result.module, result.standardisation, result.validation, name, config.flows.reference.flow_samples
+            )
             save_and_log(run, figure, plots_dir / f"{name}-corner-0.png", f"plots/flows/{name}-corner-0.png", dpi=80)
         run.log_metrics({f"test.table3.{k}": v for k, v in metrics["table3"].items()})
         run.log_metrics(
@@ -72,8 +79,13 @@ def main(args: argparse.Namespace) -> int:
     """``gwpe evaluate flow``."""
     from gwpe.evaluation.flow import format_report
 
-    metrics = execute(load_config(args.params), args.model, plots_dir=args.plots_dir, register=not args.no_register,
-                      progress=not args.no_progress)
+    metrics = execute(
+        load_config(args.params),
+        args.model,
+        plots_dir=args.plots_dir,
+        register=not args.no_register,
+        progress=not args.no_progress,
+    )
     write_metrics(args.metrics, metrics)
     print(format_report(args.model, metrics))
     return 0

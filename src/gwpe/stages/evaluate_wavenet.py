@@ -15,8 +15,15 @@ from gwpe.config import ProjectConfig, load_config
 from gwpe.stages.common import registry_entry, save_and_log, write_metrics
 
 
-def execute(config: ProjectConfig, params_path: str = "params.yaml", model_dir=None, plots_dir="plots/wavenet",
-            limit: int | None = None, register: bool = True, progress: bool = True) -> dict:
+def execute(
+    config: ProjectConfig,
+    params_path: str = "params.yaml",
+    model_dir=None,
+    plots_dir="plots/wavenet",
+    limit: int | None = None,
+    register: bool = True,
+    progress: bool = True,
+) -> dict:
     """Evaluate, plot, log and register; returns the metrics (Table 1, counts, baseline, registry)."""
     import matplotlib
 
@@ -33,8 +40,9 @@ def execute(config: ProjectConfig, params_path: str = "params.yaml", model_dir=N
     plots_dir.mkdir(parents=True, exist_ok=True)
     test_path = store_path(config.h22, "test")
     run_id = meta.get("mlflow_run_id")
-    with stage_run(config, "evaluate-wavenet", run_name="evaluate-wavenet", run_id=run_id,
-                   log_params=run_id is None) as run:
+    with stage_run(
+        config, "evaluate-wavenet", run_name="evaluate-wavenet", run_id=run_id, log_params=run_id is None
+    ) as run:
         run.log_dataset("input", "h22-test", test_path, digest=dataset_md5(test_path))
         evaluation = wavenet_eval.evaluate(module, config, limit=limit, progress=progress)
         metrics = wavenet_eval.summary(evaluation)
@@ -56,8 +64,11 @@ def execute(config: ProjectConfig, params_path: str = "params.yaml", model_dir=N
             run.log_artifact(table, "evaluation")
         if run.info is not None and register:
             registration = register_version(
-                meta.get("registered_name", config.wavenet.registered_name), run.info.run_id, "model",
-                "median_test_overlap", metrics["median_overlap"],
+                meta.get("registered_name", config.wavenet.registered_name),
+                run.info.run_id,
+                "model",
+                "median_test_overlap",
+                metrics["median_overlap"],
             )
             metrics["registry"] = registry_entry(registration)
             verdict = (
@@ -76,8 +87,15 @@ def main(args: argparse.Namespace) -> int:
     """``gwpe evaluate wavenet``."""
     from gwpe.evaluation.wavenet import format_table1
 
-    metrics = execute(load_config(args.params), args.params, model_dir=args.model, plots_dir=args.plots_dir,
-                      limit=args.limit, register=not args.no_register, progress=not args.no_progress)
+    metrics = execute(
+        load_config(args.params),
+        args.params,
+        model_dir=args.model,
+        plots_dir=args.plots_dir,
+        limit=args.limit,
+        register=not args.no_register,
+        progress=not args.no_progress,
+    )
     write_metrics(args.metrics, metrics)
     print(format_table1(metrics))
     return 0

@@ -11,8 +11,16 @@ def main(args: argparse.Namespace) -> int:
 
     detectors = args.detectors.split(",") if args.detectors else None
     result = run_infer(
-        args.model, args.strain, args.n_samples, args.out, sample_rate=args.sample_rate, detectors=detectors,
-        start=args.start, whiten_raw=args.whiten, plot=not args.no_plot, progress=not args.no_progress,
+        args.model,
+        args.strain,
+        args.n_samples,
+        args.out,
+        sample_rate=args.sample_rate,
+        detectors=detectors,
+        start=args.start,
+        whiten_raw=args.whiten,
+        plot=not args.no_plot,
+        progress=not args.no_progress,
         seed=args.seed,
     )
     print(format_result(result))

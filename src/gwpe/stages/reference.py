@@ -11,18 +11,22 @@ from gwpe.stages.common import write_metrics
 def execute(config: ProjectConfig, progress: bool = True) -> dict:
     """Sample the reference posteriors (``gwpe.inference.reference_file``) inside a ``reference`` run: the
     per-injection diagnostics as metrics, the HDF5 file as an artifact."""
-    from gwpe.data.strain_store import existing_store
+    from gwpe.data.strain_store import flows_store
     from gwpe.inference.reference_file import build_reference_posteriors
     from gwpe.tracking import numeric_metrics, stage_run
 
-    store = existing_store(config, config.flows.dataset, "flows.dataset")
+    store = flows_store(config)
     with stage_run(config, "reference", run_name=f"reference-{config.flows.dataset}") as run:
         run.log_dataset("input", config.flows.dataset, store)
         summary = build_reference_posteriors(config, progress=progress)
         for row in summary["injections"]:
             scalars = {k: v for k, v in row.items() if k not in ("index", "autocorr", "rhat")}
-            run.log_metrics(numeric_metrics({**scalars, "max_rhat": max(row["rhat"]),
-                                             "max_autocorr": max(row["autocorr"])}, prefix=f"injection_{row['index']}."))
+            run.log_metrics(
+                numeric_metrics(
+                    {**scalars, "max_rhat": max(row["rhat"]), "max_autocorr": max(row["autocorr"])},
+                    prefix=f"injection_{row['index']}.",
+                )
+            )
         run.log_artifact(summary["path"], "reference")
     return summary
 

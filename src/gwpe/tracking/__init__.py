@@ -35,6 +35,8 @@ def is_rank_zero() -> bool:
 
 
 def project_root(start: str | Path | None = None) -> Path:
+    """``$DVC_ROOT``, else the nearest folder at or above ``start`` (default: the working directory) holding
+    ``dvc.yaml`` or ``.git``, else ``start`` itself."""
     if os.environ.get("DVC_ROOT"):
         return Path(os.environ["DVC_ROOT"]).resolve()
     here = Path(start or os.getcwd()).resolve()
@@ -45,6 +47,7 @@ def project_root(start: str | Path | None = None) -> Path:
 
 
 def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI``, else ``sqlite:///<project root>/mlflow.db``."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
 
 

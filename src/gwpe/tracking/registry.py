@@ -16,6 +16,9 @@ CHAMPION = "champion"
 
 @dataclass
 class Registration:
+    """A registered version and its score, whether it is now ``champion``, and the previous champion's
+    version and score."""
+
     name: str
     version: int
     score: float

@@ -26,6 +26,8 @@ def fingerprint(*parts: Any) -> str:
 
 @dataclass
 class ResumePlan:
+    """Where ``fit`` starts: the checkpoint to load (None: fresh), the MLflow run to reopen, and why."""
+
     ckpt_path: Path | None
     run_id: str | None
     reason: str
@@ -58,6 +60,7 @@ def plan_resume(checkpoint_dir: str | Path, expected: str, resume: bool, clear: 
 
 
 def write_state(checkpoint_dir: str | Path, expected: str, run_id: str | None, complete: bool) -> None:
+    """Record in ``run.json`` which fingerprint and MLflow run the checkpoints belong to, and whether it finished."""
     folder = Path(checkpoint_dir)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (STATE + ".tmp")

@@ -77,8 +77,16 @@ def read_best_params(config: ProjectConfig) -> dict:
     return best
 
 
-def _job(config: ProjectConfig, role: str, model_config: dict, training, meta: dict, registered_name: str,
-         extra: tuple, make_module) -> FitJob:
+def _job(
+    config: ProjectConfig,
+    role: str,
+    model_config: dict,
+    training,
+    meta: dict,
+    registered_name: str,
+    extra: tuple,
+    make_module,
+) -> FitJob:
     section = config.distill
     return posterior_job(
         config,
@@ -106,7 +114,13 @@ def teacher_job(config: ProjectConfig) -> FitJob:
     model_config = resnet_iaf_config(config, best["params"])
     training = config.distill.training.model_copy(update={"learning_rate": float(best["params"]["learning_rate"])})
     return _job(
-        config, "teacher", model_config, training, {"sweep": best}, config.distill.registered_teacher, ("cosine",),
+        config,
+        "teacher",
+        model_config,
+        training,
+        {"sweep": best},
+        config.distill.registered_teacher,
+        ("cosine",),
         lambda: FlowModule(model_config, learning_rate=training.learning_rate, schedule="cosine", training=training),
     )
 
@@ -210,19 +224,28 @@ def price_distill(config: ProjectConfig) -> str:
     student_rate = measure_rate(student_config, batch)
     epochs = section.training.max_epochs
     student_epochs = section.student.max_epochs or epochs
-    hours = lambda seconds: seconds / 3600  # noqa: E731
-    count = lambda c: sum(p.numel() for p in build_flow_model(c).parameters())  # noqa: E731
+
+    def hours(seconds: float) -> float:
+        return seconds / 3600
+
+    def count(model_config: dict) -> int:
+        return sum(p.numel() for p in build_flow_model(model_config).parameters())
+
     lines = [
-        f"profile {config.profile}: distillation study on {section.dataset}: {features} parameters from strain of shape {tuple(shape)}, "
+        f"profile {config.profile}: distillation study on {section.dataset}: {features} parameters from strain of "
+        f"shape {tuple(shape)}, "
         f"{n_train:,} training signals, batch {batch} (measured here, cpu; data loading not included)",
-        f"sweep: {sweep.n_trials} trials x <= {sweep.max_epochs} epochs; {rates['smallest']:.0f} samples/s at the smallest corner "
+        f"sweep: {sweep.n_trials} trials x <= {sweep.max_epochs} epochs; {rates['smallest']:.0f} samples/s at the "
+        "smallest corner "
         f"{corners['smallest']}, {rates['largest']:.0f} at the largest {corners['largest']}: <= "
         f"{hours(sweep.n_trials * sweep.max_epochs * mean_seconds):.2f} h on one such device "
         f"(/ K with K workers on K devices)",
-        f"teacher ({count(teacher_config):,} parameters at distill.model; the sweep's choice replaces it): {teacher_rate:.0f} samples/s, "
+        f"teacher ({count(teacher_config):,} parameters at distill.model; the sweep's choice replaces it): "
+        f"{teacher_rate:.0f} samples/s, "
         f"{hours(epochs * n_train / teacher_rate):.2f} h for {epochs} epochs",
-        f"students (factor {section.student.factor}, {count(student_config):,} parameters): {student_rate:.0f} samples/s; direct "
-        f"{hours(student_epochs * n_train / student_rate):.2f} h, distilled about that plus {section.student.teacher_samples} teacher "
+        f"students (factor {section.student.factor}, {count(student_config):,} parameters): "
+        f"{student_rate:.0f} samples/s; direct {hours(student_epochs * n_train / student_rate):.2f} h, "
+        f"distilled about that plus {section.student.teacher_samples} teacher "
         f"draws per event (teacher forward, no gradient) for {student_epochs} epochs",
     ]
     return "\n".join(lines)

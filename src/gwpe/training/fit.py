@@ -106,11 +106,15 @@ def finish_fit(session: FitSession, run, progress_bar: bool = True) -> TrainResu
         for name, path in job.inputs.items():
             run.log_dataset("input", name, path, digest=session.md5[name])
     trainer = build_trainer(
-        job.training, job.checkpoint_dir, samples_per_epoch=session.samples_per_epoch, progress_bar=progress_bar,
+        job.training,
+        job.checkpoint_dir,
+        samples_per_epoch=session.samples_per_epoch,
+        progress_bar=progress_bar,
         run_id=run_id,
     )
-    trainer.fit(compiled(module, job.training), datamodule=job.data, ckpt_path=session.plan.ckpt_path,
-                weights_only=True)
+    trainer.fit(
+        compiled(module, job.training), datamodule=job.data, ckpt_path=session.plan.ckpt_path, weights_only=True
+    )
     seconds = time.perf_counter() - session.started
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in LOSS_METRICS}
     metrics.update(epochs=int(trainer.current_epoch), train_seconds=round(seconds, 2))
@@ -125,8 +129,10 @@ def finish_fit(session: FitSession, run, progress_bar: bool = True) -> TrainResu
             metrics["selected_epoch"] = selected
     if trainer.is_global_zero:
         extra = job.package_extra(module, job.data, session.md5, metrics)
-        module.save_model(job.model_dir, extra={"mlflow_run_id": run_id, "registered_name": job.registered_name,
-                                                **extra, "metrics": metrics})
+        module.save_model(
+            job.model_dir,
+            extra={"mlflow_run_id": run_id, "registered_name": job.registered_name, **extra, "metrics": metrics},
+        )
         run.log_metrics({k: v for k, v in metrics.items() if k not in ("epochs", *LOSS_METRICS)})
         for name in (WEIGHTS_FILE, CONFIG_FILE, "MLmodel"):
             run.log_artifact(job.model_dir / name, "model")

@@ -11,21 +11,10 @@ import time
 from pathlib import Path
 
 from gwpe.config import ProjectConfig
-from gwpe.data.strain_store import Standardisation, context_shape, existing_store
-from gwpe.data.strain_store import dataset_config as strain_dataset
+from gwpe.data.strain_store import Standardisation, context_shape, flows_dataset, flows_store
 from gwpe.errors import ConfigError
 from gwpe.training.fit import FitJob
 from gwpe.training.posterior import posterior_job
-
-
-def store_path(config: ProjectConfig) -> Path:
-    """The store of ``flows.dataset`` (checked to exist)."""
-    return existing_store(config, config.flows.dataset, "flows.dataset")
-
-
-def dataset_config(config: ProjectConfig):
-    """``strain.datasets[flows.dataset]``."""
-    return strain_dataset(config, config.flows.dataset, "flows.dataset")
 
 
 def flow_model_config(config: ProjectConfig, name: str) -> dict:
@@ -35,15 +24,8 @@ def flow_model_config(config: ProjectConfig, name: str) -> dict:
 
     if name not in config.flows.models:
         raise ConfigError(f"flow model = {name!r}; allowed: {', '.join(config.flows.models)}")
-    entry, dataset = config.flows.models[name], dataset_config(config)
-    raw = {
-        "kind": entry.kind,
-        "features": len(dataset.inferred_parameters),
-        "context_shape": context_shape(dataset),
-        **entry.options,
-    }
-    if entry.embedding is not None:
-        raw["embedding"] = entry.embedding
+    entry, dataset = config.flows.models[name], flows_dataset(config)
+    raw = {**entry.flow_dict(), "features": len(dataset.inferred_parameters), "context_shape": context_shape(dataset)}
     try:
         return resolve_config(raw)
     except ValueError as error:
@@ -94,7 +76,7 @@ def price_flow_training(config: ProjectConfig, name: str, steps: int = 3) -> str
     from gwpe.models.flow_module import FlowModule
 
     model_config, training = flow_model_config(config, name), model_training(config, name)
-    dataset = dataset_config(config)
+    dataset = flows_dataset(config)
     module = FlowModule(model_config, learning_rate=training.learning_rate)
     optimizer = module.configure_optimizers()["optimizer"]
     batch = training.batch_size
@@ -114,9 +96,11 @@ def price_flow_training(config: ProjectConfig, name: str, steps: int = 3) -> str
     parameters = sum(p.numel() for p in module.parameters())
     return "\n".join(
         [
-            f"profile {config.profile}: {name} ({model_config['kind']}) on {config.flows.dataset}: {parameters / 1e6:.2f} M parameters, "
-            f"{model_config['features']} parameters inferred from strain of shape {tuple(model_config['context_shape'])}",
-            f"measured here (cpu, batch {batch}): {rate:.0f} samples/s (loss + backward + Adam; data loading not included)",
+            f"profile {config.profile}: {name} ({model_config['kind']}) on {config.flows.dataset}: "
+            f"{parameters / 1e6:.2f} M parameters, {model_config['features']} parameters inferred from strain of "
+            f"shape {tuple(model_config['context_shape'])}",
+            f"measured here (cpu, batch {batch}): {rate:.0f} samples/s "
+            "(loss + backward + Adam; data loading not included)",
             f"train split {n_train:,} signals: {hours * 3600:.0f} s per epoch, {hours * training.max_epochs:.2f} h for "
             f"{training.max_epochs} epochs on one such device",
         ]
@@ -129,7 +113,7 @@ def flow_job(config: ProjectConfig, name: str) -> FitJob:
     from gwpe.models.flow_module import FlowModule
 
     section = config.flows
-    model_config = with_phase_symmetry(config, flow_model_config(config, name), store_path(config))
+    model_config = with_phase_symmetry(config, flow_model_config(config, name), flows_store(config))
     training = model_training(config, name)
     return posterior_job(
         config,
@@ -142,8 +126,9 @@ def flow_job(config: ProjectConfig, name: str) -> FitJob:
         checkpoint_dir=Path(section.checkpoint_dir) / name,
         model_dir=Path(section.model_dir) / name,
         registered_name=f"{section.registered_prefix}-{name.replace('_', '-')}",
-        make_module=lambda: FlowModule(model_config, learning_rate=training.learning_rate,
-                                       halve_every=section.halve_every, training=training),
+        make_module=lambda: FlowModule(
+            model_config, learning_rate=training.learning_rate, halve_every=section.halve_every, training=training
+        ),
         tags={"gwpe.model": "flow", "gwpe.flow": name, "gwpe.flow.kind": model_config["kind"]},
         fingerprint_extra=(section.halve_every, section.phase_flip),
         meta={"name": name},

@@ -38,17 +38,38 @@ def posterior_job(
     from gwpe.data.strain_datamodule import StrainDataModule
 
     store = existing_store(config, dataset, dataset_key)
-    data = StrainDataModule(store, batch_size=training.batch_size, num_workers=training.num_workers,
-                            seed=training.seed, phase_flip=phase_flip)
+    data = StrainDataModule(
+        store,
+        batch_size=training.batch_size,
+        num_workers=training.num_workers,
+        seed=training.seed,
+        phase_flip=phase_flip,
+    )
 
     def package_extra(module, data, md5: dict, metrics: dict) -> dict:
         metrics["batchnorm_rows"] = module.set_training_statistics(data.dataset("train"), training.batch_size)
-        return {"dataset": dataset, "data_md5": md5[dataset], "standardisation": data.standardisation.as_attrs(),
-                "data_spec": data_spec(store), **(meta or {})}
+        return {
+            "dataset": dataset,
+            "data_md5": md5[dataset],
+            "standardisation": data.standardisation.as_attrs(),
+            "data_spec": data_spec(store),
+            **(meta or {}),
+        }
 
     return FitJob(
-        stage=stage, run_name=run_name, data=data, inputs={dataset: store}, model_config=model_config,
-        training=training, checkpoint_dir=checkpoint_dir, model_dir=model_dir, registered_name=registered_name,
-        make_module=lambda data: make_module(), package_extra=package_extra, tags=tags,
-        fingerprint_extra=fingerprint_extra, keep_best=True, count_parameters=True,
+        stage=stage,
+        run_name=run_name,
+        data=data,
+        inputs={dataset: store},
+        model_config=model_config,
+        training=training,
+        checkpoint_dir=checkpoint_dir,
+        model_dir=model_dir,
+        registered_name=registered_name,
+        make_module=lambda data: make_module(),
+        package_extra=package_extra,
+        tags=tags,
+        fingerprint_extra=fingerprint_extra,
+        keep_best=True,
+        count_parameters=True,
     )

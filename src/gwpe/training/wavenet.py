@@ -66,15 +66,24 @@ def wavenet_job(config: ProjectConfig) -> FitJob:
         sample = rng.choice(len(train_set), size=min(256, len(train_set)), replace=False)
         waveforms = torch.stack([w for w, _ in train_set.__getitems__(sorted(sample.tolist()))])
         return WaveNetModule.from_training_parameters(
-            architecture(config), train_set.parameters, waveforms=waveforms, learning_rate=training.learning_rate,
-            max_epochs=training.max_epochs, training=training,
+            architecture(config),
+            train_set.parameters,
+            waveforms=waveforms,
+            learning_rate=training.learning_rate,
+            max_epochs=training.max_epochs,
+            training=training,
         )
 
     def package_extra(module, data, md5: dict, metrics: dict) -> dict:
         h22 = config.h22
         return {
-            "h22": {"backend": h22.backend, "time": h22.time.model_dump(), "generation_dt": h22.generation_dt,
-                    "total_mass": h22.total_mass, "grid": h22.grid.model_dump()},
+            "h22": {
+                "backend": h22.backend,
+                "time": h22.time.model_dump(),
+                "generation_dt": h22.generation_dt,
+                "total_mass": h22.total_mass,
+                "grid": h22.grid.model_dump(),
+            },
             "data_md5": {name.removeprefix("h22-"): digest for name, digest in md5.items()},
         }
 
@@ -154,7 +163,8 @@ def price_training(config: ProjectConfig) -> str:
     n_train = split_size(config.h22.grid, "train")
     hours = n_train / rate["samples_per_second"] / 3600
     lines = [
-        f"profile {config.profile}: WaveNet ({config.wavenet.model.head} head) with {rate['parameters'] / 1e6:.2f} M parameters, "
+        f"profile {config.profile}: WaveNet ({config.wavenet.model.head} head) with "
+        f"{rate['parameters'] / 1e6:.2f} M parameters, "
         f"input length {length:,}, leaves on the last {config.wavenet.model.leaf_steps:,} steps",
         f"measured here ({device}, batch {batch}): {rate['samples_per_second']:.1f} samples/s "
         "(forward + backward + Adam; data loading not included)",

@@ -39,6 +39,8 @@ PARENT_ATTR = "mlflow_parent_run_id"
 
 
 def study_name(config: ProjectConfig, data_md5: str) -> str:
+    """``<sweep.study_name>-<8 hex>``, the hex an md5 fingerprint of everything that defines the study
+    (module doc)."""
     sweep = config.distill.sweep
     identity = {
         "search_space": sweep.search_space.model_dump(),
@@ -76,6 +78,8 @@ def build_sampler(config: ProjectConfig, worker_index: int = 0, offset: int = 0)
 
 
 def sampler_offset(config: ProjectConfig, study) -> int:
+    """``build_sampler``'s seed offset: the trials already in ``study``, plus a host-name hash for server
+    storages."""
     import socket
     import zlib
 
@@ -86,6 +90,7 @@ def sampler_offset(config: ProjectConfig, study) -> int:
 
 
 def build_pruner(config: ProjectConfig):
+    """The ``sweep.pruner``: median, Hyperband over epochs (reduction factor 3), or none."""
     import optuna
 
     sweep = config.distill.sweep
@@ -97,6 +102,7 @@ def build_pruner(config: ProjectConfig):
 
 
 def open_study(config: ProjectConfig, storage, name: str, worker_index: int = 0, offset: int = 0):
+    """Create or load study ``name`` (minimising) with the seeded TPE sampler and the configured pruner."""
     import optuna
 
     return optuna.create_study(
@@ -343,7 +349,9 @@ def recorded_parent(config: ProjectConfig, study) -> str | None:
     return parent
 
 
-def optimise(plan: SweepPlan, run, plots_dir: str | Path = "plots/sweep", progress_bar: bool = True) -> tuple[dict, dict]:
+def optimise(
+    plan: SweepPlan, run, plots_dir: str | Path = "plots/sweep", progress_bar: bool = True
+) -> tuple[dict, dict]:
     """Run the missing trials inside the stage's (parent) ``run``; write ``sweep.best_params`` and the plots.
     Returns (summary, metrics)."""
     import multiprocessing

@@ -18,6 +18,7 @@ from gwpe.errors import WaveformError
 
 
 def describe(q: float, s1z: float, s2z: float) -> str:
+    """``(q=..., s1z=..., s2z=...)`` to 6 significant digits, for error messages."""
     return f"(q={q:.6g}, s1z={s1z:.6g}, s2z={s2z:.6g})"
 
 

@@ -39,12 +39,14 @@ def split_axis(values: np.ndarray, split: str) -> np.ndarray:
 
 
 def split_axes(grid: H22GridConfig, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(q values, spin values) of ``split``; the spin axis serves both s1z and s2z."""
     q = split_axis(axis_values(grid.q_min, grid.q_max, grid.dq), split)
     s = split_axis(axis_values(grid.s_min, grid.s_max, grid.ds), split)
     return q, s
 
 
 def split_size(grid: H22GridConfig, split: str) -> int:
+    """Number of waveforms in ``split``: len(q) x len(s)^2."""
     q, s = split_axes(grid, split)
     return len(q) * len(s) ** 2
 

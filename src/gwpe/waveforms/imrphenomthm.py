@@ -52,6 +52,9 @@ def native_h22(q: float, s1z: float, s2z: float, dt: float, f_min_geometric: flo
 
 
 class IMRPhenomTHMBackend(H22Backend):
+    """IMRPhenomTHM h22, spline-interpolated from a coarse native axis with a finely resampled peak
+    (module doc)."""
+
     name = "imrphenomthm"
 
     def __init__(self, generation_dt: float = 1.0, total_mass: float = 50.0):
@@ -78,7 +81,8 @@ class IMRPhenomTHMBackend(H22Backend):
             raise WaveformError(f"imrphenomthm could not cover t >= {t_start} M for {describe(q, s1z, s2z)}")
         if t[-1] < t_end + margin:
             raise WaveformError(
-                f"imrphenomthm ends at t = {t[-1]:.1f} M < t_end + margin = {t_end + margin:.1f} M for {describe(q, s1z, s2z)}"
+                f"imrphenomthm ends at t = {t[-1]:.1f} M < t_end + margin = {t_end + margin:.1f} M "
+                f"for {describe(q, s1z, s2z)}"
             )
         keep = (t >= t_start - margin) & (t <= t_end + margin)
         return t[keep], h[keep]

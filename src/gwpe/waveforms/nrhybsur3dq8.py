@@ -63,6 +63,8 @@ def _load(path: str):
 
 
 class NRHybSur3dq8Backend(H22Backend):
+    """NRHybSur3dq8 h22 on the grid, shifted to the |h22| peak; the surrogate loads lazily, once per process."""
+
     name = "nrhybsur3dq8"
 
     def __init__(self, path: str | None = None):

@@ -26,11 +26,14 @@ FILTER_MARGIN = 0.5  # s of whitening-filter settling on each side of the window
 
 
 def next_power_of_two(n: int) -> int:
+    """Smallest power of two >= n (1 for n <= 1)."""
     return 1 << int(np.ceil(np.log2(max(n, 1))))
 
 
 @dataclass(frozen=True)
 class StrainSetup:
+    """Sampling, PSD, detectors and long-segment layout of one strain dataset; ``build`` derives pad and n_long."""
+
     sample_rate: float
     duration: float
     f_min: float
@@ -188,8 +191,10 @@ class StrainGenerator:
 
 
 def as_theta(names: list[str], row: np.ndarray) -> dict:
+    """Parameter dict of one row: ``FIXED`` with the ``names`` columns replaced by ``row``."""
     return {**FIXED, **{name: float(value) for name, value in zip(names, row)}}
 
 
 def format_theta(theta: dict) -> str:
+    """``(name=value, ...)`` to 6 significant digits, for error messages."""
     return "(" + ", ".join(f"{k}={v:.6g}" for k, v in theta.items()) + ")"

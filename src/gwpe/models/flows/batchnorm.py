@@ -2,7 +2,8 @@
 
 In the direction the flow is trained in (data -> base for a MAF, base -> sample for an IAF) the layer maps
 
-    y = (x - m) / sqrt(v + eps) * exp(log_gamma) + beta,        log|det dy/dx| = sum_i [log_gamma_i - 1/2 log(v_i + eps)],
+    y = (x - m) / sqrt(v + eps) * exp(log_gamma) + beta,
+    log|det dy/dx| = sum_i [log_gamma_i - 1/2 log(v_i + eps)],
 
 and its inverse is x = (y - beta) exp(-log_gamma) sqrt(v + eps) + m (exact). (m, v) are
 

@@ -1,6 +1,7 @@
 """Conditional VAE posteriors (Green et al. sec. II B, II D, III B 1, III B 3).
 
-    p(x | y) = int dz p(x | z, y) p(z | y),    log p(x | y) >= E_q[log p(x | z, y)] - KL(q(z | x, y) || p(z | y))  (10, 12, 14)
+    p(x | y) = int dz p(x | z, y) p(z | y),
+    log p(x | y) >= E_q[log p(x | z, y)] - KL(q(z | x, y) || p(z | y))  (10, 12, 14)
 
 ``CVAE``: encoder q(z | x, y), prior p(z | y) and decoder p(x | z, y) are diagonal Gaussians from MLPs
 (three hidden layers of 2048 in the paper, latent dimension 8); the KL is analytic.
@@ -65,6 +66,8 @@ class _LatentVariablePosterior(nn.Module):
 
 
 class CVAE(_LatentVariablePosterior):
+    """Gaussian encoder q(z | x, y), prior p(z | y) and decoder p(x | z, y), each an MLP (module doc)."""
+
     kind = "cvae"
 
     def __init__(
@@ -105,6 +108,8 @@ class CVAE(_LatentVariablePosterior):
 
 
 class CVAEPlus(_LatentVariablePosterior):
+    """CVAE+: the CVAE's Gaussians as bases of an IAF (encoder) and of MAFs (prior, decoder) (module doc)."""
+
     kind = "cvae_plus"
 
     def __init__(

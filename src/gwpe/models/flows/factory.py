@@ -7,7 +7,8 @@
 
 MAF option ``phase``: ``{"index": k, "low": a, "period": P, "copies": c}`` (``phase.PeriodicSymmetry``, in the
 model's standardised units) makes feature k periodic with a P / c shift symmetry; ``gwpe train flow`` fills it in
-for phi0 from ``flows.phase_symmetry``. Strain-8d CVAE+ (paper sec. IV): ``{"latent": 16, "transforms": 10, "iaf_context": 16, "frozen_prior": true}``.
+for phi0 from ``flows.phase_symmetry``. Strain-8d CVAE+ (paper sec. IV):
+``{"latent": 16, "transforms": 10, "iaf_context": 16, "frozen_prior": true}``.
 The returned module carries ``config`` (all defaults filled in), so state dict + ``json.dumps(model.config)``
 rebuild it without pickle.
 """
@@ -18,26 +19,15 @@ import copy
 
 from torch import nn
 
+from gwpe.config import FLOW_OPTIONS
 from gwpe.models.flows.cvae import CVAE, CVAEPlus
 from gwpe.models.flows.embedding import build_embedding
 from gwpe.models.flows.iaf import IAFPosterior
 from gwpe.models.flows.maf import MAFPosterior
 
-DEFAULTS: dict[str, dict] = {
-    "maf": {"transforms": 5, "hidden": [512, 512, 512], "batchnorm": True, "momentum": 0.1, "phase": None},
-    "cvae": {"latent": 8, "hidden": [2048, 2048, 2048]},
-    "cvae_plus": {
-        "latent": 8,
-        "hidden": [1024, 1024, 1024],
-        "transforms": 5,
-        "flow_hidden": [512, 512, 512],
-        "iaf_context": 8,
-        "frozen_prior": False,
-        "batchnorm": True,
-        "momentum": 0.1,
-    },
-    "iaf": {"transforms": 5, "hidden": [128, 128]},
-}
+# the paper's settings, from the typed config (the one place defaults live); "phase" is filled in by training
+DEFAULTS: dict[str, dict] = {kind: model().model_dump() for kind, model in FLOW_OPTIONS.items()}
+DEFAULTS["maf"]["phase"] = None
 CLASSES = {"maf": MAFPosterior, "cvae": CVAE, "cvae_plus": CVAEPlus, "iaf": IAFPosterior}
 
 

@@ -13,8 +13,8 @@ is zuko's ``flow(y).sample``, kept for comparison. With ``phase`` (a ``PeriodicS
 its circle in standardised units, 2 copies for (2,2)-mode signals) the posterior is the flow's density wrapped
 onto the circle and averaged over the shift (``phase.py``): ``sample`` folds the flow's draws, ``log_prob`` sums
 the images. Training fits the flow itself (``flow_log_prob``, one pass; the 9 images cost ~5x), so the
-symmetry is imposed after the fit, where it can only lower KL(p || q). Importing zuko turns off argument validation of all
-``torch.distributions`` in the process (zuko's choice).
+symmetry is imposed after the fit, where it can only lower KL(p || q). Importing zuko turns off argument
+validation of all ``torch.distributions`` in the process (zuko's choice).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def maf_transforms(
 
 
 def standard_normal(features: int) -> UnconditionalDistribution:
+    """The N(0, I) base over ``features`` dimensions, its parameters held as buffers."""
     return UnconditionalDistribution(DiagNormal, torch.zeros(features), torch.ones(features), buffer=True)
 
 
