@@ -49,7 +49,7 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
         + ["train-teacher"]
         + ["train-student"] * 2
         + ["evaluate-distill"]
-        + ["sample", "evidence"]
+        + ["reference", "sample", "evidence"]
     )
     # train -> evaluate -> register: one MLflow run holds the losses, Table 1 and the registered model
     train_run = next(r for r in all_runs if r.data.tags["gwpe.stage"] == "train-wavenet")

@@ -1,7 +1,8 @@
 """``gwpe train flow --model NAME``: fit one posterior model of ``flows.models`` on its strain dataset.
 
 Checkpoints in ``<flows.checkpoint_dir>/<name>``, the package in ``<flows.model_dir>/<name>``; the training
-itself is ``gwpe.training.posterior.fit_posterior`` (fresh training noise, resume, best epoch, pickle-free).
+itself is ``gwpe.training.fit`` on the job ``posterior_job`` describes (fresh training noise, resume, best epoch,
+pickle-free).
 """
 
 from __future__ import annotations
