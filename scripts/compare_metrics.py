@@ -15,6 +15,18 @@ import sys
 from pathlib import Path
 
 TIMING_WORDS = ("seconds", "latency", "per_second", "peak_memory", "registry", "path")
+HEADLINE = {  # the figures people quote: WaveNet Table 1, flow NLL and KS p-values, Table II, evidences
+    "wavenet-eval.json": ("median_overlap", "table1.overlap.min", "table1.delta_q.median"),
+    "flow-maf-eval.json": ("val_nll", "min_ks_pvalue", "ks_pvalue.tc", "ks_pvalue.chirp_mass"),
+    "flow-cvae_plus-eval.json": ("val_nll", "min_ks_pvalue"),
+    "distill-eval.json": (
+        "table2.teacher.val_nll",
+        "table2.student-direct.val_nll",
+        "table2.student-distilled.val_nll",
+    ),
+    "sweep.json": ("best_val_loss",),
+    "evidence.json": ("evidence.ais_npe.log_evidence", "evidence.lhm.log_evidence", "evidence.is_npe.efficiency"),
+}
 
 
 def leaves(value, prefix: str = "") -> dict:
@@ -79,6 +91,10 @@ def write_markdown(path: Path, title: str, old_dir: Path, new_dir: Path, rows: l
     ]
     lines += [f"| {name} | {count} | {equal} | {timing} |" for name, count, equal, timing, _, _, _ in rows]
     changed = [(name, key, old.get(key), new.get(key)) for name, *_, keys, old, new in rows for key in keys]
+    lines += ["", "Headline figures:", "", "| file | key | before | after |", "|---|---|---:|---:|"]
+    for name, *_, old, new in rows:
+        for key in HEADLINE.get(name, ()):
+            lines.append(f"| {name} | `{key}` | {old.get(key, '-')} | {new.get(key, '-')} |")
     lines += ["", "Differing leaves: " + ("none." if not changed else "")]
     lines += [f"- `{name}` `{key}`: {a!r} -> {b!r}" for name, key, a, b in changed]
     path.parent.mkdir(parents=True, exist_ok=True)
