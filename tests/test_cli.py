@@ -14,6 +14,36 @@ def test_help_lists_the_pipeline_stages(tmp_path):
     assert "h22" in run_gwpe(["generate", "--help"], tmp_path, check=True).stdout
 
 
+def test_every_subcommand_help_renders_and_every_handler_is_a_stage_entry(capsys):
+    """argparse formats help lazily: a bad format character in any help text only fails when a user asks."""
+    import argparse
+    import importlib
+
+    import pytest
+
+    from gwpe.cli import build_parser
+
+    def walk(parser, path):
+        yield path, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from walk(child, path + [name])
+
+    leaves = 0
+    for path, parser in walk(build_parser(), []):
+        parser.format_help()  # raises on an unescaped %
+        handler = parser.get_default("handler")
+        if handler is not None:
+            leaves += 1
+            module, function = handler.stage
+            assert callable(getattr(importlib.import_module(f"gwpe.stages.{module}"), function)), path
+    assert leaves == 18  # generate x2, train x4, evaluate x3, sweep, reference, sample, evidence, models x3, infer, ui
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["evaluate", "flow", "--help"])
+    assert exit_info.value.code == 0 and "90% widths" in capsys.readouterr().out
+
+
 def test_dry_run_prices_the_paper_profile_without_generating(tmp_path):
     result = run_gwpe(
         ["generate", "h22", "--params", str(REPO / "experiments" / "paper.yaml"), "--dry-run"], tmp_path, check=True

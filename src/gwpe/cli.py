@@ -55,6 +55,7 @@ def _handler(module: str, function: str = "main"):
 
         return getattr(importlib.import_module(f"gwpe.stages.{module}"), function)(args)
 
+    call.stage = (module, function)  # what the subcommand runs, for help and tests
     return call
 
 
