@@ -173,6 +173,45 @@ def test_raw_segment_is_whitened_and_windowed_by_gwpe_infer(flow_project, tmp_pa
     assert unwhitened.returncode == 2 and "looks unwhitened" in unwhitened.stderr and "--whiten" in unwhitened.stderr
 
 
+def test_raw_strain_at_a_multiple_of_the_rate_is_decimated_with_an_antialiasing_filter(flow_project, tmp_path):
+    """GWOSC-like raw strain at 4x the model's rate: decimated (FIR low-pass), whitened, windowed; the window equals
+    the one cut from the same strain at the model's rate. Other rates, and whitened strain at 4x, are refused."""
+    from scipy.signal import resample_poly
+
+    from gwpe.errors import InputError
+    from gwpe.inference.infer import flow_input
+    from gwpe.inference.strain_files import StrainInput
+
+    root, env, config, generator = flow_project
+    setup = generator.setup
+    theta = {**FIXED, "m1": 55.0, "m2": 40.0, "phi0": 1.0, "tc": 0.75, "dL": 1000.0}
+    raw = np.fft.irfft(generator.detector_frequency_series(theta), n=setup.n_long) / setup.dt
+    fast = resample_poly(raw, 4, 1, axis=-1)  # band-limited below the model's Nyquist frequency: exact up to the FIR
+    spec = {**json.loads((root / "models/flows/maf/config.json").read_text())["data_spec"]}
+    gps0 = 1126259000.0
+    direct = flow_input(StrainInput(raw, setup.sample_rate, gps0, None, ["x"], "0"), spec, gps0 + setup.pad, True)
+    decimated = flow_input(
+        StrainInput(fast, 4 * setup.sample_rate, gps0, None, ["x"], "0"), spec, gps0 + setup.pad, True
+    )
+    assert decimated.shape == direct.shape
+    assert np.max(np.abs(decimated - direct)) < 0.02 * np.max(np.abs(direct))
+    for rate, whiten_raw, message in ((3000.0, True, "integer multiple"), (4 * setup.sample_rate, False, "--whiten")):
+        with pytest.raises(InputError, match=message):
+            flow_input(StrainInput(fast, rate, gps0, None, ["x"], "0"), spec, gps0 + setup.pad, whiten_raw)
+
+    write_strain(tmp_path / "fast.h5", fast[0], 4 * setup.sample_rate, start_time=gps0)
+    out = tmp_path / "fast-out.h5"
+    result = run_gwpe(
+        ["infer", "--model", "gwpe-npe-maf@champion", "--strain", str(tmp_path / "fast.h5"), "--whiten", "--start",
+         str(gps0 + setup.pad), "--n-samples", "200", "--out", str(out), "--no-plot", "--no-progress"],
+        cwd=tmp_path, env=env, check=True,
+    )
+    assert f"resampled {4 * setup.sample_rate:g} Hz -> {setup.sample_rate:g} Hz" in result.stderr
+    with h5py.File(out) as f:
+        assert bool(f.attrs["resampled_here"]) and f.attrs["input_sample_rate"] == 4 * setup.sample_rate
+        assert f["samples"].shape == (200, 5)
+
+
 def test_intervals_cover_most_injections(flow_project, tmp_path, capsys, monkeypatch):
     """90 % intervals of gwpe infer's samples contain the injected parameters for most of a batch of
     injections written to files (the tiny 4-epoch model is broad, so this checks calibration, not precision)."""
@@ -237,6 +276,7 @@ def _bad_inputs(tmp_path, root, generator, config):
     _, strain = injection(generator, rng, config)
     good = write_strain(tmp_path / "good.h5", strain, 1024.0)
     write_strain(tmp_path / "rate.h5", strain, 2048.0)
+    write_strain(tmp_path / "rate-odd.h5", strain, 1500.0)
     write_strain(tmp_path / "short.h5", strain[:, :1000], 1024.0)
     nan = strain.copy()
     nan[0, 17] = np.nan
@@ -270,7 +310,16 @@ def _bad_inputs(tmp_path, root, generator, config):
 
     champion = "gwpe-npe-maf@champion"
     return [
-        ("wrong sample rate", infer(champion, tmp_path / "rate.h5"), "sample rate 2048 Hz; the model expects 1024 Hz"),
+        (
+            "whitened strain at twice the rate",
+            infer(champion, tmp_path / "rate.h5"),
+            "sample rate 2048 Hz for whitened strain; the model expects 1024 Hz: pass the raw strain with --whiten",
+        ),
+        (
+            "rate not a multiple",
+            infer(champion, tmp_path / "rate-odd.h5", "--whiten"),
+            "sample rate 1500 Hz; allowed: the model's 1024 Hz or an integer multiple of it",
+        ),
         ("wrong length", infer(champion, tmp_path / "short.h5"), "1000 samples"),
         ("NaN", infer(champion, tmp_path / "nan.h5"), "NaN or inf at sample 17 of channel 0"),
         ("empty file", infer(champion, tmp_path / "empty.h5"), "file is empty"),

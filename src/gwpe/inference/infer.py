@@ -7,6 +7,11 @@ finite values, and, for flows, that the strain is whitened (noise of unit varian
 near 1e-21 and needs ``--whiten``). ``--whiten`` whitens raw strain with the model's PSD in gwpe's convention
 (x = irfft(dt rfft(d) / sqrt(S_n)) sqrt(2 / dt), after a Tukey window with 0.1 s tapers), over the whole input,
 then cuts the model's window, so a longer segment around the event whitens better than one exactly 1 s long.
+Raw strain sampled at an integer multiple k of the model's rate (GWOSC's 4096 Hz for a 1024 Hz model) is first
+decimated by k with an anti-aliasing FIR filter (``scipy.signal.resample_poly``: Kaiser-windowed low-pass at the
+model's Nyquist frequency, zero phase), which is said on stderr and recorded in the output
+(``input_sample_rate``, ``resampled_here``); any other rate is refused. Whitened strain is never resampled:
+its unit variance is per sample of the rate it was whitened at.
 
 Output (HDF5): ``samples`` (N, P) in physical units with ``parameters`` and ``units`` attributes (flows), or
 ``estimate`` (q, s1z, s2z, sigma_eff, S_eff, eta) (WaveNet); file attributes record the model source, version
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +77,24 @@ def whiten(data: np.ndarray, sample_rate: float, spec: dict) -> np.ndarray:
     return whiten_frequency_series(h_tilde, psd(spec["psd"], np.fft.rfftfreq(n, dt), float(spec["f_min"])), dt, n)
 
 
+def decimation_factor(file_rate: float, model_rate: float, raw: bool) -> int:
+    """k = file_rate / model_rate when it is a whole number (1: no resampling), else a one-line InputError; a
+    factor above 1 only for raw strain (``--whiten``), since whitened samples have unit variance at their own rate."""
+    ratio = file_rate / model_rate
+    factor = int(round(ratio))
+    if factor < 1 or abs(ratio - factor) > 1e-9 * ratio:
+        raise InputError(
+            f"sample rate {file_rate:g} Hz; allowed: the model's {model_rate:g} Hz or an integer multiple of it "
+            "(raw strain is then decimated with an anti-aliasing filter)"
+        )
+    if factor > 1 and not raw:
+        raise InputError(
+            f"sample rate {file_rate:g} Hz for whitened strain; the model expects {model_rate:g} Hz: pass the raw "
+            "strain with --whiten (it is decimated, then whitened at the model's rate)"
+        )
+    return factor
+
+
 def flow_input(strain: StrainInput, spec: dict, start: float | None, whiten_raw: bool) -> np.ndarray:
     """The (D, L) whitened window the flow expects, or a one-line InputError."""
     rate, duration = float(spec["sample_rate"]), float(spec["duration"])
@@ -79,10 +103,18 @@ def flow_input(strain: StrainInput, spec: dict, start: float | None, whiten_raw:
         raise InputError(
             f"{', '.join(strain.files)}: no sample rate in the file; pass --sample-rate (the model expects {rate:g} Hz)"
         )
-    if abs(strain.sample_rate - rate) > 1e-9 * rate:
-        raise InputError(f"sample rate {strain.sample_rate:g} Hz; the model expects {rate:g} Hz (resample first)")
+    factor = decimation_factor(strain.sample_rate, rate, whiten_raw)
     data = _order_channels(strain, expected_detectors(spec))
     _check_finite(data, strain.files)
+    if factor > 1:
+        from scipy.signal import resample_poly
+
+        data = resample_poly(data, 1, factor, axis=-1)
+        print(
+            f"gwpe: note: resampled {strain.sample_rate:g} Hz -> {rate:g} Hz "
+            f"(anti-aliasing FIR, decimation by {factor})",
+            file=sys.stderr,
+        )
     if whiten_raw:
         data = whiten(data, rate, spec)
     if start is not None:
@@ -101,8 +133,6 @@ def flow_input(strain: StrainInput, spec: dict, start: float | None, whiten_raw:
     if not whiten_raw and rms < UNWHITENED_RMS:
         raise InputError(f"strain RMS {rms:.3g} looks unwhitened (whitened noise has RMS 1); pass --whiten")
     if whiten_raw and not 0.5 < rms < 3.0:
-        import sys
-
         print(
             f"gwpe: warning: whitened strain has RMS {rms:.3g}, not ~1: the data's noise is not the model's PSD "
             f"({spec['psd']}); posteriors will be mis-scaled",
@@ -222,6 +252,10 @@ def run_infer(
         "input_md5": strain.md5,
         "gwpe_version": gwpe.__version__,
         "whitened_here": whiten_raw,
+        "input_sample_rate": float(strain.sample_rate or 0.0),
+        "resampled_here": meta["model"] == "flow"
+        and strain.sample_rate is not None
+        and abs(strain.sample_rate - float(meta["data_spec"]["sample_rate"])) > 1e-9 * strain.sample_rate,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {"out": str(out), **{k: v for k, v in attrs.items() if k != "input_files"}}
