@@ -210,6 +210,22 @@ def test_raw_strain_at_a_multiple_of_the_rate_is_decimated_with_an_antialiasing_
     with h5py.File(out) as f:
         assert bool(f.attrs["resampled_here"]) and f.attrs["input_sample_rate"] == 4 * setup.sample_rate
         assert f["samples"].shape == (200, 5)
+        assert json.loads(f.attrs["forced_checks"]) == []
+
+    # strain 100 x louder than the model's PSD (real detector noise against a design curve): refused, naming the
+    # check, and nothing written; --force runs it and records the failed check
+    write_strain(tmp_path / "loud.h5", 100 * fast[0], 4 * setup.sample_rate, start_time=gps0)
+    args = ["infer", "--model", "gwpe-npe-maf@champion", "--strain", str(tmp_path / "loud.h5"), "--whiten",
+            "--start", str(gps0 + setup.pad), "--n-samples", "200", "--out", str(tmp_path / "loud-out.h5"),
+            "--no-plot", "--no-progress"]
+    refused = run_gwpe(args, cwd=tmp_path, env=env)
+    assert refused.returncode == 2 and "gwpe: error: noise check failed: whitened strain has RMS" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 2  # the resampling note, then the one-line refusal
+    assert not (tmp_path / "loud-out.h5").exists()
+    forced = run_gwpe([*args, "--force"], cwd=tmp_path, env=env, check=True)
+    assert "noise check failed" in forced.stderr
+    with h5py.File(tmp_path / "loud-out.h5") as f:
+        assert json.loads(f.attrs["forced_checks"])[0].startswith("noise check failed")
 
 
 def test_intervals_cover_most_injections(flow_project, tmp_path, capsys, monkeypatch):

@@ -228,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     infer.add_argument("--whiten", action="store_true", help="the strain is raw: whiten it with the model's PSD first")
     infer.add_argument("--seed", type=int, default=None, help="seed the sampler (reproducible samples)")
+    infer.add_argument(
+        "--force", action="store_true", help="run despite a failed data-quality check (recorded in the output)"
+    )
     infer.add_argument("--no-plot", action="store_true", help="no corner plot")
     _no_progress(infer)
     infer.set_defaults(handler=_handler("infer"))

@@ -12,6 +12,9 @@ decimated by k with an anti-aliasing FIR filter (``scipy.signal.resample_poly``:
 model's Nyquist frequency, zero phase), which is said on stderr and recorded in the output
 (``input_sample_rate``, ``resampled_here``); any other rate is refused. Whitened strain is never resampled:
 its unit variance is per sample of the rate it was whitened at.
+After ``--whiten`` the window must look like unit-variance noise (RMS within ``WHITENED_RMS``); otherwise the
+data's noise is not the model's PSD and the input is refused in one line naming that check, unless ``--force``,
+which runs and records the failed check in the output (``forced_checks``).
 
 Output (HDF5): ``samples`` (N, P) in physical units with ``parameters`` and ``units`` attributes (flows), or
 ``estimate`` (q, s1z, s2z, sigma_eff, S_eff, eta) (WaveNet); file attributes record the model source, version
@@ -35,6 +38,7 @@ from gwpe.inference.strain_files import StrainInput, read_strain
 
 SAMPLE_CHUNK = 10_000
 UNWHITENED_RMS = 1e-3  # whitened noise has RMS 1; detector strain ~1e-21
+WHITENED_RMS = (0.5, 3.0)  # the window after --whiten: unit-variance noise plus a signal of SNR <~ 50
 
 
 def expected_detectors(spec: dict) -> list[str]:
@@ -95,8 +99,11 @@ def decimation_factor(file_rate: float, model_rate: float, raw: bool) -> int:
     return factor
 
 
-def flow_input(strain: StrainInput, spec: dict, start: float | None, whiten_raw: bool) -> np.ndarray:
-    """The (D, L) whitened window the flow expects, or a one-line InputError."""
+def flow_input(
+    strain: StrainInput, spec: dict, start: float | None, whiten_raw: bool, forced: list[str] | None = None
+) -> np.ndarray:
+    """The (D, L) whitened window the flow expects, or a one-line InputError. A failed data-quality check refuses
+    too, unless ``forced`` is a list: the check's message is then appended to it and the window returned."""
     rate, duration = float(spec["sample_rate"]), float(spec["duration"])
     n = int(round(rate * duration))
     if strain.sample_rate is None:
@@ -132,12 +139,15 @@ def flow_input(strain: StrainInput, spec: dict, start: float | None, whiten_raw:
     rms = float(np.sqrt(np.mean(data**2)))
     if not whiten_raw and rms < UNWHITENED_RMS:
         raise InputError(f"strain RMS {rms:.3g} looks unwhitened (whitened noise has RMS 1); pass --whiten")
-    if whiten_raw and not 0.5 < rms < 3.0:
-        print(
-            f"gwpe: warning: whitened strain has RMS {rms:.3g}, not ~1: the data's noise is not the model's PSD "
-            f"({spec['psd']}); posteriors will be mis-scaled",
-            file=sys.stderr,
+    if whiten_raw and not WHITENED_RMS[0] < rms < WHITENED_RMS[1]:
+        message = (
+            f"noise check failed: whitened strain has RMS {rms:.3g}; allowed {WHITENED_RMS[0]:g}-{WHITENED_RMS[1]:g} "
+            f"(the data's noise is not the model's PSD {spec['psd']}, so its posterior would be mis-scaled)"
         )
+        if forced is None:
+            raise InputError(f"{message}; --force runs the model anyway and records the failure")
+        forced.append(message)
+        print(f"gwpe: warning: {message} (--force)", file=sys.stderr)
     return data
 
 
@@ -211,9 +221,11 @@ def run_infer(
     plot: bool = True,
     progress: bool = True,
     seed: int | None = None,
+    force: bool = False,
 ) -> dict:
     """``gwpe infer`` (module doc): check the input, load the model, write samples (flows) or the estimate
-    (WaveNet) to ``out``; returns what ``format_result`` prints."""
+    (WaveNet) to ``out``; returns what ``format_result`` prints. ``force``: run despite a failed data-quality
+    check, recorded in the output's ``forced_checks`` attribute."""
     import h5py
 
     import gwpe
@@ -221,6 +233,7 @@ def run_infer(
     from gwpe.models.package import read_package_config
     from gwpe.tracking.registry import resolve_package
 
+    forced: list[str] | None = [] if force else None
     if n_samples < 1:
         raise InputError(f"--n-samples = {n_samples}; allowed: >= 1")
     out = Path(out)
@@ -235,7 +248,7 @@ def run_infer(
                 f"model {model}: its package has no data_spec (trained before gwpe recorded one); retrain it"
             )
         window = (
-            flow_input(strain, meta["data_spec"], start, whiten_raw)
+            flow_input(strain, meta["data_spec"], start, whiten_raw, forced)
             if meta["model"] == "flow"
             else wavenet_input(strain, meta)
         )
@@ -253,6 +266,7 @@ def run_infer(
         "gwpe_version": gwpe.__version__,
         "whitened_here": whiten_raw,
         "input_sample_rate": float(strain.sample_rate or 0.0),
+        "forced_checks": json.dumps(forced or []),
         "resampled_here": meta["model"] == "flow"
         and strain.sample_rate is not None
         and abs(strain.sample_rate - float(meta["data_spec"]["sample_rate"])) > 1e-9 * strain.sample_rate,

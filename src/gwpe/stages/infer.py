@@ -22,6 +22,7 @@ def main(args: argparse.Namespace) -> int:
         plot=not args.no_plot,
         progress=not args.no_progress,
         seed=args.seed,
+        force=args.force,
     )
     print(format_result(result))
     return 0
