@@ -48,15 +48,26 @@ def strain_to_geometric(total_mass_msun, distance_m):
     return distance_m / (total_mass_msun * MRSUN_SI)
 
 
+def _array(x):
+    """torch tensors as they are (gradients kept), anything else as a float numpy array."""
+    if type(x).__module__.startswith("torch"):
+        return x
+    return np.asarray(x, dtype=float)
+
+
+def _log(x):
+    return x.log() if type(x).__module__.startswith("torch") else np.log(x)
+
+
 def chirp_mass(m1, m2):
-    """M_c = (m1 m2)^(3/5) / (m1 + m2)^(1/5)."""
-    m1, m2 = np.asarray(m1, dtype=float), np.asarray(m2, dtype=float)
+    """M_c = (m1 m2)^(3/5) / (m1 + m2)^(1/5) (numpy or torch)."""
+    m1, m2 = _array(m1), _array(m2)
     return (m1 * m2) ** 0.6 / (m1 + m2) ** 0.2
 
 
 def masses_from_chirp_mass(chirp_mass, small_mass_ratio):
-    """(m1, m2) from M_c and nu = m2/m1 in (0, 1]: m1 = M_c (1 + nu)^(1/5) nu^(-3/5), m2 = nu m1."""
-    chirp_mass, nu = np.asarray(chirp_mass, dtype=float), np.asarray(small_mass_ratio, dtype=float)
+    """(m1, m2) from M_c and nu = m2/m1 in (0, 1]: m1 = M_c (1 + nu)^(1/5) nu^(-3/5), m2 = nu m1 (numpy or torch)."""
+    chirp_mass, nu = _array(chirp_mass), _array(small_mass_ratio)
     m1 = chirp_mass * (1.0 + nu) ** 0.2 * nu ** (-0.6)
     return m1, nu * m1
 
@@ -64,7 +75,16 @@ def masses_from_chirp_mass(chirp_mass, small_mass_ratio):
 def log_jacobian_masses_chirp_mass(chirp_mass, small_mass_ratio):
     """log |d(m1, m2)/d(M_c, nu)| = log(m1^2 / M_c), nu = m2/m1: densities over (M_c, nu) are p(m1, m2) m1^2 / M_c."""
     m1, _ = masses_from_chirp_mass(chirp_mass, small_mass_ratio)
-    return 2.0 * np.log(m1) - np.log(chirp_mass)
+    return 2.0 * _log(m1) - _log(_array(chirp_mass))
+
+
+def chirp_mass_range_at_ratio(small_mass_ratio, mass_min, mass_max):
+    """(lowest, highest) M_c of m_min <= m2 = nu m1 <= m1 <= m_max at fixed nu = m2/m1 in [m_min/m_max, 1]:
+    M_c = m1 nu^(3/5) (1 + nu)^(-1/5) with m1 in [m_min / nu, m_max], so
+    [m_min nu^(-2/5) (1 + nu)^(-1/5), m_max nu^(3/5) (1 + nu)^(-1/5)] (numpy or torch)."""
+    nu = _array(small_mass_ratio)
+    scale = (1.0 + nu) ** -0.2
+    return mass_min * nu**-0.4 * scale, mass_max * nu**0.6 * scale
 
 
 def chirp_time_seconds(m1_msun, m2_msun, f_low):

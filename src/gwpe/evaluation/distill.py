@@ -94,6 +94,7 @@ def evaluate_distill(
     from gwpe.evaluation.corner_plots import posterior_corner
     from gwpe.evaluation.divergence import marginal_divergences
     from gwpe.evaluation.flow import posterior_samples, validation_nll
+    from gwpe.waveforms.priors import outside_prior_fraction
     from gwpe.models.flow_module import FlowModule
     from gwpe.models.package import CONFIG_FILE
 
@@ -130,12 +131,14 @@ def evaluate_distill(
     medians = {role: [] for role in ROLES}
     js = {role: [] for role in ROLES[1:]}
     truth, corner_sets = [], {}
+    outside = {role: 0.0 for role in ROLES}
     for index in tqdm(range(events), desc="evaluate distill", unit="event", disable=not progress):
         strain, theta = validation[index]
         truth.append(standardisation.inverse(np.asarray(theta, dtype=float)))
         draws = {role: posterior_samples(module, standardisation, strain, n) for role, module in modules.items()}
         for role in ROLES:
             medians[role].append(np.median(draws[role], axis=0))
+            outside[role] += outside_prior_fraction(prior, parameters, draws[role]) / events
         if index < evaluation.js_events:
             for role in ROLES[1:]:
                 js[role].append(marginal_divergences(draws["teacher"], draws[role], seed=index)[1])
@@ -163,6 +166,7 @@ def evaluate_distill(
         "comparison": comparison,
         "js_teacher_student": divergence,
         "relative_error_percent": errors,
+        "outside_prior": outside,
         "samples_per_event": n,
         "events": events,
         "js_events": min(evaluation.js_events, events),
@@ -230,6 +234,9 @@ def format_table2(metrics: dict) -> str:
     lines.append("relative error % " + "".join(f"{p:>9}" for p in parameters))
     for role, row in errors.items():
         lines.append(f"{role:<17}" + "".join(f"{row[p]:>9.2f}" for p in parameters))
+    lines.append(
+        "samples outside the prior: " + ", ".join(f"{role} {v:.2%}" for role, v in metrics["outside_prior"].items())
+    )
     for role, row in metrics["js_teacher_student"].items():
         lines.append(f"JS(teacher, {role}) mean nat " + " ".join(f"{p}={v:.4f}" for p, v in row["mean"].items()))
     return "\n".join(lines)

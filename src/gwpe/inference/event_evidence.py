@@ -230,6 +230,14 @@ def estimate_evidence(
         "max_js_vs_flowmc_warm": {m: max(v.values()) for m, v in js.items()},
         "agrees_within_js": agree,
         "agreement_js": settings.agreement_js,
+        # fraction of each IS method's proposal draws and resampled posterior outside the prior's support
+        "outside_prior": {
+            method: {
+                "proposal": float(np.mean(~inside_prior(event, proposal))),
+                "resampled": float(np.mean(~inside_prior(event, resampled))),
+            }
+            for method, (proposal, _, resampled) in draws.items()
+        },
     }
 
     out = evidence_path(config)

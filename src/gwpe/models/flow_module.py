@@ -106,9 +106,18 @@ class FlowModule(PackagedModel, L.LightningModule):
 
         return configure(self, groups, scheduler, factor, self.training_config)
 
+    @property
+    def parameterisation(self) -> str:
+        """Where the model's draws and density live: on the prior's support (its bijections) or, for packages
+        saved before gwpe enforced the support, unbounded standardised parameters."""
+        from gwpe.models.flows.support import parameterisation
+
+        return parameterisation(self.model)
+
     @torch.no_grad()
     def sample(self, strain: torch.Tensor, n: int) -> torch.Tensor:
-        """n standardised posterior samples (n, P) for one observation (D, L) (fast sampler, eval mode)."""
+        """n standardised posterior samples (n, P) for one observation (D, L) (fast sampler, eval mode); float64
+        inside the prior's support for models built on it."""
         self.model.eval()
         return self.model.sample(strain.unsqueeze(0).to(self.device), n).reshape(n, -1)
 

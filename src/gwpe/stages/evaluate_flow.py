@@ -63,6 +63,7 @@ def execute(
                 "test.val_nll": metrics["val_nll"],
                 "test.min_ks_pvalue": metrics["min_ks_pvalue"],
                 "test.sampling_seconds_1e4": metrics["sampling_seconds_1e4"],
+                "test.outside_prior": metrics["outside_prior"],
                 **{f"test.ks_pvalue.{k}": v for k, v in metrics["ks_pvalue"].items()},
                 **{f"test.width90_over_prior.{k}": v for k, v in metrics["width90_over_prior"].items()},
             }

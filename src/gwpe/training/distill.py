@@ -17,10 +17,10 @@ from pathlib import Path
 
 from gwpe.config import ProjectConfig
 from gwpe.errors import ConfigError
-from gwpe.data.strain_store import context_shape
+from gwpe.data.strain_store import context_shape, existing_store
 from gwpe.data.strain_store import dataset_config as strain_dataset
 from gwpe.training.fit import FitJob
-from gwpe.training.posterior import posterior_job
+from gwpe.training.posterior import posterior_job, with_support
 
 TUNED = ("depth", "width", "transforms", "learning_rate")
 STUDENT_MODES = ("distilled", "direct")
@@ -30,6 +30,11 @@ def dataset_shape(config: ProjectConfig) -> tuple[int, list[int]]:
     """(number of inferred parameters, context shape [detectors, samples]) of ``distill.dataset``."""
     dataset = strain_dataset(config, config.distill.dataset, "distill.dataset")
     return len(dataset.inferred_parameters), context_shape(dataset)
+
+
+def distill_store(config: ProjectConfig) -> Path:
+    """The store of ``distill.dataset`` (it must exist)."""
+    return existing_store(config, config.distill.dataset, "distill.dataset")
 
 
 def resnet_iaf_config(config: ProjectConfig, overrides: dict | None = None, factor: float = 1.0) -> dict:
@@ -111,7 +116,7 @@ def teacher_job(config: ProjectConfig) -> FitJob:
     from gwpe.models.flow_module import FlowModule
 
     best = read_best_params(config)
-    model_config = resnet_iaf_config(config, best["params"])
+    model_config = with_support(resnet_iaf_config(config, best["params"]), distill_store(config))
     training = config.distill.training.model_copy(update={"learning_rate": float(best["params"]["learning_rate"])})
     return _job(
         config,
@@ -147,7 +152,7 @@ def student_job(config: ProjectConfig, mode: str) -> FitJob:
         "transforms": teacher_config["transforms"],
     }
     # scale the teacher's own architecture (not distill.model): the student follows whatever the sweep chose
-    model_config = resnet_iaf_config(config, teacher_shape, factor=student.factor)
+    model_config = with_support(resnet_iaf_config(config, teacher_shape, factor=student.factor), distill_store(config))
     epochs = student.max_epochs or section.training.max_epochs
     training = section.training.model_copy(update={"learning_rate": teacher.learning_rate, "max_epochs": epochs})
     role = f"student-{mode}"

@@ -15,7 +15,7 @@ from gwpe.config import ProjectConfig
 from gwpe.data.strain_store import Standardisation, context_shape, flows_dataset, flows_store
 from gwpe.errors import ConfigError
 from gwpe.training.fit import FitJob
-from gwpe.training.posterior import posterior_job
+from gwpe.training.posterior import posterior_job, with_support
 
 
 def flow_model_config(config: ProjectConfig, name: str) -> dict:
@@ -114,7 +114,8 @@ def flow_job(config: ProjectConfig, name: str) -> FitJob:
     from gwpe.models.flow_module import FlowModule
 
     section = config.flows
-    model_config = with_phase_symmetry(config, flow_model_config(config, name), flows_store(config))
+    store = flows_store(config)
+    model_config = with_support(with_phase_symmetry(config, flow_model_config(config, name), store), store)
     training = model_training(config, name)
     return posterior_job(
         config,

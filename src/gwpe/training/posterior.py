@@ -12,8 +12,39 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gwpe.config import ProjectConfig, TrainingConfig
-from gwpe.data.strain_store import data_spec, existing_store
+from gwpe.data.strain_store import SNR, N_TRAIN, Standardisation, data_spec, existing_store, read_attributes
 from gwpe.training.fit import FitJob
+
+
+def with_support(model_config: dict, store: str | Path) -> dict:
+    """``model_config`` built on the prior support of the store's dataset (``gwpe.models.flows.support``): the
+    store's standardisation and prior (its data spec, what the data were drawn from); phi0 stays as it is for a
+    MAF whose ``phase`` symmetry wraps it, every other parameter gets its bijection."""
+    from gwpe.config import StrainPriorConfig
+    from gwpe.waveforms.priors import support_pieces
+
+    standardisation = Standardisation.of_store(store)
+    prior = StrainPriorConfig(**data_spec(store)["prior"])
+    names = list(standardisation.parameters)
+    periodic = ("phi0",) if model_config.get("phase") else ()
+    support = {
+        "parameters": names,
+        "mean": standardisation.mean.tolist(),
+        "std": standardisation.std.tolist(),
+        "pieces": support_pieces(prior, names, periodic),
+    }
+    return {**model_config, "support": support}
+
+
+def training_snr(store: str | Path) -> dict:
+    """Quantiles of the training rows' network optimal SNR (``gwpe infer`` compares an event's with them)."""
+    import numpy as np
+    import zarr
+
+    rows = int(read_attributes(store)[N_TRAIN])
+    snr = np.asarray(zarr.open_group(str(store), mode="r")[SNR][:rows], dtype=np.float64)
+    quantiles = np.quantile(snr, [0.0, 0.01, 0.5, 0.99, 1.0])
+    return dict(zip(("min", "p01", "median", "p99", "max"), (round(float(q), 4) for q in quantiles)))
 
 
 def posterior_job(
@@ -53,6 +84,7 @@ def posterior_job(
             "data_md5": md5[dataset],
             "standardisation": data.standardisation.as_attrs(),
             "data_spec": data_spec(store),
+            "training_snr": training_snr(store),
             **(meta or {}),
         }
 

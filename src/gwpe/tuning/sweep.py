@@ -131,13 +131,14 @@ class Objective:
         from gwpe.models.flow_module import FlowModule
         from gwpe.tracking import tracking_uri
         from gwpe.training.distill import resnet_iaf_config
+        from gwpe.training.posterior import with_support
         from gwpe.training.trainer import build_trainer
         from gwpe.tuning.storage import WORKER_ATTR, worker_tag
 
         config, sweep = self.config, self.config.distill.sweep
         trial.set_user_attr(WORKER_ATTR, worker_tag())
         params = suggest(trial, sweep.search_space)
-        model_config = resnet_iaf_config(config, params)
+        model_config = with_support(resnet_iaf_config(config, params), self.store)
         training = config.distill.training.model_copy(
             update={"max_epochs": sweep.max_epochs, "learning_rate": params["learning_rate"]}
         )

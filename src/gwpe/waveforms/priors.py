@@ -125,3 +125,34 @@ def prior_bounds(prior: StrainPriorConfig, name: str) -> tuple[float, float]:
     if name not in bounds:
         raise ValueError(f"parameter = {name!r}; allowed: {', '.join(bounds)}")
     return bounds[name]
+
+
+def support_pieces(prior: StrainPriorConfig, names: list[str], periodic: tuple[str, ...] = ()) -> list[dict]:
+    """The pieces of ``gwpe.models.flows.support.ParameterSupport`` that map R^F onto this prior's support:
+    (m1, m2) together onto the triangle m_min <= m2 <= m1 <= m_max (chirp mass and mass ratio), every other
+    parameter onto its interval ``prior_bounds``; parameters in ``periodic`` (an angle the model wraps itself,
+    the MAF's phi0) are left out."""
+    pieces: list[dict] = []
+    if "m1" in names and "m2" in names:
+        pieces.append(
+            {
+                "kind": "mass_triangle",
+                "index": [names.index("m1"), names.index("m2")],
+                "low": float(prior.mass_min),
+                "high": float(prior.mass_max),
+            }
+        )
+    elif "m1" in names or "m2" in names:
+        raise ValueError(f"parameters {names}: m1 and m2 are drawn together; allowed: both or neither")
+    for k, name in enumerate(names):
+        if name in ("m1", "m2") or name in periodic:
+            continue
+        low, high = prior_bounds(prior, name)
+        pieces.append({"kind": "interval", "index": k, "low": float(low), "high": float(high)})
+    return pieces
+
+
+def outside_prior_fraction(prior: StrainPriorConfig, names: list[str], samples: np.ndarray) -> float:
+    """Fraction of ``samples`` (..., len(names)) outside the prior's support (``log_prior_density`` = -inf)."""
+    flat = np.asarray(samples, dtype=float).reshape(-1, len(names))
+    return float(np.mean(~np.isfinite(log_prior_density(prior, names, flat)))) if len(flat) else 0.0

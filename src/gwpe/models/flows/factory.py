@@ -9,6 +9,8 @@ MAF option ``phase``: ``{"index": k, "low": a, "period": P, "copies": c}`` (``ph
 model's standardised units) makes feature k periodic with a P / c shift symmetry; ``gwpe train flow`` fills it in
 for phi0 from ``flows.phase_symmetry``. Strain-8d CVAE+ (paper sec. IV):
 ``{"latent": 16, "transforms": 10, "iaf_context": 16, "frozen_prior": true}``.
+``support`` (any kind; ``support.ParameterSupport``'s config, null for none): the model is built on the prior's
+support, wrapped in ``SupportedPosterior``; packages saved without it load unbounded, as they were trained.
 The returned module carries ``config`` (all defaults filled in), so state dict + ``json.dumps(model.config)``
 rebuild it without pickle.
 """
@@ -24,6 +26,7 @@ from gwpe.models.flows.cvae import CVAE, CVAEPlus
 from gwpe.models.flows.embedding import build_embedding
 from gwpe.models.flows.iaf import IAFPosterior
 from gwpe.models.flows.maf import MAFPosterior
+from gwpe.models.flows.support import ParameterSupport, SupportedPosterior, check_support
 
 # the paper's settings, from the typed config (the one place defaults live); "phase" is filled in by training
 DEFAULTS: dict[str, dict] = {kind: model().model_dump() for kind, model in FLOW_OPTIONS.items()}
@@ -45,7 +48,9 @@ def resolve_config(config: dict) -> dict:
         "features": int(config.pop("features")),
         "context_shape": [int(s) for s in config.pop("context_shape")],
         "embedding": config.pop("embedding", None) or {"kind": "flatten"},
+        "support": check_support(config.pop("support")) if config.get("support") else None,
     }
+    config.pop("support", None)
     options = DEFAULTS[kind]
     unknown = sorted(set(config) - set(options))
     if unknown:
@@ -58,10 +63,16 @@ def build_flow_model(config: dict) -> nn.Module:
     """The posterior model for ``config`` (see module doc); its ``config`` attribute is the resolved dict."""
     resolved = resolve_config(config)
     embedding = build_embedding(resolved["context_shape"], resolved["embedding"])
-    options = {k: v for k, v in resolved.items() if k not in ("kind", "features", "context_shape", "embedding")}
+    fixed = ("kind", "features", "context_shape", "embedding", "support")
+    options = {k: v for k, v in resolved.items() if k not in fixed}
     for key in ("hidden", "flow_hidden"):
         if key in options:
             options[key] = tuple(options[key])
     model = CLASSES[resolved["kind"]](resolved["features"], embedding.features, embedding=embedding, **options)
+    if resolved["support"] is not None:
+        if len(resolved["support"]["parameters"]) != resolved["features"]:
+            count = len(resolved["support"]["parameters"])
+            raise ValueError(f"support has {count} parameters; features = {resolved['features']}")
+        model = SupportedPosterior(model, ParameterSupport(resolved["support"]))
     model.config = resolved
     return model

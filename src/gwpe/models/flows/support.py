@@ -1,0 +1,295 @@
+"""Posteriors on the prior's support: a fixed bijection between the support and R^F around any posterior model.
+
+A model with ``support`` learns q_u(u | y) over unbounded coordinates u = T(x), x the standardised parameters
+(z = (theta - mean) / std, what the data modules yield); the posterior over x is the change of variables
+
+    log p(x | y) = log q_u(T(x) | y) + log |det dT/dx|,        x = T^{-1}(u),  u ~ q_u(. | y),
+
+so every draw lies inside the support and ``log_prob`` is the normalised density on it, Jacobian included (p-p
+tests, importance weights, JS and evidences keep their meaning). Pieces of T, each on its own columns:
+
+- ``interval`` [a, b] (a bounded parameter): s = (theta - a) / (b - a), u = logit(s);
+  log |du/dtheta| = -log(b - a) - log s - log(1 - s);
+- ``mass_triangle`` (m1, m2) on {a <= m2 <= m1 <= b} (the strain priors' masses; bilby's and DINGO's
+  sampling coordinates): nu = m2 / m1 in [a / b, 1] through a scaled logit, then the chirp mass M_c through a
+  scaled logit over its range at that nu, [a nu^(-2/5), b nu^(3/5)] (1 + nu)^(-1/5)
+  (``physics.chirp_mass_range_at_ratio``); |d(m1, m2)/d(M_c, nu)| = m1^2 / M_c. The data measure M_c best,
+  so the flow sees a narrow ridge along one coordinate instead of a curve in (m1, m2);
+- columns in no piece stay as they are (u = x): angles whose periodicity the model handles itself (the
+  MAF's phi0 ``phase`` symmetry) or unbounded parameters.
+
+T works in float64 (a logit of float32 loses the edges). Points within ``TOLERANCE`` (in s, the unit interval)
+outside the support, which float32 rounding of prior draws on the edge produces, are clamped to
+[``EDGE``, 1 - ``EDGE``]; points farther out have log p = -inf. Draws are exactly inside: theta = a + (b - a)
+sigmoid(u) never leaves [a, b].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn.functional import logsigmoid
+
+from gwpe import physics
+
+TOLERANCE = 1e-6  # float32 z of a prior draw on the edge lands up to ~1e-7 of the range outside it
+EDGE = 1e-9  # clamp of s in the logit: |u| <= 20.7
+PIECES = ("interval", "mass_triangle")
+
+
+def _logit(s: Tensor) -> tuple[Tensor, Tensor]:
+    """(logit s, log |d logit / ds| = -log s - log(1 - s)) for s already clamped into (0, 1)."""
+    return s.log() - torch.log1p(-s), -s.log() - torch.log1p(-s)
+
+
+def _unit(theta: Tensor, low, high) -> tuple[Tensor, Tensor]:
+    """(s clamped into [EDGE, 1 - EDGE], inside the tolerated support)."""
+    s = (theta - low) / (high - low)
+    inside = (s >= -TOLERANCE) & (s <= 1 + TOLERANCE)
+    return s.clamp(EDGE, 1 - EDGE), inside
+
+
+class ParameterSupport(nn.Module):
+    """T: standardised parameters x -> unbounded u (module doc), from a JSON-able config:
+
+    {"parameters": [...], "mean": [...], "std": [...],
+     "pieces": [{"kind": "interval", "index": k, "low": a, "high": b},
+                {"kind": "mass_triangle", "index": [i_m1, i_m2], "low": a, "high": b}, ...]}
+    """
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = check_support(config)
+        self.register_buffer("mean", torch.tensor(self.config["mean"], dtype=torch.float64), persistent=False)
+        self.register_buffer("std", torch.tensor(self.config["std"], dtype=torch.float64), persistent=False)
+        self.pieces = self.config["pieces"]
+        columns = []
+        for piece in self.pieces:
+            columns += piece["index"] if piece["kind"] == "mass_triangle" else [piece["index"]]
+        self.columns = sorted(columns)  # the columns T changes; the others pass through
+        self.log_std = float(self.std[self.columns].log().sum()) if columns else 0.0
+
+    def describe(self) -> str:
+        """One line naming the parameterisation, e.g. for ``gwpe infer``'s output."""
+        names = self.config["parameters"]
+        parts = []
+        for piece in self.pieces:
+            if piece["kind"] == "interval":
+                parts.append(f"{names[piece['index']]} logit[{piece['low']:g}, {piece['high']:g}]")
+            else:
+                i, j = piece["index"]
+                parts.append(
+                    f"({names[i]}, {names[j]}) -> (chirp mass, {names[j]}/{names[i]}) logit on the triangle "
+                    f"{piece['low']:g} <= {names[j]} <= {names[i]} <= {piece['high']:g}"
+                )
+        rest = [names[k] for k in range(len(names)) if k not in self.columns]
+        return "bounded: " + "; ".join(parts) + (f"; unchanged: {', '.join(rest)}" if rest else "")
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(u = T(x) in float64, log |det du/dx| with -inf outside the support), batch shape of x."""
+        x = x.double()
+        theta = x * self.std + self.mean
+        u = x.clone()
+        ladj = torch.full(x.shape[:-1], self.log_std, dtype=torch.float64, device=x.device)
+        inside = torch.isfinite(x).all(-1)
+        for piece in self.pieces:
+            low, high = piece["low"], piece["high"]
+            if piece["kind"] == "interval":
+                k = piece["index"]
+                s, ok = _unit(theta[..., k], low, high)
+                u[..., k], log_du = _logit(s)
+                ladj = ladj - math.log(high - low) + log_du
+            else:
+                i, j = piece["index"]
+                m1, m2 = theta[..., i], theta[..., j]
+                span = TOLERANCE * (high - low)
+                ok = (m2 >= low - span) & (m1 <= high + span) & (m2 <= m1 + span)
+                nu_min = low / high
+                s_nu, _ = _unit(m2 / m1.clamp_min(0.5 * low), nu_min, 1.0)
+                nu = nu_min + (1 - nu_min) * s_nu
+                chirp = physics.chirp_mass(m1.clamp(low, high), m2.clamp(low, high))
+                lowest, highest = physics.chirp_mass_range_at_ratio(nu, low, high)
+                width = (highest - lowest).clamp_min(1e-12)
+                s_chirp, _ = _unit(chirp, lowest, lowest + width)
+                u[..., i], log_du_chirp = _logit(s_chirp)
+                u[..., j], log_du_nu = _logit(s_nu)
+                ladj = ladj - physics.log_jacobian_masses_chirp_mass(lowest + width * s_chirp, nu)
+                ladj = ladj - width.log() + log_du_chirp - math.log(1 - nu_min) + log_du_nu
+            inside = inside & ok
+        u = torch.where(inside[..., None], u, torch.zeros_like(u))
+        return u, torch.where(inside, ladj, torch.full_like(ladj, -math.inf))
+
+    def inverse(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """(x = T^{-1}(u) in float64, log |det dx/du|); every x lies inside the support."""
+        u = u.double()
+        theta = u * self.std + self.mean
+        ladj = torch.full(u.shape[:-1], -self.log_std, dtype=torch.float64, device=u.device)
+        for piece in self.pieces:
+            low, high = piece["low"], piece["high"]
+            if piece["kind"] == "interval":
+                k = piece["index"]
+                theta[..., k] = low + (high - low) * torch.sigmoid(u[..., k])
+                ladj = ladj + math.log(high - low) + logsigmoid(u[..., k]) + logsigmoid(-u[..., k])
+            else:
+                i, j = piece["index"]
+                nu_min = low / high
+                nu = nu_min + (1 - nu_min) * torch.sigmoid(u[..., j])
+                lowest, highest = physics.chirp_mass_range_at_ratio(nu, low, high)
+                chirp = lowest + (highest - lowest) * torch.sigmoid(u[..., i])
+                m1, m2 = physics.masses_from_chirp_mass(chirp, nu)
+                m1 = m1.clamp(low, high)  # float64 rounding at the corners, never more than an ulp
+                theta[..., i], theta[..., j] = m1, torch.minimum(m2.clamp(low, high), m1)
+                ladj = ladj + math.log(1 - nu_min) + logsigmoid(u[..., j]) + logsigmoid(-u[..., j])
+                width = (highest - lowest).clamp_min(1e-300)
+                ladj = ladj + width.log() + logsigmoid(u[..., i]) + logsigmoid(-u[..., i])
+                ladj = ladj + physics.log_jacobian_masses_chirp_mass(chirp, nu)
+        x = u.clone()
+        x[..., self.columns] = (theta[..., self.columns] - self.mean[self.columns]) / self.std[self.columns]
+        return self._inside_after_rounding(x), ladj
+
+    def _inside_after_rounding(self, x: Tensor) -> Tensor:
+        """x moved by an ulp where x * std + mean (float64, what every caller computes) would round past a
+        bound it reached exactly (u far out, sigmoid saturated): draws stay inside after the way back. Skipped
+        for x that carries gradients (an ulp does not matter there, in-place edits would)."""
+        if x.requires_grad:
+            return x
+        physical = lambda k: x[..., k] * self.std[k] + self.mean[k]  # noqa: E731
+        for _ in range(4):
+            for piece in self.pieces:
+                low, high = piece["low"], piece["high"]
+                if piece["kind"] == "interval":
+                    checks = [(piece["index"], low, high)]
+                else:
+                    checks = [(piece["index"][0], low, high), (piece["index"][1], low, high)]
+                for k, lo, hi in checks:
+                    value = physical(k)
+                    x[..., k] = torch.where(value < lo, torch.nextafter(x[..., k], x.new_tensor(math.inf)), x[..., k])
+                    x[..., k] = torch.where(value > hi, torch.nextafter(x[..., k], x.new_tensor(-math.inf)), x[..., k])
+                if piece["kind"] == "mass_triangle":
+                    i, j = piece["index"]
+                    above = physical(j) > physical(i)
+                    x[..., j] = torch.where(above, torch.nextafter(x[..., j], x.new_tensor(-math.inf)), x[..., j])
+        return x
+
+
+def check_support(config: dict) -> dict:
+    """The support config with its types checked; raises ValueError naming what is wrong."""
+    for key in ("parameters", "mean", "std", "pieces"):
+        if key not in config:
+            raise ValueError(f"support config needs {key!r}")
+    features = len(config["parameters"])
+    if len(config["mean"]) != features or len(config["std"]) != features:
+        raise ValueError(f"support: mean and std need {features} entries (one per parameter)")
+    if any(not s > 0 for s in config["std"]):
+        raise ValueError(f"support: std = {config['std']}; allowed: all > 0")
+    used: set[int] = set()
+    for piece in config["pieces"]:
+        if piece.get("kind") not in PIECES:
+            raise ValueError(f"support piece kind = {piece.get('kind')!r}; allowed: {', '.join(PIECES)}")
+        index = piece["index"] if piece["kind"] == "mass_triangle" else [piece["index"]]
+        if any(not 0 <= k < features for k in index) or used & set(index):
+            raise ValueError(f"support piece index = {piece['index']!r}; allowed: distinct columns 0 .. {features - 1}")
+        used |= set(index)
+        if not piece["low"] < piece["high"] or (piece["kind"] == "mass_triangle" and not piece["low"] > 0):
+            raise ValueError(f"support piece bounds [{piece['low']}, {piece['high']}]; allowed: 0 < low < high")
+    return {
+        "parameters": list(config["parameters"]),
+        "mean": [float(v) for v in config["mean"]],
+        "std": [float(v) for v in config["std"]],
+        "pieces": [dict(piece) for piece in config["pieces"]],
+    }
+
+
+class SupportedPosterior(nn.Module):
+    """Any posterior model (``inner``: MAF, CVAE, CVAE+, IAF, ...) on the prior's support (module doc).
+
+    Same interface as the model it wraps: ``log_prob``/``loss``/``sample``/``embed``/..., over the standardised
+    parameters x; draws come back in float64 so the edges survive the way back to physical units."""
+
+    def __init__(self, inner: nn.Module, support: ParameterSupport):
+        super().__init__()
+        self.inner, self.support = inner, support
+        self.kind, self.features = inner.kind, inner.features
+
+    def to_inner(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        u, ladj = self.support(x)
+        dtype = next(self.inner.parameters()).dtype
+        return u.to(dtype), ladj
+
+    def _from_inner(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        return self.support.inverse(u)
+
+    def embed(self, context: Tensor) -> Tensor:
+        return self.inner.embed(context)
+
+    @staticmethod
+    def _add(log_prob: Tensor, ladj: Tensor) -> Tensor:
+        """log q_u + log |det dT/dx|, -inf (not NaN) outside the support."""
+        return torch.where(torch.isfinite(ladj), log_prob + ladj.to(log_prob.dtype), ladj.to(log_prob.dtype))
+
+    def log_prob(self, x: Tensor, context: Tensor, *args, **kwargs) -> Tensor:
+        """log p(x | y) on the support (the inner model's density or bound, plus the Jacobian); -inf outside."""
+        u, ladj = self.to_inner(x)
+        return self._add(self.inner.log_prob(u, context, *args, **kwargs), ladj)
+
+    def flow_log_prob(self, x: Tensor, context: Tensor) -> Tensor:
+        """The fitted density without a MAF's phase images (what training follows), on the support."""
+        u, ladj = self.to_inner(x)
+        inner = getattr(self.inner, "flow_log_prob", self.inner.log_prob)
+        return self._add(inner(u, context), ladj)
+
+    def log_prob_embedded(self, x: Tensor, y: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
+        u, ladj = self.to_inner(x)
+        return self._add(self.inner.log_prob_embedded(u, y, temperature), ladj)
+
+    def elbo_terms(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+        """(reconstruction -log p(x | z, y) on the support, KL): the Jacobian belongs to the reconstruction."""
+        u, ladj = self.to_inner(x)
+        reconstruction, kl = self.inner.elbo_terms(u, context)
+        return reconstruction - ladj.to(reconstruction.dtype), kl
+
+    def loss(self, x: Tensor, context: Tensor, epoch: int | None = None) -> Tensor:
+        """The inner model's loss at u = T(x) minus the mean log Jacobian (no gradient: it only makes the
+        logged loss an NLL over x, comparable with ``log_prob``)."""
+        u, ladj = self.to_inner(x)
+        return self.inner.loss(u, context, epoch) - ladj.mean().to(u.dtype)
+
+    @torch.no_grad()
+    def sample(self, context: Tensor, n: int, **kwargs) -> Tensor:
+        """(n, *B, features) draws inside the support (float64)."""
+        return self._from_inner(self.inner.sample(context, n, **kwargs))[0]
+
+    @torch.no_grad()
+    def sample_naive(self, context: Tensor, n: int) -> Tensor:
+        return self._from_inner(self.inner.sample_naive(context, n))[0]
+
+    def sample_embedded(self, y: Tensor, n: int, temperature: float | Tensor = 1.0) -> Tensor:
+        return self._from_inner(self.inner.sample_embedded(y, n, temperature))[0]
+
+    def sample_and_log_prob_embedded(
+        self, y: Tensor, n: int, temperature: float | Tensor = 1.0
+    ) -> tuple[Tensor, Tensor]:
+        """Draws of p_T(. | y) on the support with their log p_T (the inner's minus log |det dx/du|)."""
+        u, log_prob = self.inner.sample_and_log_prob_embedded(y, n, temperature)
+        x, ladj = self._from_inner(u)
+        return x, log_prob - ladj.to(log_prob.dtype)
+
+    def set_batchnorm_statistics(self, batches) -> int:
+        """The inner model's batch-norm statistics from (context, x) batches, x mapped to u."""
+        return self.inner.set_batchnorm_statistics((context, self.to_inner(x)[0]) for context, x in batches)
+
+    def parameter_groups(self, gaussian_lr: float = 1e-4, flow_lr: float = 4e-4) -> list[dict]:
+        return self.inner.parameter_groups(gaussian_lr=gaussian_lr, flow_lr=flow_lr)
+
+
+def parameterisation(model: nn.Module) -> str:
+    """What a posterior model's draws and densities live on: its support's description, or the unbounded
+    standardised space of models built before gwpe enforced the prior's support."""
+    if isinstance(model, SupportedPosterior):
+        return model.support.describe()
+    return (
+        "unbounded: standardised parameters on R^F "
+        "(prior support not enforced: a package saved before gwpe's support bijections)"
+    )
