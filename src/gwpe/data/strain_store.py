@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import gwpe
-from gwpe.config import ProjectConfig, StrainDatasetConfig
+from gwpe.config import ProjectConfig, StrainDatasetConfig, StrainPriorConfig
 from gwpe.errors import ConfigError
 
 FORMAT_VERSION = 1
@@ -119,6 +119,12 @@ def data_spec(store: str | Path) -> dict:
     what it infers (parameters, units, prior): copied into every package so ``gwpe infer`` can check files."""
     attrs = read_attributes(store)
     return {k: attrs[k] for k in DATA_SPEC_KEYS if k in attrs}
+
+
+def recorded_prior(spec: dict) -> StrainPriorConfig:
+    """The prior a store (or a package's ``data_spec``) records, as the typed config, taken as written: a store
+    is what its data were drawn from, so the current config's bounds (e.g. chi_max < 1) do not re-judge it."""
+    return StrainPriorConfig.model_construct(**{**StrainPriorConfig().model_dump(), **spec["prior"]})
 
 
 def standardisation_attrs(params: np.ndarray, names: list[str], inferred: list[str], n_train: int) -> dict:

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gwpe.config import ProjectConfig, TrainingConfig
-from gwpe.data.strain_store import SNR, N_TRAIN, Standardisation, data_spec, existing_store, read_attributes
+from gwpe.data.strain_store import (
+    N_TRAIN,
+    SNR,
+    Standardisation,
+    data_spec,
+    existing_store,
+    read_attributes,
+    recorded_prior,
+)
 from gwpe.training.fit import FitJob
 
 
@@ -20,11 +28,10 @@ def with_support(model_config: dict, store: str | Path) -> dict:
     """``model_config`` built on the prior support of the store's dataset (``gwpe.models.flows.support``): the
     store's standardisation and prior (its data spec, what the data were drawn from); phi0 stays as it is for a
     MAF whose ``phase`` symmetry wraps it, every other parameter gets its bijection."""
-    from gwpe.config import StrainPriorConfig
     from gwpe.waveforms.priors import support_pieces
 
     standardisation = Standardisation.of_store(store)
-    prior = StrainPriorConfig(**data_spec(store)["prior"])
+    prior = recorded_prior(data_spec(store))
     names = list(standardisation.parameters)
     periodic = ("phi0",) if model_config.get("phase") else ()
     support = {
