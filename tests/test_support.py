@@ -172,3 +172,17 @@ def test_old_unbounded_packages_load_and_say_so(tmp_path):
     torch.manual_seed(0)
     b = loaded["bounded"].sample(strain, 16)
     assert torch.equal(a, b)
+
+
+def test_optional_methods_follow_the_wrapped_family():
+    maf, cvae, iaf = (build(family, FIVE) for family in ("maf", "cvae", "iaf"))
+    assert not hasattr(maf, "elbo_terms") and hasattr(cvae, "elbo_terms")
+    assert hasattr(iaf, "sample_and_log_prob_embedded") and not hasattr(maf, "log_prob_embedded")
+    strain = torch.randn(1, 8)
+    torch.manual_seed(0)
+    fast = maf.sample(strain, 64)
+    torch.manual_seed(0)
+    naive = maf.sample_naive(strain, 64)
+    assert torch.allclose(fast, naive, atol=1e-5)
+    reconstruction, kl = cvae.elbo_terms(fast.reshape(64, 5).float(), strain.expand(64, 1, 8))
+    assert torch.isfinite(reconstruction).all() and torch.isfinite(kl).all()

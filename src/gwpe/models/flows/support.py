@@ -240,16 +240,6 @@ class SupportedPosterior(nn.Module):
         inner = getattr(self.inner, "flow_log_prob", self.inner.log_prob)
         return self._add(inner(u, context), ladj)
 
-    def log_prob_embedded(self, x: Tensor, y: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
-        u, ladj = self.to_inner(x)
-        return self._add(self.inner.log_prob_embedded(u, y, temperature), ladj)
-
-    def elbo_terms(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
-        """(reconstruction -log p(x | z, y) on the support, KL): the Jacobian belongs to the reconstruction."""
-        u, ladj = self.to_inner(x)
-        reconstruction, kl = self.inner.elbo_terms(u, context)
-        return reconstruction - ladj.to(reconstruction.dtype), kl
-
     def loss(self, x: Tensor, context: Tensor, epoch: int | None = None) -> Tensor:
         """The inner model's loss at u = T(x) minus the mean log Jacobian (no gradient: it only makes the
         logged loss an NLL over x, comparable with ``log_prob``)."""
@@ -261,20 +251,59 @@ class SupportedPosterior(nn.Module):
         """(n, *B, features) draws inside the support (float64)."""
         return self._from_inner(self.inner.sample(context, n, **kwargs))[0]
 
-    @torch.no_grad()
-    def sample_naive(self, context: Tensor, n: int) -> Tensor:
-        return self._from_inner(self.inner.sample_naive(context, n))[0]
+    def _inner_method(self, name: str):
+        """The inner model's optional method ``name``; AttributeError (so ``hasattr`` is False) if it has none."""
+        if not hasattr(self.inner, name):
+            raise AttributeError(f"{type(self.inner).__name__} has no {name}")
+        return getattr(self.inner, name)
 
-    def sample_embedded(self, y: Tensor, n: int, temperature: float | Tensor = 1.0) -> Tensor:
-        return self._from_inner(self.inner.sample_embedded(y, n, temperature))[0]
+    @property
+    def elbo_terms(self):
+        """(reconstruction -log p(x | z, y) on the support, KL) for latent-variable models (CVAE, CVAE+): the
+        Jacobian belongs to the reconstruction."""
+        inner = self._inner_method("elbo_terms")
 
-    def sample_and_log_prob_embedded(
-        self, y: Tensor, n: int, temperature: float | Tensor = 1.0
-    ) -> tuple[Tensor, Tensor]:
+        def terms(x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+            u, ladj = self.to_inner(x)
+            reconstruction, kl = inner(u, context)
+            return reconstruction - ladj.to(reconstruction.dtype), kl
+
+        return terms
+
+    @property
+    def sample_naive(self):
+        """The inner model's reference sampler (zuko's own), mapped onto the support."""
+        inner = self._inner_method("sample_naive")
+        return lambda context, n: self._from_inner(inner(context, n))[0]
+
+    @property
+    def log_prob_embedded(self):
+        """log p_T(x | y) for an embedded context (IAF posteriors, distillation)."""
+        inner = self._inner_method("log_prob_embedded")
+
+        def log_prob(x: Tensor, y: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
+            u, ladj = self.to_inner(x)
+            return self._add(inner(u, y, temperature), ladj)
+
+        return log_prob
+
+    @property
+    def sample_embedded(self):
+        """Differentiable draws of p_T(. | y) on the support (IAF posteriors)."""
+        inner = self._inner_method("sample_embedded")
+        return lambda y, n, temperature=1.0: self._from_inner(inner(y, n, temperature))[0]
+
+    @property
+    def sample_and_log_prob_embedded(self):
         """Draws of p_T(. | y) on the support with their log p_T (the inner's minus log |det dx/du|)."""
-        u, log_prob = self.inner.sample_and_log_prob_embedded(y, n, temperature)
-        x, ladj = self._from_inner(u)
-        return x, log_prob - ladj.to(log_prob.dtype)
+        inner = self._inner_method("sample_and_log_prob_embedded")
+
+        def draw(y: Tensor, n: int, temperature: float | Tensor = 1.0) -> tuple[Tensor, Tensor]:
+            u, log_prob = inner(y, n, temperature)
+            x, ladj = self._from_inner(u)
+            return x, log_prob - ladj.to(log_prob.dtype)
+
+        return draw
 
     def set_batchnorm_statistics(self, batches) -> int:
         """The inner model's batch-norm statistics from (context, x) batches, x mapped to u."""
