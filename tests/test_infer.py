@@ -104,6 +104,10 @@ def test_infer_formats_agree_and_record_provenance(flow_project, tmp_path):
             assert list(f["samples"].attrs["units"]) == ["Msun", "Msun", "rad", "s", "Mpc"]
             assert f.attrs["model"] == "models:/gwpe-npe-maf/1" and f.attrs["model_version"] == 1
             assert len(f.attrs["input_md5"]) == 32 and f.attrs["mlflow_run_id"]
+            checks = {c["name"]: c["status"] for c in json.loads(f.attrs["checks"])}
+            assert checks["sample rate"] == "pass" and checks["noise PSD"] == "not run"  # the window only
+            assert {"signal SNR", "prior bounds"} <= set(checks) and json.loads(f.attrs["forced_checks"]) == []
+        assert "check" in result.stderr and "sample rate" in result.stderr  # the table, on stderr
         assert (tmp_path / f"{name}.png").is_file()
     assert outputs["event.npy"].shape == (3000, 5)
     np.testing.assert_allclose(outputs["event.npy"], outputs["event.h5"], rtol=1e-5)  # same data, same seed
@@ -202,9 +206,25 @@ def test_raw_strain_at_a_multiple_of_the_rate_is_decimated_with_an_antialiasing_
     write_strain(tmp_path / "fast.h5", fast[0], 4 * setup.sample_rate, start_time=gps0)
     out = tmp_path / "fast-out.h5"
     result = run_gwpe(
-        ["infer", "--model", "gwpe-npe-maf@champion", "--strain", str(tmp_path / "fast.h5"), "--whiten", "--start",
-         str(gps0 + setup.pad), "--n-samples", "200", "--out", str(out), "--no-plot", "--no-progress"],
-        cwd=tmp_path, env=env, check=True,
+        [
+            "infer",
+            "--model",
+            "gwpe-npe-maf@champion",
+            "--strain",
+            str(tmp_path / "fast.h5"),
+            "--whiten",
+            "--start",
+            str(gps0 + setup.pad),
+            "--n-samples",
+            "200",
+            "--out",
+            str(out),
+            "--no-plot",
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        env=env,
+        check=True,
     )
     assert f"resampled {4 * setup.sample_rate:g} Hz -> {setup.sample_rate:g} Hz" in result.stderr
     with h5py.File(out) as f:
@@ -215,17 +235,35 @@ def test_raw_strain_at_a_multiple_of_the_rate_is_decimated_with_an_antialiasing_
     # strain 100 x louder than the model's PSD (real detector noise against a design curve): refused, naming the
     # check, and nothing written; --force runs it and records the failed check
     write_strain(tmp_path / "loud.h5", 100 * fast[0], 4 * setup.sample_rate, start_time=gps0)
-    args = ["infer", "--model", "gwpe-npe-maf@champion", "--strain", str(tmp_path / "loud.h5"), "--whiten",
-            "--start", str(gps0 + setup.pad), "--n-samples", "200", "--out", str(tmp_path / "loud-out.h5"),
-            "--no-plot", "--no-progress"]
+    args = [
+        "infer",
+        "--model",
+        "gwpe-npe-maf@champion",
+        "--strain",
+        str(tmp_path / "loud.h5"),
+        "--whiten",
+        "--start",
+        str(gps0 + setup.pad),
+        "--n-samples",
+        "200",
+        "--out",
+        str(tmp_path / "loud-out.h5"),
+        "--no-plot",
+        "--no-progress",
+    ]
     refused = run_gwpe(args, cwd=tmp_path, env=env)
     assert refused.returncode == 2 and "gwpe: error: noise check failed: whitened strain has RMS" in refused.stderr
-    assert len(refused.stderr.strip().splitlines()) == 2  # the resampling note, then the one-line refusal
+    assert len(refused.stderr.strip().splitlines()) == 1  # the one-line refusal, nothing else
     assert not (tmp_path / "loud-out.h5").exists()
     forced = run_gwpe([*args, "--force"], cwd=tmp_path, env=env, check=True)
-    assert "noise check failed" in forced.stderr
+    assert "gwpe: warning: noise check failed" in forced.stderr
+    assert "on-source RMS" in forced.stderr and "FAIL" in forced.stderr  # the check table
     with h5py.File(tmp_path / "loud-out.h5") as f:
         assert json.loads(f.attrs["forced_checks"])[0].startswith("noise check failed")
+        checks = {c["name"]: c for c in json.loads(f.attrs["checks"])}
+        assert checks["on-source RMS"]["status"] == "FAIL" and checks["sample rate"]["status"] == "pass"
+        # 4 s of strain around a 1-s window: too little off-source data for the noise checks
+        assert checks["noise PSD"]["status"] == "not run"
 
 
 def test_intervals_cover_most_injections(flow_project, tmp_path, capsys, monkeypatch):
@@ -360,6 +398,11 @@ def _bad_inputs(tmp_path, root, generator, config):
             "bad output suffix",
             ["infer", "--model", champion, "--strain", str(good), "--out", str(tmp_path / "o.txt")],
             "a .h5 or .hdf5 file",
+        ),
+        (
+            "output is the input",
+            ["infer", "--model", champion, "--strain", str(good), "--out", str(good)],
+            "is one of the input files",
         ),
         (
             "unknown model",

@@ -224,12 +224,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--detectors", default=None, help="comma-separated, e.g. H1,L1, for files that do not record them"
     )
     infer.add_argument(
-        "--start", type=float, default=None, help="GPS start of the model's window inside a longer segment"
+        "--start",
+        type=float,
+        default=None,
+        help="GPS start of the model's window inside a longer segment (the rest, off-source, checks the noise)",
     )
     infer.add_argument("--whiten", action="store_true", help="the strain is raw: whiten it with the model's PSD first")
     infer.add_argument("--seed", type=int, default=None, help="seed the sampler (reproducible samples)")
     infer.add_argument(
-        "--force", action="store_true", help="run despite a failed data-quality check (recorded in the output)"
+        "--force",
+        action="store_true",
+        help="run despite a failed data-quality check (noise PSD, whiteness, on-source RMS, signal SNR): the checks "
+        "print as a table on stderr and the failures are recorded in the output (forced_checks)",
     )
     infer.add_argument("--no-plot", action="store_true", help="no corner plot")
     _no_progress(infer)

@@ -7,18 +7,21 @@ finite values, and, for flows, that the strain is whitened (noise of unit varian
 near 1e-21 and needs ``--whiten``). ``--whiten`` whitens raw strain with the model's PSD in gwpe's convention
 (x = irfft(dt rfft(d) / sqrt(S_n)) sqrt(2 / dt), after a Tukey window with 0.1 s tapers), over the whole input,
 then cuts the model's window, so a longer segment around the event whitens better than one exactly 1 s long.
-Raw strain sampled at an integer multiple k of the model's rate (GWOSC's 4096 Hz for a 1024 Hz model) is first
-decimated by k with an anti-aliasing FIR filter (``scipy.signal.resample_poly``: Kaiser-windowed low-pass at the
-model's Nyquist frequency, zero phase), which is said on stderr and recorded in the output
-(``input_sample_rate``, ``resampled_here``); any other rate is refused. Whitened strain is never resampled:
-its unit variance is per sample of the rate it was whitened at.
-After ``--whiten`` the window must look like unit-variance noise (RMS within ``WHITENED_RMS``); otherwise the
-data's noise is not the model's PSD and the input is refused in one line naming that check, unless ``--force``,
-which runs and records the failed check in the output (``forced_checks``).
+Before the model runs, the data-quality gate (``gwpe.inference.input_gate``, whose docstring has the formulas
+and thresholds) checks the input is the kind of data the model was trained on: the sample rate (an integer
+multiple k of the model's is decimated by k with an anti-aliasing FIR filter, ``scipy.signal.resample_poly``;
+other rates are refused), and, when the input holds more than the model's window, the off-source noise (its PSD
+against the model's over the model's band, and the variance and excess kurtosis of the whitened off-source
+samples), plus the RMS of the whitened window (``--whiten``). After sampling: the optimal SNR of the template at
+the posterior median against the training set's SNR range (packages that record ``training_snr``), and
+posterior mass piled against a prior bound (a flag, not a refusal). The checks print as a table on stderr and
+are stored in the output (``checks``, JSON); a failed check refuses in one line naming it (exit 2, nothing
+written) unless ``--force``, which runs and records the failures (``forced_checks``).
 
 Output (HDF5): ``samples`` (N, P) in physical units with ``parameters`` and ``units`` attributes (flows), or
 ``estimate`` (q, s1z, s2z, sigma_eff, S_eff, eta) (WaveNet); file attributes record the model source, version
-and run, the input files and their md5, the gwpe version. Quantiles print on the terminal; a corner plot
+and run, the input files and their md5, the gwpe version, the checks, the forced checks and the parameters piled
+against a prior bound (``prior_bound_flags``). Quantiles print on the terminal; a corner plot
 (flows) is written beside the output.
 """
 
@@ -31,124 +34,39 @@ from pathlib import Path
 
 import numpy as np
 
-from gwpe.data.strain_store import PLUS_POLARISATION
-from gwpe.data.strain_store import channels as channel_count
 from gwpe.errors import InputError
+from gwpe.inference.input_gate import (  # noqa: F401 (re-exported: the helpers lived here before the gate)
+    UNWHITENED_RMS,
+    WHITENED_RMS,
+    check_finite,
+    check_input,
+    check_posterior,
+    checks_json,
+    decimation_factor,
+    enforce,
+    expected_detectors,
+    flags,
+    format_checks,
+    whiten,
+)
 from gwpe.inference.strain_files import StrainInput, read_strain
 
 SAMPLE_CHUNK = 10_000
-UNWHITENED_RMS = 1e-3  # whitened noise has RMS 1; detector strain ~1e-21
-WHITENED_RMS = (0.5, 3.0)  # the window after --whiten: unit-variance noise plus a signal of SNR <~ 50
-
-
-def expected_detectors(spec: dict) -> list[str]:
-    """Detector order of the model's data spec; [] for "+"-polarisation datasets (one unnamed channel)."""
-    detectors = list(spec.get("detectors") or [])
-    return [] if detectors == [PLUS_POLARISATION] else detectors
-
-
-def _check_finite(data: np.ndarray, files: list[str]) -> None:
-    bad = ~np.isfinite(data)
-    if bad.any():
-        channel, index = (int(i[0]) for i in np.nonzero(bad))
-        raise InputError(
-            f"{', '.join(files)}: NaN or inf at sample {index} of channel {channel}; strain must be finite"
-        )
-
-
-def _order_channels(strain: StrainInput, wanted: list[str]) -> np.ndarray:
-    channels = channel_count(wanted)
-    if strain.data.shape[0] != channels:
-        expect = f"{channels} ({', '.join(wanted)})" if wanted else "1 (the '+' polarisation)"
-        raise InputError(f"{', '.join(strain.files)}: {strain.data.shape[0]} channel(s); the model expects {expect}")
-    if not wanted or strain.detectors is None:
-        return strain.data
-    if sorted(strain.detectors) != sorted(wanted):
-        raise InputError(f"detectors {', '.join(strain.detectors)}; the model expects {', '.join(wanted)}")
-    return strain.data[[strain.detectors.index(d) for d in wanted]]
-
-
-def whiten(data: np.ndarray, sample_rate: float, spec: dict) -> np.ndarray:
-    """Raw strain (D, L) -> whitened with the model's PSD (see the module docstring)."""
-    from scipy.signal.windows import tukey
-
-    from gwpe.waveforms.whitening import psd, whiten_frequency_series
-
-    n = data.shape[-1]
-    dt = 1.0 / sample_rate
-    taper = tukey(n, alpha=min(1.0, 2 * 0.1 / (n * dt)))
-    h_tilde = dt * np.fft.rfft(data * taper, axis=-1)
-    return whiten_frequency_series(h_tilde, psd(spec["psd"], np.fft.rfftfreq(n, dt), float(spec["f_min"])), dt, n)
-
-
-def decimation_factor(file_rate: float, model_rate: float, raw: bool) -> int:
-    """k = file_rate / model_rate when it is a whole number (1: no resampling), else a one-line InputError; a
-    factor above 1 only for raw strain (``--whiten``), since whitened samples have unit variance at their own rate."""
-    ratio = file_rate / model_rate
-    factor = int(round(ratio))
-    if factor < 1 or abs(ratio - factor) > 1e-9 * ratio:
-        raise InputError(
-            f"sample rate {file_rate:g} Hz; allowed: the model's {model_rate:g} Hz or an integer multiple of it "
-            "(raw strain is then decimated with an anti-aliasing filter)"
-        )
-    if factor > 1 and not raw:
-        raise InputError(
-            f"sample rate {file_rate:g} Hz for whitened strain; the model expects {model_rate:g} Hz: pass the raw "
-            "strain with --whiten (it is decimated, then whitened at the model's rate)"
-        )
-    return factor
 
 
 def flow_input(
     strain: StrainInput, spec: dict, start: float | None, whiten_raw: bool, forced: list[str] | None = None
 ) -> np.ndarray:
-    """The (D, L) whitened window the flow expects, or a one-line InputError. A failed data-quality check refuses
-    too, unless ``forced`` is a list: the check's message is then appended to it and the window returned."""
-    rate, duration = float(spec["sample_rate"]), float(spec["duration"])
-    n = int(round(rate * duration))
-    if strain.sample_rate is None:
-        raise InputError(
-            f"{', '.join(strain.files)}: no sample rate in the file; pass --sample-rate (the model expects {rate:g} Hz)"
-        )
-    factor = decimation_factor(strain.sample_rate, rate, whiten_raw)
-    data = _order_channels(strain, expected_detectors(spec))
-    _check_finite(data, strain.files)
-    if factor > 1:
-        from scipy.signal import resample_poly
-
-        data = resample_poly(data, 1, factor, axis=-1)
-        print(
-            f"gwpe: note: resampled {strain.sample_rate:g} Hz -> {rate:g} Hz "
-            f"(anti-aliasing FIR, decimation by {factor})",
-            file=sys.stderr,
-        )
-    if whiten_raw:
-        data = whiten(data, rate, spec)
-    if start is not None:
-        offset = start - (strain.start_time or 0.0)
-        first = int(round(offset * rate))
-        if first < 0 or first + n > data.shape[-1]:
-            span = f"[{strain.start_time or 0.0:.3f}, {(strain.start_time or 0.0) + data.shape[-1] / rate:.3f}]"
-            raise InputError(f"--start {start} with duration {duration:g} s lies outside the data {span}")
-        data = data[:, first : first + n]
-    elif data.shape[-1] != n:
-        raise InputError(
-            f"{data.shape[-1]} samples ({data.shape[-1] / rate:g} s); the model expects {n} ({duration:g} s at "
-            f"{rate:g} Hz): pass --start GPS to cut a window"
-        )
-    rms = float(np.sqrt(np.mean(data**2)))
-    if not whiten_raw and rms < UNWHITENED_RMS:
-        raise InputError(f"strain RMS {rms:.3g} looks unwhitened (whitened noise has RMS 1); pass --whiten")
-    if whiten_raw and not WHITENED_RMS[0] < rms < WHITENED_RMS[1]:
-        message = (
-            f"noise check failed: whitened strain has RMS {rms:.3g}; allowed {WHITENED_RMS[0]:g}-{WHITENED_RMS[1]:g} "
-            f"(the data's noise is not the model's PSD {spec['psd']}, so its posterior would be mis-scaled)"
-        )
-        if forced is None:
-            raise InputError(f"{message}; --force runs the model anyway and records the failure")
-        forced.append(message)
+    """The (D, L) whitened window the flow expects (``gwpe.inference.input_gate.check_input``), or a one-line
+    InputError. A failed data-quality check refuses too, unless ``forced`` is a list: the checks' messages are
+    then appended to it (and printed as warnings) and the window returned."""
+    gate = check_input(strain, spec, start, whiten_raw)
+    messages = enforce(gate.checks, forced is not None)
+    for message in messages:
         print(f"gwpe: warning: {message} (--force)", file=sys.stderr)
-    return data
+    if forced is not None:
+        forced.extend(messages)
+    return gate.window
 
 
 def wavenet_input(strain: StrainInput, meta: dict) -> np.ndarray:
@@ -162,7 +80,7 @@ def wavenet_input(strain: StrainInput, meta: dict) -> np.ndarray:
             f"{', '.join(strain.files)}: {strain.data.shape[0]} channel(s); the WaveNet expects 2 (Re, Im of h22) "
             "or one complex series"
         )
-    _check_finite(strain.data, strain.files)
+    check_finite(strain.data, strain.files)
     if strain.data.shape[-1] != n:
         raise InputError(
             f"{strain.data.shape[-1]} samples; the model expects {n} "
@@ -224,8 +142,9 @@ def run_infer(
     force: bool = False,
 ) -> dict:
     """``gwpe infer`` (module doc): check the input, load the model, write samples (flows) or the estimate
-    (WaveNet) to ``out``; returns what ``format_result`` prints. ``force``: run despite a failed data-quality
-    check, recorded in the output's ``forced_checks`` attribute."""
+    (WaveNet) to ``out``; returns what ``format_result`` prints, with the check records (``checks``). ``force``:
+    run despite failed data-quality checks, recorded in the output's ``forced_checks`` attribute; without it a
+    failed check raises a one-line ``InputError`` and nothing is written."""
     import h5py
 
     import gwpe
@@ -233,29 +152,43 @@ def run_infer(
     from gwpe.models.package import read_package_config
     from gwpe.tracking.registry import resolve_package
 
-    forced: list[str] | None = [] if force else None
     if n_samples < 1:
         raise InputError(f"--n-samples = {n_samples}; allowed: >= 1")
     out = Path(out)
     if out.suffix.lower() not in (".h5", ".hdf5"):
         raise InputError(f"--out {out}: allowed: a .h5 or .hdf5 file")
+    if any(out.resolve() == Path(f).resolve() for f in strain_files):
+        raise InputError(f"--out {out} is one of the input files; allowed: a new file (the input is never overwritten)")
     strain = read_strain(strain_files, sample_rate, detectors)  # input errors before any download
     folder, source = resolve_package(model)
+    checks, forced = [], []
     try:
         meta = read_package_config(folder)
         if meta["model"] == "flow" and "data_spec" not in meta:
             raise InputError(
                 f"model {model}: its package has no data_spec (trained before gwpe recorded one); retrain it"
             )
-        window = (
-            flow_input(strain, meta["data_spec"], start, whiten_raw, forced)
-            if meta["model"] == "flow"
-            else wavenet_input(strain, meta)
-        )
+        if meta["model"] == "flow":
+            gate = check_input(strain, meta["data_spec"], start, whiten_raw)
+            checks, forced, window = gate.checks, enforce(gate.checks, force), gate.window
+        else:
+            window = wavenet_input(strain, meta)
         module = load_package(folder)
     finally:  # the model is in memory (or the input was refused): a downloaded copy is not kept
         if "temporary" in source:
             shutil.rmtree(source.pop("temporary"), ignore_errors=True)
+    if meta["model"] == "flow":
+        samples = sample_flow(module, meta, window, n_samples, progress, seed)
+        parameters = list(meta["standardisation"]["parameters"])
+        after = check_posterior(samples, parameters, meta["data_spec"], meta.get("training_snr"))
+        checks, forced = checks + after, forced + enforce(after, force)
+    if checks:
+        print(format_checks(checks), file=sys.stderr)
+    for message in forced:
+        print(f"gwpe: warning: {message} (--force)", file=sys.stderr)
+    for message in flags(checks):
+        print(f"gwpe: warning: {message}", file=sys.stderr)
+    piled = next((c.numbers.get("flagged", []) for c in checks if c.name == "prior bounds"), [])
     attrs = {
         "model": source.get("source", model),
         "model_name": source.get("name", meta.get("registered_name", "")),
@@ -266,16 +199,17 @@ def run_infer(
         "gwpe_version": gwpe.__version__,
         "whitened_here": whiten_raw,
         "input_sample_rate": float(strain.sample_rate or 0.0),
-        "forced_checks": json.dumps(forced or []),
+        "checks": checks_json(checks),
+        "forced_checks": json.dumps(forced),
+        "prior_bound_flags": json.dumps(piled),
         "resampled_here": meta["model"] == "flow"
         and strain.sample_rate is not None
         and abs(strain.sample_rate - float(meta["data_spec"]["sample_rate"])) > 1e-9 * strain.sample_rate,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {"out": str(out), **{k: v for k, v in attrs.items() if k != "input_files"}}
+    result["checks"] = [c.as_dict() for c in checks]
     if meta["model"] == "flow":
-        samples = sample_flow(module, meta, window, n_samples, progress, seed)
-        parameters = list(meta["standardisation"]["parameters"])
         units = meta["data_spec"].get("units", {})
         with h5py.File(out, "w") as f:
             data = f.create_dataset("samples", data=samples, compression="gzip")

@@ -6,7 +6,8 @@ import argparse
 
 
 def main(args: argparse.Namespace) -> int:
-    """``gwpe infer`` (``gwpe.inference.infer.run_infer`` is the Python API)."""
+    """``gwpe infer`` (``gwpe.inference.infer.run_infer`` is the Python API; its data-quality gate,
+    ``gwpe.inference.input_gate``, prints its table on stderr and refuses with an ``InputError``: one line, exit 2)."""
     from gwpe.inference.infer import format_result, run_infer
 
     detectors = args.detectors.split(",") if args.detectors else None
