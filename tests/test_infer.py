@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import gwpe_env, run_gwpe, run_in_process, tiny_profile, write_profile
-from gwpe.config import load_config
+from gwpe.config import StrainPriorConfig, load_config
 from gwpe.inference.infer import whiten
 from gwpe.inference.strain_files import read_strain, write_strain
+from gwpe.waveforms.priors import log_prior_density
 from gwpe.waveforms.strain import FIXED, StrainGenerator, StrainSetup
 
 
@@ -107,6 +108,9 @@ def test_infer_formats_agree_and_record_provenance(flow_project, tmp_path):
             checks = {c["name"]: c["status"] for c in json.loads(f.attrs["checks"])}
             assert checks["sample rate"] == "pass" and checks["noise PSD"] == "not run"  # the window only
             assert {"signal SNR", "prior bounds"} <= set(checks) and json.loads(f.attrs["forced_checks"]) == []
+            assert f.attrs["parameterisation"].startswith("bounded: (m1, m2) -> (chirp mass")
+            names = ["m1", "m2", "phi0", "tc", "dL"]
+            assert np.isfinite(log_prior_density(StrainPriorConfig(), names, outputs[name])).all()
         assert "check" in result.stderr and "sample rate" in result.stderr  # the table, on stderr
         assert (tmp_path / f"{name}.png").is_file()
     assert outputs["event.npy"].shape == (3000, 5)

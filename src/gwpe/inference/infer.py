@@ -202,6 +202,8 @@ def run_infer(
         "checks": checks_json(checks),
         "forced_checks": json.dumps(forced),
         "prior_bound_flags": json.dumps(piled),
+        # where the samples come from: the prior's support by construction, or an old unbounded package
+        "parameterisation": getattr(module, "parameterisation", ""),
         "resampled_here": meta["model"] == "flow"
         and strain.sample_rate is not None
         and abs(strain.sample_rate - float(meta["data_spec"]["sample_rate"])) > 1e-9 * strain.sample_rate,
@@ -248,6 +250,8 @@ def format_result(result: dict) -> str:
     """Terminal summary: model, input md5, 5 % / median / 95 % per parameter (flows) or the estimate
     (WaveNet), and the files written."""
     lines = [f"model {result['model']} (version {result['model_version']}), input md5 {result['input_md5']}"]
+    if result.get("parameterisation"):
+        lines.append(f"parameterisation: {result['parameterisation']}")
     if "quantiles" in result:
         lines.append(f"{'parameter':<12}{'5 %':>12}{'median':>12}{'95 %':>12}")
         for name, (low, median, high) in result["quantiles"].items():
