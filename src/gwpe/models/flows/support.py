@@ -8,20 +8,25 @@ A model with ``support`` learns q_u(u | y) over unbounded coordinates u = T(x), 
 so every draw lies inside the support and ``log_prob`` is the normalised density on it, Jacobian included (p-p
 tests, importance weights, JS and evidences keep their meaning). Pieces of T, each on its own columns:
 
-- ``interval`` [a, b] (a bounded parameter): s = (theta - a) / (b - a), u = logit(s);
-  log |du/dtheta| = -log(b - a) - log s - log(1 - s);
+- ``interval`` [a, b] (a bounded parameter): s = (theta - a) / (b - a), u = Phi^{-1}(s) (probit, Phi the
+  standard normal CDF); log |du/dtheta| = -log(b - a) - log phi(u) = -log(b - a) + u^2 / 2 + log(2 pi) / 2.
+  Probit, not logit: a posterior that stays high up to a bound (the data pushing against the prior, e.g.
+  d_L at its upper end for a quiet signal, m2 near m1 for equal masses) becomes a tail in u with the shape of
+  dtheta/du; the probit's is Gaussian, which the flows' Gaussian base and affine maps represent, the logit's
+  exponential. Measured on the demo's MAF: the logit left its validation NLL at 1.07 nat (0.14 unbounded),
+  worst for truths near a bound (+138 nat at d_L = 1003 Mpc). A uniform prior maps to exactly N(0, 1);
 - ``mass_triangle`` (m1, m2) on {a <= m2 <= m1 <= b} (the strain priors' masses; bilby's and DINGO's
-  sampling coordinates): nu = m2 / m1 in [a / b, 1] through a scaled logit, then the chirp mass M_c through a
-  scaled logit over its range at that nu, [a nu^(-2/5), b nu^(3/5)] (1 + nu)^(-1/5)
+  sampling coordinates): nu = m2 / m1 in [a / b, 1] through a scaled probit, then the chirp mass M_c through a
+  scaled probit over its range at that nu, [a nu^(-2/5), b nu^(3/5)] (1 + nu)^(-1/5)
   (``physics.chirp_mass_range_at_ratio``); |d(m1, m2)/d(M_c, nu)| = m1^2 / M_c. The data measure M_c best,
   so the flow sees a narrow ridge along one coordinate instead of a curve in (m1, m2);
 - columns in no piece stay as they are (u = x): angles whose periodicity the model handles itself (the
   MAF's phi0 ``phase`` symmetry) or unbounded parameters.
 
-T works in float64 (a logit of float32 loses the edges). Points within ``TOLERANCE`` (in s, the unit interval)
-outside the support, which float32 rounding of prior draws on the edge produces, are clamped to
-[``EDGE``, 1 - ``EDGE``]; points farther out have log p = -inf. Draws are exactly inside: theta = a + (b - a)
-sigmoid(u) never leaves [a, b].
+T works in float64 and measures s from the nearer bound (Phi^{-1}(1 - s') = -Phi^{-1}(s'), so both edges keep
+full precision). Points within ``TOLERANCE`` (in s, the unit interval) outside the support, which float32
+rounding of prior draws on the edge produces, are clamped to [``EDGE``, 1 - ``EDGE``]; points farther out have
+log p = -inf. Draws are exactly inside: theta = a + (b - a) Phi(u) never leaves [a, b].
 """
 
 from __future__ import annotations
@@ -30,25 +35,30 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.nn.functional import logsigmoid
+from torch.special import ndtr, ndtri
 
 from gwpe import physics
 
 TOLERANCE = 1e-6  # float32 z of a prior draw on the edge lands up to ~1e-7 of the range outside it
-EDGE = 1e-9  # clamp of s in the logit: |u| <= 20.7
+EDGE = 1e-12  # clamp of s in the probit: |u| <= 7.03
+HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 PIECES = ("interval", "mass_triangle")
 
 
-def _logit(s: Tensor) -> tuple[Tensor, Tensor]:
-    """(logit s, log |d logit / ds| = -log s - log(1 - s)) for s already clamped into (0, 1)."""
-    return s.log() - torch.log1p(-s), -s.log() - torch.log1p(-s)
+def _probit(theta: Tensor, low, high) -> tuple[Tensor, Tensor, Tensor]:
+    """(u = Phi^{-1}((theta - low) / (high - low)), log |du/ds| = u^2 / 2 + log(2 pi) / 2, inside the tolerated
+    support); s measured from the nearer bound and clamped into [EDGE, 1 - EDGE]."""
+    below, above = (theta - low) / (high - low), (high - theta) / (high - low)
+    inside = (below >= -TOLERANCE) & (above >= -TOLERANCE)
+    below, above = below.clamp(EDGE, 1.0), above.clamp(EDGE, 1.0)
+    u = torch.where(below < 0.5, ndtri(below), -ndtri(above))
+    return u, 0.5 * u.square() + HALF_LOG_TWO_PI, inside
 
 
-def _unit(theta: Tensor, low, high) -> tuple[Tensor, Tensor]:
-    """(s clamped into [EDGE, 1 - EDGE], inside the tolerated support)."""
-    s = (theta - low) / (high - low)
-    inside = (s >= -TOLERANCE) & (s <= 1 + TOLERANCE)
-    return s.clamp(EDGE, 1 - EDGE), inside
+def _normal_cdf(u: Tensor, low, high) -> tuple[Tensor, Tensor]:
+    """(theta = low + (high - low) Phi(u), from the nearer bound; log |dtheta/du| without log(high - low))."""
+    theta = torch.where(u < 0, low + (high - low) * ndtr(u), high - (high - low) * ndtr(-u))
+    return theta, -0.5 * u.square() - HALF_LOG_TWO_PI
 
 
 class ParameterSupport(nn.Module):
@@ -77,11 +87,11 @@ class ParameterSupport(nn.Module):
         parts = []
         for piece in self.pieces:
             if piece["kind"] == "interval":
-                parts.append(f"{names[piece['index']]} logit[{piece['low']:g}, {piece['high']:g}]")
+                parts.append(f"{names[piece['index']]} probit[{piece['low']:g}, {piece['high']:g}]")
             else:
                 i, j = piece["index"]
                 parts.append(
-                    f"({names[i]}, {names[j]}) -> (chirp mass, {names[j]}/{names[i]}) logit on the triangle "
+                    f"({names[i]}, {names[j]}) -> (chirp mass, {names[j]}/{names[i]}) probit on the triangle "
                     f"{piece['low']:g} <= {names[j]} <= {names[i]} <= {piece['high']:g}"
                 )
         rest = [names[k] for k in range(len(names)) if k not in self.columns]
@@ -98,8 +108,7 @@ class ParameterSupport(nn.Module):
             low, high = piece["low"], piece["high"]
             if piece["kind"] == "interval":
                 k = piece["index"]
-                s, ok = _unit(theta[..., k], low, high)
-                u[..., k], log_du = _logit(s)
+                u[..., k], log_du, ok = _probit(theta[..., k], low, high)
                 ladj = ladj - math.log(high - low) + log_du
             else:
                 i, j = piece["index"]
@@ -107,15 +116,14 @@ class ParameterSupport(nn.Module):
                 span = TOLERANCE * (high - low)
                 ok = (m2 >= low - span) & (m1 <= high + span) & (m2 <= m1 + span)
                 nu_min = low / high
-                s_nu, _ = _unit(m2 / m1.clamp_min(0.5 * low), nu_min, 1.0)
-                nu = nu_min + (1 - nu_min) * s_nu
+                u[..., j], log_du_nu, _ = _probit(m2 / m1.clamp_min(0.5 * low), nu_min, 1.0)
+                nu, _ = _normal_cdf(u[..., j], nu_min, 1.0)  # nu as clamped, so the pieces below agree
                 chirp = physics.chirp_mass(m1.clamp(low, high), m2.clamp(low, high))
                 lowest, highest = physics.chirp_mass_range_at_ratio(nu, low, high)
                 width = (highest - lowest).clamp_min(1e-12)
-                s_chirp, _ = _unit(chirp, lowest, lowest + width)
-                u[..., i], log_du_chirp = _logit(s_chirp)
-                u[..., j], log_du_nu = _logit(s_nu)
-                ladj = ladj - physics.log_jacobian_masses_chirp_mass(lowest + width * s_chirp, nu)
+                u[..., i], log_du_chirp, _ = _probit(chirp, lowest, lowest + width)
+                chirp, _ = _normal_cdf(u[..., i], lowest, lowest + width)
+                ladj = ladj - physics.log_jacobian_masses_chirp_mass(chirp, nu)
                 ladj = ladj - width.log() + log_du_chirp - math.log(1 - nu_min) + log_du_nu
             inside = inside & ok
         u = torch.where(inside[..., None], u, torch.zeros_like(u))
@@ -130,20 +138,19 @@ class ParameterSupport(nn.Module):
             low, high = piece["low"], piece["high"]
             if piece["kind"] == "interval":
                 k = piece["index"]
-                theta[..., k] = low + (high - low) * torch.sigmoid(u[..., k])
-                ladj = ladj + math.log(high - low) + logsigmoid(u[..., k]) + logsigmoid(-u[..., k])
+                theta[..., k], log_dtheta = _normal_cdf(u[..., k], low, high)
+                ladj = ladj + math.log(high - low) + log_dtheta
             else:
                 i, j = piece["index"]
                 nu_min = low / high
-                nu = nu_min + (1 - nu_min) * torch.sigmoid(u[..., j])
+                nu, log_dnu = _normal_cdf(u[..., j], nu_min, 1.0)
                 lowest, highest = physics.chirp_mass_range_at_ratio(nu, low, high)
-                chirp = lowest + (highest - lowest) * torch.sigmoid(u[..., i])
+                width = (highest - lowest).clamp_min(1e-300)
+                chirp, log_dchirp = _normal_cdf(u[..., i], lowest, lowest + width)
                 m1, m2 = physics.masses_from_chirp_mass(chirp, nu)
                 m1 = m1.clamp(low, high)  # float64 rounding at the corners, never more than an ulp
                 theta[..., i], theta[..., j] = m1, torch.minimum(m2.clamp(low, high), m1)
-                ladj = ladj + math.log(1 - nu_min) + logsigmoid(u[..., j]) + logsigmoid(-u[..., j])
-                width = (highest - lowest).clamp_min(1e-300)
-                ladj = ladj + width.log() + logsigmoid(u[..., i]) + logsigmoid(-u[..., i])
+                ladj = ladj + math.log(1 - nu_min) + log_dnu + width.log() + log_dchirp
                 ladj = ladj + physics.log_jacobian_masses_chirp_mass(chirp, nu)
         x = u.clone()
         x[..., self.columns] = (theta[..., self.columns] - self.mean[self.columns]) / self.std[self.columns]
