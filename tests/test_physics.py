@@ -74,3 +74,18 @@ def test_spin_system_determinant_by_hand():
     # q = 2: sigma_1 = 1 + 3/8 = 1.375, sigma_2 = 1 + 3/2 = 2.5, det = (1.375 - 2 * 2.5) / 3
     assert physics.spin_system_determinant(2.0) == pytest.approx(-3.625 / 3)
     assert physics.spin_system_determinant(1.0) == pytest.approx(0.0)
+
+
+def test_ratio_range_at_chirp_mass_is_where_a_mass_bound_becomes_tight():
+    # M_c = 40 in [35, 80]: m2 = 35 is the binding bound; hand check: nu = 0.5713 gives
+    # m2 = 40 (1.5713)^0.2 0.5713^0.4 = 40 * 1.0946 * 0.7994 = 35.0
+    nu = physics.ratio_range_at_chirp_mass(40.0, 35.0, 80.0)
+    assert nu == pytest.approx(0.5713, abs=2e-4)
+    m1, m2 = physics.masses_from_chirp_mass(40.0, nu)
+    assert m2 == pytest.approx(35.0, rel=1e-12) and m1 < 80.0
+    # M_c = 60: m1 = 80 binds instead
+    m1, m2 = physics.masses_from_chirp_mass(60.0, physics.ratio_range_at_chirp_mass(60.0, 35.0, 80.0))
+    assert m1 == pytest.approx(80.0, rel=1e-12) and m2 > 35.0
+    # the triangle's corners: only equal masses at M_c(35, 35) and M_c(80, 80)
+    for mass in (35.0, 80.0):
+        assert physics.ratio_range_at_chirp_mass(physics.chirp_mass(mass, mass), 35.0, 80.0) == pytest.approx(1.0)

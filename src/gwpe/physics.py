@@ -78,13 +78,21 @@ def log_jacobian_masses_chirp_mass(chirp_mass, small_mass_ratio):
     return 2.0 * _log(m1) - _log(_array(chirp_mass))
 
 
-def chirp_mass_range_at_ratio(small_mass_ratio, mass_min, mass_max):
-    """(lowest, highest) M_c of m_min <= m2 = nu m1 <= m1 <= m_max at fixed nu = m2/m1 in [m_min/m_max, 1]:
-    M_c = m1 nu^(3/5) (1 + nu)^(-1/5) with m1 in [m_min / nu, m_max], so
-    [m_min nu^(-2/5) (1 + nu)^(-1/5), m_max nu^(3/5) (1 + nu)^(-1/5)] (numpy or torch)."""
-    nu = _array(small_mass_ratio)
-    scale = (1.0 + nu) ** -0.2
-    return mass_min * nu**-0.4 * scale, mass_max * nu**0.6 * scale
+def ratio_range_at_chirp_mass(chirp_mass, mass_min, mass_max, iterations: int = 60):
+    """Lowest nu = m2/m1 of m_min <= m2 <= m1 <= m_max at fixed M_c (the highest is 1): at fixed M_c,
+    m1 = M_c (1 + nu)^(1/5) nu^(-3/5) falls and m2 = M_c (1 + nu)^(1/5) nu^(2/5) rises with nu, so the bound is
+    the larger of the roots of m1(nu) = m_max and m2(nu) = m_min, found by bisection on [m_min / m_max, 1]
+    (``iterations`` halvings; 60 reach float64 resolution). numpy or torch; no gradient through the roots."""
+    chirp_mass = _array(chirp_mass)
+    lib = np if isinstance(chirp_mass, np.ndarray) else __import__("torch")
+    low = chirp_mass * 0 + mass_min / mass_max
+    high = chirp_mass * 0 + 1.0
+    for _ in range(iterations):
+        middle = 0.5 * (low + high)
+        m1, m2 = masses_from_chirp_mass(chirp_mass, middle)
+        infeasible = (m1 > mass_max) | (m2 < mass_min)  # below the bound: m1 too heavy or m2 too light
+        low, high = lib.where(infeasible, middle, low), lib.where(infeasible, high, middle)
+    return high
 
 
 def chirp_time_seconds(m1_msun, m2_msun, f_low):
