@@ -130,8 +130,8 @@ def prior_bounds(prior: StrainPriorConfig, name: str) -> tuple[float, float]:
 def support_pieces(prior: StrainPriorConfig, names: list[str], periodic: tuple[str, ...] = ()) -> list[dict]:
     """The pieces of ``gwpe.models.flows.support.ParameterSupport`` that map R^F onto this prior's support:
     (m1, m2) together onto the triangle m_min <= m2 <= m1 <= m_max (chirp mass and mass ratio), every other
-    parameter onto its interval ``prior_bounds``; parameters in ``periodic`` (an angle the model wraps itself,
-    the MAF's phi0) are left out."""
+    parameter onto its interval ``prior_bounds`` (d_L through its volumetric CDF); parameters in ``periodic``
+    (an angle the model wraps itself, the MAF's phi0) are left out."""
     pieces: list[dict] = []
     if "m1" in names and "m2" in names:
         pieces.append(
@@ -148,7 +148,10 @@ def support_pieces(prior: StrainPriorConfig, names: list[str], periodic: tuple[s
         if name in ("m1", "m2") or name in periodic:
             continue
         low, high = prior_bounds(prior, name)
-        pieces.append({"kind": "interval", "index": k, "low": float(low), "high": float(high)})
+        piece = {"kind": "interval", "index": k, "low": float(low), "high": float(high)}
+        if name == "dL":
+            piece["power"] = 3.0  # the volumetric prior's CDF: the prior maps to N(0, 1) in the flow's coordinates
+        pieces.append(piece)
     return pieces
 
 

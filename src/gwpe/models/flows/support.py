@@ -10,6 +10,9 @@ tests, importance weights, JS and evidences keep their meaning). Pieces of T, ea
 
 - ``interval`` [a, b] (a bounded parameter): s = (theta - a) / (b - a), u = Phi^{-1}(s) (probit, Phi the
   standard normal CDF); log |du/dtheta| = -log(b - a) - log phi(u) = -log(b - a) + u^2 / 2 + log(2 pi) / 2.
+  With ``power`` p, s = (theta^p - a^p) / (b^p - a^p), the CDF of a prior ~ theta^(p-1) (d_L's volumetric
+  prior, p = 3), so that prior maps to exactly N(0, 1) and the flow learns how the data move the posterior
+  away from it; log |ds/dtheta| = log p + (p - 1) log theta - log(b^p - a^p).
   Probit, not logit: a posterior that stays high up to a bound (the data pushing against the prior, e.g.
   d_L at its upper end for a quiet signal, m2 near m1 for equal masses) becomes a tail in u with the shape of
   dtheta/du; the probit's is Gaussian, which the flows' Gaussian base and affine maps represent, the logit's
@@ -73,7 +76,7 @@ class ParameterSupport(nn.Module):
     """T: standardised parameters x -> unbounded u (module doc), from a JSON-able config:
 
     {"parameters": [...], "mean": [...], "std": [...],
-     "pieces": [{"kind": "interval", "index": k, "low": a, "high": b},
+     "pieces": [{"kind": "interval", "index": k, "low": a, "high": b, "power": p (optional, 1)},
                 {"kind": "mass_triangle", "index": [i_m1, i_m2], "low": a, "high": b}, ...]}
     """
 
@@ -95,7 +98,9 @@ class ParameterSupport(nn.Module):
         parts = []
         for piece in self.pieces:
             if piece["kind"] == "interval":
-                parts.append(f"{names[piece['index']]} probit[{piece['low']:g}, {piece['high']:g}]")
+                power = piece.get("power", 1.0)
+                of = names[piece["index"]] + (f"^{power:g}" if power != 1.0 else "")
+                parts.append(f"{of} probit[{piece['low']:g}, {piece['high']:g}]")
             else:
                 i, j = piece["index"]
                 parts.append(
@@ -116,8 +121,15 @@ class ParameterSupport(nn.Module):
             low, high = piece["low"], piece["high"]
             if piece["kind"] == "interval":
                 k = piece["index"]
-                u[..., k], log_du, ok = _probit(theta[..., k], low, high)
-                ladj = ladj - math.log(high - low) + log_du
+                power = piece.get("power", 1.0)
+                if power == 1.0:
+                    u[..., k], log_du, ok = _probit(theta[..., k], low, high)
+                    ladj = ladj - math.log(high - low) + log_du
+                else:  # s = (theta^p - a^p) / (b^p - a^p): the CDF of a prior p theta^(p-1) on [a, b]
+                    value = theta[..., k].clamp_min(0.5 * low)
+                    u[..., k], log_du, ok = _probit(value**power, low**power, high**power)
+                    log_ds = math.log(power) + (power - 1) * value.log() - math.log(high**power - low**power)
+                    ladj = ladj + log_ds + log_du
             else:
                 i, j = piece["index"]
                 m1, m2 = theta[..., i], theta[..., j]
@@ -146,8 +158,15 @@ class ParameterSupport(nn.Module):
             low, high = piece["low"], piece["high"]
             if piece["kind"] == "interval":
                 k = piece["index"]
-                theta[..., k], log_dtheta = _normal_cdf(u[..., k], low, high)
-                ladj = ladj + math.log(high - low) + log_dtheta
+                power = piece.get("power", 1.0)
+                if power == 1.0:
+                    theta[..., k], log_dtheta = _normal_cdf(u[..., k], low, high)
+                    ladj = ladj + math.log(high - low) + log_dtheta
+                else:
+                    value, log_dvalue = _normal_cdf(u[..., k], low**power, high**power)
+                    theta[..., k] = (value ** (1 / power)).clamp(low, high)
+                    log_dtheta = (1 / power - 1) * value.log() - math.log(power)
+                    ladj = ladj + math.log(high**power - low**power) + log_dvalue + log_dtheta
             else:
                 i, j = piece["index"]
                 chirp_low, chirp_high = chirp_range(low, high)
@@ -207,6 +226,8 @@ def check_support(config: dict) -> dict:
         if any(not 0 <= k < features for k in index) or used & set(index):
             raise ValueError(f"support piece index = {piece['index']!r}; allowed: distinct columns 0 .. {features - 1}")
         used |= set(index)
+        if not piece.get("power", 1.0) > 0 or (piece.get("power", 1.0) != 1.0 and not piece["low"] > 0):
+            raise ValueError(f"support piece power = {piece.get('power')!r}; allowed: > 0, with low > 0 unless 1")
         if not piece["low"] < piece["high"] or (piece["kind"] == "mass_triangle" and not piece["low"] > 0):
             raise ValueError(f"support piece bounds [{piece['low']}, {piece['high']}]; allowed: 0 < low < high")
     return {
