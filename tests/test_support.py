@@ -186,3 +186,21 @@ def test_optional_methods_follow_the_wrapped_family():
     assert torch.allclose(fast, naive, atol=1e-5)
     reconstruction, kl = cvae.elbo_terms(fast.reshape(64, 5).float(), strain.expand(64, 1, 8))
     assert torch.isfinite(reconstruction).all() and torch.isfinite(kl).all()
+
+
+def test_a_periodic_angle_rounded_past_its_range_is_wrapped_back():
+    names = ["m1", "m2", "phi0"]
+    s = standardisation(names)
+    pieces = support_pieces(PRIOR, names, periodic=("phi0",))
+    assert pieces[-1] == {"kind": "periodic", "index": 2, "low": 0.0, "high": 2 * math.pi}
+    support = ParameterSupport({"parameters": names, "mean": s.mean.tolist(), "std": s.std.tolist(), "pieces": pieces})
+    edge = torch.tensor([(2 * math.pi - s.mean[2]) / s.std[2], (0.0 - s.mean[2]) / s.std[2]], dtype=torch.float64)
+    u = torch.zeros(2000, 3, dtype=torch.float64)
+    u[:1000, 2] = edge[0] + torch.arange(1000) * 1e-16  # the fold's [low, low + period) rounded a hair too far
+    u[1000:, 2] = edge[1] - torch.arange(1000) * 1e-16
+    x = support.inverse(u)[0].numpy()
+    theta = x * s.std + s.mean
+    assert ((theta[:, 2] >= 0) & (theta[:, 2] <= 2 * math.pi)).all()
+    assert np.isfinite(log_prior_density(PRIOR, names, theta)).all()
+    outside = torch.tensor([[0.0, 0.0, (7.0 - s.mean[2]) / s.std[2]]])
+    assert torch.isneginf(support(outside)[1]).all()

@@ -131,7 +131,7 @@ def support_pieces(prior: StrainPriorConfig, names: list[str], periodic: tuple[s
     """The pieces of ``gwpe.models.flows.support.ParameterSupport`` that map R^F onto this prior's support:
     (m1, m2) together onto the triangle m_min <= m2 <= m1 <= m_max (chirp mass and mass ratio), every other
     parameter onto its interval ``prior_bounds`` (d_L through its volumetric CDF); parameters in ``periodic``
-    (an angle the model wraps itself, the MAF's phi0) are left out."""
+    (an angle the model wraps itself, the MAF's phi0) are only wrapped into their range."""
     pieces: list[dict] = []
     if "m1" in names and "m2" in names:
         pieces.append(
@@ -145,9 +145,12 @@ def support_pieces(prior: StrainPriorConfig, names: list[str], periodic: tuple[s
     elif "m1" in names or "m2" in names:
         raise ValueError(f"parameters {names}: m1 and m2 are drawn together; allowed: both or neither")
     for k, name in enumerate(names):
-        if name in ("m1", "m2") or name in periodic:
+        if name in ("m1", "m2"):
             continue
         low, high = prior_bounds(prior, name)
+        if name in periodic:
+            pieces.append({"kind": "periodic", "index": k, "low": float(low), "high": float(high)})
+            continue
         piece = {"kind": "interval", "index": k, "low": float(low), "high": float(high)}
         if name == "dL":
             piece["power"] = 3.0  # the volumetric prior's CDF: the prior maps to N(0, 1) in the flow's coordinates

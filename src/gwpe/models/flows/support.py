@@ -26,8 +26,10 @@ tests, importance weights, JS and evidences keep their meaning). Pieces of T, ea
   product of the two diagonal terms. The data measure M_c best, so the flow sees the narrow chirp-mass
   posterior along one coordinate of its own, whatever nu; scaling M_c by its range at each nu instead (the
   first version) bent that ridge and widened the demo MAF's chirp-mass intervals by 17 %;
-- columns in no piece stay as they are (u = x): angles whose periodicity the model handles itself (the
-  MAF's phi0 ``phase`` symmetry) or unbounded parameters.
+- ``periodic`` [a, b) (an angle whose periodicity the model handles itself, the MAF's phi0 ``phase``
+  symmetry): u = x, no Jacobian; draws are wrapped into [a, b) in physical units (the model's own fold works in
+  standardised units, where an ulp can land a draw at 2 pi + 1e-16), and log p = -inf outside [a, b];
+- columns in no piece stay as they are (u = x): unbounded parameters.
 
 T works in float64 and measures s from the nearer bound (Phi^{-1}(1 - s') = -Phi^{-1}(s'), so both edges keep
 full precision). Points within ``TOLERANCE`` (in s, the unit interval) outside the support, which float32
@@ -48,7 +50,7 @@ from gwpe import physics
 TOLERANCE = 1e-6  # float32 z of a prior draw on the edge lands up to ~1e-7 of the range outside it
 EDGE = 1e-12  # clamp of s in the probit: |u| <= 7.03
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
-PIECES = ("interval", "mass_triangle")
+PIECES = ("interval", "mass_triangle", "periodic")
 
 
 def _probit(theta: Tensor, low, high) -> tuple[Tensor, Tensor, Tensor]:
@@ -88,7 +90,8 @@ class ParameterSupport(nn.Module):
         self.pieces = self.config["pieces"]
         columns = []
         for piece in self.pieces:
-            columns += piece["index"] if piece["kind"] == "mass_triangle" else [piece["index"]]
+            if piece["kind"] != "periodic":
+                columns += piece["index"] if piece["kind"] == "mass_triangle" else [piece["index"]]
         self.columns = sorted(columns)  # the columns T changes; the others pass through
         self.log_std = float(self.std[self.columns].log().sum()) if columns else 0.0
 
@@ -101,13 +104,16 @@ class ParameterSupport(nn.Module):
                 power = piece.get("power", 1.0)
                 of = names[piece["index"]] + (f"^{power:g}" if power != 1.0 else "")
                 parts.append(f"{of} probit[{piece['low']:g}, {piece['high']:g}]")
+            elif piece["kind"] == "periodic":
+                parts.append(f"{names[piece['index']]} periodic[{piece['low']:g}, {piece['high']:g})")
             else:
                 i, j = piece["index"]
                 parts.append(
                     f"({names[i]}, {names[j]}) -> (chirp mass, {names[j]}/{names[i]}) probit on the triangle "
                     f"{piece['low']:g} <= {names[j]} <= {names[i]} <= {piece['high']:g}"
                 )
-        rest = [names[k] for k in range(len(names)) if k not in self.columns]
+        periodic = [piece["index"] for piece in self.pieces if piece["kind"] == "periodic"]
+        rest = [names[k] for k in range(len(names)) if k not in self.columns and k not in periodic]
         return "bounded: " + "; ".join(parts) + (f"; unchanged: {', '.join(rest)}" if rest else "")
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -119,7 +125,10 @@ class ParameterSupport(nn.Module):
         inside = torch.isfinite(x).all(-1)
         for piece in self.pieces:
             low, high = piece["low"], piece["high"]
-            if piece["kind"] == "interval":
+            if piece["kind"] == "periodic":
+                k, span = piece["index"], TOLERANCE * (high - low)
+                ok = (theta[..., k] >= low - span) & (theta[..., k] <= high + span)
+            elif piece["kind"] == "interval":
                 k = piece["index"]
                 power = piece.get("power", 1.0)
                 if power == 1.0:
@@ -156,6 +165,8 @@ class ParameterSupport(nn.Module):
         ladj = torch.full(u.shape[:-1], -self.log_std, dtype=torch.float64, device=u.device)
         for piece in self.pieces:
             low, high = piece["low"], piece["high"]
+            if piece["kind"] == "periodic":
+                continue  # wrapped below, after the other columns
             if piece["kind"] == "interval":
                 k = piece["index"]
                 power = piece.get("power", 1.0)
@@ -181,6 +192,12 @@ class ParameterSupport(nn.Module):
                 ladj = ladj + physics.log_jacobian_masses_chirp_mass(chirp, nu)
         x = u.clone()
         x[..., self.columns] = (theta[..., self.columns] - self.mean[self.columns]) / self.std[self.columns]
+        for piece in self.pieces:
+            if piece["kind"] == "periodic":
+                k, low, high = piece["index"], piece["low"], piece["high"]
+                wrapped = low + torch.remainder(theta[..., k] - low, high - low)
+                inside = (theta[..., k] >= low) & (theta[..., k] < high)
+                x[..., k] = torch.where(inside, x[..., k], (wrapped - self.mean[k]) / self.std[k])
         return self._inside_after_rounding(x), ladj
 
     def _inside_after_rounding(self, x: Tensor) -> Tensor:
@@ -193,7 +210,7 @@ class ParameterSupport(nn.Module):
         for _ in range(4):
             for piece in self.pieces:
                 low, high = piece["low"], piece["high"]
-                if piece["kind"] == "interval":
+                if piece["kind"] in ("interval", "periodic"):
                     checks = [(piece["index"], low, high)]
                 else:
                     checks = [(piece["index"][0], low, high), (piece["index"][1], low, high)]
