@@ -207,7 +207,9 @@ class ParameterSupport(nn.Module):
         if x.requires_grad:
             return x
         physical = lambda k: x[..., k] * self.std[k] + self.mean[k]  # noqa: E731
-        for _ in range(4):
+        up, down = x.new_tensor(math.inf), x.new_tensor(-math.inf)
+        for _ in range(4):  # an ulp per pass; one pass almost always, none needed as a rule
+            moved = False
             for piece in self.pieces:
                 low, high = piece["low"], piece["high"]
                 if piece["kind"] in ("interval", "periodic"):
@@ -216,12 +218,19 @@ class ParameterSupport(nn.Module):
                     checks = [(piece["index"][0], low, high), (piece["index"][1], low, high)]
                 for k, lo, hi in checks:
                     value = physical(k)
-                    x[..., k] = torch.where(value < lo, torch.nextafter(x[..., k], x.new_tensor(math.inf)), x[..., k])
-                    x[..., k] = torch.where(value > hi, torch.nextafter(x[..., k], x.new_tensor(-math.inf)), x[..., k])
+                    below, above = value < lo, value > hi
+                    if bool((below | above).any()):
+                        moved = True
+                        x[..., k] = torch.where(below, torch.nextafter(x[..., k], up), x[..., k])
+                        x[..., k] = torch.where(above, torch.nextafter(x[..., k], down), x[..., k])
                 if piece["kind"] == "mass_triangle":
                     i, j = piece["index"]
-                    above = physical(j) > physical(i)
-                    x[..., j] = torch.where(above, torch.nextafter(x[..., j], x.new_tensor(-math.inf)), x[..., j])
+                    crossed = physical(j) > physical(i)
+                    if bool(crossed.any()):
+                        moved = True
+                        x[..., j] = torch.where(crossed, torch.nextafter(x[..., j], down), x[..., j])
+            if not moved:
+                break
         return x
 
 
