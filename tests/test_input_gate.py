@@ -35,7 +35,7 @@ from gwpe.waveforms.priors import log_prior_density, sample_prior
 from gwpe.waveforms.strain import FIXED
 from gwpe.waveforms.whitening import psd
 
-GWOSC = Path(__file__).parent / "data" / "gwosc"
+GWOSC = Path(__file__).parents[1] / "data" / "gwosc"
 GW150914 = [GWOSC / "H-H1_LOSC_4_V2-1126259446-32.hdf5", GWOSC / "L-L1_LOSC_4_V2-1126259446-32.hdf5"]
 GW150914_START = 1126259461.7  # merger (GPS 1126259462.42) 0.72 s into the tiny model's 1-s window, as t_c in its prior
 RATE = 1024.0

@@ -89,3 +89,10 @@ def test_ratio_range_at_chirp_mass_is_where_a_mass_bound_becomes_tight():
     # the triangle's corners: only equal masses at M_c(35, 35) and M_c(80, 80)
     for mass in (35.0, 80.0):
         assert physics.ratio_range_at_chirp_mass(physics.chirp_mass(mass, mass), 35.0, 80.0) == pytest.approx(1.0)
+
+
+def test_effective_spin_and_mass_ratio_by_hand():
+    # m1 = 36, m2 = 29, chi1z = 0.5, chi2z = -0.2: (18 - 5.8) / 65 = 0.187692...
+    assert physics.effective_spin(36.0, 29.0, 0.5, -0.2) == pytest.approx(12.2 / 65.0, rel=1e-12)
+    assert physics.effective_spin(30.0, 30.0, 0.3, 0.3) == pytest.approx(0.3, rel=1e-12)
+    assert physics.mass_ratio(40.0, 30.0) == pytest.approx(0.75, rel=1e-12)

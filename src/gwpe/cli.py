@@ -241,6 +241,30 @@ def build_parser() -> argparse.ArgumentParser:
     _no_progress(infer)
     infer.set_defaults(handler=_handler("infer"))
 
+    event = commands.add_parser("event", help="a real event: fetch its strain, condition it, analyse it (DVC stages)")
+    steps = event.add_subparsers(dest="step", required=True, metavar="STEP", parser_class=OneLineParser)
+    fetch = steps.add_parser("fetch", help="an event's GWOSC strain by name or GPS into a folder (local copy first)")
+    fetch.add_argument("event", metavar="NAME|GPS", help="e.g. GW150914 or 1126259462.4")
+    fetch.add_argument("--detectors", nargs="+", default=["H1", "L1"], help="default: H1 L1")
+    fetch.add_argument("--before", type=float, default=16.0, help="s before the event (default 16)")
+    fetch.add_argument("--after", type=float, default=15.5, help="s after the event (default 15.5)")
+    fetch.add_argument("--dest", default="data/gwosc", help="folder of GWOSC files (default: data/gwosc)")
+    fetch.add_argument("--source", choices=("auto", "local", "gwosc"), default="auto", help="default: auto")
+    fetch.add_argument("--host", default="https://gwosc.org", help="GWOSC server (default: https://gwosc.org)")
+    fetch.add_argument("--timeout", type=float, default=20.0, help="s per download request (default 20)")
+    fetch.set_defaults(handler=_handler("event", "fetch"))
+    for name, function, what in (
+        ("prepare", "prepare", "strain, resampling, off-source Welch PSDs, whitened data and their plots"),
+        ("analyse", "analyse", "NPE posterior (gwpe infer) checked by adaptive IS and flow-MCMC; report and files"),
+        ("injections", "injections", "NPE p-p test on injections into the event's off-source noise"),
+    ):
+        step = steps.add_parser(name, help=what)
+        _params(step)
+        _metrics(step, "the stage's figures")
+        step.add_argument("--plots-dir", default=None, help="figures here (default: plots/events/<event>)")
+        _no_progress(step)
+        step.set_defaults(handler=_handler("event", function))
+
     ui = commands.add_parser("ui", help="start the MLflow UI on the project's tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, loopback only)")
     ui.add_argument("--port", type=int, default=5000)

@@ -152,6 +152,11 @@ class StrainConfig(StrictModel):
     f_min: float = Field(20.0, gt=0.0)
     f_ref: float = Field(20.0, gt=0.0)
     reference_gps: float = Field(1126259462.0, gt=0.0, description="sets Earth's orientation for antenna patterns")
+    psd_dir: str | None = Field(
+        None,
+        description="folder of measured PSDs ({detector}-psd.dat, written by `gwpe event prepare`) used instead of "
+        "`psd` for every detector: the event profile whitens its training set with the event's noise",
+    )
     store: StoreConfig = StoreConfig(root="data/strain", chunk_size=1024)
     compute: ComputeConfig = ComputeConfig()
     datasets: dict[str, StrainDatasetConfig] = Field(default_factory=dict)
@@ -314,8 +319,19 @@ class ResNet1DEmbeddingConfig(StrictModel):
     pool: int = Field(8, ge=1, le=65536)
 
 
+class SVDEmbeddingConfig(StrictModel):
+    """A linear projection seeded by an SVD of whitened training signals, then residual blocks (DINGO-style)."""
+
+    kind: Literal["svd"] = "svd"
+    features: int = Field(128, ge=1, le=65536, description="SVD basis elements (the projection's outputs)")
+    blocks: int = Field(2, ge=0, le=1000, description="residual blocks after the projection")
+    hidden: int = Field(256, ge=1, le=65536, description="hidden width of each residual block")
+    seed_signals: int = Field(4000, ge=1, le=10_000_000, description="training signals the SVD is computed from")
+
+
 EmbeddingConfig = Annotated[
-    FlattenEmbeddingConfig | ConvEmbeddingConfig | ResNet1DEmbeddingConfig, Field(discriminator="kind")
+    FlattenEmbeddingConfig | ConvEmbeddingConfig | ResNet1DEmbeddingConfig | SVDEmbeddingConfig,
+    Field(discriminator="kind"),
 ]
 
 
@@ -625,6 +641,54 @@ class SamplingSection(StrictModel):
         return self
 
 
+class EventPSDConfig(StrictModel):
+    """The noise PSD of each detector from off-source data: Welch's method (``gwpe.waveforms.conditioning``)."""
+
+    segment: float = Field(4.0, gt=0.0, le=4096.0, description="s per Welch segment (resolution 1/segment Hz)")
+    overlap: float = Field(0.5, ge=0.0, lt=1.0, description="fraction of a segment shared with the next")
+    window: Literal["hann", "tukey", "blackman"] = "hann"
+    average: Literal["median", "mean"] = Field("median", description="median: robust to glitches and the signal")
+    on_source_margin: float = Field(
+        1.0, ge=0.0, le=1000.0, description="s excluded on each side of the analysis window besides the window itself"
+    )
+
+
+class EventInjectionConfig(StrictModel):
+    """Injections into the event's off-source noise: the NPE's p-p test on real noise."""
+
+    count: int = Field(100, ge=2, le=1_000_000)
+    samples: int = Field(1000, ge=10, le=10_000_000, description="NPE draws per injection")
+    step: float = Field(0.25, gt=0.0, description="s between the starts of successive noise windows")
+    edge: float = Field(2.0, ge=0.0, description="s at each end of the segment never used (whitening filter)")
+    seed: int = Field(0, ge=0)
+
+
+class EventConfig(StrictModel):
+    """A real event (``gwpe event``): its strain (local GWOSC files or a download), conditioning, the NPE that
+    analyses it and the likelihood checks (the ``sampling`` section's settings)."""
+
+    name: str = Field("GW150914", min_length=1)
+    gps: float | None = Field(None, gt=0.0, description="geocentric trigger time; null: look it up on GWOSC")
+    detectors: list[Literal["H1", "L1", "V1"]] = Field(default_factory=lambda: ["H1", "L1"], min_length=1)
+    source: Literal["auto", "local", "gwosc"] = Field("auto", description="auto: local_dir first, then GWOSC")
+    local_dir: str = "data/gwosc"
+    gwosc_host: str = "https://gwosc.org"
+    download_timeout: float = Field(20.0, gt=0.0)
+    before: float = Field(16.0, gt=0.0, description="s of data before the trigger (PSD and window)")
+    after: float = Field(15.5, gt=0.0, description="s of data after the trigger")
+    dataset: str = Field("gw150914", min_length=1, description="the strain.datasets entry trained with its noise")
+    model: str = Field("gw150914", min_length=1, description="the flows.models entry (the NPE), a MAF")
+    window_start: float = Field(
+        1.6, gt=0.0, description="s from the analysis window's start to the trigger (prior t_c is centred there)"
+    )
+    psd: EventPSDConfig = EventPSDConfig()
+    injections: EventInjectionConfig = EventInjectionConfig()
+    published: dict[str, list[float]] = Field(
+        default_factory=dict, description="parameter: [5 %, median, 95 %] published values, marked on the plots"
+    )
+    path: str = Field("data/events/GW150914", description="conditioned data, PSDs and results")
+
+
 class ProjectConfig(StrictModel):
     """A whole profile file. ``profile`` names it in MLflow and in dataset provenance."""
 
@@ -636,6 +700,7 @@ class ProjectConfig(StrictModel):
     flows: FlowsSection = FlowsSection()
     distill: DistillSection = DistillSection()
     sampling: SamplingSection = SamplingSection()
+    event: EventConfig | None = None
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

@@ -65,6 +65,17 @@ def chirp_mass(m1, m2):
     return (m1 * m2) ** 0.6 / (m1 + m2) ** 0.2
 
 
+def mass_ratio(m1, m2):
+    """q = m2 / m1 <= 1 for m1 >= m2 (LVK result files; the WaveNet's q = m1/m2 >= 1 is its inverse)."""
+    return _array(m2) / _array(m1)
+
+
+def effective_spin(m1, m2, chi1z, chi2z):
+    """chi_eff = (m1 chi1z + m2 chi2z) / (m1 + m2): the mass-weighted aligned spin (Ajith et al. 2011)."""
+    m1, m2 = _array(m1), _array(m2)
+    return (m1 * _array(chi1z) + m2 * _array(chi2z)) / (m1 + m2)
+
+
 def masses_from_chirp_mass(chirp_mass, small_mass_ratio):
     """(m1, m2) from M_c and nu = m2/m1 in (0, 1]: m1 = M_c (1 + nu)^(1/5) nu^(-3/5), m2 = nu m1 (numpy or torch)."""
     chirp_mass, nu = _array(chirp_mass), _array(small_mass_ratio)

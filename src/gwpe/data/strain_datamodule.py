@@ -27,7 +27,7 @@ from gwpe.data.reading import read_rows
 from gwpe.data.splits import SplitDataModule
 from gwpe.data.strain_store import INFERRED, N_TRAIN, PARAMETERS, PARAMS, SNR, STRAIN, Standardisation
 
-IN_MEMORY_BYTES = 256 << 20  # splits up to 256 MiB of float32 strain are read into memory once (per loader worker)
+IN_MEMORY_BYTES = 1 << 30  # splits up to 1 GiB of float32 strain are read into memory once (per loader worker)
 
 
 class StrainDataset(Dataset):

@@ -38,6 +38,7 @@ DATA_SPEC_KEYS = (
     "units",
     "prior",
     "whitening",
+    "psd_table",
 )
 UNITS = {
     "m1": "Msun",
@@ -188,13 +189,14 @@ def store_attributes(config: ProjectConfig, name: str, setup, params: np.ndarray
         "gwpe_version": gwpe.__version__,
         "backend_version": f"lalsimulation {lalsimulation.__version__}",
         "approximant": setup.approximant,
-        "psd": setup.psd_name,
+        "psd": setup.psd_name if setup.psd_table is None else f"measured ({config.strain.psd_dir})",
         "f_min": setup.f_min,
         "f_ref": setup.f_ref,
         "sample_rate": setup.sample_rate,
         "duration": setup.duration,
         "detectors": list(setup.detectors) or [PLUS_POLARISATION],
         "reference_gps": setup.reference_gps,
+        **({} if setup.psd_table is None else {"psd_table": setup.psd_table}),
         "whitening": "x = irfft(h~ / sqrt(S_n)) * sqrt(2 dt): white noise is N(0, 1) per sample",
         PARAMETERS: list(dataset.parameters),
         INFERRED: dataset.inferred_parameters,

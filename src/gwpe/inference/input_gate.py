@@ -166,13 +166,17 @@ def whiten(data: np.ndarray, sample_rate: float, spec: dict) -> np.ndarray:
     (x = irfft(dt rfft(d) / sqrt(S_n)) sqrt(2 / dt), after a Tukey window with 0.1 s tapers)."""
     from scipy.signal.windows import tukey
 
-    from gwpe.waveforms.whitening import psd, whiten_frequency_series
+    from gwpe.waveforms.strain import psd_on
+    from gwpe.waveforms.whitening import whiten_frequency_series
 
     n = data.shape[-1]
     dt = 1.0 / sample_rate
     taper = tukey(n, alpha=min(1.0, 2 * 0.1 / (n * dt)))
     h_tilde = dt * np.fft.rfft(data * taper, axis=-1)
-    return whiten_frequency_series(h_tilde, psd(spec["psd"], np.fft.rfftfreq(n, dt), float(spec["f_min"])), dt, n)
+    values = psd_on(
+        np.fft.rfftfreq(n, dt), float(spec["f_min"]), spec["psd"], spec.get("psd_table"), expected_detectors(spec)
+    )
+    return whiten_frequency_series(h_tilde, values, dt, n)
 
 
 def decimation_factor(file_rate: float, model_rate: float, raw: bool) -> int:
@@ -460,7 +464,7 @@ def generator_of(spec: dict):
     inferred = list(spec.get("inferred") or [])
     strain = StrainConfig(
         approximant=spec.get("approximant", "IMRPhenomPv2"),
-        psd=spec["psd"],
+        **({} if spec.get("psd_table") else {"psd": spec["psd"]}),  # a measured table replaces the design name
         f_min=float(spec["f_min"]),
         f_ref=float(spec.get("f_ref", spec["f_min"])),
         reference_gps=float(spec.get("reference_gps", 1126259462.0)),
@@ -473,7 +477,7 @@ def generator_of(spec: dict):
         duration=float(spec["duration"]),
         **({} if prior is None else {"prior": prior}),
     )
-    return StrainGenerator(StrainSetup.build(strain, dataset))
+    return StrainGenerator(StrainSetup.build(strain, dataset, spec.get("psd_table")))
 
 
 def snr_check(samples: np.ndarray, parameters: list[str], spec: dict, training_snr: dict | None) -> Check:

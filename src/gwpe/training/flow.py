@@ -108,6 +108,21 @@ def price_flow_training(config: ProjectConfig, name: str, steps: int = 3) -> str
     )
 
 
+def seed_embedding(model, store: Path) -> int:
+    """Seed an SVD embedding (``gwpe.models.flows.embedding.SVDEmbedding``) from the store's first noise-free
+    whitened training signals; a model without one is left as built. Returns the embeddings seeded."""
+    from gwpe.data.strain_datamodule import StrainDataset
+    from gwpe.models.flows.embedding import seed_svd_embeddings
+
+    def signals(n: int):
+        import torch
+
+        train = StrainDataset(store, "train", noise="none")
+        return torch.stack([strain for strain, _ in train.__getitems__(list(range(min(n, len(train)))))])
+
+    return seed_svd_embeddings(model, signals)
+
+
 def flow_job(config: ProjectConfig, name: str) -> FitJob:
     """The fit of ``flows.models[name]``: checkpoints in ``<flows.checkpoint_dir>/<name>``, the package in
     ``<flows.model_dir>/<name>``, registered as ``<flows.registered_prefix>-<name>``."""
@@ -117,6 +132,14 @@ def flow_job(config: ProjectConfig, name: str) -> FitJob:
     store = flows_store(config)
     model_config = with_support(with_phase_symmetry(config, flow_model_config(config, name), store), store)
     training = model_training(config, name)
+
+    def make_module():
+        module = FlowModule(
+            model_config, learning_rate=training.learning_rate, halve_every=section.halve_every, training=training
+        )
+        seed_embedding(module.model, store)
+        return module
+
     return posterior_job(
         config,
         stage="train-flow",
@@ -128,9 +151,7 @@ def flow_job(config: ProjectConfig, name: str) -> FitJob:
         checkpoint_dir=Path(section.checkpoint_dir) / name,
         model_dir=Path(section.model_dir) / name,
         registered_name=f"{section.registered_prefix}-{name.replace('_', '-')}",
-        make_module=lambda: FlowModule(
-            model_config, learning_rate=training.learning_rate, halve_every=section.halve_every, training=training
-        ),
+        make_module=make_module,
         tags={"gwpe.model": "flow", "gwpe.flow": name, "gwpe.flow.kind": model_config["kind"]},
         fingerprint_extra=(section.halve_every, section.phase_flip),
         meta={"name": name},

@@ -3,10 +3,12 @@
 For each parameter vector: the frequency-domain polarisations h+~, hx~ (lalsimulation, merger at t = 0)
 are generated on a *long* segment, projected on each detector (antenna patterns F+, Fx and the arrival
 delay from Earth's centre, from lal, at ``reference_gps``), shifted so the merger lands at t_c (+ delay)
-inside the requested window, whitened with the PSD, and cropped to [0, duration). The long segment starts
-``pad`` seconds before the window, with pad = 1.5 x the Newtonian chirp time of the lightest binary in the
-prior from f_min plus 0.5 s for the whitening filter, so no inspiral wraps around into the window.
-Without detectors the output is the "+" polarisation alone (Green et al.).
+inside the requested window, whitened with the PSD, and cropped to [0, duration). The PSD is the design
+curve ``psd_name`` for every detector, or a measured one per detector (``psd_table``: the event profile's
+off-source Welch estimate, log-linearly interpolated onto the segment's frequencies; zero weight beyond it).
+The long segment starts ``pad`` seconds before the window, with pad = 1.5 x the Newtonian chirp time of the
+lightest binary in the prior from f_min plus 0.5 s for the whitening filter, so no inspiral wraps around into the
+window. Without detectors the output is the "+" polarisation alone (Green et al.).
 """
 
 from __future__ import annotations
@@ -44,10 +46,14 @@ class StrainSetup:
     pad: float
     n_long: int
     approximant: str = "IMRPhenomPv2"
+    psd_table: dict | None = field(default=None, compare=False, repr=False)  # {"frequencies": [...], det: [...]}
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def build(cls, strain: StrainConfig, dataset: StrainDatasetConfig) -> "StrainSetup":
+    def build(cls, strain: StrainConfig, dataset: StrainDatasetConfig, psd_table: dict | None = None) -> "StrainSetup":
+        """The setup of ``dataset``; ``psd_table`` (or the files in ``strain.psd_dir``) replace the design PSD."""
+        if psd_table is None and strain.psd_dir is not None:
+            psd_table = read_psd_table(strain.psd_dir, list(dataset.detectors))
         rate = dataset.sample_rate
         longest = float(physics.chirp_time_seconds(dataset.prior.mass_min, dataset.prior.mass_min, strain.f_min))
         pad = np.ceil((1.5 * longest + FILTER_MARGIN) * rate) / rate
@@ -63,6 +69,7 @@ class StrainSetup:
             float(pad),
             n_long,
             strain.approximant,
+            psd_table,
         )
 
     @property
@@ -87,7 +94,35 @@ class StrainSetup:
 
     @cached_property
     def psd_values(self) -> np.ndarray:
-        return psd(self.psd_name, self.frequencies, self.f_min)
+        """(F,) design PSD, or (D, F) measured per detector, on ``frequencies`` (inf where it has no weight)."""
+        return psd_on(self.frequencies, self.f_min, self.psd_name, self.psd_table, self.detectors)
+
+    def channel_psd(self, channel: int) -> np.ndarray:
+        """The (F,) PSD of one output channel."""
+        values = self.psd_values
+        return values if values.ndim == 1 else values[channel]
+
+
+def read_psd_table(folder: str, detectors: list[str]) -> dict:
+    """``{"frequencies": [...], det: [...]}`` from ``{det}-psd.dat`` files (``gwpe event prepare`` writes them)."""
+    from gwpe.waveforms.conditioning import read_psd_files
+
+    frequencies, values = read_psd_files(folder, detectors)
+    return {
+        "frequencies": np.asarray(frequencies).tolist(),
+        **{d: np.asarray(v).tolist() for d, v in zip(detectors, values)},
+    }
+
+
+def psd_on(frequencies: np.ndarray, f_min: float, name: str, table: dict | None, detectors) -> np.ndarray:
+    """The PSD a dataset (or a package's data spec) whitens with, on ``frequencies``: the design curve ``name``
+    (F,) or the measured ``table`` per detector (D, F), zero weight (inf) below f_min and beyond the table."""
+    if table is None:
+        return psd(name, frequencies, f_min)
+    from gwpe.waveforms.conditioning import interpolate_psd
+
+    rows = np.stack([np.asarray(table[d], dtype=float) for d in detectors])
+    return interpolate_psd(np.asarray(table["frequencies"], dtype=float), rows, frequencies, f_min)
 
 
 def antenna_response(detector: str, ra: float, dec: float, psi: float, gps: float) -> tuple[float, float, float]:
@@ -166,7 +201,7 @@ class StrainGenerator:
         series = self.detector_frequency_series(theta)
         start = int(round(s.pad * s.sample_rate))
         x = whiten_frequency_series(series, s.psd_values, s.dt, s.n_long)[:, start : start + s.n_samples]
-        snr = float(np.sqrt(sum(optimal_snr(channel, s.psd_values, s.df) ** 2 for channel in series)))
+        snr = float(np.sqrt(sum(optimal_snr(channel, s.channel_psd(k), s.df) ** 2 for k, channel in enumerate(series))))
         if not np.all(np.isfinite(x)):
             raise WaveformError(f"{s.approximant} produced NaN/inf for {format_theta(theta)}")
         return x, snr
@@ -179,6 +214,21 @@ class StrainGenerator:
         series = np.stack([self.detector_frequency_series(as_theta(names, row)) for row in np.atleast_2d(params)])
         start = int(round(s.pad * s.sample_rate))
         return whiten_frequency_series(series, s.psd_values, s.dt, s.n_long)[..., start : start + s.n_samples]
+
+    def quadrature_templates(self, params: np.ndarray, names: list[str]) -> np.ndarray:
+        """(n, P) parameters (phi0 ignored) -> float64 (n, 2, D, L): the whitened templates at phi0 = 0 and pi/4.
+
+        A (2, 2)-only signal has h~(phi0) = h~(0) exp(2 i phi0) (checked for IMRPhenomPv2 with aligned spins and
+        any inclination to 3e-15), so h(phi0) = cos(2 phi0) h(0) + sin(2 phi0) h(pi/4) in the time domain too:
+        one waveform call gives the template at every phase (``PhaseMarginalisedLikelihood``)."""
+        s = self.setup
+        rows = []
+        for row in np.atleast_2d(params):
+            theta = {**as_theta(names, row), "phi0": 0.0}
+            series = self.detector_frequency_series(theta)
+            rows.append(np.stack([series, 1j * series]))
+        start = int(round(s.pad * s.sample_rate))
+        return whiten_frequency_series(np.stack(rows), s.psd_values, s.dt, s.n_long)[..., start : start + s.n_samples]
 
     def batch(self, params: np.ndarray, names: list[str], dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
         """(n, P) parameters -> ((n, D, L) whitened strain, float64 (n,) network optimal SNR)."""

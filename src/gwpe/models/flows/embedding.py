@@ -1,4 +1,5 @@
-"""Context embeddings: raw strain flattened (the paper) or compressed by a small Conv1d stack (its sec. V).
+"""Context embeddings: raw strain flattened (the paper), compressed by a small Conv1d stack (its sec. V), or
+projected on an SVD basis of whitened signals followed by residual blocks (DINGO, Dax et al. 2021).
 
 Both map a context of trailing shape ``shape`` = (C, L) to a vector; they accept one observation (C, L) or a
 batch (*B, C, L). The embedding is the first module of every flow model: it runs once per observation when
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 
@@ -61,6 +63,66 @@ class ConvEmbedding(nn.Module):
         return self.linear(h.flatten(1)).reshape(*batch, self.features)
 
 
+class ResidualBlock(nn.Module):
+    """x + W2 ELU(W1 LayerNorm(x)): a pre-norm residual MLP block."""
+
+    def __init__(self, features: int, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(features), nn.Linear(features, hidden), nn.ELU(), nn.Linear(hidden, features)
+        )
+        nn.init.zeros_(self.net[-1].weight)  # starts as the identity: the seeded projection passes through unchanged
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.net(x)
+
+
+class SVDEmbedding(nn.Module):
+    """(*B, C, L) -> (*B, features): y = V_k^T x on the flattened strain, then ``blocks`` residual blocks.
+
+    ``seed(signals)`` sets V_k to the first k right singular vectors of noise-free whitened training signals
+    (DINGO's reduced basis): whitened noise stays N(0, 1) per coefficient (V_k is orthonormal) while the signal
+    concentrates in the first coefficients. The projection is trained with the flow afterwards."""
+
+    def __init__(
+        self, shape: Sequence[int], features: int = 128, blocks: int = 2, hidden: int = 256, seed_signals: int = 4000
+    ):
+        super().__init__()
+        self.shape = tuple(int(s) for s in shape)
+        inputs = 1
+        for s in self.shape:
+            inputs *= s
+        if features > inputs:
+            raise ValueError(f"svd embedding features = {features}; allowed: <= the context size {inputs}")
+        self.features = features
+        self.seed_signals = seed_signals
+        self.projection = nn.Linear(inputs, features)
+        self.blocks = nn.Sequential(*[ResidualBlock(features, hidden) for _ in range(blocks)])
+
+    @torch.no_grad()
+    def seed(self, signals: Tensor) -> None:
+        """Projection := the top right singular vectors of ``signals`` (N, *shape), zero bias."""
+        matrix = signals.reshape(len(signals), -1).double()
+        k = min(self.features, *matrix.shape)
+        _, _, v = torch.linalg.svd(matrix, full_matrices=False)
+        self.projection.weight.zero_()
+        self.projection.weight[:k] = v[:k].to(self.projection.weight.dtype)
+        self.projection.bias.zero_()
+
+    def forward(self, context: Tensor) -> Tensor:
+        return self.blocks(self.projection(context.flatten(-len(self.shape))))
+
+
+def seed_svd_embeddings(model: nn.Module, signals) -> int:
+    """Seed every ``SVDEmbedding`` inside ``model`` from ``signals(n)`` (a callable giving (n, *shape) noise-free
+    whitened training signals); returns how many were seeded."""
+    found = [m for m in model.modules() if isinstance(m, SVDEmbedding)]
+    for embedding in found:
+        embedding.seed(signals(embedding.seed_signals))
+    return len(found)
+
+
 def build_embedding(shape: Sequence[int], config: dict | None = None) -> nn.Module:
     """``{"kind": "flatten"}`` (default), ``{"kind": "conv", "features": .., "channels": [..], "kernel_size": ..,
     "stride": ..}`` or ``{"kind": "resnet1d", "depth": .., "width": .., "features": .., ...}`` (``ResNet1DEmbedding``);
@@ -81,4 +143,6 @@ def build_embedding(shape: Sequence[int], config: dict | None = None) -> nn.Modu
         if len(shape) != 2:
             raise ValueError(f"resnet1d embedding needs a (channels, samples) context, got shape {tuple(shape)}")
         return ResNet1DEmbedding(shape, **config)
-    raise ValueError(f"embedding kind = {kind!r}; allowed: flatten, conv, resnet1d")
+    if kind == "svd":
+        return SVDEmbedding(shape, **config)
+    raise ValueError(f"embedding kind = {kind!r}; allowed: flatten, conv, resnet1d, svd")
