@@ -6,11 +6,12 @@ BIN := $(VENV)/bin
 # check below then leaves it alone.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install install-test demo lint test clean-data help
+.PHONY: install install-test demo event lint test clean-data help
 
 help:
 	@echo "make demo   - create .venv, install gwpe, run 'dvc repro' on the default profile"
 	@echo "make test   - create .venv if missing, install with test extras, run ruff, lint-imports and pytest"
+	@echo "make event  - GW150914 from the shipped GWOSC files to a likelihood-checked posterior (about 30 min, 2 cores)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,12 @@ demo: install
 	@echo "Flows: models/flows/{maf,cvae_plus} (gwpe-npe-maf, gwpe-npe-cvae-plus), p-p reports in metrics/flow-*-eval.json, plots/flows/"
 	@echo "Distillation: optuna.db (sweep), models/distill/{teacher,student-*} (gwpe-teacher, gwpe-student), Table II in metrics/distill-eval.json"
 	@echo "Look at the runs with:  $(BIN)/gwpe ui   (MLflow UI on http://127.0.0.1:5000)"
+
+event: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro experiments/gw150914/dvc.yaml
+	@echo
+	@echo "Report: metrics/events/GW150914.json (gwpe event analyse prints it), result files in data/events/GW150914/posterior/"
+	@echo "Figures: plots/events/GW150914/; model: models/events/gw150914 (registered as gwpe-npe-gw150914)"
 
 lint: install-test
 	$(BIN)/ruff check src tests benchmarks scripts

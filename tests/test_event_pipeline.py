@@ -46,6 +46,7 @@ def tiny_event_profile() -> dict:
     sampling["adaptive"].update(
         draws_per_round=1000, max_rounds=40, epochs=10, final_ess=300, final_batch=1000, max_final_draws=4000
     )
+    sampling["adaptive"]["mcmc_steps"] = 2  # the event profile's SMC path
     sampling["flowmc"].update(transforms=3, hidden=[32, 32], warm_start_epochs=10, flow_epochs=5)
     profile["sampling"] = sampling
     return profile

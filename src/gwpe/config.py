@@ -597,6 +597,12 @@ class AdaptiveISConfig(StrictModel):
     final_ess: float = Field(1000.0, gt=0.0, description="the final importance sampling draws until this ESS ...")
     final_batch: int = Field(5000, ge=10, le=100_000_000)
     max_final_draws: int = Field(50_000, ge=10, le=1_000_000_000, description="... or this many draws")
+    mcmc_steps: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="random-walk steps moving the resampled draws each round (SMC); 0: reweighting only",
+    )
 
 
 class SamplingSection(StrictModel):

@@ -103,6 +103,7 @@ def adaptive_from_npe(
         resample=resample,
         generator=generator,
         progress=progress,
+        mcmc_steps=adaptive.mcmc_steps,
     )
 
 

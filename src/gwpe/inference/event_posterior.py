@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gwpe import physics
 from gwpe.config import ProjectConfig
 from gwpe.errors import ConfigError
+from gwpe.inference.result_file import with_derived
 
 REPORTED = ("m1", "m2", "chirp_mass", "mass_ratio", "chi_eff", "dL", "theta_jn", "ra", "dec")
 QUANTILES = (0.05, 0.5, 0.95)
@@ -78,20 +78,12 @@ def read_prepared(config: ProjectConfig) -> dict:
     return json.loads(path.read_text())
 
 
-def with_derived(samples: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-    """Columns by name plus chirp_mass, mass_ratio (m2/m1) and chi_eff (``gwpe.physics``)."""
-    col = {name: samples[:, k] for k, name in enumerate(names)}
-    col["chirp_mass"] = physics.chirp_mass(col["m1"], col["m2"])
-    col["mass_ratio"] = physics.mass_ratio(col["m1"], col["m2"])
-    if "chi1z" in col and "chi2z" in col:
-        col["chi_eff"] = physics.effective_spin(col["m1"], col["m2"], col["chi1z"], col["chi2z"])
-    return col
-
-
 def weighted_quantiles(values: np.ndarray, weights: np.ndarray | None, q=QUANTILES) -> list[float]:
     """Quantiles of a (weighted) sample: the weighted empirical CDF, interpolated."""
     if weights is None:
         return np.quantile(values, q).tolist()
+    carried = weights > 0  # draws outside the prior carry no weight and must not stretch the interpolation
+    values, weights = values[carried], weights[carried]
     order = np.argsort(values)
     cdf = np.cumsum(weights[order])
     cdf = (cdf - 0.5 * weights[order]) / cdf[-1]
@@ -392,8 +384,13 @@ def event_figures(config, npe, checked, weights, mcmc, event, template) -> dict:
     published = {p: tuple(v) for p, v in event_config.published.items() if p in shown}
     figures = {"corner.png": event_corner(posteriors, shown, published=published, title=f"{event_config.name}")}
     if "ra" in checked and "dec" in checked:
+        carried = weights > 0  # draws outside the prior carry no weight (and may lie off the sphere)
         figures["sky.png"] = sky_map(
-            checked["ra"], checked["dec"], weights=weights, label="adaptive IS", title=f"{event_config.name} sky"
+            checked["ra"][carried],
+            checked["dec"][carried],
+            weights=weights[carried],
+            label="adaptive IS",
+            title=f"{event_config.name} sky",
         )
     rate = event.generator.setup.sample_rate
     times = np.arange(event.observation.shape[-1]) / rate - event_config.window_start
