@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 help:
 	@echo "make demo   - create .venv, install gwpe, run 'dvc repro' on the default profile"
 	@echo "make test   - create .venv if missing, install with test extras, run ruff, lint-imports and pytest"
-	@echo "make event  - GW150914 from the shipped GWOSC files to a likelihood-checked posterior (about 30 min, 2 cores)"
+	@echo "make event  - GW150914 from the shipped GWOSC files to a likelihood-checked posterior (not yet within its 60-min target on 2 cores: see README)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
