@@ -9,6 +9,24 @@ from gwpe.config import load_config
 from gwpe.stages.common import save_and_log, write_metrics
 
 
+def record(config, stage: str, args, metrics: dict, figures: dict, artifacts=(), exclude=()) -> Path:
+    """The event stages' shared ending: figures saved under ``--plots-dir`` (default plots/events/<event>) and
+    logged with the numeric metrics and ``artifacts`` ((path, artifact folder) pairs) in the stage's MLflow run,
+    then the DVC metrics file; returns the plots folder."""
+    from gwpe.tracking import numeric_metrics, stage_run
+
+    plots = Path(args.plots_dir or Path("plots") / "events" / config.event.name)
+    plots.mkdir(parents=True, exist_ok=True)
+    with stage_run(config, stage, run_name=f"{stage}-{config.event.name}") as run:
+        run.log_metrics(numeric_metrics(metrics, exclude=exclude))
+        for name, figure in figures.items():
+            save_and_log(run, figure, plots / name, f"event/{name}")
+        for path, folder in artifacts:
+            run.log_artifact(path, folder)
+    write_metrics(args.metrics, metrics)
+    return plots
+
+
 def fetch(args: argparse.Namespace) -> int:
     """``gwpe event fetch NAME|GPS``: the event's GWOSC files into ``--dest`` (a local copy is used if present)."""
     from gwpe.data.gwosc import load_event_strain
@@ -44,15 +62,12 @@ def prepare(args: argparse.Namespace) -> int:
     from gwpe.data.event_data import prepare_event
     from gwpe.evaluation.event_plots import asd_figure, time_frequency_figure, whitened_figure
     from gwpe.inference.event_posterior import prepared_path
-    from gwpe.tracking import numeric_metrics, stage_run
     from gwpe.waveforms.whitening import psd
 
     config = load_config(args.params)
     prepared = prepare_event(config, prepared_path(config))
-    event, record = config.event, prepared.record
-    plots = Path(args.plots_dir or Path("plots") / "events" / event.name)
-    plots.mkdir(parents=True, exist_ok=True)
-    t0 = record["gps"] - prepared.start_time
+    event, written = config.event, prepared.record
+    t0 = written["gps"] - prepared.start_time
     times = np.arange(prepared.whitened.shape[-1]) / prepared.rate - t0
     figures = {
         "asd.png": asd_figure(
@@ -71,18 +86,14 @@ def prepare(args: argparse.Namespace) -> int:
         ),
         "time-frequency.png": time_frequency_figure(prepared.whitened, prepared.rate, list(event.detectors), t0),
     }
-    metrics = {k: record[k] for k in ("name", "gps", "source", "sample_rate", "segment_seconds", "window_start_gps")}
-    metrics["off_source_seconds"] = record["psd"]["off_source_seconds"]
-    metrics["on_source_whitened_rms"] = record["on_source_whitened_rms"]
-    with stage_run(config, "event-prepare", run_name=f"event-prepare-{event.name}") as run:
-        run.log_metrics(numeric_metrics(metrics))
-        for name, figure in figures.items():
-            save_and_log(run, figure, plots / name, f"event/{name}")
-        run.log_artifact(prepared_path(config), "event-data")
-    write_metrics(args.metrics, metrics)
+    keys = ("name", "gps", "source", "sample_rate", "segment_seconds", "window_start_gps")
+    metrics = {k: written[k] for k in keys}
+    metrics["off_source_seconds"] = written["psd"]["off_source_seconds"]
+    metrics["on_source_whitened_rms"] = written["on_source_whitened_rms"]
+    plots = record(config, "event-prepare", args, metrics, figures, [(prepared_path(config), "event-data")])
     print(
-        f"{event.name}: {', '.join(event.detectors)} from {record['source']}, {record['segment_seconds']:g} s at "
-        f"{record['sample_rate']:g} Hz; PSDs from {metrics['off_source_seconds']:.1f} s off-source -> "
+        f"{event.name}: {', '.join(event.detectors)} from {written['source']}, {written['segment_seconds']:g} s at "
+        f"{written['sample_rate']:g} Hz; PSDs from {metrics['off_source_seconds']:.1f} s off-source -> "
         f"{prepared_path(config)}, plots in {plots}"
     )
     return 0
@@ -91,20 +102,11 @@ def prepare(args: argparse.Namespace) -> int:
 def analyse(args: argparse.Namespace) -> int:
     """``gwpe event analyse``: the NPE posterior (gwpe infer) and its likelihood checks; report, files, run."""
     from gwpe.inference.event_posterior import analyse_event, format_report
-    from gwpe.tracking import numeric_metrics, stage_run
 
     config = load_config(args.params)
     outcome = analyse_event(config, progress=not args.no_progress)
-    event = config.event
-    plots = Path(args.plots_dir or Path("plots") / "events" / event.name)
-    plots.mkdir(parents=True, exist_ok=True)
-    with stage_run(config, "event-analyse", run_name=f"event-analyse-{event.name}") as run:
-        run.log_metrics(numeric_metrics(outcome.metrics, exclude=("maximum_likelihood",)))
-        for name, figure in outcome.figures.items():
-            save_and_log(run, figure, plots / name, f"event/{name}")
-        for path in outcome.files:
-            run.log_artifact(path, "posterior")
-    write_metrics(args.metrics, outcome.metrics)
+    artifacts = [(path, "posterior") for path in outcome.files]
+    record(config, "event-analyse", args, outcome.metrics, outcome.figures, artifacts, ("maximum_likelihood",))
     print(format_report(outcome.metrics))
     return 0
 
@@ -112,18 +114,11 @@ def analyse(args: argparse.Namespace) -> int:
 def injections(args: argparse.Namespace) -> int:
     """``gwpe event injections``: the NPE's p–p test on injections into the event's off-source noise."""
     from gwpe.inference.event_injections import injection_test
-    from gwpe.tracking import numeric_metrics, stage_run
 
     config = load_config(args.params)
     metrics, figures = injection_test(config, progress=not args.no_progress)
     event = config.event
-    plots = Path(args.plots_dir or Path("plots") / "events" / event.name)
-    plots.mkdir(parents=True, exist_ok=True)
-    with stage_run(config, "event-injections", run_name=f"event-injections-{event.name}") as run:
-        run.log_metrics(numeric_metrics(metrics))
-        for name, figure in figures.items():
-            save_and_log(run, figure, plots / name, f"event/{name}")
-    write_metrics(args.metrics, metrics)
+    record(config, "event-injections", args, metrics, figures)
     failing = ", ".join(metrics["failing"]) or "none"
     print(
         f"{event.name}: NPE p-p on {metrics['n_injections']} injections in real noise: min KS p "
