@@ -129,8 +129,14 @@ def test_likelihood_posterior_recovers_an_injection_in_the_real_noise(event_proj
 
     from gwpe.config import load_config
     from gwpe.inference.event_injections import noise_starts, whitened_segment
-    from gwpe.inference.event_posterior import adaptive_posterior, event_for, read_prepared, weighted_quantiles
-    from gwpe.inference.likelihood import PhaseMarginalisedLikelihood
+    from gwpe.inference.event_posterior import (
+        adaptive_posterior,
+        event_for,
+        read_prepared,
+        reconstruct,
+        weighted_quantiles,
+    )
+    from gwpe.inference.likelihood import DistanceMarginalisedLikelihood
     from gwpe.inference.sampling import npe_draws
     from gwpe.models.loading import load_package
     from gwpe.models.package import read_package_config
@@ -152,12 +158,17 @@ def test_likelihood_posterior_recovers_an_injection_in_the_real_noise(event_proj
     event.strain = torch.as_tensor(event.observation, dtype=torch.float32)
     settings = config.sampling
     theta, _ = npe_draws(module, event, settings.npe_samples, 1)
-    reduced = dataclasses.replace(event, names=["m1", "m2", "dL", "tc"])  # phi0 marginalised, as `analyse` does
-    with PhaseMarginalisedLikelihood(event.generator, reduced.names, event.observation, event.dataset.prior) as lik:
+    reduced = dataclasses.replace(event, names=["m1", "m2", "tc"])  # phi0, dL marginalised, as `analyse` does
+    with DistanceMarginalisedLikelihood(event.generator, reduced.names, event.observation, event.dataset.prior) as lik:
         _, _, _, estimate, draws, weights, _ = adaptive_posterior(
-            reduced, settings, lik, theta[:, :4], torch.Generator().manual_seed(0)
+            reduced, settings, lik, theta[:, [0, 1, 3]], torch.Generator().manual_seed(0)
         )
+        rng = np.random.default_rng(0)
+        full = reconstruct(lik, draws[rng.choice(len(draws), 2000, p=weights / weights.sum())], event.names, rng)
     assert estimate.effective_samples > 50
     for k, name in enumerate(reduced.names):
         low, _, high = weighted_quantiles(draws[:, k], weights)
-        assert low <= truth[0, k] <= high, f"{name}: truth {truth[0, k]} outside the 90 % interval [{low}, {high}]"
+        truth_k = truth[0, event.names.index(name)]
+        assert low <= truth_k <= high, f"{name}: truth {truth_k} outside the 90 % interval [{low}, {high}]"
+    low, high = np.quantile(full[:, 2], [0.05, 0.95])  # d_L drawn back from p(d_L | theta, x)
+    assert low <= truth[0, 2] <= high, f"dL: truth {truth[0, 2]} outside the 90 % interval [{low}, {high}]"

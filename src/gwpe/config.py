@@ -603,6 +603,12 @@ class AdaptiveISConfig(StrictModel):
         le=10_000,
         description="random-walk steps moving the resampled draws each round (SMC); 0: reweighting only",
     )
+    particle_sweeps: int = Field(
+        1,
+        ge=1,
+        le=10_000,
+        description="SMC: sets of particles at beta = 1, each after mcmc_steps more moves, the flow is fitted to",
+    )
 
 
 class SamplingSection(StrictModel):

@@ -12,6 +12,10 @@
   keeps the evidence Z = ∫ L pi dtheta unchanged. ``to_physical`` unfolds with phi0 + pi drawn with
   probability 1/2, which is exact for the symmetric posterior. Only for the (2, 2)-only strain datasets
   (no spins or inclination changing the mode content: every dataset here).
+- **Polarisation** (``fold_polarisation``, for a likelihood marginalised over phi0): psi -> psi + pi/2 flips
+  the sign of both antenna patterns, which phi0 -> phi0 + pi/2 undoes, so the phase-marginalised posterior has
+  two identical copies in psi in [0, pi). The same fold applies with period pi/2: a window of length pi/2 walled
+  where the pilot finds the least mass, log 2 added, psi + pi/2 drawn back with probability 1/2.
 """
 
 from __future__ import annotations
@@ -31,11 +35,22 @@ def fold_needed(names: list[str]) -> bool:
 class SamplerCoordinates:
     """u <-> theta maps and the density over u (module doc); identity for columns it does not touch."""
 
-    def __init__(self, names: list[str], fold_phase: bool = False, phase_centre: float = math.pi / 2):
+    def __init__(
+        self,
+        names: list[str],
+        fold_phase: bool = False,
+        phase_centre: float | None = None,
+        fold_polarisation: bool = False,
+    ):
         self.names = list(names)
         self.masses = (names.index("m1"), names.index("m2")) if {"m1", "m2"} <= set(names) else None
-        self.phase = names.index("phi0") if fold_phase and "phi0" in names else None
-        self.phase_centre = float(phase_centre)
+        # the folded angle: phi0 (period pi), or psi (period pi/2) when phi0 is marginalised (module doc)
+        self.phase, self.period, self.range = None, math.pi, 2.0 * math.pi
+        if fold_phase and "phi0" in names:
+            self.phase = names.index("phi0")
+        elif fold_polarisation and "psi" in names and "phi0" not in names:
+            self.phase, self.period, self.range = names.index("psi"), math.pi / 2, math.pi
+        self.phase_centre = float(self.period / 2 if phase_centre is None else phase_centre)
 
     @classmethod
     def centred_on(cls, names: list[str], theta: np.ndarray, fold_phase: bool = True) -> "SamplerCoordinates":
@@ -48,7 +63,13 @@ class SamplerCoordinates:
 
     @classmethod
     def walled_by_likelihood(
-        cls, names: list[str], theta: np.ndarray, log_likelihood: np.ndarray, ess_fraction: float = 0.1, bins: int = 36
+        cls,
+        names: list[str],
+        theta: np.ndarray,
+        log_likelihood: np.ndarray,
+        ess_fraction: float = 0.1,
+        bins: int = 36,
+        fold_polarisation: bool = False,
     ) -> "SamplerCoordinates":
         """Coordinates whose phase walls sit where a pilot finds the least posterior mass.
 
@@ -59,8 +80,9 @@ class SamplerCoordinates:
         that fills most of the window: walls placed by the circular mean of broad NPE draws (which carry no
         phase information) cut the mode, and an importance-sampling flow fitted there lost 10 % of the
         weight to single draws at the walls."""
-        if not fold_needed(names):
-            return cls(names)
+        folded = cls(names, fold_phase=True, fold_polarisation=fold_polarisation)
+        if folded.phase is None:
+            return folded
         log_likelihood = np.asarray(log_likelihood, dtype=np.float64)
         finite = np.isfinite(log_likelihood)
         theta, shifted = np.asarray(theta)[finite], log_likelihood[finite] - log_likelihood[finite].max()
@@ -70,17 +92,16 @@ class SamplerCoordinates:
             w = np.exp(beta * shifted)
             low, high = (beta, high) if w.sum() ** 2 / (w**2).sum() >= ess_fraction * len(w) else (low, beta)
         weights = np.exp(low * shifted)
-        counts, edges = np.histogram(
-            np.mod(theta[:, names.index("phi0")], math.pi), bins, (0.0, math.pi), weights=weights
-        )
+        period = folded.period
+        counts, edges = np.histogram(np.mod(theta[:, folded.phase], period), bins, (0.0, period), weights=weights)
         smooth = 0.5 * counts + 0.25 * (np.roll(counts, 1) + np.roll(counts, -1))
         k = int(np.argmin(smooth))
         wall = 0.5 * (edges[k] + edges[k + 1])
-        return cls(names, True, wall + math.pi / 2)
+        return cls(names, True, wall + period / 2, fold_polarisation)
 
-    def fold(self, phi0: np.ndarray) -> np.ndarray:
-        low = self.phase_centre - math.pi / 2
-        return low + np.mod(phi0 - low, math.pi)
+    def fold(self, angle: np.ndarray) -> np.ndarray:
+        low = self.phase_centre - self.period / 2
+        return low + np.mod(angle - low, self.period)
 
     def fold_sampler(self, u: np.ndarray) -> np.ndarray:
         """Sampler coordinates with the phase wrapped into the window (for chains run with ``periodic``)."""
@@ -98,8 +119,8 @@ class SamplerCoordinates:
                 theta[:, i], theta[:, j] = physics.masses_from_chirp_mass(u[:, i], u[:, j])
         if self.phase is not None:
             rng = rng if rng is not None else np.random.default_rng(0)
-            flip = rng.integers(0, 2, len(theta)) * math.pi
-            theta[:, self.phase] = np.mod(theta[:, self.phase] + flip, 2.0 * math.pi)
+            flip = rng.integers(0, 2, len(theta)) * self.period
+            theta[:, self.phase] = np.mod(theta[:, self.phase] + flip, self.range)
         return theta
 
     def from_physical(self, theta: np.ndarray) -> np.ndarray:
@@ -118,11 +139,11 @@ class SamplerCoordinates:
         if self.masses is not None:
             i, j = self.masses
             valid = (u[:, j] > 0) & (u[:, j] <= 1) & (u[:, i] > 0)
-            out[~valid] = -np.inf
-            out[valid] = physics.log_jacobian_masses_chirp_mass(u[valid, i], u[valid, j])
+            out = np.where(valid, out, -np.inf)
+            out[valid] += physics.log_jacobian_masses_chirp_mass(u[valid, i], u[valid, j])
         if self.phase is not None:
-            offset = u[:, self.phase] - (self.phase_centre - math.pi / 2)
-            out = np.where((offset >= 0) & (offset < math.pi), out + math.log(2.0), -np.inf)
+            offset = u[:, self.phase] - (self.phase_centre - self.period / 2)
+            out = np.where((offset >= 0) & (offset < self.period), out + math.log(2.0), -np.inf)
         return out
 
     def log_density(self, log_posterior, periodic: bool = False):

@@ -104,6 +104,7 @@ def adaptive_from_npe(
         generator=generator,
         progress=progress,
         mcmc_steps=adaptive.mcmc_steps,
+        particle_sweeps=adaptive.particle_sweeps,
     )
 
 

@@ -205,14 +205,18 @@ def flowmc_from_pilot(
     start: np.ndarray,
     warm: np.ndarray | None,
     progress: bool = False,
+    fold_polarisation: bool = False,
 ):
     """(result, coordinates, summary) of one flow-MCMC run: the ``pilot`` draws' likelihoods place the phase
-    walls, chains start at ``start`` (chains, P), and the proposal is first fitted to ``warm`` draws if given.
-    The pilot's evaluations count towards the run's."""
+    walls (psi's with ``fold_polarisation``, for a phase-marginalised likelihood), chains start at ``start``
+    (chains, P), and the proposal is first fitted to ``warm`` draws if given. The pilot's evaluations count
+    towards the run's."""
     from gwpe.inference.coordinates import SamplerCoordinates
 
     templates, began = likelihood.evaluations, time.perf_counter()
-    coordinates = SamplerCoordinates.walled_by_likelihood(event.names, pilot, likelihood(pilot))
+    coordinates = SamplerCoordinates.walled_by_likelihood(
+        event.names, pilot, likelihood(pilot), fold_polarisation=fold_polarisation
+    )
     result, _ = run_flowmc(
         settings,
         coordinates.log_density(likelihood.log_posterior),
