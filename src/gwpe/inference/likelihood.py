@@ -67,11 +67,20 @@ class WhitenedGaussianLikelihood:
         parts = np.array_split(params, self.workers)
         return np.concatenate(list(self._pool.map(_worker_call, [method] * len(parts), parts)))
 
+    @property
+    def generator_names(self) -> list[str]:
+        """The generator's columns for a row of ``names`` (``_generator_params``)."""
+        return self.names
+
+    def _generator_params(self, params: np.ndarray) -> np.ndarray:
+        return params
+
     def _templates(self, params: np.ndarray, quadrature: bool = False) -> np.ndarray:
         """Whitened templates of ``params`` rows in this process: (n, D, L), or (n, 2, D, L) in quadrature."""
+        params, names = self._generator_params(params), self.generator_names
         if quadrature:
-            return self.generator.quadrature_templates(params, self.names)
-        return self.generator.templates(params, self.names)
+            return self.generator.quadrature_templates(params, names)
+        return self.generator.templates(params, names)
 
     def _local_log_likelihood(self, params: np.ndarray) -> np.ndarray:
         residual = self.data - self._templates(params)
@@ -141,7 +150,7 @@ class PhaseMarginalisedLikelihood(WhitenedGaussianLikelihood):
 
     averaged over 2 phi0 on a uniform grid of ``PHASE_GRID`` points (exact to rounding for this smooth periodic
     integrand; no equal-norm assumption A = B, C = 0 that the Bessel-function form makes, since the window cuts
-    the two quadratures differently). ``names`` must not include phi0; ``phase_posterior`` draws it back.
+    the two quadratures differently). ``names`` must not include phi0.
 
     A consequence used by the samplers: psi -> psi + pi/2 flips the sign of both antenna patterns, which is
     phi0 -> phi0 + pi/2, so the phase-marginalised likelihood has period pi/2 in psi
@@ -158,20 +167,6 @@ class PhaseMarginalisedLikelihood(WhitenedGaussianLikelihood):
         self._cos, self._sin = np.cos(angle), np.sin(angle)
         self._data_norm = -0.5 * np.square(self.data).sum()
 
-    def _generator_params(self, params: np.ndarray) -> np.ndarray:
-        return params
-
-    def _templates(self, params: np.ndarray, quadrature: bool = False) -> np.ndarray:
-        params = self._generator_params(params)
-        names = self.generator_names
-        if quadrature:
-            return self.generator.quadrature_templates(params, names)
-        return self.generator.templates(params, names)
-
-    @property
-    def generator_names(self) -> list[str]:
-        return self.names
-
     def _local_products(self, params: np.ndarray, chunk: int = 16) -> np.ndarray:
         params = np.atleast_2d(params)
         return np.concatenate(  # in chunks: (n, 2, D, 4 L) irfft buffers would not stay in cache
@@ -185,29 +180,11 @@ class PhaseMarginalisedLikelihood(WhitenedGaussianLikelihood):
         """(n, 5) ``quadrature_products`` of the rows, computed in the workers."""
         return self._map("_local_products", np.atleast_2d(np.asarray(params, dtype=np.float64)))
 
-    def phase_terms(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(log L on the 2 phi0 grid (n, PHASE_GRID) without the constant, the quadrature templates)."""
-        templates = self._templates(np.atleast_2d(params), quadrature=True)  # (n, 2, D, L)
-        x, y = phase_grid_terms(quadrature_products(self.data, templates), self._cos, self._sin)
-        return x - 0.5 * y, templates
-
     def _local_log_likelihood(self, params: np.ndarray) -> np.ndarray:
         from scipy.special import logsumexp
 
         x, y = phase_grid_terms(self._local_products(params), self._cos, self._sin)
         return logsumexp(x - 0.5 * y, axis=1) - np.log(len(self._cos)) + self._data_norm + self._normaliser
-
-    def phase_posterior(self, params: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """phi0 in [0, 2 pi) drawn from p(phi0 | theta, x) for each row (the grid's weights, jittered within a cell,
-        then phi0 or phi0 + pi with probability 1/2: both give the same (2, 2) signal)."""
-        x, y = phase_grid_terms(self.products(params), self._cos, self._sin)
-        index = draw_cells(x - 0.5 * y, rng)
-        return phase_from_cells(index, len(self._cos), rng)
-
-    def best_phase_snr(self, params: np.ndarray) -> np.ndarray:
-        """Network matched-filter SNR maximised over phi0 (and the amplitude): max over the grid of <x, h> / |h|."""
-        x, y = phase_grid_terms(self.products(params), self._cos, self._sin)
-        return np.max(x / np.sqrt(y), axis=1)
 
 
 def draw_cells(log_weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
