@@ -135,3 +135,48 @@ def test_distance_and_phase_draws_follow_their_conditional_and_the_maximum_fits_
     overlap = np.sum(template * noise_free) / np.sqrt(np.sum(template**2) * np.sum(noise_free**2))
     assert overlap > 0.9999 and np.linalg.norm(template) == pytest.approx(np.linalg.norm(noise_free), rel=1e-3)
     assert np.mod(phi_best - truth[NAMES.index("phi0")] + 0.01, np.pi) < 0.02
+
+
+def test_sky_frame_coordinates_round_trip_and_carry_the_jacobian_of_the_ring():
+    import lal
+
+    from gwpe.waveforms.sky_frame import SkyFrame
+
+    gps = 1126259462.4
+    sky = SkyFrame.build(["H1", "L1"], gps)
+    names = ["m1", "m2", "tc", "ra", "dec"]
+    rng = np.random.default_rng(4)
+    theta = np.column_stack(
+        [
+            rng.uniform(45, 55, 6),
+            rng.uniform(30, 40, 6),
+            rng.uniform(0.7, 0.8, 6),
+            rng.uniform(0, 6.2, 6),
+            np.arcsin(rng.uniform(-0.95, 0.95, 6)),
+        ]
+    )
+    coordinates = SamplerCoordinates(names, sky=sky, azimuth_centre=2.0)
+    u = coordinates.from_physical(theta)
+    np.testing.assert_allclose(coordinates.to_physical(u), theta, atol=1e-9)
+    assert np.all((u[:, 3] >= 2.0 - np.pi) & (u[:, 3] < 2.0 + np.pi)) and np.all(np.abs(u[:, 4]) < 1)
+    # the t_c column holds the arrival time at H1 (lal's delay from the Earth's centre)
+    for row, sampled in zip(theta, u):
+        delay = lal.TimeDelayFromEarthCenter(lal.cached_detector_by_prefix["H1"].location, row[3], row[4], gps)
+        assert sampled[2] == pytest.approx(row[2] + delay, abs=1e-12)
+    # kappa fixes the H1-L1 delay: -kappa |b| / c
+    h1, l1 = (np.array(lal.cached_detector_by_prefix[d].location) for d in ("H1", "L1"))
+    delay = lal.ArrivalTimeDiff(h1, l1, theta[0, 3], theta[0, 4], lal.LIGOTimeGPS(gps))
+    assert delay == pytest.approx(-u[0, 4] * np.linalg.norm(h1 - l1) / lal.C_SI, abs=1e-12)
+    # log |d theta / d u| against central differences of to_physical
+    step = 1e-6
+    for point in u:
+        jacobian = np.empty((5, 5))
+        for k in range(5):
+            up, down = point.copy(), point.copy()
+            up[k] += step
+            down[k] -= step
+            jacobian[:, k] = (coordinates.to_physical(up[None]) - coordinates.to_physical(down[None]))[0] / (2 * step)
+        assert coordinates.log_jacobian(point[None])[0] == pytest.approx(np.log(abs(np.linalg.det(jacobian))), abs=1e-5)
+    outside = u[:1].copy()
+    outside[0, 4] = 1.2  # |kappa| > 1
+    assert np.isneginf(coordinates.log_jacobian(outside)[0])

@@ -16,6 +16,14 @@
   the sign of both antenna patterns, which phi0 -> phi0 + pi/2 undoes, so the phase-marginalised posterior has
   two identical copies in psi in [0, pi). The same fold applies with period pi/2: a window of length pi/2 walled
   where the pilot finds the least mass, log 2 added, psi + pi/2 drawn back with probability 1/2.
+- **Sky** (``sky``, a ``gwpe.waveforms.sky_frame.SkyFrame``): (ra, dec) -> (kappa, phi) of the detector
+  baseline, in the ra and dec columns, and t_c -> the arrival time at the first detector, in the t_c column
+  (bilby's ``sky_frame`` and ``time_reference``). A two-detector sky posterior is a ring around the baseline;
+  in these coordinates it is a band of nearly fixed kappa, and the arrival time no longer moves along it.
+  The isotropic prior is uniform in (kappa, phi): log |d(ra, dec) / d(kappa, phi)| = -log cos(dec); the time
+  shift has unit Jacobian. phi lives in a window of length 2 pi walled where the pilot finds the least mass.
+  Measured on GW150914 in (ra, dec): adaptive IS and flow-MCMC disagreed on the arc's tail (sky mass at
+  dec > -1.1: 22 % against 8 %, JS 0.031 in dec), with the IS weights' heaviest draws all there.
 """
 
 from __future__ import annotations
@@ -41,8 +49,12 @@ class SamplerCoordinates:
         fold_phase: bool = False,
         phase_centre: float | None = None,
         fold_polarisation: bool = False,
+        sky=None,
+        azimuth_centre: float = math.pi,
     ):
         self.names = list(names)
+        self.sky = sky if sky is not None and {"ra", "dec"} <= set(names) else None
+        self.azimuth_centre = float(azimuth_centre)
         self.masses = (names.index("m1"), names.index("m2")) if {"m1", "m2"} <= set(names) else None
         # the folded angle: phi0 (period pi), or psi (period pi/2) when phi0 is marginalised (module doc)
         self.phase, self.period, self.range = None, math.pi, 2.0 * math.pi
@@ -70,6 +82,7 @@ class SamplerCoordinates:
         ess_fraction: float = 0.1,
         bins: int = 36,
         fold_polarisation: bool = False,
+        sky=None,
     ) -> "SamplerCoordinates":
         """Coordinates whose phase walls sit where a pilot finds the least posterior mass.
 
@@ -79,9 +92,9 @@ class SamplerCoordinates:
         mod pi, circularly smoothed, has its minimum where the wall goes. Measured on a strain-5d posterior
         that fills most of the window: walls placed by the circular mean of broad NPE draws (which carry no
         phase information) cut the mode, and an importance-sampling flow fitted there lost 10 % of the
-        weight to single draws at the walls."""
-        folded = cls(names, fold_phase=True, fold_polarisation=fold_polarisation)
-        if folded.phase is None:
+        weight to single draws at the walls. With ``sky``, the azimuth's wall is placed the same way."""
+        folded = cls(names, fold_phase=True, fold_polarisation=fold_polarisation, sky=sky)
+        if folded.phase is None and folded.sky is None:
             return folded
         log_likelihood = np.asarray(log_likelihood, dtype=np.float64)
         finite = np.isfinite(log_likelihood)
@@ -92,12 +105,19 @@ class SamplerCoordinates:
             w = np.exp(beta * shifted)
             low, high = (beta, high) if w.sum() ** 2 / (w**2).sum() >= ess_fraction * len(w) else (low, beta)
         weights = np.exp(low * shifted)
-        period = folded.period
-        counts, edges = np.histogram(np.mod(theta[:, folded.phase], period), bins, (0.0, period), weights=weights)
-        smooth = 0.5 * counts + 0.25 * (np.roll(counts, 1) + np.roll(counts, -1))
-        k = int(np.argmin(smooth))
-        wall = 0.5 * (edges[k] + edges[k + 1])
-        return cls(names, True, wall + period / 2, fold_polarisation)
+
+        def wall(angle: np.ndarray, period: float) -> float:
+            counts, edges = np.histogram(np.mod(angle, period), bins, (0.0, period), weights=weights)
+            smooth = 0.5 * counts + 0.25 * (np.roll(counts, 1) + np.roll(counts, -1))
+            k = int(np.argmin(smooth))
+            return 0.5 * (edges[k] + edges[k + 1])
+
+        centre = None if folded.phase is None else wall(theta[:, folded.phase], folded.period) + folded.period / 2
+        azimuth = math.pi
+        if folded.sky is not None:
+            phi = folded.sky.to_frame(theta[:, names.index("ra")], theta[:, names.index("dec")])[1]
+            azimuth = wall(phi, 2 * math.pi) + math.pi
+        return cls(names, True, centre, fold_polarisation, folded.sky, azimuth)
 
     def fold(self, angle: np.ndarray) -> np.ndarray:
         low = self.phase_centre - self.period / 2
@@ -113,6 +133,11 @@ class SamplerCoordinates:
     def to_physical(self, u: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """theta(u); the folded phase goes to [0, 2 pi) with + pi drawn with probability 1/2 (``rng``, else seed 0)."""
         theta = np.array(u, dtype=np.float64, copy=True)
+        if self.sky is not None:
+            ra, dec = self.names.index("ra"), self.names.index("dec")
+            theta[:, ra], theta[:, dec] = self.sky.from_frame(u[:, dec], u[:, ra])
+            if "tc" in self.names:
+                theta[:, self.names.index("tc")] -= self.sky.first_delay(theta[:, ra], theta[:, dec])
         if self.masses is not None:
             i, j = self.masses
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -130,6 +155,13 @@ class SamplerCoordinates:
             u[:, i], u[:, j] = physics.chirp_mass(theta[:, i], theta[:, j]), theta[:, j] / theta[:, i]
         if self.phase is not None:
             u[:, self.phase] = self.fold(u[:, self.phase])
+        if self.sky is not None:
+            ra, dec = self.names.index("ra"), self.names.index("dec")
+            kappa, phi = self.sky.to_frame(theta[:, ra], theta[:, dec])
+            if "tc" in self.names:
+                u[:, self.names.index("tc")] += self.sky.first_delay(theta[:, ra], theta[:, dec])
+            low = self.azimuth_centre - math.pi
+            u[:, ra], u[:, dec] = low + np.mod(phi - low, 2 * math.pi), kappa
         return u
 
     def log_jacobian(self, u: np.ndarray) -> np.ndarray:
@@ -144,6 +176,12 @@ class SamplerCoordinates:
         if self.phase is not None:
             offset = u[:, self.phase] - (self.phase_centre - self.period / 2)
             out = np.where((offset >= 0) & (offset < self.period), out + math.log(2.0), -np.inf)
+        if self.sky is not None:
+            phi, kappa = u[:, self.names.index("ra")], u[:, self.names.index("dec")]
+            offset = phi - (self.azimuth_centre - math.pi)
+            inside = (np.abs(kappa) < 1) & (offset >= 0) & (offset < 2 * math.pi)
+            dec = self.sky.from_frame(np.where(inside, kappa, 0.0), phi)[1]
+            out = np.where(inside, out - np.log(np.clip(np.cos(dec), 1e-300, None)), -np.inf)
         return out
 
     def log_density(self, log_posterior, periodic: bool = False):

@@ -15,8 +15,9 @@ measured off-source, the analysis window cut at ``gps - event.window_start``), i
    ``marginalisation_error``): the carrier's fringes in (t_c, phi0) are what a sampler of the full likelihood
    cannot cross at SNR ~25 (measured: adaptive IS stalled at beta = 0.008 on the tiny profile's real-noise
    injection), and the d_L-theta_JN ridge is what left the phase-marginalised samplers apart on GW150914
-   (adaptive IS ESS 4, max JS 0.063 against flow-MCMC). Psi is then sampled folded to a period of pi/2
-   (``gwpe.inference.coordinates``). (d_L, phi0) are drawn back from p(d_L, phi0 | theta, x) for the results.
+   (adaptive IS ESS 4, max JS 0.063 against flow-MCMC). Psi is then sampled folded to a period of pi/2, the sky
+   in the H1-L1 baseline's frame and t_c as the arrival time at H1 (``gwpe.inference.coordinates``). (d_L, phi0)
+   are drawn back from p(d_L, phi0 | theta, x) for the results.
 3. **IS of the raw NPE**: efficiency ESS / n and ESS of its weights L pi / q with the full likelihood (phi0
    included, as the NPE's q is joint): how close the NPE is.
 4. **Adaptive IS seeded by the NPE** (``adaptive_from_npe``): annealed from the NPE to the posterior; exact
@@ -245,6 +246,7 @@ def analyse_event(config: ProjectConfig, progress: bool = True) -> EventOutcome:
             inside,
             progress=progress,
             fold_polarisation=True,
+            sky=sky_frame_of(reduced),
         )
         mcmc_flat = mcmc_coordinates.to_physical(result.flat().double().numpy(), rng)
         metrics["flowmc"] = {
@@ -367,13 +369,21 @@ def adaptive_posterior(event, settings, likelihood, theta_npe: np.ndarray, gener
     inside = theta_npe[inside_prior(event, theta_npe)]
     pilot = inside[: settings.pilot_draws]
     coordinates = SamplerCoordinates.walled_by_likelihood(
-        event.names, pilot, likelihood(pilot), fold_polarisation="phi0" not in event.names
+        event.names, pilot, likelihood(pilot), fold_polarisation="phi0" not in event.names, sky=sky_frame_of(event)
     )
     estimate, u, weights, _, rounds = adaptive_from_npe(
         settings, likelihood, coordinates, inside, generator=generator, progress=progress
     )
     theta = coordinates.to_physical(u.numpy(), np.random.default_rng(settings.seed))
     return inside, pilot, coordinates, estimate, theta, weights.numpy(), rounds
+
+
+def sky_frame_of(event):
+    """The ``SkyFrame`` of the event's first two detectors at the generator's reference time, or None."""
+    from gwpe.waveforms.sky_frame import SkyFrame
+
+    setup = event.generator.setup
+    return SkyFrame.build(setup.detectors, setup.reference_gps) if len(setup.detectors) >= 2 else None
 
 
 def reconstruct(likelihood, theta: np.ndarray, names: list[str], rng: np.random.Generator) -> np.ndarray:

@@ -206,16 +206,17 @@ def flowmc_from_pilot(
     warm: np.ndarray | None,
     progress: bool = False,
     fold_polarisation: bool = False,
+    sky=None,
 ):
     """(result, coordinates, summary) of one flow-MCMC run: the ``pilot`` draws' likelihoods place the phase
     walls (psi's with ``fold_polarisation``, for a phase-marginalised likelihood), chains start at ``start``
-    (chains, P), and the proposal is first fitted to ``warm`` draws if given. The pilot's evaluations count
-    towards the run's."""
+    (chains, P), and the proposal is first fitted to ``warm`` draws if given; ``sky``: a ``SkyFrame`` the sky
+    and t_c are sampled in (``gwpe.inference.coordinates``). The pilot's evaluations count towards the run's."""
     from gwpe.inference.coordinates import SamplerCoordinates
 
     templates, began = likelihood.evaluations, time.perf_counter()
     coordinates = SamplerCoordinates.walled_by_likelihood(
-        event.names, pilot, likelihood(pilot), fold_polarisation=fold_polarisation
+        event.names, pilot, likelihood(pilot), fold_polarisation=fold_polarisation, sky=sky
     )
     result, _ = run_flowmc(
         settings,
