@@ -335,6 +335,23 @@ EmbeddingConfig = Annotated[
 ]
 
 
+class GNPEInitConfig(StrictModel):
+    """The GNPE init network q_0(t_c | strain): a small MAF on the unshifted strain."""
+
+    transforms: int = Field(3, ge=1, le=100)
+    hidden: list[int] = Field(default_factory=lambda: [128, 128], min_length=1)
+    embedding: EmbeddingConfig | None = Field(None, description="null: flatten the strain")
+
+
+class GNPEConfig(StrictModel):
+    """GNPE on the arrival time (``gwpe.models.flows.gnpe``): the strain is shifted by a proxy t^ = t_c + e,
+    e ~ U(-kernel, kernel), and the model conditions on t^; Gibbs sweeps at inference."""
+
+    kernel: float = Field(0.002, gt=0.0, le=1.0, description="half-width of the uniform blurring kernel (s)")
+    iterations: int = Field(30, ge=1, le=10_000, description="Gibbs sweeps per draw at inference")
+    init: GNPEInitConfig = Field(default_factory=GNPEInitConfig)
+
+
 class FlowModelConfig(StrictModel):
     """One posterior model of ``gwpe.models.flows``: its kind, typed ``options`` (the kind's own model, defaults
     the paper's) and strain ``embedding`` (null: the flattened strain)."""
@@ -352,6 +369,7 @@ class FlowModelConfig(StrictModel):
     evaluation_injections: int | None = Field(
         None, ge=10, le=1_000_000, description="overrides flows.evaluation.injections for this model"
     )
+    gnpe: GNPEConfig | None = Field(None, description="null: no time-proxy; {kernel: s, iterations: N}: GNPE on t_c")
 
     @field_validator("options", mode="before")
     @classmethod
@@ -371,6 +389,8 @@ class FlowModelConfig(StrictModel):
         out = {"kind": self.kind, **self.options.model_dump()}
         if self.embedding is not None:
             out["embedding"] = self.embedding.model_dump()
+        if self.gnpe is not None:
+            out["gnpe"] = self.gnpe.model_dump()
         return out
 
 
@@ -407,6 +427,9 @@ class FlowsSection(StrictModel):
     )
     training: TrainingConfig = Field(default_factory=_default_flow_training)
     halve_every: int = Field(80, ge=1, le=100_000, description="learning rate halved every N epochs (paper: 80)")
+    schedule: Literal["step", "cosine"] = Field(
+        "step", description="step: halve every halve_every epochs (the paper); cosine: lr_0 (1 + cos(pi e / E)) / 2"
+    )
     # exact for strain.approximant IMRPhenomPv2 with aligned spins (the only choice): it carries the (2, +-2)
     # modes only; an approximant with higher modes must set it false
     phase_flip: bool = Field(

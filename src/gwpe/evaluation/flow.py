@@ -31,14 +31,21 @@ from gwpe.data.strain_store import flows_store
 from gwpe.errors import ConfigError
 
 
+def model_density(model):
+    """log q(theta | x) of ``model``; for a GNPE model (no closed form) the quantity its training follows,
+    log q(theta' | x shifted by t^, t^) + log q_0(t_c | x) with a fresh proxy, which is not comparable with the
+    other models' NLL (``gwpe.models.flows.gnpe``)."""
+    return model.log_prob if getattr(model, "tractable", True) else model.flow_log_prob
+
+
 def validation_nll(module, data) -> float:
-    """Mean -log q(theta | x) over the validation split (fixed noise)."""
+    """Mean -log q(theta | x) over the validation split (fixed noise); GNPE: see ``model_density``."""
     import torch
 
     total, count = 0.0, 0
     with torch.no_grad():
         for strain, theta in data.val_dataloader():
-            total += float(-module.model.log_prob(theta, strain).sum())
+            total += float(-model_density(module.model)(theta, strain).sum())
             count += len(theta)
     return total / max(count, 1)
 
@@ -65,7 +72,7 @@ def table3_losses(module, data) -> dict:
                     loss += float((reconstruction + divergence).sum())
                     kl += float(divergence.sum())
                 else:
-                    loss += float(-module.model.log_prob(theta, strain).sum())
+                    loss += float(-model_density(module.model)(theta, strain).sum())
                 count += len(theta)
             row[f"{split}_loss"] = loss / count
             if hasattr(module.model, "elbo_terms"):

@@ -133,14 +133,25 @@ def load_npe(config: ProjectConfig):
 
 @torch.no_grad()
 def npe_draws(module, event: Event, n: int, seed: int, batch: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """(theta (n, P) physical, log q(theta | x) (n,)) from the NPE flow; the strain is embedded per batch."""
+    """(theta (n, P) physical, log q(theta | x) (n,)) from the NPE flow; the strain is embedded per batch.
+
+    A GNPE model (``gwpe.models.flows.gnpe``) has no log q(theta | x): its draws come with the joint density
+    q(theta, t^) of the recovered proxy law, and the "log q" returned is log q(theta, t^) - log p(t^ | theta),
+    so that the usual weights L pi / q are its exact joint weights L pi p(t^ | theta) / q(theta, t^)."""
     torch.manual_seed(seed)
     thetas, log_qs = [], []
     log_scale = float(np.log(event.standardisation.std).sum())
-    for size in [batch] * (n // batch) + ([n % batch] if n % batch else []):
-        z = module.sample(event.strain, size)
-        context = event.strain.unsqueeze(0).expand(size, *event.strain.shape)
-        log_qs.append(module.model.log_prob(z, context).double().numpy() - log_scale)
+    model = module.model
+    for k, size in enumerate([batch] * (n // batch) + ([n % batch] if n % batch else [])):
+        if getattr(model, "tractable", True):
+            z = module.sample(event.strain, size)
+            context = event.strain.unsqueeze(0).expand(size, *event.strain.shape)
+            log_q = model.log_prob(z, context).double()
+        else:
+            model.eval()
+            z, proxy, log_q = model.sample_with_density(event.strain, size, seed=seed + k)
+            log_q = log_q - model.log_kernel(z, proxy)
+        log_qs.append(log_q.numpy() - log_scale)
         thetas.append(event.standardisation.inverse(z.double().numpy()))
     return np.concatenate(thetas), np.concatenate(log_qs)
 

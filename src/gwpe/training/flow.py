@@ -27,6 +27,7 @@ def flow_model_config(config: ProjectConfig, name: str) -> dict:
         raise ConfigError(f"flow model = {name!r}; allowed: {', '.join(config.flows.models)}")
     entry, dataset = config.flows.models[name], flows_dataset(config)
     raw = {**entry.flow_dict(), "features": len(dataset.inferred_parameters), "context_shape": context_shape(dataset)}
+    raw.pop("gnpe", None)  # filled in from the store by ``with_gnpe``
     try:
         return resolve_config(raw)
     except ValueError as error:
@@ -58,6 +59,39 @@ def with_phase_symmetry(config: ProjectConfig, model_config: dict, store: Path) 
         return model_config
     standardisation = Standardisation.of_store(store)
     return {**model_config, "phase": phi0_symmetry(config.flows.phase_symmetry, standardisation)}
+
+
+def with_gnpe(config: ProjectConfig, name: str, model_config: dict, store: Path) -> dict:
+    """``model_config`` with ``flows.models[name].gnpe`` completed from the store (``gwpe.models.flows.gnpe``):
+    t_c's column and standardisation, its prior range, the reference time (the range's centre) and the sample
+    rate; unchanged without ``gnpe``. ConfigError unless t_c is inferred from one channel of strain."""
+    entry = config.flows.models[name]
+    if entry.gnpe is None:
+        return model_config
+    from gwpe.data.strain_store import data_spec, recorded_prior
+
+    dataset = flows_dataset(config)
+    standardisation = Standardisation.of_store(store)
+    names = list(standardisation.parameters)
+    if "tc" not in names or dataset.detectors:
+        raise ConfigError(
+            f"flows.models.{name}.gnpe on dataset {config.flows.dataset!r} (inferred {names}, detectors "
+            f"{dataset.detectors or 'none'}); allowed: a one-channel dataset that infers tc (strain-5d, strain-8d)"
+        )
+    k = names.index("tc")
+    prior = recorded_prior(data_spec(store))
+    gnpe = entry.gnpe.model_dump()
+    gnpe["init"] = {**gnpe["init"], "embedding": gnpe["init"]["embedding"] or {"kind": "flatten"}}
+    gnpe.update(
+        index=k,
+        mean=float(standardisation.mean[k]),
+        std=float(standardisation.std[k]),
+        low=float(prior.tc_min),
+        high=float(prior.tc_max),
+        reference=0.5 * (float(prior.tc_min) + float(prior.tc_max)),
+        sample_rate=float(dataset.sample_rate),
+    )
+    return {**model_config, "gnpe": gnpe}
 
 
 def model_training(config: ProjectConfig, name: str):
@@ -111,16 +145,20 @@ def price_flow_training(config: ProjectConfig, name: str, steps: int = 3) -> str
 def seed_embedding(model, store: Path) -> int:
     """Seed an SVD embedding (``gwpe.models.flows.embedding.SVDEmbedding``) from the store's first noise-free
     whitened training signals; a model without one is left as built. Returns the embeddings seeded."""
+    import torch
+
     from gwpe.data.strain_datamodule import StrainDataset
-    from gwpe.models.flows.embedding import seed_svd_embeddings
+    from gwpe.models.flows.embedding import SVDEmbedding, seed_svd_embeddings
 
-    def signals(n: int):
-        import torch
-
+    def rows(n: int):
         train = StrainDataset(store, "train", noise="none")
-        return torch.stack([strain for strain, _ in train.__getitems__(list(range(min(n, len(train)))))])
+        pairs = train.__getitems__(list(range(min(n, len(train)))))
+        return torch.stack([strain for strain, _ in pairs]), torch.stack([theta for _, theta in pairs])
 
-    return seed_svd_embeddings(model, signals)
+    if hasattr(model, "seed_embeddings"):  # GNPE: its inner embedding sees the strain shifted by t_c's proxy
+        wanted = max((m.seed_signals for m in model.modules() if isinstance(m, SVDEmbedding)), default=0)
+        return model.seed_embeddings(*rows(wanted)) if wanted else 0
+    return seed_svd_embeddings(model, lambda n: rows(n)[0])
 
 
 def flow_job(config: ProjectConfig, name: str) -> FitJob:
@@ -131,11 +169,16 @@ def flow_job(config: ProjectConfig, name: str) -> FitJob:
     section = config.flows
     store = flows_store(config)
     model_config = with_support(with_phase_symmetry(config, flow_model_config(config, name), store), store)
+    model_config = with_gnpe(config, name, model_config, store)
     training = model_training(config, name)
 
     def make_module():
         module = FlowModule(
-            model_config, learning_rate=training.learning_rate, halve_every=section.halve_every, training=training
+            model_config,
+            learning_rate=training.learning_rate,
+            halve_every=section.halve_every,
+            schedule=section.schedule,
+            training=training,
         )
         seed_embedding(module.model, store)
         return module
@@ -153,7 +196,7 @@ def flow_job(config: ProjectConfig, name: str) -> FitJob:
         registered_name=f"{section.registered_prefix}-{name.replace('_', '-')}",
         make_module=make_module,
         tags={"gwpe.model": "flow", "gwpe.flow": name, "gwpe.flow.kind": model_config["kind"]},
-        fingerprint_extra=(section.halve_every, section.phase_flip),
+        fingerprint_extra=(section.halve_every, section.phase_flip, section.schedule),
         meta={"name": name},
         phase_flip=section.phase_flip,
     )

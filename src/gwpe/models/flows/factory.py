@@ -24,6 +24,7 @@ from torch import nn
 from gwpe.config import FLOW_OPTIONS
 from gwpe.models.flows.cvae import CVAE, CVAEPlus
 from gwpe.models.flows.embedding import build_embedding
+from gwpe.models.flows.gnpe import GNPEPosterior, ProxyEmbedding
 from gwpe.models.flows.iaf import IAFPosterior
 from gwpe.models.flows.maf import MAFPosterior
 from gwpe.models.flows.support import ParameterSupport, SupportedPosterior, check_support
@@ -49,8 +50,10 @@ def resolve_config(config: dict) -> dict:
         "context_shape": [int(s) for s in config.pop("context_shape")],
         "embedding": config.pop("embedding", None) or {"kind": "flatten"},
         "support": check_support(config.pop("support")) if config.get("support") else None,
+        "gnpe": check_gnpe(config.pop("gnpe")) if config.get("gnpe") else None,
     }
     config.pop("support", None)
+    config.pop("gnpe", None)
     options = DEFAULTS[kind]
     unknown = sorted(set(config) - set(options))
     if unknown:
@@ -59,15 +62,71 @@ def resolve_config(config: dict) -> dict:
     return resolved
 
 
+GNPE_KEYS = ("index", "mean", "std", "kernel", "reference", "sample_rate", "iterations", "low", "high", "init")
+
+
+def check_gnpe(config: dict) -> dict:
+    """The ``gnpe`` option (``gnpe.GNPEPosterior``'s proxy plus ``init``: the init flow's transforms, hidden,
+    embedding); ValueError naming a missing key or a non-positive kernel."""
+    config = copy.deepcopy(dict(config))
+    missing = [key for key in GNPE_KEYS if key not in config]
+    if missing:
+        raise ValueError(f"gnpe config needs {missing}")
+    if not float(config["kernel"]) > 0:
+        raise ValueError(f"gnpe kernel = {config['kernel']}; allowed: > 0 seconds")
+    return config
+
+
+def build_gnpe(resolved: dict, embedding: nn.Module, options: dict) -> GNPEPosterior:
+    """GNPE on t_c (``gnpe.GNPEPosterior``): the configured model on (shifted strain, t^) through a
+    ``ProxyEmbedding``, t_c's column replaced by t_c - t^ on [-kernel, kernel]; a small MAF init network on t_c's
+    prior range. Both on the prior's support when ``support`` is given."""
+    gnpe, shape, support = resolved["gnpe"], resolved["context_shape"], resolved["support"]
+    k, kernel = int(gnpe["index"]), float(gnpe["kernel"])
+    proxied = ProxyEmbedding(embedding, shape, proxies=1)
+    inner = CLASSES[resolved["kind"]](resolved["features"], proxied.features, embedding=proxied, **options)
+    init_options = dict(gnpe["init"])
+    init_embedding = build_embedding(shape, init_options.pop("embedding", None))
+    init = MAFPosterior(
+        1,
+        init_embedding.features,
+        transforms=int(init_options.get("transforms", 3)),
+        hidden=tuple(init_options.get("hidden", (128, 128))),
+        embedding=init_embedding,
+    )
+    if support is not None:
+        relative = copy.deepcopy(support)
+        relative["mean"][k] = 0.0
+        relative["pieces"] = [p for p in relative["pieces"] if p.get("index") != k]
+        relative["pieces"].append({"kind": "interval", "index": k, "low": -kernel, "high": kernel})
+        inner = SupportedPosterior(inner, ParameterSupport(relative))
+        init = SupportedPosterior(
+            init,
+            ParameterSupport(
+                {
+                    "parameters": [support["parameters"][k]],
+                    "mean": [float(gnpe["mean"])],
+                    "std": [float(gnpe["std"])],
+                    "pieces": [{"kind": "interval", "index": 0, "low": gnpe["low"], "high": gnpe["high"]}],
+                }
+            ),
+        )
+    return GNPEPosterior(inner, init, gnpe)
+
+
 def build_flow_model(config: dict) -> nn.Module:
     """The posterior model for ``config`` (see module doc); its ``config`` attribute is the resolved dict."""
     resolved = resolve_config(config)
     embedding = build_embedding(resolved["context_shape"], resolved["embedding"])
-    fixed = ("kind", "features", "context_shape", "embedding", "support")
+    fixed = ("kind", "features", "context_shape", "embedding", "support", "gnpe")
     options = {k: v for k, v in resolved.items() if k not in fixed}
     for key in ("hidden", "flow_hidden"):
         if key in options:
             options[key] = tuple(options[key])
+    if resolved["gnpe"] is not None:
+        model = build_gnpe(resolved, embedding, options)
+        model.config = resolved
+        return model
     model = CLASSES[resolved["kind"]](resolved["features"], embedding.features, embedding=embedding, **options)
     if resolved["support"] is not None:
         if len(resolved["support"]["parameters"]) != resolved["features"]:

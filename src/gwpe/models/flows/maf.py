@@ -110,6 +110,15 @@ class MAFPosterior(nn.Module):
         return x if self.phase is None else self.phase.fold(x)
 
     @torch.no_grad()
+    def sample_each(self, context: Tensor) -> Tensor:
+        """(B, features): one draw per context row (B, ...), e.g. GNPE's one proxy per draw. The embedded rows
+        enter ``flow_inverse`` as a per-sample context: one pass per unit instead of one per observation."""
+        y = self.embed(context)
+        u = self.flow.base().rsample((len(y),))
+        x = flow_inverse(self.flow.transform.transforms, u, None, dynamic=y)
+        return x if self.phase is None else self.phase.fold(x)
+
+    @torch.no_grad()
     def sample_naive(self, context: Tensor, n: int) -> Tensor:
         """zuko's own sampler: every autoregressive pass re-reads the context for every sample."""
         with zuko_made(self):

@@ -333,6 +333,12 @@ class SupportedPosterior(nn.Module):
         return terms
 
     @property
+    def sample_each(self):
+        """One draw per context row (the inner model's ``sample_each``), on the support."""
+        inner = self._inner_method("sample_each")
+        return lambda context: self._from_inner(inner(context))[0]
+
+    @property
     def sample_naive(self):
         """The inner model's reference sampler (zuko's own), mapped onto the support."""
         inner = self._inner_method("sample_naive")
