@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 CHIRP = "chirp_mass"
+SBI_FRESH = "sbi-fresh"
 
 
 def _run(command: list[str], cwd: Path) -> float:
@@ -66,6 +67,69 @@ def train_arms(params: Path, models: list[str], cwd: Path) -> dict:
     return out
 
 
+class SbiArm:
+    """sbi's NPE (zuko MAF) trained with fresh noise per batch (``sbi_baseline.train_sbi(fresh=True)``) on the
+    profile's store for a wall-clock budget, measured like a gwpe arm: draws rejected outside the prior box
+    (``posterior.sample``'s default, how sbi users sample) with the density estimator's log q. The rejection's
+    normalising constant is a common factor of every weight, so it does not move the IS efficiency."""
+
+    def __init__(self, store: Path, budget: float, seed: int = 0):
+        from types import SimpleNamespace
+
+        import zarr
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from sbi_baseline import Data, train_sbi
+
+        from gwpe.waveforms.priors import prior_bounds
+
+        self.data = data = Data(store, seed, None)
+        self.standardisation = data.standardisation
+        names = list(self.standardisation.parameters)
+        self.prior = prior = SimpleNamespace(**zarr.open_group(str(store), mode="r").attrs["prior"])
+        bounds = np.array([prior_bounds(prior, p) for p in names])
+        self.box = (bounds - self.standardisation.mean[:, None]) / self.standardisation.std[:, None]
+        start = time.perf_counter()
+        self.fit = train_sbi(data, 1, seed, self.box, fresh=True, budget=budget)
+        self.seconds = round(time.perf_counter() - start, 1)
+        self.net = self.fit.net
+
+    def calibration(self, injections: int, samples: int) -> dict:
+        """The p-p KS p-values on the first ``injections`` validation signals (``sbi_baseline.pp_test``, the
+        same ranks ``gwpe evaluate flow`` computes), ``samples`` draws each."""
+        import torch
+        from sbi_baseline import pp_test
+
+        from gwpe.waveforms.priors import prior_bounds
+
+        parameters = list(self.standardisation.parameters)
+        if "m1" in parameters and "m2" in parameters:
+            parameters.append(CHIRP)
+        ranges = [np.subtract(*prior_bounds(self.prior, p)[::-1]) for p in parameters]
+        torch.manual_seed(0)
+        result = pp_test(self.fit.sample, self.data.dataset("validation"), self.standardisation, parameters, ranges,
+                         injections, samples)
+        return result.summary()
+
+    def draws(self, event, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        torch.manual_seed(seed)
+        x = event.strain.reshape(1, -1)
+        low, high = (torch.as_tensor(b, dtype=torch.float32) for b in self.box.T)
+        kept, log_q = [], []
+        with torch.no_grad():
+            for _ in range(100):
+                z = self.net.sample((2 * n,), condition=x)[:, 0]
+                inside = ((z >= low) & (z <= high)).all(1)
+                kept.append(z[inside])
+                log_q.append(self.net.log_prob(z[inside].unsqueeze(1), condition=x)[:, 0])
+                if sum(len(k) for k in kept) >= n:
+                    break
+        z, log_q = torch.cat(kept)[:n].double().numpy(), torch.cat(log_q)[:n].double().numpy()
+        return self.standardisation.inverse(z), log_q - float(np.log(self.standardisation.std).sum())
+
+
 def with_chirp_mass(theta: np.ndarray, names: list[str]) -> np.ndarray:
     from gwpe import physics
 
@@ -83,7 +147,9 @@ def weighted_width(x: np.ndarray, weights: np.ndarray | None = None, level: floa
     return float(xs[min(hi, len(xs) - 1)] - xs[min(lo, len(xs) - 1)])
 
 
-def measure(params: Path, models: list[str], injections: int, samples: int, reference_ess: float, cwd: Path) -> dict:
+def measure(
+    params: Path, models: list[str], injections: int, samples: int, reference_ess: float, cwd: Path, peers=None
+) -> dict:
     """Raw-NPE IS, the adaptive-IS reference and the comparisons, per injection and arm (module doc)."""
     import torch
     from tqdm.auto import tqdm
@@ -99,6 +165,8 @@ def measure(params: Path, models: list[str], injections: int, samples: int, refe
     os.chdir(cwd)
     config = load_config(params)
     modules = {name: FlowModule.load_model(Path(config.flows.model_dir) / name) for name in models}
+    draw = {name: (lambda event, n, seed, m=module: npe_draws(m, event, n, seed)) for name, module in modules.items()}
+    draw.update({name: peer.draws for name, peer in (peers or {}).items()})
     rows = []
     for index in tqdm(range(injections), desc="npe quality", unit="injection"):
         event = load_event(config, index)
@@ -106,9 +174,9 @@ def measure(params: Path, models: list[str], injections: int, samples: int, refe
         row = {"injection": index, "truth": event.truth.tolist(), "arms": {}}
         with event.likelihood(config.sampling.workers) as likelihood:
             draws = {}
-            for name, module in modules.items():
+            for name in draw:
                 start = time.perf_counter()
-                theta, log_q = npe_draws(module, event, samples, seed=index)
+                theta, log_q = draw[name](event, samples, index)
                 sample_seconds = time.perf_counter() - start
                 log_target = likelihood.log_posterior(theta)
                 log_w = log_target - log_q
@@ -118,7 +186,7 @@ def measure(params: Path, models: list[str], injections: int, samples: int, refe
                 ess = float(w.sum() ** 2 / (w**2).sum()) if w.sum() > 0 else 0.0
                 draws[name] = (theta, w, log_target)
                 row["arms"][name] = {"efficiency": ess / len(theta), "ess": ess, "sample_seconds": sample_seconds}
-            best = max(modules, key=lambda m: row["arms"][m]["ess"])
+            best = max(draw, key=lambda m: row["arms"][m]["ess"])
             theta, w, log_target = draws[best]
             if row["arms"][best]["ess"] >= 200:
                 rng = np.random.default_rng(index)
@@ -134,31 +202,44 @@ def measure(params: Path, models: list[str], injections: int, samples: int, refe
             )
             reference = with_chirp_mass(coordinates.to_physical(u.numpy(), np.random.default_rng(index)), event.names)
             ref_w = weights.numpy()
+            # A reference counts when it reached its ESS target's half with a non-degenerate width in every
+            # parameter: untrained or badly wrong seeds can leave adaptive IS on a few points (then no ratio).
+            ref_widths = [weighted_width(reference[:, k], ref_w) for k in range(len(names))]
+            converged = float(estimate.effective_samples) >= 0.5 * reference_ess and min(ref_widths) > 0
             row["reference"] = {
+                "converged": bool(converged),
+                "rounds": len(rounds),
                 "seeded_by": best,
                 "ess": float(estimate.effective_samples),
                 "efficiency": float(estimate.efficiency),
                 "log_evidence": float(estimate.log_evidence),
                 "seconds": round(time.perf_counter() - start, 1),
             }
-            for name in modules:
+            for name in draw:
                 raw = with_chirp_mass(draws[name][0], event.names)
                 _, js = marginal_divergences(reference, raw, weights_a=ref_w)
                 row["arms"][name]["js"] = dict(zip(names, js.round(5).tolist()))
                 row["arms"][name]["width_ratio"] = {
-                    p: weighted_width(raw[:, k]) / weighted_width(reference[:, k], ref_w) for k, p in enumerate(names)
+                    p: weighted_width(raw[:, k]) / ref_widths[k] if ref_widths[k] > 0 else float("nan")
+                    for k, p in enumerate(names)
                 }
         rows.append(row)
-        summary = ", ".join(f"{m} {row['arms'][m]['efficiency']:.2%}" for m in modules)
+        summary = ", ".join(f"{m} {row['arms'][m]['efficiency']:.2%}" for m in draw)
         tqdm.write(f"injection {index}: IS efficiency {summary}; reference ESS {row['reference']['ess']:.0f}")
     return {"injections": rows}
 
 
 def summarise(rows: list[dict], models: list[str]) -> dict:
-    out = {}
+    """Per arm, over the injections whose reference converged (``reference.converged``); raw IS efficiency
+    needs no reference, so its median and min are over every injection."""
+    out = {"references_converged": sum(r["reference"]["converged"] for r in rows), "injections": len(rows)}
+    kept = [r for r in rows if r["reference"]["converged"]]
+    if not kept:
+        raise SystemExit(f"no likelihood reference converged on {len(rows)} injections: nothing to compare with")
     for name in models:
-        arms = [r["arms"][name] for r in rows]
-        eff = np.array([a["efficiency"] for a in arms])
+        every = np.array([r["arms"][name]["efficiency"] for r in rows])
+        arms = [r["arms"][name] for r in kept]
+        eff = every
         max_js = np.array([max(a["js"].values()) for a in arms])
         params = list(arms[0]["js"])
         out[name] = {
@@ -167,21 +248,22 @@ def summarise(rows: list[dict], models: list[str]) -> dict:
             "max_js_median": float(np.median(max_js)),
             "max_js_worst": float(max_js.max()),
             "js_median": {p: float(np.median([a["js"][p] for a in arms])) for p in params},
-            "width_ratio_median": {p: float(np.median([a["width_ratio"][p] for a in arms])) for p in params},
+            "width_ratio_median": {p: float(np.nanmedian([a["width_ratio"][p] for a in arms])) for p in params},
             "sample_seconds_median": float(np.median([a["sample_seconds"] for a in arms])),
         }
     return out
 
 
 def markdown(data: dict) -> str:
-    models = list(data["summary"])
-    params = list(next(iter(data["summary"].values()))["width_ratio_median"])
+    models = [m for m in data["summary"] if isinstance(data["summary"][m], dict)]
+    params = list(data["summary"][models[0]]["width_ratio_median"])
     lines = [
         "# NPE quality: amortised posteriors against the likelihood",
         "",
         "Generated by `benchmarks/npe_quality.py --markdown` from `docs/data/npe-quality.json` "
         f"(commit {data.get('commit', '?')}, {data.get('machine', '?')}); profile `{data['params']}`, "
-        f"{data['n_injections']} validation injections, {data['samples']} draws per arm. Method: the script's "
+        f"{data['n_injections']} validation injections ({data['summary']['references_converged']} with a converged "
+        f"likelihood reference), {data['samples']} draws per arm. Method: the script's "
         "docstring. Widths: the arm's raw 90 % width over the likelihood reference's (1 = as narrow as the "
         "likelihood posterior).",
         "",
@@ -210,9 +292,16 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=Path("."), help="project folder the stages run in")
     parser.add_argument("--models", nargs="*", default=None, help="arms (default: every flows.models entry)")
     parser.add_argument("--train", action="store_true", help="generate, train and evaluate every arm first")
+    parser.add_argument("--training", type=Path, default=None, help="the training JSON of an earlier --train run")
     parser.add_argument("--injections", type=int, default=20)
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--reference-ess", type=float, default=2000.0)
+    parser.add_argument(
+        "--sbi-budget",
+        type=float,
+        default=0.0,
+        help="seconds: also train sbi's NPE with fresh noise per batch for this wall clock and measure it (0: no)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None, help="a JSON from --json: write its docs page")
     parser.add_argument("--write", type=Path, default=None, help="with --markdown: the page's path")
@@ -230,7 +319,26 @@ def main() -> int:
     params = args.params.resolve()
     models = args.models or list(load_config(params).flows.models)
     training = train_arms(params, models, cwd) if args.train else {}
-    measured = measure(params, models, args.injections, args.samples, args.reference_ess, cwd)
+    if args.training is not None:  # the timings and evaluations of an earlier --train run
+        training = {**json.loads(args.training.read_text()), **training}
+    peers = {}
+    if args.sbi_budget > 0:
+        from gwpe.config import load_config as load
+        from gwpe.data.strain_store import flows_store
+
+        os.chdir(cwd)
+        peer = SbiArm(flows_store(load(params)), args.sbi_budget)
+        peers[SBI_FRESH] = peer
+        evaluation = load(params).flows.evaluation
+        training[SBI_FRESH] = {
+            "train_seconds": peer.seconds,
+            "epochs": peer.fit.epochs,
+            "budget_seconds": args.sbi_budget,
+            "evaluation": peer.calibration(evaluation.injections, evaluation.samples),
+        }
+        print(f"{SBI_FRESH}: {peer.fit.epochs} epochs in {peer.seconds} s", flush=True)
+    measured = measure(params, models, args.injections, args.samples, args.reference_ess, cwd, peers)
+    models = models + list(peers)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).parent)
     data = {

@@ -113,6 +113,7 @@ class Fit(NamedTuple):
     sample: Callable  # (strain, k) -> k standardised draws
     epochs: int  # epochs trained
     seconds: float  # wall time of the whole fit
+    net: object = None  # sbi: its trained density estimator (sample, log_prob), for benchmarks/npe_quality.py
 
 
 class Data(StrainDataModule):
@@ -277,7 +278,7 @@ def train_sbi(data, epochs: int, seed: int, box: np.ndarray, fresh: bool = False
         trained_net.loss(theta, strain.flatten(1)).mean().backward()
         inference.optimizer.step()
 
-    return Fit(step, rate, log_prob, sample, trained, seconds)
+    return Fit(step, rate, log_prob, sample, trained, seconds, net)
 
 
 def interleaved_step_seconds(steps: dict, batch, warmup: int = 5, n: int = 30) -> dict:
