@@ -54,15 +54,36 @@ def train_arms(params: Path, models: list[str], cwd: Path) -> dict:
     from gwpe.config import load_config
 
     config = load_config(params)
-    out = {"generate_seconds": _run(["gwpe", "generate", "strain", "--dataset", config.flows.dataset, "--params",
-                                     str(params)], cwd)}
+    out = {
+        "generate_seconds": _run(
+            ["gwpe", "generate", "strain", "--dataset", config.flows.dataset, "--params", str(params)], cwd
+        )
+    }
     print(f"generate {out['generate_seconds']} s", flush=True)
     for name in models:
         metrics = cwd / "metrics" / "npe-quality" / f"{name}-eval.json"
         train = _run(["gwpe", "train", "flow", "--model", name, "--params", str(params), "--no-progress"], cwd)
-        evaluate = _run(["gwpe", "evaluate", "flow", "--model", name, "--params", str(params), "--no-progress",
-                         "--metrics", str(metrics), "--no-register"], cwd)
-        out[name] = {"train_seconds": train, "evaluate_seconds": evaluate, "evaluation": json.loads(metrics.read_text())}
+        evaluate = _run(
+            [
+                "gwpe",
+                "evaluate",
+                "flow",
+                "--model",
+                name,
+                "--params",
+                str(params),
+                "--no-progress",
+                "--metrics",
+                str(metrics),
+                "--no-register",
+            ],
+            cwd,
+        )
+        out[name] = {
+            "train_seconds": train,
+            "evaluate_seconds": evaluate,
+            "evaluation": json.loads(metrics.read_text()),
+        }
         print(f"{name}: train {train} s, evaluate {evaluate} s", flush=True)
     return out
 
@@ -107,8 +128,15 @@ class SbiArm:
             parameters.append(CHIRP)
         ranges = [np.subtract(*prior_bounds(self.prior, p)[::-1]) for p in parameters]
         torch.manual_seed(0)
-        result = pp_test(self.fit.sample, self.data.dataset("validation"), self.standardisation, parameters, ranges,
-                         injections, samples)
+        result = pp_test(
+            self.fit.sample,
+            self.data.dataset("validation"),
+            self.standardisation,
+            parameters,
+            ranges,
+            injections,
+            samples,
+        )
         return result.summary()
 
     def draws(self, event, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -339,8 +367,9 @@ def main() -> int:
         print(f"{SBI_FRESH}: {peer.fit.epochs} epochs in {peer.seconds} s", flush=True)
     measured = measure(params, models, args.injections, args.samples, args.reference_ess, cwd, peers)
     models = models + list(peers)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    )
     data = {
         "commit": commit.stdout.strip(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
