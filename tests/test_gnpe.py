@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -126,3 +128,103 @@ def test_trained_toy_matches_its_grid_posterior():
     assert efficiency > 0.2  # measured 0.42; a wrong joint density (kernel, KDE or shift) gives ~0
     assert abs(float((w * theta[:, 1]).sum()) - exact_tc) < 0.25 * exact_tc_std
     assert abs(float((w * theta[:, 0]).sum()) - exact_amp) < 0.04
+
+
+def _gnpe_project(tmp_path, inferred=None):
+    from conftest import run_gwpe, tiny_profile, tiny_sampling, tiny_strain, write_profile
+
+    profile = tiny_profile()
+    profile["strain"] = tiny_strain(n_signals=48, validation_fraction=0.25, inferred=inferred)
+    gnpe = {"kernel": 0.002, "iterations": 3, "init": {"transforms": 1, "hidden": [16, 16], "embedding": None}}
+    embedding = {"kind": "svd", "features": 8, "blocks": 1, "hidden": 16, "seed_signals": 20}
+    profile["flows"] = {
+        "dataset": "strain-5d",
+        "models": {
+            "gnpe": {
+                "kind": "maf",
+                "options": {"transforms": 2, "hidden": [32, 32]},
+                "embedding": embedding,
+                "gnpe": gnpe,
+            }
+        },
+        "training": {"batch_size": 12, "max_epochs": 2, "learning_rate": 0.002, "seed": 0, "num_workers": 0},
+        "schedule": "cosine",
+        "evaluation": {"injections": 10, "samples": 50},
+        "reference": {"injections": 1, "walkers": 12, "steps": 60, "burn": 20, "workers": 0, "flow_samples": 100},
+    }
+    profile["sampling"] = tiny_sampling()
+    write_profile(tmp_path / "params.yaml", profile)
+    run_gwpe(["generate", "strain", "--params", "params.yaml", "--dataset", "strain-5d"], cwd=tmp_path, check=True)
+    return tmp_path
+
+
+def test_gwpe_train_and_evaluate_a_gnpe_model_through_the_cli(tmp_path):
+    """A GNPE arm through ``gwpe train flow`` / ``gwpe evaluate flow`` on a real store: the package records
+    t_c's column, prior range and the window's centre from the store, its draws stay in the t_c prior, and the
+    importance-sampling path gets finite joint densities."""
+    import json
+
+    import zarr
+
+    from conftest import run_gwpe
+    from gwpe.config import load_config
+    from gwpe.inference.sampling import load_event, npe_draws
+    from gwpe.models.flow_module import FlowModule
+
+    project = _gnpe_project(tmp_path)
+    out = run_gwpe(
+        ["train", "flow", "--model", "gnpe", "--params", "params.yaml", "--no-progress"], cwd=project, check=True
+    )
+    assert "train flow gnpe: 2 epochs" in out.stdout
+    package = project / "models" / "flows" / "gnpe"
+    config = json.loads((package / "config.json").read_text())
+    gnpe = config["flow"]["gnpe"]
+    prior = zarr.open_group(str(project / "data" / "strain" / "strain-5d.zarr"), mode="r").attrs["prior"]
+    assert gnpe["index"] == 3 and gnpe["kernel"] == 0.002 and gnpe["iterations"] == 3
+    assert (gnpe["low"], gnpe["high"]) == (prior["tc_min"], prior["tc_max"])
+    assert gnpe["reference"] == 0.5 * (prior["tc_min"] + prior["tc_max"]) and gnpe["sample_rate"] == 1024.0
+    assert config["schedule"] == "cosine"
+
+    run_gwpe(
+        [
+            "evaluate",
+            "flow",
+            "--model",
+            "gnpe",
+            "--params",
+            "params.yaml",
+            "--metrics",
+            "m.json",
+            "--no-progress",
+            "--no-register",
+        ],
+        cwd=project,
+        check=True,
+    )
+    metrics = json.loads((project / "m.json").read_text())
+    assert set(metrics["ks_pvalue"]) == {"m1", "m2", "phi0", "tc", "dL", "chirp_mass"}
+    assert all(0 <= p <= 1 for p in metrics["ks_pvalue"].values()) and metrics["n_injections"] == 10
+
+    module = FlowModule.load_model(package)
+    assert module.model.tractable is False
+    import os
+
+    os.chdir(project)
+    event = load_event(load_config(project / "params.yaml"), 0)
+    tc = event.standardisation.inverse(module.sample(event.strain, 300).numpy())[:, 3]
+    inside = (tc >= prior["tc_min"]) & (tc <= prior["tc_max"])  # draws outside are redrawn
+    assert inside.mean() >= 0.99, f"{(~inside).sum()} of 300 draws outside the t_c prior"
+    # the IS proposal is the joint q(theta, t^) as drawn (no redraws, which would change its density): the pairs
+    # have t^ within +-kernel of t_c, so log p(t^ | theta) is finite, and draws outside the prior get weight 0
+    theta, log_q = npe_draws(module, event, 300, seed=0)
+    assert theta.shape == (300, 5) and np.isfinite(log_q).mean() > 0.99
+
+
+def test_gnpe_on_a_dataset_that_does_not_infer_tc_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    from conftest import run_in_process
+
+    project = _gnpe_project(tmp_path, inferred=["m1", "m2", "phi0", "dL"])
+    monkeypatch.chdir(project)
+    code, _, err = run_in_process(["train", "flow", "--model", "gnpe", "--params", "params.yaml"], capsys)
+    assert code != 0 and "flows.models.gnpe.gnpe on dataset 'strain-5d'" in err and "allowed:" in err
+    assert len(err.strip().splitlines()) == 1 and not (project / "models").exists()

@@ -108,10 +108,7 @@ def test_cli_stage_logs_snr_distribution_and_rejects_unknown_dataset(tmp_path, t
 
     bad = run_gwpe(["generate", "strain", "--dataset", "strain-9d"], tmp_path)
     assert bad.returncode == 2
-    assert (
-        bad.stderr.strip()
-        == "gwpe: error: --dataset = 'strain-9d'; allowed (strain.datasets): strain-5d, strain-hl"
-    )
+    assert bad.stderr.strip() == "gwpe: error: --dataset = 'strain-9d'; allowed (strain.datasets): strain-5d, strain-hl"
 
 
 def test_strain_config_errors_name_key_and_value():

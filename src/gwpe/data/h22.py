@@ -25,6 +25,7 @@ from gwpe.data.h22_store import H22, PARAMS, TIME, store_attributes, store_path
 from gwpe.waveforms import build_backend, split_parameters, time_grid
 from gwpe.waveforms.base import H22Backend
 
+
 def code_digest() -> str:
     """md5 of the code that determines the bytes (the files dvc.yaml lists as the stage's deps)."""
     import sys

@@ -33,7 +33,6 @@ from gwpe.waveforms.priors import sample_prior
 from gwpe.waveforms.strain import StrainGenerator, StrainSetup
 
 
-
 def draw_parameters(dataset: StrainDatasetConfig) -> np.ndarray:
     """The dataset's parameters, drawn from its prior with its own seed (the same on every machine)."""
     return sample_prior(dataset.prior, list(dataset.parameters), dataset.n_signals, np.random.default_rng(dataset.seed))

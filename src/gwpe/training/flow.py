@@ -112,6 +112,25 @@ def price_flow_training(config: ProjectConfig, name: str, steps: int = 3) -> str
 
     model_config, training = flow_model_config(config, name), model_training(config, name)
     dataset = flows_dataset(config)
+    gnpe = config.flows.models[name].gnpe
+    if gnpe is not None:  # priced with placeholder standardisation: only the cost matters here, no store is read
+        columns = list(dataset.inferred_parameters)
+        init = {**gnpe.model_dump()["init"]}
+        init["embedding"] = init["embedding"] or {"kind": "flatten"}
+        model_config = {
+            **model_config,
+            "gnpe": {
+                **gnpe.model_dump(),
+                "init": init,
+                "index": columns.index("tc") if "tc" in columns else 0,
+                "mean": 0.0,
+                "std": 1.0,
+                "low": -1.0,
+                "high": 1.0,
+                "reference": 0.0,
+                "sample_rate": float(dataset.sample_rate),
+            },
+        }
     module = FlowModule(model_config, learning_rate=training.learning_rate)
     optimizer = module.configure_optimizers()["optimizer"]
     batch = training.batch_size

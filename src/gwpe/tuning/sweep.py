@@ -381,9 +381,7 @@ def optimise(
             threads = max(1, (os.cpu_count() or 1) // len(quotas))
             context = multiprocessing.get_context("spawn")
             processes = [
-                context.Process(
-                    target=run_worker, args=(config, root, name, str(store), parent, quota, index, threads)
-                )
+                context.Process(target=run_worker, args=(config, root, name, str(store), parent, quota, index, threads))
                 for index, quota in enumerate(quotas)
             ]
             for process in processes:

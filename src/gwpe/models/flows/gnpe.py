@@ -177,16 +177,18 @@ class GNPEPosterior(nn.Module):
     @torch.no_grad()
     def sample(self, strain: Tensor, n: int, iterations: int | None = None) -> Tensor:
         """(n, P) standardised draws for one observation (C, L) or (1, C, L) (float64); draws whose t_c left
-        the prior's range are redrawn (up to 10 times) from the same chain's proxy, since p(theta | x) is zero
-        there."""
+        the prior's range are redrawn, since p(theta | x) is zero there: five times from the same chain's proxy,
+        then five times from a proxy blurred around t_c clipped into the range (a chain whose proxy drifted out)."""
         strain = strain.reshape(strain.shape[-2:])
         z, proxy = self.gibbs(strain, n, iterations)
         low, high = self.proxy["low"], self.proxy["high"]
-        for _ in range(10):
+        for attempt in range(10):
             tc = self.tc_of(z)
             outside = (tc < low) | (tc > high)
             if not bool(outside.any()):
                 break
+            if attempt >= 5:
+                proxy[outside] = self.blur(tc[outside].clamp(low, high))
             z[outside] = self.absolute(self._inner_draws(strain, proxy[outside]), proxy[outside])
         return z
 
@@ -212,4 +214,5 @@ class GNPEPosterior(nn.Module):
     def log_kernel(self, z: Tensor, proxy: Tensor) -> Tensor:
         """log U(t^; t_c - delta, t_c + delta) (seconds^-1): the proxy's law given theta."""
         inside = (proxy.double() - self.tc_of(z)).abs() <= self.kernel
-        return torch.where(inside, -torch.tensor(2.0 * self.kernel).log(), torch.tensor(-torch.inf, dtype=torch.float64))
+        outside = torch.tensor(-torch.inf, dtype=torch.float64)
+        return torch.where(inside, -torch.tensor(2.0 * self.kernel).log(), outside)
