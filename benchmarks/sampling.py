@@ -43,6 +43,7 @@ def on_support(model, features: int) -> SupportedPosterior:
     }
     return SupportedPosterior(model, ParameterSupport(support)).eval()
 
+
 MODELS = {
     "MAF (strain-5d)": {"kind": "maf", "features": 5, "context_shape": [1, 1024]},
     "CVAE+ (strain-5d)": {"kind": "cvae_plus", "features": 5, "context_shape": [1, 1024]},

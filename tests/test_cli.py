@@ -33,6 +33,8 @@ def test_every_subcommand_help_renders_and_every_handler_is_a_stage_entry(capsys
     leaves = 0
     for path, parser in walk(build_parser(), []):
         parser.format_help()  # raises on an unescaped %
+        silent = [a.dest for a in parser._actions if not a.help and not isinstance(a, argparse._SubParsersAction)]
+        assert not silent, f"gwpe {' '.join(path)}: arguments without help text: {silent}"
         handler = parser.get_default("handler")
         if handler is not None:
             leaves += 1

@@ -203,12 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(handler=_handler("models", "list_main"))
     promote = actions.add_parser("promote", help="point an alias (e.g. champion) at a version")
-    promote.add_argument("name")
-    promote.add_argument("version", type=int)
-    promote.add_argument("--alias", required=True)
+    promote.add_argument("name", help="registered model name, e.g. gwpe-npe-maf (see `gwpe models list`)")
+    promote.add_argument("version", type=int, help="the version number the alias should point at")
+    promote.add_argument("--alias", required=True, help="alias to move, e.g. champion")
     promote.set_defaults(handler=_handler("models", "promote_main"))
     pull = actions.add_parser("pull", help="download NAME@ALIAS or NAME/VERSION into a folder (works against a server)")
-    pull.add_argument("reference", metavar="NAME@ALIAS|NAME/VERSION")
+    pull.add_argument(
+        "reference", metavar="NAME@ALIAS|NAME/VERSION", help="which model: gwpe-npe-maf@champion or gwpe-npe-maf/3"
+    )
     pull.add_argument("--dest", required=True, help="folder to write the package into")
     pull.set_defaults(handler=_handler("models", "pull_main"))
 
@@ -267,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = commands.add_parser("ui", help="start the MLflow UI on the project's tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, loopback only)")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=int, default=5000, help="TCP port, 1-65535 (default: 5000)")
     ui.set_defaults(handler=_handler("models", "ui_main"))
     return parser
 
