@@ -411,7 +411,7 @@ def _bad_inputs(tmp_path, root, generator, config):
         (
             "unknown model",
             infer("gwpe-nope@champion", good),
-            "no registered model 'gwpe-nope'; registered: gwpe-npe-maf",
+            "db; registered: gwpe-npe-maf",
         ),
         ("unknown alias", infer("gwpe-npe-maf@best", good), "has no alias 'best'; aliases: champion (v1)"),
         ("unknown version", infer("gwpe-npe-maf/7", good), "has no version 7; versions: 1"),

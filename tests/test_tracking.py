@@ -69,3 +69,23 @@ def test_generate_logs_one_run_per_split_with_dataset_checksums(tmp_path, tiny_p
         artifacts = [a.path for a in client.list_artifacts(r.info.run_id, "plots")]
         assert artifacts == [f"plots/h22-{split}.png"]
     assert "train: 27 waveforms" in result.stdout
+
+
+def test_registry_commands_outside_a_project_refuse_instead_of_creating_an_empty_store(tmp_path):
+    """Issue 24, friction 7: ``gwpe infer --model NAME@ALIAS`` or ``models list`` in a folder with no store named
+    the registry "none" after MLflow had silently created an empty mlflow.db there."""
+    import os
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    import numpy as np
+
+    np.save(tmp_path / "strain.npy", np.zeros(1024, dtype=np.float32))
+    for args in (["models", "list"], ["infer", "--model", "gwpe-npe-maf@champion", "--strain", "strain.npy", "--out", "p.h5"]):
+        result = run_gwpe(args, tmp_path, env=env)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode != 0 and len(lines) == 1, result.stderr
+        assert f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}" in lines[0] and "MLFLOW_TRACKING_URI" in lines[0]
+        assert not (tmp_path / "mlflow.db").exists()

@@ -109,6 +109,12 @@ def check_server(uri: str | None = None, timeout: float = 5.0) -> str:
     from gwpe.tracking import tracking_uri
 
     uri = uri or tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        # reading the registry must not create an empty store (MLflow would, silently, in the working directory)
+        raise RegistryError(
+            f"no MLflow store at {uri}: run gwpe inside a gwpe project (its mlflow.db) or set MLFLOW_TRACKING_URI "
+            "to one (sqlite:////abs/path/mlflow.db or http://host:port)"
+        )
     if uri.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
@@ -152,7 +158,9 @@ def model_version(reference: str):
         registered = client.get_registered_model(name)
     except MlflowException:
         known = sorted(m.name for m in client.search_registered_models())
-        raise RegistryError(f"no registered model {name!r}; registered: {', '.join(known) or 'none'}") from None
+        raise RegistryError(
+            f"no registered model {name!r} in {client.tracking_uri}; registered: {', '.join(known) or 'none'}"
+        ) from None
     if alias is not None:
         if alias not in registered.aliases:
             allowed = ", ".join(f"{a} (v{v})" for a, v in sorted(registered.aliases.items())) or "none set"
