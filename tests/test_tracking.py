@@ -83,7 +83,10 @@ def test_registry_commands_outside_a_project_refuse_instead_of_creating_an_empty
     import numpy as np
 
     np.save(tmp_path / "strain.npy", np.zeros(1024, dtype=np.float32))
-    for args in (["models", "list"], ["infer", "--model", "gwpe-npe-maf@champion", "--strain", "strain.npy", "--out", "p.h5"]):
+    for args in (
+        ["models", "list"],
+        ["infer", "--model", "gwpe-npe-maf@champion", "--strain", "strain.npy", "--out", "p.h5"],
+    ):
         result = run_gwpe(args, tmp_path, env=env)
         lines = result.stderr.strip().splitlines()
         assert result.returncode != 0 and len(lines) == 1, result.stderr
