@@ -26,7 +26,9 @@ def _metrics(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def _no_progress(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (default when stderr is not a terminal: DVC, CI)"
+    )
 
 
 def _training(parser: argparse.ArgumentParser, dry_run: bool = True) -> None:
@@ -277,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand; a ``GwpeError`` becomes one line on stderr and its exit code."""
     args = build_parser().parse_args(argv)
+    if hasattr(args, "no_progress") and not sys.stderr.isatty():
+        args.no_progress = True  # bars redrawn into a log file are noise (18 KB per DVC stage)
     try:
         return args.handler(args)
     except GwpeError as exc:

@@ -7,6 +7,7 @@ validation loss is kept (``best-epoch=NNN.ckpt``). Per-epoch metrics go to the a
 from __future__ import annotations
 
 import time
+import logging
 import warnings
 from pathlib import Path
 
@@ -129,6 +130,17 @@ def compiled(module: L.LightningModule, training: TrainingConfig):
     """``torch.compile(module)`` when ``training.compile``; Lightning unwraps it for checkpoints, and the
     original module shares the trained weights."""
     return torch.compile(module) if training.compile else module
+
+
+class _DropAdverts(logging.Filter):
+    """Lightning >= 2.6 prints a "litlogger" advert on every Trainer (18 lines in a demo's DVC log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_DropAdverts())
 
 
 def build_trainer(
