@@ -113,6 +113,11 @@ def test_pruned_trial_is_recorded_in_optuna_and_mlflow(tmp_path, hl_store):
         )
     }
     assert runs["0"].data.tags["optuna.state"] == "COMPLETE" and runs["1"].data.tags["optuna.state"] == "PRUNED"
+    # issue 24, friction 11: every intermediate value, the pruning epoch's included, is in MLflow; a named objective
+    for trial in trials:
+        history = client.get_metric_history(runs[str(trial.number)].info.run_id, "val_loss")
+        assert sorted(m.step for m in history) == sorted(trial.intermediate_values), trial.number
+    assert optuna.load_study(study_name=name, storage=storage).metric_names == ["val_nll"]
     assert json.loads((tmp_path / "models" / "sweep" / "best.json").read_text())["trial"] == 0
 
 

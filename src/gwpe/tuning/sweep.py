@@ -36,6 +36,7 @@ from gwpe.data.strain_store import existing_store
 from gwpe.errors import ConfigError
 
 PARENT_ATTR = "mlflow_parent_run_id"
+OBJECTIVE = "val_nll"  # the objective: validation negative log-likelihood (nats) after sweep.max_epochs
 
 
 def study_name(config: ProjectConfig, data_md5: str) -> str:
@@ -105,7 +106,7 @@ def open_study(config: ProjectConfig, storage, name: str, worker_index: int = 0,
     """Create or load study ``name`` (minimising) with the seeded TPE sampler and the configured pruner."""
     import optuna
 
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=name,
         storage=storage,
         direction="minimize",
@@ -113,6 +114,11 @@ def open_study(config: ProjectConfig, storage, name: str, worker_index: int = 0,
         sampler=build_sampler(config, worker_index, offset),
         pruner=build_pruner(config),
     )
+    if study.metric_names is None:  # the dashboard and plots label the objective instead of "Objective Value"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([OBJECTIVE])
+    return study
 
 
 class Objective:
@@ -178,6 +184,12 @@ class Objective:
             except optuna.TrialPruned as signal:
                 # the run ends FINISHED (its epochs are valid); the tag says it was stopped early
                 mlflow.set_tags({"optuna.state": "PRUNED", "optuna.pruned_epoch": str(trainer.current_epoch)})
+                # the pruning epoch stops before the epoch-end hook that logs val_loss: copy Optuna's values
+                logged = {m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_loss")}
+                frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+                for step, loss in frozen.intermediate_values.items():
+                    if step not in logged:
+                        mlflow.log_metric("val_loss", loss, step=step)
                 pruned = signal
             except Exception:
                 mlflow.set_tag("optuna.state", "FAIL")
