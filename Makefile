@@ -11,6 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 help:
 	@echo "make demo   - create .venv, install gwpe, run 'dvc repro' on the default profile"
 	@echo "make test   - create .venv if missing, install with test extras, run ruff, lint-imports and pytest"
+	@echo "make clean-data - remove the default pipeline's outputs (DVC cache and remote kept: dvc checkout restores them)"
 	@echo "make event  - GW150914 from the shipped GWOSC files to a likelihood-checked posterior (not yet within its 60-min target on 2 cores: see README)"
 
 $(BIN)/python:
@@ -55,3 +56,10 @@ lint: install-test
 
 test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The default profile's pipeline outputs (params.yaml paths). Shipped inputs (data/gwosc), the DVC cache and remote,
+# mlflow.db and optuna.db (the experiment history) stay: `dvc checkout` brings the outputs back, `dvc repro` rebuilds.
+clean-data:
+	rm -rf data/h22 data/strain data/reference data/sampling models/wavenet models/flows models/distill models/sweep \
+	       checkpoints/wavenet checkpoints/flows checkpoints/distill metrics plots
+	@echo "removed the default pipeline's outputs; 'dvc checkout' restores them from the cache, 'dvc repro' rebuilds"

@@ -88,3 +88,27 @@ def test_gwpe_ui_serves_mlflow_on_loopback(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_make_clean_data_removes_pipeline_outputs_and_keeps_inputs_and_history(tmp_path):
+    """Issue 24, friction 9: ``make clean-data`` was declared but did nothing."""
+    import shutil
+    import subprocess
+
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    outputs = [
+        "data/h22/train.zarr/zarr.json",
+        "data/strain/strain-5d.zarr/zarr.json",
+        "models/flows/maf/config.json",
+        "checkpoints/flows/maf/last.ckpt",
+        "metrics/flow-maf-eval.json",
+        "plots/flows/maf/pp.png",
+    ]
+    kept = ["data/gwosc/H-H1_LOSC_4_V2-1126259446-32.hdf5", "mlflow.db", "optuna.db", ".dvc/cache/files/md5/ab/c"]
+    for name in outputs + kept:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    result = subprocess.run(["make", "clean-data"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert [n for n in outputs if (tmp_path / n).exists()] == []
+    assert all((tmp_path / n).exists() for n in kept)
