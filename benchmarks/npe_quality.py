@@ -379,7 +379,7 @@ def main() -> int:
     data = {
         "commit": commit.stdout.strip(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "params": str(args.params),
+        "params": os.path.relpath(params, cwd),  # as the profile sits in the project
         "n_injections": args.injections,
         "samples": args.samples,
         "training": training,
