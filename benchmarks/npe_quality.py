@@ -269,12 +269,18 @@ def summarise(rows: list[dict], models: list[str]) -> dict:
         arms = [r["arms"][name] for r in kept]
         eff = every
         max_js = np.array([max(a["js"].values()) for a in arms])
+        # phi0 apart: for (2,2)-only "+" strain the likelihood is invariant under phi0 -> phi0 + pi, so the posterior
+        # has two equal modes; a reference holding one of them (adaptive IS seeded in one) reads JS ~0.18 against an
+        # exactly symmetrised flow (gwpe's phase_symmetry: pi), whatever the flow's quality
+        max_js_no_phase = np.array([max(v for p, v in a["js"].items() if p != "phi0") for a in arms])
         params = list(arms[0]["js"])
         out[name] = {
             "is_efficiency_median": float(np.median(eff)),
             "is_efficiency_min": float(eff.min()),
             "max_js_median": float(np.median(max_js)),
             "max_js_worst": float(max_js.max()),
+            "max_js_no_phase_median": float(np.median(max_js_no_phase)),
+            "max_js_no_phase_worst": float(max_js_no_phase.max()),
             "js_median": {p: float(np.median([a["js"][p] for a in arms])) for p in params},
             "width_ratio_median": {p: float(np.nanmedian([a["width_ratio"][p] for a in arms])) for p in params},
             "sample_seconds_median": float(np.median([a["sample_seconds"] for a in arms])),
@@ -284,6 +290,7 @@ def summarise(rows: list[dict], models: list[str]) -> dict:
 
 def markdown(data: dict, source: str = "docs/data/npe-quality.json") -> str:
     models = [m for m in data["summary"] if isinstance(data["summary"][m], dict)]
+    data = {**data, "summary": summarise(data["injections"], models)}
     params = list(data["summary"][models[0]]["width_ratio_median"])
     lines = [
         "# NPE quality: amortised posteriors against the likelihood",
@@ -296,9 +303,8 @@ def markdown(data: dict, source: str = "docs/data/npe-quality.json") -> str:
         "likelihood posterior).",
         "",
         "| arm | train s | IS eff. median | IS eff. min | max JS median (nat) | max JS worst | "
-        + " | ".join(f"width {p}" for p in params)
-        + " | min KS p |",
-        "| --- " * (6 + len(params) + 1) + "|",
+        "max JS w/o phi0 median | w/o phi0 worst | " + " | ".join(f"width {p}" for p in params) + " | min KS p |",
+        "| --- " * (8 + len(params) + 1) + "|",
     ]
     for name in models:
         s = data["summary"][name]
@@ -308,6 +314,7 @@ def markdown(data: dict, source: str = "docs/data/npe-quality.json") -> str:
         lines.append(
             f"| {name} | {training.get('train_seconds', 'n/a')} | {s['is_efficiency_median']:.2%} | "
             f"{s['is_efficiency_min']:.2%} | {s['max_js_median']:.3f} | {s['max_js_worst']:.3f} | "
+            f"{s['max_js_no_phase_median']:.3f} | {s['max_js_no_phase_worst']:.3f} | "
             + " | ".join(f"{s['width_ratio_median'][p]:.2f}" for p in params)
             + f" | {min_ks} |"
         )
@@ -315,7 +322,11 @@ def markdown(data: dict, source: str = "docs/data/npe-quality.json") -> str:
         "",
         "Issue 23's targets for the quality profile (strain-5d): IS efficiency median >= 2 % (goal 5 %), max JS <= "
         "0.05 nat (goal 0.02), widths <= 1.5, every KS p >= 0.05. `train s`: wall clock of `gwpe train flow` (sbi: "
-        "its budget, the GNPE arm's training time, same store, fresh noise per batch in both).",
+        "its budget, the GNPE arm's training time, same store, fresh noise per batch in both; the budget is checked "
+        "between epochs, so it ran over by up to one epoch). phi0: the likelihood is invariant under phi0 -> phi0 + pi "
+        "((2,2)-only '+' strain), so the posterior has two equal modes; gwpe's flows are symmetrised exactly "
+        "(`phase_symmetry: pi`) and every gwpe arm reads the same phi0 JS (~0.18) and width ratio (1.50), which points "
+        "to the references holding one mode (not yet verified); hence the max JS columns without phi0.",
     ]
     return "\n".join(lines) + "\n"
 
