@@ -318,6 +318,9 @@ def markdown(data: dict, source: str = "docs/data/npe-quality.json") -> str:
             + " | ".join(f"{s['width_ratio_median'][p]:.2f}" for p in params)
             + f" | {min_ks} |"
         )
+    gwpe_arms = [m for m in models if m != SBI_FRESH]
+    ratios = [data["summary"][m]["width_ratio_median"].get("phi0", float("nan")) for m in gwpe_arms]
+    phase_widths = f"{min(ratios):.2f}-{max(ratios):.2f}"
     lines += [
         "",
         "Issue 23's targets for the quality profile (strain-5d): IS efficiency median >= 2 % (goal 5 %), max JS <= "
@@ -325,9 +328,13 @@ def markdown(data: dict, source: str = "docs/data/npe-quality.json") -> str:
         "its budget, the GNPE arm's training time, same store, fresh noise per batch in both; the budget is checked "
         "between epochs, so it ran over by up to one epoch). phi0: the likelihood is invariant under phi0 -> phi0 + pi "
         "((2,2)-only '+' strain), so the posterior has two equal modes; gwpe's flows are symmetrised exactly "
-        "(`phase_symmetry: pi`) and every gwpe arm reads the same phi0 JS (~0.18) and width ratio (1.50), which points "
-        "to the references holding one mode (not yet verified); hence the max JS columns without phi0.",
+        f"(`phase_symmetry: pi`) and every gwpe arm reads nearly the same phi0 width ratio ({phase_widths}) "
+        "whatever its other figures, which points to the references holding one mode (not yet verified); hence the "
+        "max JS columns "
+        "without phi0.",
     ]
+    if data.get("note"):  # what the run shared the machine with, and similar caveats (set by hand in the JSON)
+        lines += ["", f"Note: {data['note']}"]
     return "\n".join(lines) + "\n"
 
 
