@@ -141,6 +141,8 @@ class _DropAdverts(logging.Filter):
 
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
     logging.getLogger(_name).addFilter(_DropAdverts())
+# Lightning 2.6 on torch 2.13: a deprecation inside Lightning itself, printed once per stage; nothing for users to do
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def build_trainer(
