@@ -227,41 +227,69 @@ def test_mlflow_ui_shows_runs_metrics_and_compare_view(server, trained):
             f"{server}/#/compare-runs?runs={ids}&experiments={json.dumps([experiment.experiment_id])}"
             "&workflowType=machine_learning"
         )
-        body = wait_for_text(driver, ["Comparing 2 Runs from 1 Experiment", "val_loss", "Run details"])
+        # issue 24, acceptance 2: the two runs' differing param (2 vs 3 epochs) is on the compare page
+        body = wait_for_text(
+            driver, ["Comparing 2 Runs from 1 Experiment", "val_loss", "Run details", "flows.training.max_epochs"]
+        )
         driver.save_screenshot(str(ARTIFACTS / "mlflow-compare.png"))
         assert runs[0].info.run_name in body and runs[1].info.run_name in body
+        assert runs[0].info.run_name != runs[1].info.run_name  # unique run names (friction 4)
+        # and their loss curves, one chart per metric, both runs in each
+        driver.get(
+            f"{server}/#/experiments/{experiment.experiment_id}/runs?compareRunsMode=CHART&workflowType=machine_learning"
+        )
+        wait_for_text(driver, ["val_loss", "train_loss"])
+        charts = driver.find_elements("css selector", "canvas, svg.main-svg")
+        assert charts, "no chart was drawn"
+        time.sleep(2)  # let the line plots finish drawing before the screenshot
+        driver.save_screenshot(str(ARTIFACTS / "mlflow-charts.png"))
     finally:
         driver.quit()
-    for name in ("mlflow-experiment.png", "mlflow-run.png", "mlflow-compare.png"):
+    for name in ("mlflow-experiment.png", "mlflow-run.png", "mlflow-compare.png", "mlflow-charts.png"):
         assert (ARTIFACTS / name).stat().st_size > 10_000
 
 
 @pytest.mark.slow
-def test_mlflow_models_serve_answers_with_posterior_samples(server, trained, tmp_path):
-    """`mlflow models serve` on the registered package (pyfunc flavour loaded by gwpe, no pickle)."""
+def test_mlflow_models_serve_answers_a_batch_of_events(server, trained, tmp_path):
+    """Issue 24, friction 6 / acceptance 3: registered versions are MLflow logged models (the runs' Models
+    column) with a signature and an input example; ``gwpe models serve`` (no venv on PATH: it finds its own
+    mlflow and uvicorn) answers a 3-event batch in one request in MLflow's standard ``dataframe_records`` and
+    ``dataframe_split`` formats; loaded by gwpe, no pickle."""
+    import mlflow
+
+    client = MlflowClient(server)
+    version = client.get_model_version("gwpe-npe-maf", "1")
+    assert version.source.startswith("models:/m-")  # a logged model, not a raw artifact folder
+    logged = client.get_logged_model(version.source.removeprefix("models:/"))
+    assert logged.source_run_id == version.run_id
+    mlflow.set_tracking_uri(server)
+    info = mlflow.models.get_model_info("models:/gwpe-npe-maf/1")
+    assert [c.name for c in info.signature.inputs.inputs] == ["event", "strain", "n_samples", "seed"]
+    assert [c.name for c in info.signature.outputs.inputs] == ["event", "m1", "m2", "phi0", "tc", "dL"]
+    assert info.saved_input_example_info["type"] == "dataframe"
+
     port = free_port()
     env = gwpe_env(tmp_path, MLFLOW_TRACKING_URI=server, MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false")
-    mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
+    env["PATH"] = "/usr/bin:/bin"  # a user who never activated the venv
     process = subprocess.Popen(
-        [
-            mlflow_cli,
-            "models",
-            "serve",
-            "-m",
-            "models:/gwpe-npe-maf@champion",
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
+        [str(Path(sys.executable).with_name("gwpe")), "models", "serve", "gwpe-npe-maf@champion", "--port", str(port)],
         cwd=tmp_path,
         env=env,
         stdout=open(tmp_path / "serve.log", "w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+    def post(payload):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            method="POST",
+            headers={"Content-Type": "application/json"},
+            data=json.dumps(payload).encode(),
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.loads(response.read())["predictions"]
+
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -271,25 +299,22 @@ def test_mlflow_models_serve_answers_with_posterior_samples(server, trained, tmp
             except OSError:
                 assert process.poll() is None, (tmp_path / "serve.log").read_text()
                 time.sleep(0.5)
-        strain = np.random.default_rng(0).standard_normal((1, 1024)).tolist()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations",
-            method="POST",
-            headers={"Content-Type": "application/json"},
-            data=json.dumps({"inputs": {"strain": strain, "n_samples": [300], "seed": [1]}}).encode(),
+        rng = np.random.default_rng(0)
+        events = [
+            {"event": name, "strain": rng.standard_normal((1, 1024)).round(5).tolist(), "n_samples": 200, "seed": 1}
+            for name in ("GW-a", "GW-b", "GW-c")
+        ]
+        predictions = post({"dataframe_records": events})
+        assert len(predictions) == 600 and set(predictions[0]) == {"event", "m1", "m2", "phi0", "tc", "dL"}
+        assert {e: sum(p["event"] == e for p in predictions) for e in ("GW-a", "GW-b", "GW-c")} == dict.fromkeys(
+            ("GW-a", "GW-b", "GW-c"), 200
         )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            predictions = json.loads(response.read())["predictions"]
-        assert len(predictions) == 300 and set(predictions[0]) == {"m1", "m2", "phi0", "tc", "dL"}
         assert 20 < np.median([p["m1"] for p in predictions]) < 100  # physical units (Msun), not standardised
-        bad = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations",
-            method="POST",
-            headers={"Content-Type": "application/json"},
-            data=json.dumps({"inputs": {"strain": [[0.0] * 10]}}).encode(),
-        )
+        columns = ["event", "strain", "n_samples", "seed"]
+        split = post({"dataframe_split": {"columns": columns, "data": [[e[c] for c in columns] for e in events]}})
+        assert [p["m1"] for p in split] == [p["m1"] for p in predictions]  # same seeds, same draws
         with pytest.raises(urllib.error.HTTPError) as error:
-            urllib.request.urlopen(bad, timeout=60)
+            post({"dataframe_records": [{"event": "short", "strain": [[0.0] * 10]}]})
         assert "the model expects finite whitened strain of shape (1, 1024)" in error.value.read().decode()
     finally:
         os.killpg(process.pid, signal.SIGTERM)

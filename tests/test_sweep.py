@@ -63,6 +63,7 @@ def test_two_workers_share_one_study_without_duplicates(tmp_path, hl_store):
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 4  # distinct proposals (seed + worker index)
     best = json.loads((tmp_path / "models" / "sweep" / "best.json").read_text())
     assert best["value"] == pytest.approx(min(t.value for t in trials)) and best["trials"]["complete"] == 4
+    assert str(tmp_path) not in json.dumps(best)  # issue 24, friction 1: no absolute path in a DVC output
     # every trial is an MLflow run nested under the one sweep run
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     runs = client.search_runs([client.get_experiment_by_name("gwpe-test").experiment_id])

@@ -92,3 +92,67 @@ def test_registry_commands_outside_a_project_refuse_instead_of_creating_an_empty
         assert result.returncode != 0 and len(lines) == 1, result.stderr
         assert f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}" in lines[0] and "MLFLOW_TRACKING_URI" in lines[0]
         assert not (tmp_path / "mlflow.db").exists()
+
+
+def _files(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_copied_or_moved_project_logs_into_its_own_store(tmp_path, tiny_params):
+    """Issue 24, friction 1: experiments recorded ``<clone>/mlruns/<id>`` as their artifact location, so a copy
+    of a project wrote its artifacts into the original's mlruns/ (and a moved one into a folder that is gone)."""
+    import os
+    import shutil
+    import sqlite3
+    import sys
+    from pathlib import Path
+
+    original = tmp_path
+    (original / "dvc.yaml").write_text("stages: {}\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    run_gwpe(["generate", "h22", "--split", "validation"], original, env=env, check=True)
+    before = _files(original / "mlruns")
+    assert before, "the stage logged no artifact"
+
+    copy = tmp_path.parent / f"{tmp_path.name}-copy"
+    shutil.copytree(original, copy)
+    run_gwpe(["generate", "h22", "--split", "test"], copy, env=env, check=True)
+    assert _files(original / "mlruns") == before
+    client = MlflowClient(f"sqlite:///{copy / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("gwpe-test")
+    assert experiment.artifact_location == str(copy / "mlruns" / experiment.experiment_id)
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2 and all(r.info.artifact_uri.startswith(f"{copy}/mlruns/") for r in runs)
+    assert all(client.list_artifacts(r.info.run_id, "plots") for r in runs)
+    with sqlite3.connect(original / "mlflow.db") as connection:
+        assert connection.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+
+    moved = tmp_path.parent / f"{tmp_path.name}-moved"
+    shutil.move(copy, moved)
+    result = run_gwpe(["models", "list"], moved, env=env, check=True)
+    assert str(copy) not in result.stdout + result.stderr
+    client = MlflowClient(f"sqlite:///{moved / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("gwpe-test").experiment_id])
+    assert all(r.info.artifact_uri.startswith(f"{moved}/mlruns/") for r in runs)
+    assert all(client.list_artifacts(r.info.run_id, "plots") for r in runs)
+    shutil.rmtree(moved)
+
+
+def test_reruns_of_a_stage_get_unique_run_names(tmp_path, monkeypatch):
+    """Issue 24, friction 4: two runs of one stage were both named ``train-wavenet-physics``."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    config = parse_config({"profile": "unit", "tracking": {"experiment": "gwpe-names"}})
+    names = []
+    for _ in range(3):
+        with stage_run(config, stage="train-wavenet", run_name="train-wavenet-physics", log_params=False) as run:
+            names.append(run.info.run_name)
+    with stage_run(config, stage="train-wavenet", run_name="train-wavenet-physics-x", log_params=False) as run:
+        names.append(run.info.run_name)
+    assert names == [
+        "train-wavenet-physics",
+        "train-wavenet-physics-2",
+        "train-wavenet-physics-3",
+        "train-wavenet-physics-x",
+    ]

@@ -49,6 +49,13 @@ def _no_register(parser: argparse.ArgumentParser, what: str = "the model") -> No
     parser.add_argument("--no-register", action="store_true", help=f"do not register {what} in MLflow")
 
 
+def _port(text: str) -> int:
+    """A TCP port argument (argparse reports the one-line error)."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"port = {text!r}; allowed: an integer 1-65535")
+    return int(text)
+
+
 def _handler(module: str, function: str = "main"):
     """The stage entry ``gwpe.stages.<module>.<function>``, imported only when its subcommand runs."""
 
@@ -199,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     _no_progress(evidence)
     evidence.set_defaults(handler=_handler("evidence"))
 
-    registry = commands.add_parser("models", help="registered models: list, promote (move an alias), pull (download)")
+    registry = commands.add_parser(
+        "models", help="registered models: list, promote (move an alias), pull (download), serve (HTTP)"
+    )
     actions = registry.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=OneLineParser)
     listing = actions.add_parser("list", help="names, versions, aliases and each version's key metric")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -215,6 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pull.add_argument("--dest", required=True, help="folder to write the package into")
     pull.set_defaults(handler=_handler("models", "pull_main"))
+    serve = actions.add_parser(
+        "serve", help="answer posterior requests over HTTP (mlflow models serve, this environment's tools)"
+    )
+    serve.add_argument(
+        "reference", metavar="NAME@ALIAS|NAME/VERSION", help="which model: gwpe-npe-maf@champion or gwpe-npe-maf/3"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, loopback only)")
+    serve.add_argument("--port", type=_port, default=5001, help="TCP port, 1-65535 (default: 5001)")
+    serve.set_defaults(handler=_handler("models", "serve_main"))
 
     infer = commands.add_parser("infer", help="posterior samples (flows) or (q, s1z, s2z) (WaveNet) from strain files")
     infer.add_argument("--model", required=True, help="NAME@ALIAS, NAME/VERSION or a package folder")
@@ -271,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = commands.add_parser("ui", help="start the MLflow UI on the project's tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, loopback only)")
-    ui.add_argument("--port", type=int, default=5000, help="TCP port, 1-65535 (default: 5000)")
+    ui.add_argument("--port", type=_port, default=5000, help="TCP port, 1-65535 (default: 5000)")
     ui.set_defaults(handler=_handler("models", "ui_main"))
     return parser
 

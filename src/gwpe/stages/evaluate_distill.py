@@ -22,6 +22,7 @@ def execute(
 
     from gwpe.evaluation.distill import evaluate_distill
     from gwpe.tracking import stage_run
+    from gwpe.inference import flavor
     from gwpe.tracking.registry import register_version
 
     section = config.distill
@@ -57,7 +58,13 @@ def execute(
                 run_id = meta[role].get("mlflow_run_id")
                 if run_id:
                     registration = register_version(
-                        name, run_id, "model", "val_nll", table2[role]["val_nll"], higher_is_better=False
+                        name,
+                        run_id,
+                        "model",
+                        "val_nll",
+                        table2[role]["val_nll"],
+                        higher_is_better=False,
+                        flavor=flavor,
                     )
                     registry[role] = registry_entry(registration)
             metrics["registry"] = registry

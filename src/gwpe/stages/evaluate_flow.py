@@ -29,6 +29,7 @@ def execute(
     from gwpe.evaluation.flow import compare_with_reference, corner_of_injection0, evaluate_flow
     from gwpe.inference.reference_file import matching_reference
     from gwpe.tracking import stage_run
+    from gwpe.inference import flavor
     from gwpe.tracking.registry import register_version
 
     result = evaluate_flow(config, name, progress)
@@ -70,7 +71,13 @@ def execute(
         )
         if run.info is not None and register:
             registration = register_version(
-                meta["registered_name"], run.info.run_id, "model", "val_nll", metrics["val_nll"], higher_is_better=False
+                meta["registered_name"],
+                run.info.run_id,
+                "model",
+                "val_nll",
+                metrics["val_nll"],
+                higher_is_better=False,
+                flavor=flavor,
             )
             metrics["registry"] = registry_entry(registration)
     return metrics

@@ -33,6 +33,7 @@ def execute(
     from gwpe.evaluation import wavenet as wavenet_eval
     from gwpe.evaluation import wavenet_plots
     from gwpe.tracking import dataset_md5, numeric_metrics, stage_run
+    from gwpe.inference import flavor
     from gwpe.tracking.registry import register_version
 
     module, meta = wavenet_eval.load_trained(config, params_path, model_dir)
@@ -69,6 +70,7 @@ def execute(
                 "model",
                 "median_test_overlap",
                 metrics["median_overlap"],
+                flavor=flavor,
             )
             metrics["registry"] = registry_entry(registration)
             verdict = (

@@ -1,4 +1,4 @@
-"""``gwpe models list|promote|pull``: the model registry (``gwpe.tracking.registry``)."""
+"""``gwpe models list|promote|pull|serve``: the model registry (``gwpe.tracking.registry``)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,44 @@ def pull_main(args: argparse.Namespace) -> int:
     folder = pull(args.reference, args.dest)
     print(f"{args.reference} -> {folder} (weights.pt + config.json; load with gwpe.models.loading.load_package)")
     return 0
+
+
+def serve_main(args: argparse.Namespace) -> int:
+    """``gwpe models serve``: ``mlflow models serve`` on a registered model with this environment's tools
+    (its own ``mlflow`` and ``uvicorn``, whatever PATH says; ``--env-manager local``), replacing this process."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from gwpe.tracking.registry import check_server, model_version
+
+    uri = check_server()
+    version = model_version(args.reference)  # one-line errors for unknown names, aliases, versions
+    bin_dir = str(Path(sys.executable).parent)
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        f"models:/{version.name}/{version.version}",
+        "--env-manager",
+        "local",
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
+    print(
+        f"serving {args.reference} (models:/{version.name}/{version.version}) from {uri} on "
+        f"http://{args.host}:{args.port}/invocations (JSON: dataframe_records or dataframe_split, one row per event)",
+        flush=True,
+    )
+    os.execv(command[0], command)
+    return 0  # not reached
 
 
 def ui_main(args: argparse.Namespace) -> int:

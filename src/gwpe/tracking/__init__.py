@@ -47,8 +47,15 @@ def project_root(start: str | Path | None = None) -> Path:
 
 
 def tracking_uri() -> str:
-    """``$MLFLOW_TRACKING_URI``, else ``sqlite:///<project root>/mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+    """``$MLFLOW_TRACKING_URI``, else ``sqlite:///<project root>/mlflow.db``, whose artifact locations are
+    first rebased onto this root when the project was copied or moved (``gwpe.tracking.store``)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    from gwpe.tracking.store import rebase_once
+
+    root = project_root()
+    rebase_once(root / "mlflow.db", root)
+    return f"sqlite:///{root / 'mlflow.db'}"
 
 
 def git_commit(root: Path | None = None) -> tuple[str, bool]:
@@ -159,6 +166,25 @@ class StageRun:
         mlflow.log_artifact(str(path), artifact_path)
 
 
+def unique_run_name(experiment, base: str) -> str:
+    """``base``, or ``base-2``, ``base-3``, ... when the experiment already has a run of that name: reruns of a
+    stage stay apart in the UI's run list and compare view."""
+    from mlflow.tracking import MlflowClient
+
+    if experiment is None:
+        return base
+    quoted = base.replace("'", "\\'")
+    taken = {
+        run.info.run_name
+        for run in MlflowClient().search_runs(
+            [experiment.experiment_id], filter_string=f"attributes.run_name LIKE '{quoted}%'", max_results=50_000
+        )
+    }
+    if base not in taken:
+        return base
+    return next(f"{base}-{n}" for n in range(2, len(taken) + 3) if f"{base}-{n}" not in taken)
+
+
 @contextlib.contextmanager
 def stage_run(
     config: ProjectConfig,
@@ -196,7 +222,12 @@ def stage_run(
     if run_id is not None:
         all_tags = {k: v for k, v in all_tags.items() if k != "gwpe.stage"}
         all_tags[f"gwpe.stage.{stage}"] = "true"
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else (run_name or stage), tags=all_tags) as run:
+    name = (
+        None
+        if run_id
+        else unique_run_name(mlflow.get_experiment_by_name(config.tracking.experiment), run_name or stage)
+    )
+    with mlflow.start_run(run_id=run_id, run_name=name, tags=all_tags) as run:
         if log_params:
             mlflow.log_params({k: ("null" if v is None else v) for k, v in flatten(config).items()})
         with wandb_run(config, stage, run.info.run_name or run_name or stage, run.info.run_id):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHAMPION = "champion"
+PACKAGE_TAG = "gwpe.package"  # the run artifact folder a version was made from
 
 
 @dataclass
@@ -28,9 +29,20 @@ class Registration:
 
 
 def register_version(
-    name: str, run_id: str, artifact_path: str, score_name: str, score: float, higher_is_better: bool = True
+    name: str,
+    run_id: str,
+    artifact_path: str,
+    score_name: str,
+    score: float,
+    higher_is_better: bool = True,
+    flavor=None,
 ) -> Registration:
-    """Register ``runs:/<run_id>/<artifact_path>`` (once per run) and move ``champion`` if it is better."""
+    """Register the package at ``runs:/<run_id>/<artifact_path>`` (once per run) and move ``champion`` if it is
+    better. With ``flavor`` (a module with ``save_model(path, package, mlflow_model)``, e.g. ``gwpe.serving``)
+    the version is an MLflow logged model of the run (the UI's Models column, a signature and an input
+    example); without it, the raw artifact folder."""
+    import tempfile
+
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -45,13 +57,22 @@ def register_version(
     existing = [
         v
         for v in client.search_model_versions(f"name = '{name}'")
-        if v.run_id == run_id and v.source.endswith(artifact_path)
+        if v.run_id == run_id and (v.tags.get(PACKAGE_TAG) == artifact_path or v.source.endswith(artifact_path))
     ]
     if existing:  # re-evaluating the same training run updates its version instead of adding one
         version = int(existing[0].version)
+    elif flavor is not None:
+        from mlflow.models import Model
+
+        with tempfile.TemporaryDirectory(prefix="gwpe-register-") as scratch:
+            package = download_model(f"runs:/{run_id}/{artifact_path}", scratch)
+            info = Model.log(None, flavor, name=name, package=package, run_id=run_id)
+        created = client.create_model_version(name, source=info.model_uri, run_id=run_id, model_id=info.model_id)
+        version = int(created.version)
     else:
         source = f"{mlflow.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
         version = int(client.create_model_version(name, source=source, run_id=run_id).version)
+    client.set_model_version_tag(name, str(version), PACKAGE_TAG, artifact_path)
     client.set_model_version_tag(name, str(version), score_name, repr(float(score)))
 
     previous, previous_score = None, None

@@ -318,7 +318,7 @@ def prepare_sweep(config: ProjectConfig, workers: int | None = None) -> SweepPla
     import optuna
 
     from gwpe.tracking import dataset_md5, project_root
-    from gwpe.tuning.storage import build_storage, fail_orphans, resolve_storage_url
+    from gwpe.tuning.storage import build_storage, fail_orphans
 
     sweep = config.distill.sweep
     workers = sweep.workers if workers is None else workers
@@ -335,7 +335,8 @@ def prepare_sweep(config: ProjectConfig, workers: int | None = None) -> SweepPla
     if orphans:
         print(f"sweep {name}: trials {orphans} were left running by a dead process; failed and re-queued", flush=True)
     started = time.perf_counter()
-    tags = {"optuna.study": name, "optuna.storage": _redact(resolve_storage_url(sweep.storage, root))}
+    # As configured (a sqlite/journal file relative to the project root), so a copied project is self-contained.
+    tags = {"optuna.study": name, "optuna.storage": _redact(sweep.storage)}
     return SweepPlan(config, name, storage, study, store, root, workers, recorded_parent(config, study), tags, started)
 
 
@@ -370,8 +371,6 @@ def optimise(
     import multiprocessing
 
     from optuna.trial import TrialState
-
-    from gwpe.tuning.storage import resolve_storage_url
 
     config, name, study, root, workers = plan.config, plan.name, plan.study, plan.root, plan.workers
     sweep = config.distill.sweep
@@ -416,7 +415,7 @@ def optimise(
     seconds = time.perf_counter() - plan.started
     summary = {
         "study": name,
-        "storage": _redact(resolve_storage_url(sweep.storage, root)),
+        "storage": _redact(sweep.storage),
         "trial": best.number,
         "value": best.value,
         "params": best.params,
