@@ -37,12 +37,14 @@ install-test: $(VENV)/.installed-test
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc push
+	bash scripts/demo-baseline.sh
 	@echo
 	@echo "Done. Datasets: data/h22/{train,validation,test}.zarr, data/strain/strain-{5d,8d,hl}.zarr  metrics: metrics/ (dvc metrics show)"
 	@echo "WaveNet: models/wavenet (registered as gwpe-wavenet), Table 1 in metrics/wavenet-eval.json, figures in plots/wavenet/"
 	@echo "Flows: models/flows/{maf,cvae_plus} (gwpe-npe-maf, gwpe-npe-cvae-plus), p-p reports in metrics/flow-*-eval.json, plots/flows/"
 	@echo "Distillation: optuna.db (sweep), models/distill/{teacher,student-*} (gwpe-teacher, gwpe-student), Table II in metrics/distill-eval.json"
 	@echo "Look at the runs with:  $(BIN)/gwpe ui   (MLflow UI on http://127.0.0.1:5000)"
+	@echo "Experiments: branch 'demo' holds the baseline; $(BIN)/dvc exp run -S flows.training.max_epochs=2 && $(BIN)/dvc exp show"
 
 event: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro experiments/gw150914/dvc.yaml

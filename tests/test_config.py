@@ -48,3 +48,24 @@ def test_cli_rejects_unknown_split_and_missing_file(tmp_path, tiny_params):
     assert len(result.stderr.strip().splitlines()) == 1
     result = run_gwpe(["generate", "h22", "--params", "nope.yaml"], tmp_path)
     assert result.returncode == 2 and "config file not found: nope.yaml" in result.stderr
+
+
+def test_dvc_exp_run_set_param_changes_one_line_of_params_yaml(tmp_path):
+    """Issue 24, friction 2: ``dvc exp run -S`` rewrote params.yaml's formatting (every ``null`` became an empty
+    value). params.yaml is kept in the form DVC's round-trip writer produces, so -S changes one line."""
+    import difflib
+
+    from dvc.utils.serialize import modify_yaml
+
+    from conftest import REPO
+
+    copy = tmp_path / "params.yaml"
+    copy.write_text((REPO / "params.yaml").read_text())
+    with modify_yaml(copy) as params:  # what `dvc exp run -S flows.training.max_epochs=2` does to the file
+        params["flows"]["training"]["max_epochs"] = 2
+    changed = [
+        line
+        for line in difflib.unified_diff((REPO / "params.yaml").read_text().splitlines(), copy.read_text().splitlines())
+        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    ]
+    assert len(changed) == 2 and changed[1].strip().startswith("+") and "max_epochs: 2" in changed[1], changed

@@ -127,9 +127,16 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
         }
 
     before = tracked(repo)
+    # Issue 24, friction 2: the code is committed (a clone), the pipeline's state is not; `make demo` ends with
+    # scripts/demo-baseline.sh, which commits it on a branch `demo`: the DVC experiment loop has a baseline.
+    shutil.copy(REPO / ".gitignore", repo / ".gitignore")
+    sh(["git", "add", "dvc.yaml", "params.yaml", "src", ".gitignore", ".dvc"], repo, env)
+    sh(["git", "-c", "user.name=gwpe-test", "-c", "user.email=t@gwpe.invalid", "commit", "-qm", "code"], repo, env)
+    baseline = sh(["bash", str(REPO / "scripts" / "demo-baseline.sh")], repo, env)
+    assert "DVC baseline committed on branch demo" in baseline, baseline
+    assert not sh(["git", "status", "--porcelain", "--untracked-files=all", "dvc.lock", "metrics", "plots"], repo, env)
+    experiment_loop(repo, env)
     # a fresh clone of the git repo gets every dataset and model back from the DVC remote
-    sh(["git", "add", "-A"], repo, env)
-    sh(["git", "commit", "-qm", "pipeline"], repo, env)
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
     assert (
@@ -155,3 +162,36 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
     assert [r.data.tags["gwpe.stage"] for r in tagged] == ["evaluate-distill"]
     shown = sh([DVC, "exp", "show", "--md"], repo, env)
     assert "fewer-js-events" in shown and "table2.teacher.val_nll" in shown
+
+
+def experiment_loop(repo: Path, env: dict) -> None:
+    """``dvc exp run -S`` from the committed baseline; ``dvc exp show`` has the baseline's and the experiment's
+    metrics side by side (no missing cell in the metrics both produce); ``dvc metrics diff`` and ``dvc plots
+    diff`` load HEAD. Ends with the workspace back at the baseline."""
+    import json
+
+    sh([DVC, "exp", "run", "-S", "wavenet.training.max_epochs=3", "--name", "three-epochs"], repo, env)
+    shown = subprocess.run([DVC, "exp", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    rows = json.loads(shown.stdout)
+    base = next(r for r in rows if r["rev"] != "workspace")
+    exp = next(e for e in base["experiments"] for rev in e["revs"] if rev["name"] == "three-epochs")["revs"][0]
+
+    def metrics(row):
+        files = (row.get("data") or {}).get("metrics") or {}
+        assert files and not any("error" in f for f in files.values()), json.dumps(row)[:2000]
+        return {name: f["data"] for name, f in files.items()}
+
+    base_metrics, exp_metrics = metrics(base), metrics(exp)
+    assert set(base_metrics) == set(exp_metrics) and "metrics/wavenet-eval.json" in base_metrics
+    wavenet = "metrics/wavenet-eval.json"
+    assert base_metrics[wavenet]["median_overlap"] != exp_metrics[wavenet]["median_overlap"]
+    assert exp["data"]["params"]["params.yaml"]["data"]["wavenet"]["training"]["max_epochs"] == 3
+    diff = sh([DVC, "metrics", "diff", "--json"], repo, env)
+    assert "wavenet-eval.json" in diff and "Error" not in diff, diff
+    plots = sh([DVC, "plots", "diff", "-o", str(repo / "plots-diff")], repo, env)
+    assert (repo / "plots-diff" / "index.html").is_file(), plots
+    shutil.rmtree(repo / "plots-diff")
+    sh(["git", "checkout", "--", "params.yaml"], repo, env)
+    sh([DVC, "checkout", "--force"], repo, env)
+    sh(["git", "checkout", "--", "metrics", "plots", "dvc.lock"], repo, env)

@@ -115,6 +115,21 @@ def test_infer_formats_agree_and_record_provenance(flow_project, tmp_path):
         assert (tmp_path / f"{name}.png").is_file()
     assert outputs["event.npy"].shape == (3000, 5)
     np.testing.assert_allclose(outputs["event.npy"], outputs["event.h5"], rtol=1e-5)  # same data, same seed
+    # Issue 24, friction 10: the same samples as a bilby result (bilby/PESummary), derived parameters included
+    from bilby.core.result import read_in_result
+
+    from gwpe import physics
+
+    bilby_result = read_in_result(str(tmp_path / "event.h5_result.hdf5"))
+    posterior = bilby_result.posterior
+    m1, m2 = outputs["event.h5"][:, 0], outputs["event.h5"][:, 1]
+    np.testing.assert_allclose(posterior["mass_1"], m1)
+    np.testing.assert_allclose(posterior["chirp_mass"], physics.chirp_mass(m1, m2))
+    assert (posterior["mass_ratio"] <= 1).all() and "luminosity_distance" in posterior
+    # the HDF5 input knows its GPS start: geocent_time is GPS; the .npy input does not: window seconds
+    np.testing.assert_allclose(posterior["geocent_time"], outputs["event.h5"][:, 3] + 1126259462.0)
+    assert read_in_result(str(tmp_path / "event.npy_result.hdf5")).posterior["geocent_time"].max() < 10
+    assert "chirp_mass" in result.stdout  # the derived parameters' quantiles are printed too
     np.testing.assert_allclose(outputs["event.npy"], outputs["event.txt"], rtol=1e-5)
 
 

@@ -15,8 +15,9 @@ environment's own tools on PATH):
 
 Input, one row per event (``dataframe_records`` / ``dataframe_split``): ``strain`` (channels, samples) whitened
 as the model's data spec says (``gwpe infer --whiten`` handles raw strain), optional ``event`` (an id; default
-the row number), ``n_samples`` (flows, default 1000) and ``seed``. The tensor form ``{"inputs": {"strain": ...}}``
-takes one event (channels, samples) or a batch (events, channels, samples). Output: a table of posterior
+the row number), ``n_samples`` (flows, default 1000) and ``seed``. Called in Python on the loaded
+``PackagePredictor`` (no MLflow schema check), a dict ``{"strain": ...}`` of one event (channels, samples) or
+a batch (events, channels, samples) works too. Output: a table of posterior
 samples in physical units, one column per parameter and an ``event`` column (flows), or one row per event of
 q, s1z, s2z, sigma_eff, S_eff, eta (WaveNet).
 """

@@ -21,8 +21,12 @@ written) unless ``--force``, which runs and records the failures (``forced_check
 Output (HDF5): ``samples`` (N, P) in physical units with ``parameters`` and ``units`` attributes (flows), or
 ``estimate`` (q, s1z, s2z, sigma_eff, S_eff, eta) (WaveNet); file attributes record the model source, version
 and run, the input files and their md5, the gwpe version, the checks, the forced checks and the parameters piled
-against a prior bound (``prior_bound_flags``). Quantiles print on the terminal; a corner plot
-(flows) is written beside the output.
+against a prior bound (``prior_bound_flags``). Flows also write the same samples as a bilby result,
+``<out stem>_result.hdf5`` (``bilby.core.result.read_in_result``, PESummary; bilby's parameter names, plus the
+derived chirp mass, mass ratio m2/m1 <= 1 and chi_eff where spins are sampled; ``geocent_time`` in GPS when the
+window's GPS start is known; no priors object, since the training prior is not all uniform: it is in the
+result's ``meta_data``). Quantiles (5 %, median, 95 %, derived parameters included) print on the terminal; a
+corner plot (flows), with median and 90 % interval titles and its contour levels stated, is written beside.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from gwpe.inference.input_gate import (  # noqa: F401 (re-exported: the helpers 
     format_checks,
     whiten,
 )
+from gwpe.inference.result_file import with_derived, write_bilby_result
 from gwpe.inference.strain_files import StrainInput, read_strain
 
 SAMPLE_CHUNK = 10_000
@@ -159,6 +164,9 @@ def run_infer(
         raise InputError(f"--out {out}: allowed: a .h5 or .hdf5 file")
     if any(out.resolve() == Path(f).resolve() for f in strain_files):
         raise InputError(f"--out {out} is one of the input files; allowed: a new file (the input is never overwritten)")
+    bilby_path = out.with_name(f"{out.stem}_result.hdf5")  # flows: the same samples as a bilby/PESummary result
+    if any(bilby_path.resolve() == Path(f).resolve() for f in strain_files):
+        raise InputError(f"--out {out} would write {bilby_path}, an input file; allowed: another name")
     strain = read_strain(strain_files, sample_rate, detectors)  # input errors before any download
     folder, source = resolve_package(model)
     checks, forced = [], []
@@ -218,8 +226,25 @@ def run_infer(
             data.attrs["parameters"] = parameters
             data.attrs["units"] = [units.get(p, "") for p in parameters]
             f.attrs.update(attrs)
-        quantiles = np.quantile(samples, [0.05, 0.5, 0.95], axis=0)
-        result["quantiles"] = {p: quantiles[:, j].tolist() for j, p in enumerate(parameters)}
+        columns = with_derived(samples, parameters)  # + chirp_mass, mass_ratio (m2/m1), chi_eff with spins
+        gps = start if start is not None else strain.start_time
+        result["bilby_result"] = str(
+            write_bilby_result(
+                bilby_path,
+                columns,
+                label=out.stem,
+                sampler=f"gwpe-npe ({source.get('source', model)})",
+                meta={
+                    **{k: v for k, v in attrs.items() if isinstance(v, (str, int, float, bool))},
+                    "prior": meta["data_spec"].get("prior", {}),
+                    "geocent_time": "GPS" if gps is not None else "seconds from the window start (GPS start unknown)",
+                },
+                gps_offset=gps,
+            )
+        )
+        result["quantiles"] = {
+            name: np.quantile(values, [0.05, 0.5, 0.95]).tolist() for name, values in columns.items()
+        }
         if plot:
             import matplotlib
 
@@ -228,9 +253,10 @@ def run_infer(
 
             from gwpe.evaluation.corner_plots import posterior_corner
 
+            shown = [*parameters, *(d for d in ("chirp_mass", "mass_ratio") if d in columns)]
             figure = posterior_corner(
-                {meta.get("registered_name", "posterior"): samples},
-                parameters,
+                {meta.get("registered_name", "posterior"): np.column_stack([columns[n] for n in shown])},
+                shown,
                 title=f"{Path(strain.files[0]).name}: {source.get('source', model)}",
             )
             figure.savefig(out.with_suffix(".png"), dpi=80)
@@ -258,5 +284,6 @@ def format_result(result: dict) -> str:
             lines.append(f"{name:<12}{low:>12.4g}{median:>12.4g}{high:>12.4g}")
     else:
         lines += [f"{name:<12}{value:>12.4f}" for name, value in result["estimate"].items()]
-    lines.append(f"-> {result['out']}" + (f", {result['plot']}" if "plot" in result else ""))
+    written = [result["out"], *(result[k] for k in ("bilby_result", "plot") if k in result)]
+    lines.append("-> " + ", ".join(written))
     return "\n".join(lines)
