@@ -207,6 +207,9 @@ def test_mlflow_ui_shows_runs_metrics_and_compare_view(server, trained):
     experiment = client.get_experiment_by_name("gwpe-test")
     runs = client.search_runs([experiment.experiment_id], "tags.`gwpe.stage` = 'train-flow'")
     assert len(runs) == 2
+    params = runs[0].data.params  # the stage's own params and the effective architecture (friction 4)
+    assert "model.kind" in params and not any(k.startswith(("h22.", "wavenet.", "distill.")) for k in params)
+    assert "val_nll" in runs[0].data.metrics  # val_loss under its meaning
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     driver = chrome()
     try:

@@ -156,3 +156,24 @@ def test_reruns_of_a_stage_get_unique_run_names(tmp_path, monkeypatch):
         "train-wavenet-physics-3",
         "train-wavenet-physics-x",
     ]
+
+
+def test_each_stage_logs_its_own_params_and_the_effective_architecture():
+    """Issue 24, friction 4: every run logged all ~250 profile params whatever the stage, and the teacher and the
+    students logged identical params (their architectures only in a metric)."""
+    from gwpe.config import load_config
+    from gwpe.tracking import stage_params
+
+    from conftest import REPO
+
+    config = load_config(REPO / "params.yaml")
+    everything = stage_params(config, "a-stage-not-listed")
+    flow = stage_params(
+        config, "train-flow", {"gwpe.flow": "maf"}, {"model": {"kind": "maf", "options": {"hidden": 8}}}
+    )
+    assert len(flow) < len(everything) / 2
+    assert {k.split(".")[0] for k in flow} == {"profile", "strain", "flows", "model"}
+    assert "flows.models.maf.kind" in flow and not any(k.startswith("flows.models.cvae_plus.") for k in flow)
+    assert flow["model.options.hidden"] == 8 and flow["model.kind"] == "maf"
+    generate = stage_params(config, "generate-h22")
+    assert {k.split(".")[0] for k in generate} == {"profile", "h22"} and generate["h22.surrogate_path"] == "null"

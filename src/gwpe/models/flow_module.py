@@ -4,7 +4,8 @@ Batches are (whitened strain (B, D, L), standardised parameters (B, P)) from ``S
 model learns p(theta | strain). Training loss: the model's own (-log q for the MAF; reconstruction + annealed
 KL for the CVAEs, Green et al. sec. III B). Validation: ``val_loss`` = mean -log q(theta | strain) (exact for
 the MAF's flow, the negative ELBO for the CVAEs: comparable across kinds as an upper bound), the column of the
-paper's Table III. A MAF with a ``phase`` symmetry is evaluated (``gwpe evaluate flow``) with its wrapped,
+paper's Table III; it is also logged as ``val_nll`` or ``val_neg_elbo``, its meaning. A MAF with a ``phase``
+symmetry is evaluated (``gwpe evaluate flow``) with its wrapped,
 symmetrised density; during training ``val_loss`` is the flow's own, as the training loss is.
 
 Batch norm (Green et al., after Papamakarios et al.): in training each BatchNormTransform standardises with
@@ -69,7 +70,15 @@ class FlowModule(PackagedModel, L.LightningModule):
         strain, theta = batch
         # the MAF's fitted flow, without its phase images (~5x the cost): the quantity the training loss follows
         log_prob = getattr(self.model, "flow_log_prob", self.model.log_prob)
-        self.log("val_loss", -log_prob(theta, strain).mean(), on_epoch=True, prog_bar=True, sync_dist=True)
+        loss = -log_prob(theta, strain).mean()
+        self.log("val_loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
+        # the same number under what it is, so charts of several kinds never mix an NLL with an ELBO bound
+        self.log(self.validation_meaning, loss, on_epoch=True, prog_bar=False, sync_dist=True)
+
+    @property
+    def validation_meaning(self) -> str:
+        """``val_nll`` (exact -log q) or ``val_neg_elbo`` (the CVAEs' bound on it): what ``val_loss`` is."""
+        return "val_neg_elbo" if str(self.flow_config.get("kind", "")).startswith("cvae") else "val_nll"
 
     @torch.no_grad()
     def set_training_statistics(self, dataset, batch_size: int = 256) -> int:

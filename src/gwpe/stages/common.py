@@ -45,5 +45,6 @@ def fit_in_stage_run(config: ProjectConfig, job: FitJob, resume: bool, progress_
         tags=job.tags,
         run_id=session.plan.run_id,
         log_params=not session.plan.run_id,
+        params={"model": job.model_config, "training": job.training.model_dump()},
     ) as run:
         return finish_fit(session, run, progress_bar)

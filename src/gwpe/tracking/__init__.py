@@ -4,7 +4,8 @@
   refuses ``./mlruns``). The project root is ``$DVC_ROOT`` under DVC, else the nearest folder above the
   working directory holding ``dvc.yaml`` or ``.git``, else the working directory.
 - One run per stage invocation, opened by rank 0 only (under DDP/SLURM every other rank gets a no-op run).
-- Each run logs the resolved config as params, and tags the profile, stage, git commit (and whether the
+- Each run logs the params of its stage (``stage_params``: the profile sections that define it and the effective
+  architecture it trained), and tags the profile, stage, git commit (and whether the
   tree was dirty), gwpe version, DVC experiment name, and the DVC-compatible md5 of each input/output
   dataset (``data.<role>.<name>.md5``), so a run can be traced to the exact data version in ``dvc.lock``.
 """
@@ -166,6 +167,42 @@ class StageRun:
         mlflow.log_artifact(str(path), artifact_path)
 
 
+# The profile sections that define what a stage computes: its run logs these (and ``profile``), so runs of one
+# stage compare by the params that matter. A stage not listed logs the whole profile.
+STAGE_SECTIONS = {
+    "generate-h22": ("h22",),
+    "generate-strain": ("strain",),
+    "train-wavenet": ("h22", "wavenet"),
+    "evaluate-wavenet": ("h22", "wavenet"),
+    "train-flow": ("strain", "flows"),
+    "evaluate-flow": ("strain", "flows"),
+    "reference": ("strain", "flows"),
+    "sample": ("strain", "flows", "sampling"),
+    "evidence": ("strain", "flows", "sampling"),
+    "sweep": ("strain", "distill"),
+    "train-teacher": ("strain", "distill"),
+    "train-student": ("strain", "distill"),
+    "evaluate-distill": ("strain", "distill"),
+}
+
+
+def stage_params(config: ProjectConfig, stage: str, tags: dict | None = None, extra: dict | None = None) -> dict:
+    """The params a stage's run logs: ``profile``, the stage's sections of the profile (``STAGE_SECTIONS``;
+    other ``flows.models`` entries than the run's ``gwpe.flow`` tag left out), and ``extra`` flattened
+    (e.g. ``{"model": effective architecture}`` -> ``model.depth``)."""
+    flat = flatten(config)
+    sections = STAGE_SECTIONS.get(stage)
+    if sections is not None:
+        flat = {k: v for k, v in flat.items() if k == "profile" or k.split(".", 1)[0] in sections}
+    flow = (tags or {}).get("gwpe.flow")
+    if flow is not None:
+        flat = {
+            k: v for k, v in flat.items() if not k.startswith("flows.models.") or k.startswith(f"flows.models.{flow}.")
+        }
+    flat.update(flatten(extra or {}))
+    return {k: ("null" if v is None else v) for k, v in flat.items()}
+
+
 def unique_run_name(experiment, base: str) -> str:
     """``base``, or ``base-2``, ``base-3``, ... when the experiment already has a run of that name: reruns of a
     stage stay apart in the UI's run list and compare view."""
@@ -193,8 +230,10 @@ def stage_run(
     tags: dict[str, Any] | None = None,
     run_id: str | None = None,
     log_params: bool = True,
+    params: dict | None = None,
 ) -> Iterator[StageRun | NullRun]:
-    """Open the stage's MLflow run (rank 0 only) with config params and provenance tags.
+    """Open the stage's MLflow run (rank 0 only) with the stage's params (``stage_params``: its profile sections
+    plus ``params``, e.g. the effective architecture) and provenance tags.
 
     ``run_id`` reopens an existing run (a resumed training, or the evaluation of a trained model, which
     reports into its training run); its params are then not logged again unless ``log_params``.
@@ -229,7 +268,7 @@ def stage_run(
     )
     with mlflow.start_run(run_id=run_id, run_name=name, tags=all_tags) as run:
         if log_params:
-            mlflow.log_params({k: ("null" if v is None else v) for k, v in flatten(config).items()})
+            mlflow.log_params(stage_params(config, stage, tags, params))
         with wandb_run(config, stage, run.info.run_name or run_name or stage, run.info.run_id):
             yield StageRun(run)
 

@@ -43,7 +43,11 @@ class MLflowEpochMetrics(Callback):
         if active is None and self.run_id is None:
             return
         seconds = time.perf_counter() - (self._start or time.perf_counter())
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("train_loss", "val_loss")}
+        metrics = {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k.startswith(("train_", "val_")) and not k.endswith("_step") and v.numel() == 1
+        }
         metrics["learning_rate"] = float(trainer.optimizers[0].param_groups[0]["lr"])
         metrics["epoch_seconds"] = seconds
         metrics["train_samples_per_second"] = self.samples_per_epoch / max(seconds, 1e-9)

@@ -176,7 +176,16 @@ class Objective:
                 extra_callbacks=[pruning],
                 run_id=run.info.run_id,
             )
-            mlflow.log_params({**params, "parameters": sum(p.numel() for p in module.model.parameters())})
+            # the names the teacher's and students' runs use (stage_params): runs compare across stages
+            from gwpe.config import flatten
+
+            mlflow.log_params(
+                {
+                    **{k: ("null" if v is None else v) for k, v in flatten({"model": model_config}).items()},
+                    **flatten({"training": training.model_dump()}),
+                }
+            )
+            mlflow.log_metric("parameters", sum(p.numel() for p in module.model.parameters()))
             pruned = None
             try:
                 trainer.fit(module, datamodule=data)
