@@ -113,7 +113,7 @@ def test_register_promote_pull_and_infer_through_the_server(server, trained, tmp
     assert [r["version"] for r in listed] == [1, 2] and "production" in listed[0]["aliases"]
     assert sum("champion" in r["aliases"] for r in listed) == 1
     run_gwpe(
-        ["models", "pull", "gwpe-npe-maf@production", "--dest", "pulled"], cwd=elsewhere, env=remote_env, check=True
+        ["models", "pull", "gwpe-npe-maf@production", "--out", "pulled"], cwd=elsewhere, env=remote_env, check=True
     )
     package = next((elsewhere / "pulled").rglob("weights.pt")).parent
     assert (
@@ -163,6 +163,7 @@ def test_register_promote_pull_and_infer_through_the_server(server, trained, tmp
         check=True,
     )
     assert "m1" in local.stdout
+    assert "(version 1)" in local.stdout  # a pulled folder knows its registry version (friction 8: it said -1)
 
 
 def chrome():

@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument(
         "reference", metavar="NAME@ALIAS|NAME/VERSION", help="which model: gwpe-npe-maf@champion or gwpe-npe-maf/3"
     )
-    pull.add_argument("--dest", required=True, help="folder to write the package into")
+    pull.add_argument("--out", "--dest", dest="dest", required=True, help="folder to write the package into")
     pull.set_defaults(handler=_handler("models", "pull_main"))
     serve = actions.add_parser(
         "serve", help="answer posterior requests over HTTP (mlflow models serve, this environment's tools)"

@@ -8,6 +8,7 @@ score; the alias ``champion`` moves to a new version only when its score beats t
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -269,8 +270,18 @@ def resolve_package(model: str, cache: str | Path | None = None) -> tuple[Path, 
     if path.is_dir():
         from gwpe.models.package import read_package_config
 
-        read_package_config(path)
-        return path, {"source": str(path.resolve())}
+        meta = read_package_config(path)
+        source = {"source": str(path.resolve())}
+        registered = path / "registered_model_meta"  # MLflow writes it into a pulled model: name and version
+        if registered.is_file():
+            import yaml
+
+            with contextlib.suppress(Exception):
+                info = yaml.safe_load(registered.read_text())
+                source.update(name=str(info["model_name"]), version=int(info["model_version"]))
+        if meta.get("mlflow_run_id"):
+            source["run_id"] = meta["mlflow_run_id"]
+        return path, source
     version = model_version(model)  # a reference; unknown forms get the allowed ones in one line
     target = Path(cache or tempfile.mkdtemp(prefix="gwpe-model-"))
     folder = download_model(f"models:/{version.name}/{version.version}", target)
