@@ -170,12 +170,12 @@ def experiment_loop(repo: Path, env: dict) -> None:
     diff`` load HEAD. Ends with the workspace back at the baseline."""
     import json
 
-    sh([DVC, "exp", "run", "-S", "wavenet.training.max_epochs=3", "--name", "three-epochs"], repo, env)
+    sh([DVC, "exp", "run", "-S", "wavenet.training.learning_rate=0.0005", "--name", "slower"], repo, env)
     shown = subprocess.run([DVC, "exp", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     rows = json.loads(shown.stdout)
     base = next(r for r in rows if r["rev"] != "workspace")
-    exp = next(e for e in base["experiments"] for rev in e["revs"] if rev["name"] == "three-epochs")["revs"][0]
+    exp = next(e for e in base["experiments"] for rev in e["revs"] if rev["name"] == "slower")["revs"][0]
 
     def metrics(row):
         files = (row.get("data") or {}).get("metrics") or {}
@@ -186,7 +186,7 @@ def experiment_loop(repo: Path, env: dict) -> None:
     assert set(base_metrics) == set(exp_metrics) and "metrics/wavenet-eval.json" in base_metrics
     wavenet = "metrics/wavenet-eval.json"
     assert base_metrics[wavenet]["median_overlap"] != exp_metrics[wavenet]["median_overlap"]
-    assert exp["data"]["params"]["params.yaml"]["data"]["wavenet"]["training"]["max_epochs"] == 3
+    assert exp["data"]["params"]["params.yaml"]["data"]["wavenet"]["training"]["learning_rate"] == 0.0005
     diff = sh([DVC, "metrics", "diff", "--json"], repo, env)
     assert "wavenet-eval.json" in diff and "Error" not in diff, diff
     plots = sh([DVC, "plots", "diff", "-o", str(repo / "plots-diff")], repo, env)

@@ -242,7 +242,18 @@ def test_mlflow_ui_shows_runs_metrics_and_compare_view(server, trained):
         driver.get(
             f"{server}/#/experiments/{experiment.experiment_id}/runs?compareRunsMode=CHART&workflowType=machine_learning"
         )
-        wait_for_text(driver, ["val_loss", "train_loss"])
+        wait_for_text(driver, ["Model metrics", "best_val_loss"])
+        # charts are in alphabetical order and drawn as they scroll into view: scroll to the loss curves
+        deadline = time.time() + 60
+        body = ""
+        while time.time() < deadline and not all(m in body for m in ("train_loss", "val_loss", "val_nll")):
+            driver.execute_script(
+                "document.querySelectorAll('*').forEach(e => {"
+                " if (e.scrollHeight > e.clientHeight + 50) e.scrollTop += 600; });"
+            )
+            time.sleep(0.5)
+            body = driver.find_element("tag name", "body").text
+        assert all(m in body for m in ("train_loss", "val_loss", "val_nll")), body[-2000:]
         charts = driver.find_elements("css selector", "canvas, svg.main-svg")
         assert charts, "no chart was drawn"
         time.sleep(2)  # let the line plots finish drawing before the screenshot
