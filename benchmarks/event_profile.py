@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from gwpe.tracking.metrics_files import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINE = "experiments/gw150914/dvc.yaml"
@@ -55,7 +56,8 @@ def run_profile(keep: Path | None) -> dict:
             raise SystemExit(f"{stage} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     total = round(time.perf_counter() - began, 1)
     print(f"{'total':<20}{total:>8.1f} s ({total / 60:.1f} min)")
-    metrics = {p.name: json.loads(p.read_text()) for p in sorted((clone / "metrics" / "events").glob("*.json"))}
+    files = sorted(p for p in (clone / "metrics" / "events").glob("*.json") if not p.name.endswith(".info.json"))
+    metrics = {p.name: read_metrics(p) for p in files}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True)
     out = {
         "commit": commit.stdout.strip(),

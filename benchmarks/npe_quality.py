@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from gwpe.tracking.metrics_files import read_metrics
 
 CHIRP = "chirp_mass"
 SBI_FRESH = "sbi-fresh"
@@ -82,7 +83,7 @@ def train_arms(params: Path, models: list[str], cwd: Path) -> dict:
         out[name] = {
             "train_seconds": train,
             "evaluate_seconds": evaluate,
-            "evaluation": json.loads(metrics.read_text()),
+            "evaluation": read_metrics(metrics),
         }
         print(f"{name}: train {train} s, evaluate {evaluate} s", flush=True)
     return out

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from gwpe.tracking.metrics_files import read_metrics
 
 from conftest import gwpe_env, run_gwpe, tiny_profile, write_profile
 from gwpe.evaluation.divergence import marginal_divergences
@@ -176,7 +177,7 @@ def test_teacher_students_report_and_registry(distill_project):
         check=True,
     )
     assert "student-distilled" in result.stdout and "relative error" in result.stdout
-    report = json.loads((tmp_path / "metrics" / "distill-eval.json").read_text())
+    report = read_metrics(tmp_path / "metrics" / "distill-eval.json")
     table = report["table2"]
     assert set(table) == {"teacher", "student-direct", "student-distilled"}
     assert (

@@ -8,6 +8,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from gwpe.tracking.metrics_files import read_metrics
+
 from conftest import GWPE, REPO, gwpe_env, tiny_profile, write_profile
 
 DVC = str(Path(GWPE).with_name("dvc"))
@@ -56,7 +58,7 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
     assert train_run.data.tags["gwpe.stage.evaluate-wavenet"] == "true"
     assert len(client.get_metric_history(train_run.info.run_id, "train_loss")) == 4  # one point per epoch
     assert train_run.data.tags["data.input.h22-train.md5"] == lock["stages"]["generate-h22@train"]["outs"][0]["md5"]
-    evaluation = yaml.safe_load((repo / "metrics" / "wavenet-eval.json").read_text())
+    evaluation = read_metrics(repo / "metrics" / "wavenet-eval.json")  # numbers + identifiers sidecar
     assert evaluation["median_overlap"] == pytest.approx(train_run.data.metrics["test.median_overlap"])
     champion = client.get_model_version_by_alias("gwpe-wavenet", "champion")
     assert champion.run_id == train_run.info.run_id and evaluation["registry"]["version"] == int(champion.version)
@@ -164,6 +166,11 @@ def test_dvc_repro_noop_rerun_and_push_pull_round_trip(tmp_path):
     assert "fewer-js-events" in shown and "table2.teacher.val_nll" in shown
 
 
+def _leaves(tree):
+    for value in tree.values():
+        yield from _leaves(value) if isinstance(value, dict) else [value]
+
+
 def experiment_loop(repo: Path, env: dict) -> None:
     """``dvc exp run -S`` from the committed baseline; ``dvc exp show`` has the baseline's and the experiment's
     metrics side by side (no missing cell in the metrics both produce); ``dvc metrics diff`` and ``dvc plots
@@ -180,7 +187,11 @@ def experiment_loop(repo: Path, env: dict) -> None:
     def metrics(row):
         files = (row.get("data") or {}).get("metrics") or {}
         assert files and not any("error" in f for f in files.values()), json.dumps(row)[:2000]
-        return {name: f["data"] for name, f in files.items()}
+        data = {name: f["data"] for name, f in files.items()}
+        # friction 5: DVC's columns are numbers a person compares; identifiers live in metrics/*.info.json
+        leaves = list(_leaves(data))
+        assert leaves and all(isinstance(v, (int, float)) for v in leaves), [v for v in leaves if isinstance(v, str)]
+        return data
 
     base_metrics, exp_metrics = metrics(base), metrics(exp)
     assert set(base_metrics) == set(exp_metrics) and "metrics/wavenet-eval.json" in base_metrics

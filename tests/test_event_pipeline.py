@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from gwpe.tracking.metrics_files import read_metrics
 
 from conftest import REPO, run_gwpe, tiny_sampling, write_profile
 
@@ -91,7 +92,7 @@ def test_analyse_reports_npe_and_likelihood_posteriors_and_writes_a_bilby_result
         check=True,
         timeout=900,
     )
-    metrics = json.loads((event_project / "metrics/events/GW150914.json").read_text())
+    metrics = read_metrics(event_project / "metrics/events/GW150914.json")
     for key in ("npe", "likelihood_checked", "flowmc_posterior"):
         for name in ("m1", "m2", "chirp_mass", "mass_ratio", "dL"):
             q = metrics[key][name]
@@ -116,7 +117,7 @@ def test_injections_into_real_noise_report_pp(event_project):
         check=True,
         timeout=600,
     )
-    metrics = json.loads((event_project / "metrics/inj.json").read_text())
+    metrics = read_metrics(event_project / "metrics/inj.json")
     assert metrics["n_injections"] == 12 and set(metrics["ks_pvalue"]) == {"m1", "m2", "dL", "tc", "phi0"}
     assert all(0 <= p <= 1 for p in metrics["ks_pvalue"].values())
     assert isinstance(metrics["failing"], list)

@@ -4,6 +4,7 @@ import json
 
 import pytest
 from mlflow.tracking import MlflowClient
+from gwpe.tracking.metrics_files import read_metrics
 
 from conftest import run_gwpe, run_in_process, tiny_profile, tiny_sampling, tiny_strain, write_profile
 
@@ -56,7 +57,7 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
         cwd=project,
         check=True,
     )
-    metrics = json.loads((project / "metrics" / "maf.json").read_text())
+    metrics = read_metrics(project / "metrics" / "maf.json")
     assert set(metrics["ks_pvalue"]) == {"m1", "m2", "phi0", "tc", "dL", "chirp_mass"}
     assert all(0 <= p <= 1 for p in metrics["ks_pvalue"].values()) and metrics["n_injections"] == 11
     assert all(0 < w for w in metrics["width90_over_prior"].values())
@@ -82,7 +83,7 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
         cwd=project,
         check=True,
     )
-    diagnostics = json.loads((project / "metrics" / "reference.json").read_text())["injections"][0]
+    diagnostics = read_metrics(project / "metrics" / "reference.json")["injections"][0]
     assert (
         diagnostics["index"] == 0
         and 0 < diagnostics["acceptance"] < 1
@@ -104,7 +105,7 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
         cwd=project,
         check=True,
     )
-    reference = json.loads((project / "metrics" / "maf.json").read_text())["reference"]
+    reference = read_metrics(project / "metrics" / "maf.json")["reference"]
     assert set(reference["max_js"]) == {"m1", "m2", "phi0", "tc", "dL"}
     assert all(0 <= v <= 0.6932 for v in reference["max_js"].values())
     assert max(reference["max_js"].values()) > 0.05  # a 3-epoch toy flow is far from the likelihood posterior
@@ -128,7 +129,7 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
         cwd=project,
         check=True,
     )
-    sampling = json.loads((project / "metrics" / "sampling.json").read_text())
+    sampling = read_metrics(project / "metrics" / "sampling.json")
     assert set(sampling["methods"]) == {"flowmc_warm", "flowmc_cold", "emcee"}
     warm = sampling["methods"]["flowmc_warm"]
     assert 1 <= warm["training_loops"] <= 3 and 2 <= warm["production_loops"] <= 3
@@ -152,7 +153,7 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
         cwd=project,
         check=True,
     )
-    evidence = json.loads((project / "metrics" / "evidence.json").read_text())
+    evidence = read_metrics(project / "metrics" / "evidence.json")
     assert set(evidence["evidence"]) == {"is_npe", "ais_npe", "lhm"} and "log Z =" in out.stdout
     for estimate in evidence["evidence"].values():
         assert (

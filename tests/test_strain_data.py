@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from gwpe.config import parse_config
 from gwpe.data.strain import generate_dataset
 from gwpe.data.strain_datamodule import StrainDataModule, StrainDataset
+from gwpe.tracking.metrics_files import read_metrics
 
 from conftest import run_gwpe, tiny_profile, tiny_strain
 
@@ -94,7 +95,7 @@ def test_cli_stage_logs_snr_distribution_and_rejects_unknown_dataset(tmp_path, t
         tmp_path,
         check=True,
     )
-    metrics = json.loads((tmp_path / "metrics" / "strain-5d.json").read_text())
+    metrics = read_metrics(tmp_path / "metrics" / "strain-5d.json")
     assert metrics["n_signals"] == 12 and metrics["snr_q25"] <= metrics["snr_median"] <= metrics["snr_q75"]
     histogram = json.loads((tmp_path / "plots" / "strain-5d-snr.json").read_text())
     assert sum(row["signals"] for row in histogram) == 12

@@ -1,8 +1,11 @@
+import json
+
 import mlflow
 from mlflow.tracking import MlflowClient
 
 from gwpe.config import parse_config
 from gwpe.tracking import NullRun, is_rank_zero, stage_run, tracking_uri
+from gwpe.tracking.metrics_files import read_metrics
 
 from conftest import run_gwpe
 
@@ -59,11 +62,10 @@ def test_generate_logs_one_run_per_split_with_dataset_checksums(tmp_path, tiny_p
     experiment = client.get_experiment_by_name("gwpe-test")
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.data.tags["gwpe.split"] for r in runs) == ["test", "train", "validation"]
-    import json
 
     for r in runs:
         split = r.data.tags["gwpe.split"]
-        metrics = json.loads((tmp_path / "metrics" / f"h22-{split}.json").read_text())
+        metrics = read_metrics(tmp_path / "metrics" / f"h22-{split}.json")
         assert r.data.tags[f"data.output.h22-{split}.md5"] == metrics["md5"] and metrics["md5"].endswith(".dir")
         assert r.data.metrics["n_waveforms"] == {"train": 27, "validation": 1, "test": 1}[split]
         artifacts = [a.path for a in client.list_artifacts(r.info.run_id, "plots")]
@@ -177,3 +179,33 @@ def test_each_stage_logs_its_own_params_and_the_effective_architecture():
     assert flow["model.options.hidden"] == 8 and flow["model.kind"] == "maf"
     generate = stage_params(config, "generate-h22")
     assert {k.split(".")[0] for k in generate} == {"profile", "h22"} and generate["h22.surrogate_path"] == "null"
+
+
+def test_metrics_files_keep_numbers_for_dvc_and_identifiers_in_a_sidecar(tmp_path):
+    """Issue 24 friction 5: md5s, names, paths and per-parameter lists made ``dvc metrics show`` 273 columns wide;
+    the DVC file keeps only numbers (and booleans), the sidecar the rest, and reading merges them back."""
+    from gwpe.stages.common import write_metrics
+    from gwpe.tracking.metrics_files import info_path, read_metrics
+
+    metrics = {
+        "median_overlap": 0.99,
+        "md5": "abc.dir",
+        "registry": {"name": "gwpe-wavenet", "version": 3, "champion": True},
+        "rhat": [1.01, 1.02],
+        "broken": float("nan"),
+        "empty": None,
+    }
+    write_metrics(tmp_path / "m.json", metrics)
+    numbers = json.loads((tmp_path / "m.json").read_text())
+    assert numbers == {"median_overlap": 0.99, "registry": {"version": 3, "champion": True}}
+    info = json.loads(info_path(tmp_path / "m.json").read_text())
+    assert info == {
+        "md5": "abc.dir",
+        "registry": {"name": "gwpe-wavenet"},
+        "rhat": [1.01, 1.02],
+        "broken": "nan",
+        "empty": None,
+    }
+    merged = read_metrics(tmp_path / "m.json")
+    assert merged["registry"] == {"version": 3, "champion": True, "name": "gwpe-wavenet"}
+    assert merged["rhat"] == [1.01, 1.02]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from gwpe.tracking.metrics_files import read_metrics
 
 from conftest import GWPE, gwpe_env, run_gwpe, tiny_profile, tiny_wavenet, write_profile
 from gwpe.config import parse_config
@@ -126,7 +127,7 @@ def test_evaluate_registers_and_champion_moves_only_on_a_better_median_overlap(t
         check=True,
     )
     assert "Table 1" in out.stdout and "is now champion" in out.stdout
-    metrics = json.loads((project / "metrics" / "eval.json").read_text())
+    metrics = read_metrics(project / "metrics" / "eval.json")
     assert 0 < metrics["table1"]["overlap"]["median"] <= 1 and metrics["registry"]["version"] == 1
 
     environ_backup = dict(os.environ)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from gwpe.config import ProjectConfig
@@ -10,12 +9,12 @@ from gwpe.training.fit import FitJob, TrainResult
 
 
 def write_metrics(path: str | Path | None, metrics: dict) -> None:
-    """The stage's DVC metrics JSON (nothing when ``path`` is None)."""
-    if not path:
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
+    """The stage's DVC metrics JSON, numbers only, and its ``.info.json`` sidecar of identifiers (md5s,
+    names, paths, per-parameter lists; see :mod:`gwpe.tracking.metrics_files`). Nothing when ``path`` is None."""
+    from gwpe.tracking.metrics_files import write_metrics_files
+
+    if path:
+        write_metrics_files(path, metrics)
 
 
 def save_and_log(run, figure, path: str | Path, artifact: str, dpi: int = 110) -> None:
