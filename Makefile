@@ -5,12 +5,16 @@ BIN := $(VENV)/bin
 # CPU wheel on CPU machines; GPU users: install their CUDA torch into .venv first (see README), the
 # check below then leaves it alone.
 TORCH_SPEC ?= torch==2.13.0
+# Every package's exact version (the runtime and the test extra; torch as TORCH_SPEC resolved here), from `make lock`.
+LOCK := requirements/lock.txt
+UV_VERSION ?= 0.13.9
 
-.PHONY: install install-test demo event lint test clean-data help
+.PHONY: install install-test demo event lint test clean-data help lock
 
 help:
 	@echo "make demo   - create .venv, install gwpe, run 'dvc repro' on the default profile"
 	@echo "make test   - create .venv if missing, install with test extras, run ruff, lint-imports and pytest"
+	@echo "make lock   - refresh requirements/lock.txt after editing pyproject.toml's dependencies (LOCK_UPGRADE=--upgrade: newest allowed releases)"
 	@echo "make clean-data - remove the default pipeline's outputs (DVC cache and remote kept: dvc checkout restores them)"
 	@echo "make event  - GW150914 from the shipped GWOSC files to a likelihood-checked posterior (not yet within its 60-min target on 2 cores: see README)"
 
@@ -18,21 +22,35 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.torch: | $(BIN)/python
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install $(TORCH_SPEC)
+# The lock without its torch line: torch is the rule below's (a GPU user's CUDA build stays), the rest is pinned.
+$(VENV)/lock-no-torch.txt: $(LOCK) | $(BIN)/python
+	sed '/^torch==/d' $(LOCK) > $@
+
+$(VENV)/.torch: | $(BIN)/python $(VENV)/lock-no-torch.txt
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install $(TORCH_SPEC) -c $(VENV)/lock-no-torch.txt
 	touch $@
 
-$(VENV)/.installed: pyproject.toml $(VENV)/.torch
-	$(BIN)/python -m pip install -e .
+# Exactly the locked versions (the test extra's tools included: one environment, one lock), then gwpe itself.
+$(VENV)/.installed: pyproject.toml $(VENV)/lock-no-torch.txt $(VENV)/.torch
+	$(BIN)/python -m pip install -r $(VENV)/lock-no-torch.txt
+	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(BIN)/python -m pip install -e ".[test]"
 	bash scripts/install-system.sh
 	touch $@
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+
+# Refresh the lock after editing pyproject.toml's dependencies: versions already in it are kept where they still fit,
+# `make lock LOCK_UPGRADE=--upgrade` takes the newest allowed releases. Then `make install` and `make test`.
+lock: | $(BIN)/python
+	$(VENV)/lock-tools/bin/uv --version 2>/dev/null | grep -q "^uv $(UV_VERSION) " || \
+	    $(BIN)/python -m pip install --quiet --upgrade --target $(VENV)/lock-tools uv==$(UV_VERSION)
+	echo "$(TORCH_SPEC)" | UV_CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/lock-tools/bin/uv pip compile \
+	    pyproject.toml --extra test - --python-version 3.11 $(foreach d,$(PIP_FIND_LINKS),--find-links $(d)) \
+	    $(LOCK_UPGRADE) --quiet -o $(LOCK)
 
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro

@@ -40,8 +40,8 @@ def test_every_subcommand_help_renders_and_every_handler_is_a_stage_entry(capsys
             leaves += 1
             module, function = handler.stage
             assert callable(getattr(importlib.import_module(f"gwpe.stages.{module}"), function)), path
-    assert leaves == 23  # generate x2, train x4, evaluate x3, sweep, reference, sample, evidence, models x4, infer, ui,
-    # event x4 (fetch, prepare, analyse, injections)
+    assert leaves == 24  # generate x2, train x4, evaluate x3, sweep, reference, sample, evidence, models x4, infer, ui,
+    # event x4 (fetch, prepare, analyse, injections), verify
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["evaluate", "--help"])
     assert exit_info.value.code == 0 and "90% widths" in capsys.readouterr().out

@@ -3,6 +3,7 @@ whitening of raw strain, calibration over a batch of injections, and a table of 
 error with a non-zero exit."""
 
 import json
+import shutil
 import pickle
 
 import h5py
@@ -378,8 +379,28 @@ def _bad_inputs(tmp_path, root, generator, config):
     halfway.mkdir()
     (halfway / "weights.pt").write_bytes(b"")
 
+    # issue 25: mis-scaled or garbage whitened strain ran and wrote nonsense (exit 0)
+    write_strain(tmp_path / "x100.h5", strain * 100, 1024.0)
+    write_strain(tmp_path / "x001.h5", strain * 0.01, 1024.0)
+    garbage = strain.copy()
+    garbage[0, 100:108] = 7e142  # what 64 random bytes inside the HDF5 dataset read as
+    write_strain(tmp_path / "garbage.h5", garbage, 1024.0)
+    (tmp_path / "kept.h5").write_bytes(b"an earlier result")
+    (tmp_path / "folder.h5").mkdir()
+    (tmp_path / "pulled").mkdir()
+    (tmp_path / "pulled" / "config.json").write_text("the user's own file")
+    (tmp_path / "a-file").write_text("not a folder")
+    bad_psd = tmp_path / "bad-psd"
+    shutil.copytree(root / "models" / "flows" / "maf", bad_psd)
+    meta = json.loads((bad_psd / "config.json").read_text())
+    meta["data_spec"]["psd"] = "aLIGOZeroDetNope"
+    (bad_psd / "config.json").write_text(json.dumps(meta))
+
     def infer(model, path, *extra):
         return ["infer", "--model", model, "--strain", str(path), "--out", str(tmp_path / "o.h5"), *extra]
+
+    def infer_to(out, *extra):
+        return ["infer", "--model", "gwpe-npe-maf@champion", "--strain", str(good), "--out", str(out), *extra]
 
     champion = "gwpe-npe-maf@champion"
     return [
@@ -442,6 +463,16 @@ def _bad_inputs(tmp_path, root, generator, config):
             "no registered model",
         ),
         ("bad detectors flag", infer(champion, good, "--detectors", "H1,L1"), "names 2 channels but the files hold 1"),
+        ("whitened strain x100", infer(champion, tmp_path / "x100.h5"), "the whitened input has RMS"),
+        ("whitened strain x0.01", infer(champion, tmp_path / "x001.h5"), "the whitened input has RMS"),
+        ("garbage values in the file", infer(champion, tmp_path / "garbage.h5"), "the whitened input has RMS"),
+        ("--whiten on whitened strain", infer(champion, good, "--whiten"), "noise check failed"),
+        ("output exists", infer_to(tmp_path / "kept.h5"), "exists; allowed: a new file name, or --overwrite"),
+        ("output is a folder", infer_to(tmp_path / "folder.h5"), "is a folder"),
+        ("output folder unwritable", infer_to("/proc/gwpe/o.h5"), "cannot write into /proc/gwpe"),
+        ("pull into a non-empty folder", ["models", "pull", champion, "--out", str(tmp_path / "pulled")], "not empty"),
+        ("unknown PSD in a package", infer(str(bad_psd), good), "data_spec.psd = 'aLIGOZeroDetNope'"),
+        ("pull onto a file", ["models", "pull", champion, "--out", str(tmp_path / "a-file")], "is a file"),
     ]
 
 
@@ -459,8 +490,11 @@ def test_bad_inputs_fail_with_one_line(flow_project, tmp_path, capsys, monkeypat
             failures.append(f"{name}: exit {code}, stderr {err!r}")
     assert not failures, "\n".join(failures)
     assert not (tmp_path / "o.h5").exists()  # nothing was written for any bad input
+    assert (tmp_path / "kept.h5").read_bytes() == b"an earlier result"  # nor anything overwritten
+    assert (tmp_path / "pulled" / "config.json").read_text() == "the user's own file"
     # and through the installed console script, two of them
-    for name, argv, expected in (cases[0], cases[-4]):
+    by_name = {case[0]: case for case in cases}
+    for name, argv, expected in (cases[0], by_name["promote unknown version"], by_name["whitened strain x100"]):
         result = run_gwpe(argv, cwd=tmp_path, env=env)
         assert result.returncode == 2 and result.stderr.strip().splitlines() == [result.stderr.strip()], name
         assert expected in result.stderr

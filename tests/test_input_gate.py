@@ -29,6 +29,7 @@ from gwpe.inference.input_gate import (
     generator_of,
     piling_check,
     snr_check,
+    support_check,
 )
 from gwpe.inference.strain_files import StrainInput
 from gwpe.waveforms.priors import log_prior_density, sample_prior
@@ -110,7 +111,11 @@ def test_a_psd_ten_times_the_model_s_fails_naming_the_psd():
 def test_already_whitened_input_is_compared_with_unit_white_noise():
     rng = np.random.default_rng(2)
     good = check_input(strain(rng.standard_normal((2, 12 * 1024))), SPEC, start=5.0)
-    assert not good.failed and by_name(good.checks)["on-source RMS"].status == NOT_RUN
+    assert not good.failed and by_name(good.checks)["on-source RMS"].status == PASS
+    for scale in (100.0, 0.01):  # issue 25: a mis-scaled whitened input ran (d_L 7,232 Mpc, m1 -373 Msun)
+        window = rng.standard_normal((2, 1024)) * scale
+        rms = by_name(check_input(strain(window), SPEC).checks)["on-source RMS"]
+        assert rms.status == FAIL and "the whitened input has RMS" in rms.message
     loud = check_input(strain(3 * rng.standard_normal((2, 12 * 1024))), SPEC, start=5.0)
     psd_check = by_name(loud.checks)["noise PSD"]
     assert psd_check.status == FAIL and "unit-variance white noise (2/sample_rate)" in psd_check.message
@@ -198,7 +203,14 @@ def test_signal_snr_against_the_training_range():
     outside = samples.copy()
     outside[:, INFERRED.index("dL")] = -5000.0
     assert "outside the model's prior" in snr_check(outside, INFERRED, SPEC, around).message
-    assert [c.name for c in check_posterior(samples, INFERRED, SPEC, around)] == ["signal SNR", "prior bounds"]
+    names = [c.name for c in check_posterior(samples, INFERRED, SPEC, around)]
+    assert names == ["prior support", "signal SNR", "prior bounds"]
+    assert support_check(samples, INFERRED, SPEC).status == PASS
+    assert support_check(outside, INFERRED, SPEC).status == FAIL  # issue 25: extrapolated samples were written
+    broken = samples.copy()
+    broken[3, 0] = np.nan
+    with pytest.raises(InputError, match="non-finite samples"):
+        support_check(broken, INFERRED, SPEC)
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +276,7 @@ def test_gw150914_is_refused_for_its_psd_and_forced_stays_in_the_prior(hl_model,
         "noise variance",
         "noise normality",
         "on-source RMS",
+        "prior support",
         "signal SNR",
         "prior bounds",
     }

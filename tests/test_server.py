@@ -334,3 +334,43 @@ def test_mlflow_models_serve_answers_a_batch_of_events(server, trained, tmp_path
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def test_models_serve_refuses_a_pickled_model_without_running_it(tmp_path):
+    """Issue 25: MLflow's default (MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true) runs the pickle an ``MLmodel`` names
+    when it is served. A crafted version registered in a real sqlite store: ``gwpe models serve`` refuses to load
+    it (pickle off) and its code never runs, even when the user's environment leaves MLflow's default on."""
+    import pickle
+
+    import mlflow
+
+    marker = tmp_path / "code-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    crafted = tmp_path / "crafted"
+    crafted.mkdir()
+    (crafted / "python_model.pkl").write_bytes(pickle.dumps(Payload()))
+    (crafted / "MLmodel").write_text(
+        "flavors:\n  python_function:\n    loader_module: mlflow.pyfunc.model\n    python_model: python_model.pkl\n"
+        "    python_version: 3.11.0\n    cloudpickle_version: 3.1.1\n"
+    )
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(crafted), "model")
+    mlflow.register_model(f"runs:/{run.info.run_id}/model", "crafted")
+    env = gwpe_env(tmp_path, MLFLOW_TRACKING_URI=store)
+    env.pop("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", None)  # MLflow's default: pickles allowed
+    served = subprocess.run(
+        [str(Path(sys.executable).with_name("gwpe")), "models", "serve", "crafted/1", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert served.returncode != 0 and "Deserializing model using pickle is disallowed" in served.stdout + served.stderr
+    assert not marker.exists()

@@ -29,7 +29,7 @@ def test_stage_run_logs_config_profile_and_commit(tmp_path, monkeypatch):
         run.log_metrics({"answer": 42})
         run_id = run.info.run_id
     data = MlflowClient(uri).get_run(run_id).data
-    assert data.params["h22.grid.dq"] == "0.08" and data.params["h22.surrogate_path"] == "null"
+    assert data.params["h22.grid.dq"] == "0.5" and data.params["h22.surrogate_path"] == "null"
     assert (
         data.tags["gwpe.profile"] == "unit"
         and data.tags["gwpe.stage"] == "unit-stage"

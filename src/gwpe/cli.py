@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gwpe.errors import GwpeError
+from gwpe.errors import GwpeError, as_user_error
+from gwpe.redaction import redact
 
 SPLIT_CHOICES = ("train", "validation", "test", "all")
 
@@ -223,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
         "reference", metavar="NAME@ALIAS|NAME/VERSION", help="which model: gwpe-npe-maf@champion or gwpe-npe-maf/3"
     )
     pull.add_argument("--out", "--dest", dest="dest", required=True, help="folder to write the package into")
+    pull.add_argument(
+        "--overwrite", action="store_true", help="replace the package's files in a non-empty folder (default: refuse)"
+    )
     pull.set_defaults(handler=_handler("models", "pull_main"))
     serve = actions.add_parser(
         "serve", help="answer posterior requests over HTTP (mlflow models serve, this environment's tools)"
@@ -241,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     infer.add_argument("--n-samples", type=int, default=10_000, help="posterior samples (flows; default 10000)")
     infer.add_argument("--out", required=True, help="output HDF5 file (.h5); the corner plot goes beside it (.png)")
+    infer.add_argument(
+        "--overwrite", action="store_true", help="replace existing output files (default: refuse, nothing is lost)"
+    )
     infer.add_argument("--sample-rate", type=float, default=None, help="Hz, for files that do not record it")
     infer.add_argument(
         "--detectors", default=None, help="comma-separated, e.g. H1,L1, for files that do not record them"
@@ -287,11 +294,34 @@ def build_parser() -> argparse.ArgumentParser:
         _no_progress(step)
         step.set_defaults(handler=_handler("event", function))
 
+    verify = commands.add_parser(
+        "verify", help="check zarr stores: every chunk present, every crc32c right; prints bytes read and GB/s"
+    )
+    verify.add_argument(
+        "stores", nargs="+", metavar="STORE", help="a store folder, e.g. data/strain/strain-5d.zarr or data/h22/*.zarr"
+    )
+    verify.add_argument(
+        "--threads", type=int, default=None, help="chunk files read at once (default: CPU count, at least 4)"
+    )
+    verify.set_defaults(handler=_handler("verify"))
+
     ui = commands.add_parser("ui", help="start the MLflow UI on the project's tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1, loopback only)")
     ui.add_argument("--port", type=_port, default=5000, help="TCP port, 1-65535 (default: 5000)")
     ui.set_defaults(handler=_handler("models", "ui_main"))
     return parser
+
+
+def _store_uri() -> str | None:
+    """The tracking URI for an error message (None when it cannot be resolved)."""
+    import contextlib
+    import os
+
+    with contextlib.suppress(Exception):
+        from gwpe.tracking import project_root
+
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,11 +332,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except GwpeError as exc:
-        print(f"gwpe: error: {exc}", file=sys.stderr)
+        print(f"gwpe: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("gwpe: interrupted; finished chunks are kept, rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception as exc:  # a full disk or a locked/damaged mlflow.db: one line; anything else is a bug
+        error = as_user_error(exc, _store_uri())
+        if error is None:
+            raise
+        print(f"gwpe: error: {redact(' '.join(str(error).split()))}", file=sys.stderr)
+        return error.exit_code
 
 
 if __name__ == "__main__":

@@ -1,7 +1,18 @@
 """Typed configuration: ``params.yaml`` (or any profile file) parsed into pydantic models.
 
 Every model forbids unknown keys and is strict about types, so a typo or a quoted number fails before
-any work starts, with one line naming the key, the value and what is allowed.
+any work starts, with one line naming the key, the value and what is allowed. No float anywhere (a field, an item
+of a list, a value of a mapping) may be NaN or infinite (``.nan``/``.inf`` in YAML), so a range check such as
+``min([nan, 4]) <= 0`` can never be slipped past.
+
+The file is read strictly too: it must be UTF-8 text, and a key written twice in one mapping is an error naming
+the key and both lines (PyYAML alone keeps the last value silently). YAML merge keys (``<<: *anchor``) may still be
+overridden by the keys written beside them.
+
+Missing sections and keys take the typed defaults below, which are never sized for paper scale where that means
+data: ``h22.grid`` and ``h22.time`` default to the small default profile (``params.yaml``), so a profile without an
+``h22`` section generates a few hundred waveforms, not the paper's 1,580,128 (757 GB); paper scale is always
+written out (``experiments/paper.yaml``).
 """
 
 from __future__ import annotations
@@ -26,20 +37,25 @@ DEFAULT_PARAMS = "params.yaml"
 
 
 class StrictModel(BaseModel):
-    """Every config section: unknown keys and loose types fail, values are frozen."""
+    """Every config section: unknown keys and loose types fail, values are frozen, floats are finite (NaN and
+    +-inf are refused in every float field, list item and mapping value)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class H22GridConfig(StrictModel):
-    """The (q, s1z, s2z) training grid of Khan, Huerta & Das (sec. 2.1); validation/test use midpoints."""
+    """The (q, s1z, s2z) training grid of Khan, Huerta & Das (sec. 2.1); validation/test use midpoints.
+
+    Defaults: the default profile's coarse steps (dq 0.5, ds 0.2: 15 x 9 x 9 = 1,215 training waveforms), so a
+    profile that leaves the grid out never gets paper scale by accident; the paper's steps (dq 0.08, ds 0.012:
+    1,580,128 training waveforms) are written out in ``experiments/paper.yaml``."""
 
     q_min: float = Field(1.0, ge=1.0, le=10.0)
     q_max: float = Field(8.0, ge=1.0, le=10.0)
-    dq: float = Field(0.08, gt=0.0)
+    dq: float = Field(0.5, gt=0.0, description="paper: 0.08")
     s_min: float = Field(-0.8, ge=-0.998, le=0.998)
     s_max: float = Field(0.8, ge=-0.998, le=0.998)
-    ds: float = Field(0.012, gt=0.0)
+    ds: float = Field(0.2, gt=0.0, description="paper: 0.012")
 
     @model_validator(mode="after")
     def _ordered(self) -> "H22GridConfig":
@@ -51,11 +67,14 @@ class H22GridConfig(StrictModel):
 
 
 class TimeGridConfig(StrictModel):
-    """Uniform grid t/M in [t_start, t_end] with step dt; the amplitude peak of h22 sits at t = 0."""
+    """Uniform grid t/M in [t_start, t_end] with step dt; the amplitude peak of h22 sits at t = 0.
 
-    t_start: float = Field(-10000.0, lt=0.0, ge=-1.0e6)
+    Defaults: the default profile's 2,131 samples; the paper's span (t_start -10000, dt 0.1: 101,301 samples) is
+    written out in ``experiments/paper.yaml``."""
+
+    t_start: float = Field(-2000.0, lt=0.0, ge=-1.0e6, description="paper: -10000")
     t_end: float = Field(130.0, gt=0.0, le=400.0)
-    dt: float = Field(0.1, gt=0.0, le=10.0)
+    dt: float = Field(1.0, gt=0.0, le=10.0, description="paper: 0.1")
 
     @property
     def length(self) -> int:
@@ -79,7 +98,10 @@ class ComputeConfig(StrictModel):
 
 
 class H22Config(StrictModel):
-    """The l = m = 2 mode of aligned-spin binary black holes in geometric units."""
+    """The l = m = 2 mode of aligned-spin binary black holes in geometric units.
+
+    A profile without this section (or without ``grid``/``time``) gets the small default profile's grid and time
+    axis, never the paper's (see ``H22GridConfig``)."""
 
     backend: Literal["imrphenomthm", "nrhybsur3dq8"] = "imrphenomthm"
     generation_dt: float = Field(1.0, gt=0.0, le=10.0)
@@ -647,6 +669,14 @@ class SamplingSection(StrictModel):
         0, ge=0, le=10_000_000, description="validation injection (the noise realisation the flows are evaluated on)"
     )
     workers: int = Field(2, ge=0, le=4096, description="processes generating templates; 0: in-process")
+    template_segment: float | None = Field(
+        None,
+        gt=0.0,
+        le=1024.0,
+        description="seconds of the long segment the likelihood's templates are generated and whitened on "
+        "(rounded up to a power of two of samples); null: the dataset's own (4 s for strain-5d). The hard f_min "
+        "cut rings and wraps around it: see docs/evidence-segment.md for log Z against 4, 8 and 16 s",
+    )
     seed: int = 0
     npe_samples: int = Field(
         10_000, ge=100, le=100_000_000, description="NPE draws: importance sampling of the NPE, and the warm start"
@@ -758,6 +788,8 @@ def format_validation_error(exc: ValidationError, source: str, model: type[BaseM
     key = _dotted(loc)
     value = err.get("input")
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "finite_number":
+        msg = "not a finite number; NaN and infinity are not allowed"
     if err["type"] == "extra_forbidden":
         msg = f"unknown key; allowed keys here: {', '.join(_allowed_keys(model, loc))}"
         text = f"{source}: {key}: {msg}"
@@ -781,18 +813,62 @@ def parse_config(data: Any, source: str = "<config>") -> ProjectConfig:
         raise ConfigError("config error in " + format_validation_error(exc, source)) from None
 
 
-def load_config(path: str | Path = DEFAULT_PARAMS) -> ProjectConfig:
-    """Read and validate a profile file (``params.yaml`` or ``experiments/<name>.yaml``)."""
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping (PyYAML keeps the last one silently).
+
+    Keys brought in by a merge (``<<: *anchor``) may be overridden by the mapping's own keys, as YAML intends."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:  # an unhashable key: the base constructor reports it
+                    continue
+                if first is not key_node:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first at line {first.start_mark.line + 1}); write each key once",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's contents, every failure one ``ConfigError`` line: not UTF-8 text (a binary file), invalid
+    YAML (with its line) or a duplicated key (with its line)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path} (pass --params FILE; profiles live in experiments/)")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text())
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "a params file is YAML text"
+        ) from None
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    return parse_config(data, str(path))
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc)
+        if isinstance(exc, yaml.reader.ReaderError):  # a control character: a binary file that decodes as UTF-8
+            code = ord(exc.character) if isinstance(exc.character, str) else exc.character
+            where, problem = f" offset {exc.position}", f"unacceptable character #x{code:04x} ({exc.reason})"
+        raise ConfigError(f"{path}:{where} is not valid YAML: {' '.join(str(problem).split())}") from None
+
+
+def load_config(path: str | Path = DEFAULT_PARAMS) -> ProjectConfig:
+    """Read and validate a profile file (``params.yaml`` or ``experiments/<name>.yaml``); see ``read_yaml``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (pass --params FILE; profiles live in experiments/)")
+    return parse_config(read_yaml(path), str(path))
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

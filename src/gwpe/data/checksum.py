@@ -12,6 +12,13 @@ import json
 from pathlib import Path
 
 _BLOCK = 1 << 22
+# gwpe's bookkeeping inside an output folder while a stage runs (``gwpe.data.engine`` progress markers, the
+# ``gwpe.training.locks`` lock file): gone when the stage succeeds, so never part of the hash DVC records
+BOOKKEEPING = (".gwpe-progress", ".gwpe.lock")
+
+
+def _content_files(path: Path):
+    return (f for f in path.rglob("*") if f.is_file() and not set(f.relative_to(path).parts) & set(BOOKKEEPING))
 
 
 def file_md5(path: str | Path) -> str:
@@ -29,7 +36,7 @@ def dvc_md5(path: str | Path) -> str:
     if path.is_file():
         return file_md5(path)
     entries = sorted(
-        ({"md5": file_md5(f), "relpath": f.relative_to(path).as_posix()} for f in path.rglob("*") if f.is_file()),
+        ({"md5": file_md5(f), "relpath": f.relative_to(path).as_posix()} for f in _content_files(path)),
         key=lambda entry: entry["relpath"],
     )
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
@@ -38,4 +45,4 @@ def dvc_md5(path: str | Path) -> str:
 def tree_bytes(path: str | Path) -> int:
     """Size in bytes of a file, or the total over every file under a directory."""
     path = Path(path)
-    return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in _content_files(path))

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from gwpe.data.h22_store import H22, PARAMS, split_path
+from gwpe.data.integrity import check_present, open_store
 from gwpe.data.reading import read_rows
 from gwpe.data.splits import SplitDataModule
 from gwpe.waveforms.grid import SPLITS
@@ -34,12 +35,11 @@ class H22Dataset(Dataset):
         self._pid = None
         self._h22 = None
         self._params = None
+        check_present(self.path)  # a deleted shard fails here, not as zeros or in epoch N
         self._open()
 
     def _open(self) -> None:
-        import zarr
-
-        group = zarr.open_group(str(self.path), mode="r")
+        group = open_store(self.path)  # every chunk read checked: missing, truncated, checksum
         self._h22 = group[H22]
         self._params = np.asarray(group[PARAMS][:], dtype=np.float32)
         self._pid = os.getpid()

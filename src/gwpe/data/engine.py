@@ -15,11 +15,12 @@ shared file system.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,8 +113,29 @@ def prepare_store(store: str | Path, fingerprint: dict[str, Any], create: Callab
     return set()
 
 
+_DEFERRED: list[list[Path]] = []
+
+
+@contextlib.contextmanager
+def finish_when_done() -> Iterator[None]:
+    """Inside this block ``finish_store`` only notes its store; the progress folders are removed when the block
+    ends without an error. A stage wraps its last steps (MLflow logging, metrics files) in it: a failure there
+    keeps the markers, so a rerun skips every chunk of the complete store instead of regenerating it."""
+    pending: list[Path] = []
+    _DEFERRED.append(pending)
+    try:
+        yield
+    finally:
+        _DEFERRED.pop()  # blocks nest: the innermost is last
+    for store in pending:
+        shutil.rmtree(progress_dir(store), ignore_errors=True)
+
+
 def finish_store(store: str | Path) -> None:
-    """Remove the progress folder once every chunk is written."""
+    """Remove the progress folder once every chunk is written (at the end of a ``finish_when_done`` block)."""
+    if _DEFERRED:
+        _DEFERRED[-1].append(Path(store))
+        return
     shutil.rmtree(progress_dir(store), ignore_errors=True)
 
 

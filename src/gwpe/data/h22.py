@@ -22,6 +22,7 @@ from gwpe.data.checksum import tree_bytes
 from gwpe.data.engine import EngineStats, finish_store, prepare_store, run_chunks
 from gwpe.data.engine import code_digest as engine_code_digest
 from gwpe.data.h22_store import H22, PARAMS, TIME, store_attributes, store_path
+from gwpe.data.integrity import WRITE_ALL, checked, default_compressors
 from gwpe.waveforms import build_backend, split_parameters, time_grid
 from gwpe.waveforms.base import H22Backend
 
@@ -43,7 +44,7 @@ def split_time_grid(config: H22Config) -> np.ndarray:
 
 def create_h22_store(path: Path, params: np.ndarray, times: np.ndarray, config: H22Config, attrs: dict) -> None:
     """Create a split's store: empty ``h22`` (N, 2, L) float32, one shard per ``chunk_size`` waveforms;
-    ``params`` and ``time`` written, ``attrs`` set."""
+    ``params`` and ``time`` written, ``attrs`` set. Every chunk ends in a crc32c (``gwpe.data.integrity``)."""
     import zarr
     from zarr.codecs import BloscCodec
 
@@ -55,11 +56,13 @@ def create_h22_store(path: Path, params: np.ndarray, times: np.ndarray, config: 
         chunks=(1, 2, length),
         shards=(config.store.chunk_size, 2, length),
         dtype="float32",
-        compressors=BloscCodec(cname="zstd", clevel=config.store.compression_level, shuffle="shuffle"),
+        compressors=checked(BloscCodec(cname="zstd", clevel=config.store.compression_level, shuffle="shuffle")),
         fill_value=0.0,
     )
-    group.create_array(PARAMS, data=params, chunks=(min(len(params), 1 << 20), 3))
-    group.create_array(TIME, data=times, chunks=(length,))
+    with zarr.config.set(WRITE_ALL):
+        rows = min(len(params), 1 << 20)
+        group.create_array(PARAMS, data=params, chunks=(rows, 3), compressors=default_compressors())
+        group.create_array(TIME, data=times, chunks=(length,), compressors=default_compressors())
     group.attrs.update(attrs)
 
 
@@ -70,7 +73,7 @@ def write_h22_chunk(path: str, start: int, stop: int, params: np.ndarray, time_s
     data = backend.batch(params, time_grid(*time_spec))
     # Encode the shard's inner chunks as one batch on this worker's own core: zarr's defaults (one chunk per
     # batch, a thread pool) made the write 12 % of the task; batched and single-threaded it is ~4 %.
-    with zarr.config.set({"codec_pipeline.batch_size": max(1, stop - start), "threading.max_workers": 1}):
+    with zarr.config.set({"codec_pipeline.batch_size": max(1, stop - start), "threading.max_workers": 1, **WRITE_ALL}):
         zarr.open_array(str(Path(path) / H22), mode="r+")[start:stop] = data
     return stop - start
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gwpe.data.integrity import raise_failures
+
 
 def read_rows(array, rows: np.ndarray, rest: tuple = ()) -> list[np.ndarray]:
     """Rows ``array[r, *rest]`` of a zarr array read concurrently on zarr's event loop.
@@ -22,4 +24,6 @@ def read_rows(array, rows: np.ndarray, rest: tuple = ()) -> list[np.ndarray]:
     async def gather():
         return await asyncio.gather(*(async_array.getitem((int(r), *rest)) for r in rows))
 
-    return [np.ascontiguousarray(block) for block in sync(gather())]
+    blocks = sync(gather())
+    raise_failures(array)  # a bad chunk on a CheckedStore (gwpe.data.integrity.open_store) read as absent
+    return [np.ascontiguousarray(block) for block in blocks]

@@ -20,6 +20,7 @@ import numpy as np
 from gwpe.config import ProjectConfig, StrainDatasetConfig
 from gwpe.data.checksum import tree_bytes
 from gwpe.data.engine import EngineStats, code_digest, finish_store, prepare_store, run_chunks
+from gwpe.data.integrity import WRITE_ALL, checked, default_compressors, open_store
 from gwpe.data.strain_store import (
     PARAMS,
     SNR,
@@ -42,7 +43,7 @@ def create_strain_store(
     path: Path, params: np.ndarray, setup: StrainSetup, chunk_size: int, level: int, attrs: dict
 ) -> None:
     """Create a dataset's store: empty ``strain`` (N, D, L) float32, one shard per ``chunk_size`` signals;
-    ``params`` written, ``snr`` zero-filled, ``attrs`` set."""
+    ``params`` written, ``snr`` zero-filled, ``attrs`` set. Every chunk ends in a crc32c (``gwpe.data.integrity``)."""
     import zarr
     from zarr.codecs import BloscCodec
 
@@ -54,11 +55,20 @@ def create_strain_store(
         chunks=(1, *shape[1:]),
         shards=(chunk_size, *shape[1:]),
         dtype="float32",
-        compressors=BloscCodec(cname="zstd", clevel=level, shuffle="shuffle"),
+        compressors=checked(BloscCodec(cname="zstd", clevel=level, shuffle="shuffle")),
         fill_value=0.0,
     )
-    group.create_array(PARAMS, data=params, chunks=(min(len(params), 1 << 20), params.shape[1]))
-    group.create_array(SNR, shape=(len(params),), chunks=(chunk_size,), dtype="float64", fill_value=0.0)
+    with zarr.config.set(WRITE_ALL):
+        chunks = (min(len(params), 1 << 20), params.shape[1])
+        group.create_array(PARAMS, data=params, chunks=chunks, compressors=default_compressors())
+    group.create_array(
+        SNR,
+        shape=(len(params),),
+        chunks=(chunk_size,),
+        dtype="float64",
+        fill_value=0.0,
+        compressors=default_compressors(),
+    )
     group.attrs.update(attrs)
 
 
@@ -69,7 +79,7 @@ def write_strain_chunk(
     import zarr
 
     strain, snr = generator.batch(params, names)
-    with zarr.config.set({"codec_pipeline.batch_size": max(1, stop - start), "threading.max_workers": 1}):
+    with zarr.config.set({"codec_pipeline.batch_size": max(1, stop - start), "threading.max_workers": 1, **WRITE_ALL}):
         group = zarr.open_group(path, mode="r+")
         group[STRAIN][start:stop] = strain
         group[SNR][start:stop] = snr
@@ -100,8 +110,6 @@ class StrainResult:
 
 def generate_dataset(config: ProjectConfig, name: str, client=None) -> StrainResult:
     """Generate (or resume) one strain dataset."""
-    import zarr
-
     dataset = dataset_config(config, name)
     setup = StrainSetup.build(config.strain, dataset)
     generator = StrainGenerator(setup)
@@ -124,7 +132,7 @@ def generate_dataset(config: ProjectConfig, name: str, client=None) -> StrainRes
         print(f"resuming {path}: {len(done)} of {len(tasks)} chunks already finished")
     stats = run_chunks(path, tasks, config.strain.compute, done, desc=f"strain {name}", client=client)
     finish_store(path)
-    snr = zarr.open_group(str(path), mode="r")[SNR][:]
+    snr = open_store(path)[SNR][:]
     return StrainResult(path, len(params), stats, tree_bytes(path), snr)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from gwpe.data.integrity import check_present, open_store
 from gwpe.data.reading import read_rows
 from gwpe.data.splits import SplitDataModule
 from gwpe.data.strain_store import INFERRED, N_TRAIN, PARAMETERS, PARAMS, SNR, STRAIN, Standardisation
@@ -57,12 +58,11 @@ class StrainDataset(Dataset):
         self.seed = seed
         self.in_memory = in_memory
         self._pid = None
+        check_present(self.path)  # a deleted shard fails here, not as zeros or in epoch N
         self._open()
 
     def _open(self) -> None:
-        import zarr
-
-        group = zarr.open_group(str(self.path), mode="r")
+        group = open_store(self.path)  # every chunk read checked: missing, truncated, checksum
         attrs = dict(group.attrs)
         self.standardisation = Standardisation.from_attrs(attrs)
         columns = [attrs[PARAMETERS].index(p) for p in attrs[INFERRED]]

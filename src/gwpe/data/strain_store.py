@@ -79,11 +79,15 @@ def store_path(config: ProjectConfig, name: str) -> Path:
 
 
 def existing_store(config: ProjectConfig, name: str, key: str = "strain dataset") -> Path:
-    """The store of dataset ``name`` (chosen by config ``key``), checked to be configured and generated."""
+    """The store of dataset ``name`` (chosen by config ``key``), checked to be configured, generated and to hold
+    every chunk file (one stat per shard; contents are checked as they are read, see ``gwpe.data.integrity``)."""
+    from gwpe.data.integrity import check_present
+
     dataset_config(config, name, key)
     path = store_path(config, name)
     if not (path / "zarr.json").is_file():
         raise ConfigError(f"no strain store at {path} (run: gwpe generate strain --dataset {name})")
+    check_present(path)
     return path
 
 

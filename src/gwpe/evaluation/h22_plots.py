@@ -15,9 +15,10 @@ def h22_overview(path: str | Path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import zarr
 
-    group = zarr.open_group(str(path), mode="r")
+    from gwpe.data.integrity import open_store
+
+    group = open_store(path)
     params = group[PARAMS][:]
     times = group[TIME][:]
     corners = sorted({0, len(params) - 1, int(np.argmax(params[:, 0] - params[:, 1] - params[:, 2]))})

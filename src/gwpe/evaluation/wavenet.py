@@ -8,7 +8,9 @@ Choices (written down because the paper leaves them open):
 - Δx = predicted - true (signed, as in Table 1); plots show |Δx|.
 - Predictions are clipped to the training grid's box (q in [q_min, q_max], spins in [s_min, s_max]) before
   regeneration: that is the prior the network was trained on and the surrogate's validity range; the
-  Table 1 errors use the clipped values too.
+  Table 1 errors use the clipped values too. ``WaveNetModule.predict`` itself clips to the same box (the grid
+  is saved in the package), so ``gwpe infer`` and ``load_wavenet`` return what Table 1 scores; the clip here
+  only matters for a module built without its grid.
 - Trivial baseline: every test waveform "predicted" at the training-set mean (q, s1z, s2z).
 """
 

@@ -31,6 +31,7 @@ corner plot (flows), with median and 90 % interval titles and its contour levels
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -57,6 +58,40 @@ from gwpe.inference.result_file import with_derived, write_bilby_result
 from gwpe.inference.strain_files import StrainInput, read_strain
 
 SAMPLE_CHUNK = 10_000
+
+
+def check_writable(paths: list[Path], overwrite: bool) -> None:
+    """One-line ``InputError`` unless every output can be written: not a folder, not an existing file (unless
+    ``overwrite``: a posterior is never replaced silently), and its folder writable (checked before sampling, so
+    a bad ``--out`` costs nothing)."""
+    import tempfile
+
+    for path in paths:
+        if path.is_dir():
+            raise InputError(f"--out: {path} is a folder; allowed: a .h5 or .hdf5 file name")
+        if path.exists() and not overwrite:
+            raise InputError(f"--out: {path} exists; allowed: a new file name, or --overwrite to replace it")
+    folder = paths[0].parent.resolve()
+    try:  # a real write, not os.access: root passes access() on read-only places such as /proc
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".gwpe-write-test-"):
+            pass
+    except OSError as error:
+        raise InputError(f"--out: cannot write into {folder} ({error.strerror or error})") from None
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary name beside ``path``; on success rename it to ``path`` (a crash or a full disk never
+    leaves a truncated file, nor destroys the file it was to replace)."""
+    import os
+
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def flow_input(
@@ -145,6 +180,7 @@ def run_infer(
     progress: bool = True,
     seed: int | None = None,
     force: bool = False,
+    overwrite: bool = False,
 ) -> dict:
     """``gwpe infer`` (module doc): check the input, load the model, write samples (flows) or the estimate
     (WaveNet) to ``out``; returns what ``format_result`` prints, with the check records (``checks``). ``force``:
@@ -167,6 +203,7 @@ def run_infer(
     bilby_path = out.with_name(f"{out.stem}_result.hdf5")  # flows: the same samples as a bilby/PESummary result
     if any(bilby_path.resolve() == Path(f).resolve() for f in strain_files):
         raise InputError(f"--out {out} would write {bilby_path}, an input file; allowed: another name")
+    check_writable([out, bilby_path, out.with_suffix(".png")], overwrite)  # before any work, not after sampling
     strain = read_strain(strain_files, sample_rate, detectors)  # input errors before any download
     folder, source = resolve_package(model)
     checks, forced = [], []
@@ -221,7 +258,7 @@ def run_infer(
     result["checks"] = [c.as_dict() for c in checks]
     if meta["model"] == "flow":
         units = meta["data_spec"].get("units", {})
-        with h5py.File(out, "w") as f:
+        with atomic_path(out) as partial, h5py.File(partial, "w") as f:
             data = f.create_dataset("samples", data=samples, compression="gzip")
             data.attrs["parameters"] = parameters
             data.attrs["units"] = [units.get(p, "") for p in parameters]
@@ -264,7 +301,7 @@ def run_infer(
             result["plot"] = str(out.with_suffix(".png"))
     else:
         estimate = wavenet_estimate(module, window)
-        with h5py.File(out, "w") as f:
+        with atomic_path(out) as partial, h5py.File(partial, "w") as f:
             data = f.create_dataset("estimate", data=np.array(list(estimate.values())))
             data.attrs["parameters"] = list(estimate)
             f.attrs.update(attrs)

@@ -46,10 +46,11 @@ Checks and thresholds (L = the model's window of ``duration`` s at ``sample_rate
    sqrt(24 / N) (0.03 at N = 30 000, 0.1 at 2 000), so 0.5 leaves room for sampling noise while a glitch (one
    50-sigma spike adds 50^4 / N ~ 200 at N = 30 000) or noise dominated by spectral lines (a sinusoid has
    k = -1.5) fails.
-4. **on-source RMS** (``--whiten`` only; the check ``gwpe infer`` always had): the whitened window's RMS must be
-   within ``WHITENED_RMS`` = 0.5-3 (unit-variance noise plus a signal of SNR <~ 50 over L ~ 1000 samples); it runs
-   whether or not there is off-source data. Already-whitened input with an RMS below ``UNWHITENED_RMS`` = 1e-3
-   is refused as unwhitened strain (a plain one-line error, not a check).
+4. **on-source RMS**: the whitened window's RMS must be within ``WHITENED_RMS`` = 0.5-3 (unit-variance noise
+   plus a signal of SNR <~ 50 over L ~ 1000 samples), whether the window was whitened here (``--whiten``) or by the
+   user; it runs whether or not there is off-source data. For already-whitened input it catches a scale error
+   (x100 or x0.01), garbage values, and strain whitened twice. Already-whitened input with an RMS below
+   ``UNWHITENED_RMS`` = 1e-3 is refused as unwhitened strain (a plain one-line error, not a check).
 5. **signal SNR** (after sampling): the network optimal SNR rho = sqrt(4 df sum_f |h~(f)|^2 / S_n(f)) (summed
    over detectors) of the noise-free template at the posterior median (per-parameter median of the samples;
    parameters the model does not infer take ``gwpe.waveforms.priors.FIXED``, as in the likelihood's templates),
@@ -69,6 +70,9 @@ Checks and thresholds (L = the model's window of ``duration`` s at ``sample_rate
    flagged (status ``flag``, a warning line, the ``prior_bound_flags`` attribute). The prior itself puts at most
    ~2 % there (uniform: 1 %; the volumetric d_L and the m1 >= m2 triangle: ~2 % at the upper end), so 10 % means
    the likelihood pushes against the bound: the event is probably outside the model's prior.
+7. **prior support** (after sampling, first): non-finite samples are refused outright (not forceable, nothing is
+   written); more than ``SUPPORT_TOLERANCE`` = 0.1 % of the samples at zero prior density (the model
+   extrapolated: e.g. strain mis-scaled by x0.01 put d_L at 7,000 Mpc for a prior ending at 3,000) fails.
 """
 
 from __future__ import annotations
@@ -99,6 +103,7 @@ SNR_FACTOR = 1.5  # allowed optimal SNR at the posterior median: [p01 / 1.5, max
 PILE_EDGE = 0.01  # the outer 1 % of a parameter's prior range
 PILE_FRACTION = 0.1  # more than 10 % of the samples there (at one end) is flagged
 PERIODIC = ("phi0", "ra", "psi")
+SUPPORT_TOLERANCE = 0.001  # fraction of samples allowed outside the prior (float32 rounding at a bound)
 
 
 @dataclass
@@ -351,6 +356,7 @@ def check_input(strain: StrainInput, spec: dict, start: float | None = None, whi
     failed data-quality checks are only recorded (``enforce`` refuses or forces)."""
     rate, duration = float(spec["sample_rate"]), float(spec["duration"])
     n = int(round(rate * duration))
+    strain_config_of(spec)  # a damaged package's spec fails here, before the model runs
     if strain.sample_rate is None:
         raise InputError(
             f"{', '.join(strain.files)}: no sample rate in the file; pass --sample-rate (the model expects {rate:g} Hz)"
@@ -415,8 +421,8 @@ def check_input(strain: StrainInput, spec: dict, start: float | None = None, whi
             ("noise normality", f"|excess kurtosis| <= {KURTOSIS:g}"),
         ):
             checks.append(Check(name, "-", allowed, NOT_RUN, why))
+    ok = bool(WHITENED_RMS[0] < rms < WHITENED_RMS[1])
     if whiten_raw:
-        ok = WHITENED_RMS[0] < rms < WHITENED_RMS[1]
         checks.append(
             Check(
                 "on-source RMS",
@@ -433,15 +439,22 @@ def check_input(strain: StrainInput, spec: dict, start: float | None = None, whi
                 {"rms": rms},
             )
         )
-    else:
+    else:  # whitened by the user: a scale error (x100, x0.01, garbage values) would mis-scale every posterior
         checks.append(
             Check(
                 "on-source RMS",
                 f"{rms:.3g}",
                 _range(WHITENED_RMS),
-                NOT_RUN,
-                "input already whitened (only RMS < 1e-3, unwhitened strain, is refused)",
-                numbers={"rms": rms},
+                PASS if ok else FAIL,
+                "RMS of the input window (already whitened: unit-variance noise plus a signal)",
+                ""
+                if ok
+                else (
+                    f"noise check failed: the whitened input has RMS {rms:.3g}; allowed {_range(WHITENED_RMS)} "
+                    f"(whitened noise has RMS 1: the strain is mis-scaled, or raw strain that needs --whiten, or "
+                    f"whitened twice)"
+                ),
+                {"rms": rms},
             )
         )
     return GateResult(window, checks)
@@ -455,20 +468,39 @@ def prior_of(spec: dict):
     return None if "prior" not in spec else recorded_prior(spec)
 
 
+def strain_config_of(spec: dict):
+    """The ``StrainConfig`` a package's data spec describes (approximant, PSD, f_min, f_ref, reference GPS), or a
+    one-line ``PackageError`` naming the bad field, its value and what is allowed (a hand-edited or damaged
+    ``config.json``): checked before the model runs, not after sampling."""
+    from pydantic import ValidationError
+
+    from gwpe.config import StrainConfig
+    from gwpe.errors import PackageError
+
+    try:
+        return StrainConfig(
+            approximant=spec.get("approximant", "IMRPhenomPv2"),
+            **({} if spec.get("psd_table") else {"psd": spec["psd"]}),  # a measured table replaces the design name
+            f_min=float(spec["f_min"]),
+            f_ref=float(spec.get("f_ref", spec["f_min"])),
+            reference_gps=float(spec.get("reference_gps", 1126259462.0)),
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise PackageError(f"package config.json data_spec.{field} = {first.get('input')!r}: {first['msg']}") from None
+    except (KeyError, TypeError, ValueError) as error:
+        raise PackageError(f"package config.json data_spec is incomplete or malformed ({error})") from None
+
+
 def generator_of(spec: dict):
     """A ``StrainGenerator`` of the model's data spec (the same setup, pad and long segment as its training set)."""
-    from gwpe.config import StrainConfig, StrainDatasetConfig
+    from gwpe.config import StrainDatasetConfig
     from gwpe.waveforms.strain import StrainGenerator, StrainSetup
 
     prior = prior_of(spec)
     inferred = list(spec.get("inferred") or [])
-    strain = StrainConfig(
-        approximant=spec.get("approximant", "IMRPhenomPv2"),
-        **({} if spec.get("psd_table") else {"psd": spec["psd"]}),  # a measured table replaces the design name
-        f_min=float(spec["f_min"]),
-        f_ref=float(spec.get("f_ref", spec["f_min"])),
-        reference_gps=float(spec.get("reference_gps", 1126259462.0)),
-    )
+    strain = strain_config_of(spec)
     dataset = StrainDatasetConfig(
         parameters=list(dict.fromkeys(["m1", "m2", *inferred])),
         detectors=expected_detectors(spec),
@@ -573,11 +605,49 @@ def piling_check(samples: np.ndarray, parameters: list[str], spec: dict) -> Chec
     )
 
 
+def support_check(samples: np.ndarray, parameters: list[str], spec: dict) -> Check:
+    """Check 7: the samples inside the prior's support (zero prior density means the model extrapolated; a
+    bounded parameterisation never does). Non-finite samples are refused outright (``InputError``, even with
+    ``--force``): no file holding them is written."""
+    from gwpe.waveforms.priors import log_prior_density
+
+    bad = ~np.isfinite(samples).all(axis=1)
+    if bad.any():
+        raise InputError(
+            f"the model returned {int(bad.sum())} non-finite samples of {len(samples)}; nothing written (the input "
+            "is far from the training data, or the package is damaged)"
+        )
+    name, allowed = "prior support", "all samples inside the prior"
+    prior = prior_of(spec)
+    if prior is None:
+        return Check(name, "-", allowed, NOT_RUN, "the package records no prior")
+    outside = ~np.isfinite(log_prior_density(prior, parameters, samples))
+    fraction = float(outside.mean())
+    ok = fraction <= SUPPORT_TOLERANCE
+    return Check(
+        name,
+        f"{fraction:.2%} outside",
+        allowed,
+        PASS if ok else FAIL,
+        f"{int(outside.sum())} samples outside the prior (float32 rounding at a bound allowed up to "
+        f"{SUPPORT_TOLERANCE:.1%})",
+        ""
+        if ok
+        else f"posterior check failed: {fraction:.1%} of the samples lie outside the model's prior (it extrapolated)",
+        {"outside": fraction},
+    )
+
+
 def check_posterior(
     samples: np.ndarray, parameters: list[str], spec: dict, training_snr: dict | None = None
 ) -> list[Check]:
-    """The checks on the posterior samples (module doc, 5-6): signal SNR and prior-bound piling."""
-    return [snr_check(samples, parameters, spec, training_snr), piling_check(samples, parameters, spec)]
+    """The checks on the posterior samples (module doc, 5-7): finite and inside the prior, signal SNR and
+    prior-bound piling."""
+    return [
+        support_check(samples, parameters, spec),
+        snr_check(samples, parameters, spec, training_snr),
+        piling_check(samples, parameters, spec),
+    ]
 
 
 def enforce(checks: list[Check], force: bool) -> list[str]:

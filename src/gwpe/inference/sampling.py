@@ -98,7 +98,10 @@ def load_event(config: ProjectConfig, index: int) -> Event:
         )
     strain, theta = validation[index]
     truth = validation.standardisation.inverse(theta.numpy().astype(np.float64))
-    generator = StrainGenerator(StrainSetup.build(config.strain, dataset))
+    # the likelihood's templates: the dataset's setup, on a longer segment when sampling.template_segment asks
+    generator = StrainGenerator(
+        StrainSetup.build(config.strain, dataset).with_segment(config.sampling.template_segment)
+    )
     return Event(
         index,
         names,

@@ -35,13 +35,22 @@ class PackagedModel:
     def save_model(self, folder: str | Path, extra: dict | None = None) -> Path:
         """Write ``weights.pt`` (tensors only) and ``config.json`` (``metadata()`` + ``extra``) into ``folder``."""
         folder = Path(folder)
+        refuse_non_finite(self.state_dict(), folder)  # before anything is created: a NaN model is never written
         folder.mkdir(parents=True, exist_ok=True)
-        import gwpe
+        import io
 
-        torch.save({k: v.detach().cpu() for k, v in self.state_dict().items()}, folder / WEIGHTS_FILE)
+        import gwpe
+        from gwpe.models.atomic import replaced_together
+
         meta = {**self.metadata(), "package_format": PACKAGE_FORMAT, "gwpe_version": gwpe.__version__, **(extra or {})}
-        (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        write_mlmodel(folder)  # MLflow pyfunc flavour over the same files (``mlflow models serve``)
+        # all three written to temporary names, then renamed: a failed write (full disk) keeps the previous package
+        names = (WEIGHTS_FILE, CONFIG_FILE, "MLmodel")
+        with replaced_together(*(folder / name for name in names)) as (weights, config, mlmodel):
+            buffer = io.BytesIO()  # torch.save to a path makes a full disk a RuntimeError; a file write an OSError
+            torch.save({k: v.detach().cpu() for k, v in self.state_dict().items()}, buffer)
+            weights.write_bytes(buffer.getbuffer())
+            config.write_text(json.dumps(meta, indent=2) + "\n")
+            write_mlmodel(folder, mlmodel)  # MLflow pyfunc flavour over the same files (``mlflow models serve``)
         return folder
 
     @classmethod
@@ -52,6 +61,35 @@ class PackagedModel:
         if meta.get("model") != cls.model_kind:
             raise PackageError(f"{folder / CONFIG_FILE}: model = {meta.get('model')!r}; expected {cls.model_kind!r}")
         return meta, read_weights(folder, map_location)
+
+
+def non_finite_tensors(state: dict) -> tuple[list[str], int, int]:
+    """(names of the floating-point tensors holding NaN/inf, how many such values, how many values checked)."""
+    names, bad, total = [], 0, 0
+    for name, tensor in state.items():
+        if isinstance(tensor, torch.Tensor) and (tensor.is_floating_point() or tensor.is_complex()):
+            total += tensor.numel()
+            count = int((~torch.isfinite(tensor.detach())).sum())
+            if count:
+                names.append(name)
+                bad += count
+    return names, bad, total
+
+
+def describe_non_finite(names: list[str], bad: int, total: int) -> str:
+    """``"3 of 1,000 weights are NaN/inf (a, b)"``."""
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"{bad:,} of {total:,} weights are NaN/inf ({shown})"
+
+
+def refuse_non_finite(state: dict, folder: str | Path) -> None:
+    """``PackageError`` (one line) when a floating-point tensor of ``state`` holds NaN or inf: a diverged model is
+    never saved as a package, whichever code path tries (``gwpe.training.guards`` stops the fit itself earlier)."""
+    names, bad, total = non_finite_tensors(state)
+    if names:
+        raise PackageError(
+            f"refusing to save model package {folder}: {describe_non_finite(names, bad, total)}; nothing was written"
+        )
 
 
 def read_package_config(folder: str | Path) -> dict:
@@ -91,8 +129,9 @@ def read_weights(folder: str | Path, map_location: str | torch.device = "cpu") -
     return state
 
 
-def write_mlmodel(folder: str | Path) -> Path:
-    """Add ``MLmodel`` (python_function flavour, loader ``gwpe.serving``) to a package folder."""
+def write_mlmodel(folder: str | Path, path: str | Path | None = None) -> Path:
+    """Add ``MLmodel`` (python_function flavour, loader ``gwpe.serving``) to a package folder (written to
+    ``path`` when given, e.g. a temporary name)."""
     import platform
 
     from mlflow.models import Model
@@ -100,6 +139,6 @@ def write_mlmodel(folder: str | Path) -> Path:
 
     model = Model()
     add_to_model(model, loader_module=SERVING_MODULE, data=".", python_version=platform.python_version())
-    path = Path(folder) / "MLmodel"
+    path = Path(path) if path is not None else Path(folder) / "MLmodel"
     model.save(str(path))
     return path

@@ -12,10 +12,17 @@ Inputs are divided by ``input_scale`` (the RMS of training waveforms) and head t
 the training split's mean/std, both stored as buffers so a saved model carries its own normalisation.
 Saved without pickle: ``save_model`` writes the state dict (tensors only, loaded with
 ``torch.load(weights_only=True)``) and a JSON file with the architecture and optimisation settings.
+
+Predictions are physical (``predict``): q and both spins are clipped to ``parameter_box``, the box of the grid the
+model was trained on (q in [q_min, q_max], spins in [s_min, s_max]; the same clip as Table 1 in
+``gwpe.evaluation.wavenet``), or, for a model that does not know its grid, the physical box q >= 1, |chi| <= 1.
+Every path (``gwpe evaluate wavenet``, ``gwpe infer``, ``load_wavenet``) therefore returns the same values; the raw
+network outputs are ``forward``'s.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import lightning as L
@@ -27,6 +34,27 @@ from gwpe import physics
 from gwpe.config import TrainingConfig
 from gwpe.models.package import CONFIG_FILE, PackagedModel  # noqa: F401 (CONFIG_FILE: re-exported)
 from gwpe.models.wavenet import WaveNetConfig, WaveNetRegressor, head_targets, head_to_parameters
+
+
+PHYSICAL_BOX = {"q": [1.0, None], "spin": [-1.0, 1.0]}  # q = m1/m2 >= 1, |chi| <= 1 (None: no upper bound)
+
+
+def grid_box(grid) -> dict | None:
+    """``parameter_box`` of a training grid (an ``H22GridConfig`` or its dict), the box Table 1 clips to."""
+    if grid is None:
+        return None
+    get = grid.get if isinstance(grid, dict) else lambda key: getattr(grid, key)
+    return {"q": [float(get("q_min")), float(get("q_max"))], "spin": [float(get("s_min")), float(get("s_max"))]}
+
+
+def check_box(box: dict) -> dict:
+    """A ``parameter_box`` inside the physical one: q_low >= 1, -1 <= s_low <= s_high <= 1."""
+    (q_low, q_high), (s_low, s_high) = box["q"], box["spin"]
+    q_high = None if q_high is None or math.isinf(q_high) else float(q_high)
+    box = {"q": [max(1.0, float(q_low)), q_high], "spin": [max(-1.0, float(s_low)), min(1.0, float(s_high))]}
+    if (q_high is not None and q_high < box["q"][0]) or box["spin"][0] > box["spin"][1]:
+        raise ValueError(f"parameter_box {box} is empty")
+    return box
 
 
 class WaveNetModule(PackagedModel, L.LightningModule):
@@ -44,8 +72,10 @@ class WaveNetModule(PackagedModel, L.LightningModule):
         max_epochs: int = 10,
         spin_std=(1.0, 1.0),
         training: TrainingConfig | None = None,
+        parameter_box: dict | None = None,
     ):
         super().__init__()
+        self.parameter_box = check_box(parameter_box or PHYSICAL_BOX)
         self.training_config = training  # optimiser, warm-up and batch scaling; None: Adam, no warm-up
         self.config = config
         self.net = WaveNetRegressor(config)
@@ -110,9 +140,12 @@ class WaveNetModule(PackagedModel, L.LightningModule):
 
     @torch.no_grad()
     def predict(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """Physical (q, s1z, s2z) for a batch of (B, 2, L) waveforms (float64)."""
+        """Physical (q, s1z, s2z) for a batch of (B, 2, L) waveforms (float64), clipped to ``parameter_box``."""
         outputs = self(waveforms) * self.target_std + self.target_mean
-        return head_to_parameters(outputs.double(), self.config.head, self.config.s_eff_scale)
+        params = head_to_parameters(outputs.double(), self.config.head, self.config.s_eff_scale)
+        (q_low, q_high), (s_low, s_high) = self.parameter_box["q"], self.parameter_box["spin"]
+        q = params[:, 0].clamp(min=q_low, max=None if q_high is None else q_high)
+        return torch.cat([q[:, None], params[:, 1:].clamp(min=s_low, max=s_high)], dim=-1)
 
     def configure_optimizers(self):
         """Adam (or LAMB, from ``training_config``) with cosine decay over ``max_epochs``; see ``gwpe.models.optim``."""
@@ -135,6 +168,7 @@ class WaveNetModule(PackagedModel, L.LightningModule):
             "architecture": self.config.to_dict(),
             "learning_rate": self.learning_rate,
             "max_epochs": self.max_epochs,
+            "parameter_box": self.parameter_box,
         }
 
     @classmethod
@@ -149,6 +183,7 @@ class WaveNetModule(PackagedModel, L.LightningModule):
             input_scale=float(state.get("input_scale", torch.tensor(1.0))),
             learning_rate=meta["learning_rate"],
             max_epochs=meta["max_epochs"],
+            parameter_box=meta.get("parameter_box") or grid_box(meta.get("h22", {}).get("grid")),
         )
         last = len(module.net.blocks) - 1  # packages from before the last block lost its unused residual map
         state = {k: v for k, v in state.items() if not k.startswith(f"net.blocks.{last}.residual.")}

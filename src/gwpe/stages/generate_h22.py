@@ -11,7 +11,15 @@ from gwpe.waveforms.grid import SPLITS, split_size
 
 
 def execute(config: ProjectConfig, split: str, metrics_path: str | None = None) -> dict:
-    """Generate (or resume) one split inside a ``generate-h22`` run; returns its metrics (with the md5)."""
+    """Generate (or resume) one split inside a ``generate-h22`` run; returns its metrics (with the md5). The
+    store's progress markers are removed only once the run and the metrics file are written."""
+    from gwpe.data.engine import finish_when_done
+
+    with finish_when_done():
+        return _execute(config, split, metrics_path)
+
+
+def _execute(config: ProjectConfig, split: str, metrics_path: str | None) -> dict:
     from gwpe.data.checksum import dvc_md5
     from gwpe.data.h22 import generate_split
     from gwpe.evaluation.h22_plots import h22_overview

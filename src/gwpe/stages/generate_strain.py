@@ -12,7 +12,15 @@ from gwpe.stages.common import write_metrics
 
 
 def execute(config: ProjectConfig, name: str, metrics_path: str | None = None, plots_path: str | None = None) -> dict:
-    """Generate (or resume) dataset ``name`` inside a ``generate-strain`` run; returns its metrics (with the md5)."""
+    """Generate (or resume) dataset ``name`` inside a ``generate-strain`` run; returns its metrics (with the md5).
+    The store's progress markers are removed only once the run, metrics and plots files are written."""
+    from gwpe.data.engine import finish_when_done
+
+    with finish_when_done():
+        return _execute(config, name, metrics_path, plots_path)
+
+
+def _execute(config: ProjectConfig, name: str, metrics_path: str | None, plots_path: str | None) -> dict:
     import numpy as np
 
     from gwpe.data.checksum import dvc_md5

@@ -24,6 +24,7 @@ def main(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         seed=args.seed,
         force=args.force,
+        overwrite=args.overwrite,
     )
     print(format_result(result))
     return 0

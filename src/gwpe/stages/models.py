@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from gwpe.redaction import redact
+
 
 def list_main(args: argparse.Namespace) -> int:
     """``gwpe models list``: names, versions, aliases and each version's key metric."""
@@ -40,14 +42,15 @@ def pull_main(args: argparse.Namespace) -> int:
     """``gwpe models pull``: download a registered package into a folder."""
     from gwpe.tracking.registry import pull
 
-    folder = pull(args.reference, args.dest)
+    folder = pull(args.reference, args.dest, overwrite=args.overwrite)
     print(f"{args.reference} -> {folder} (weights.pt + config.json; load with gwpe.models.loading.load_package)")
     return 0
 
 
 def serve_main(args: argparse.Namespace) -> int:
     """``gwpe models serve``: ``mlflow models serve`` on a registered model with this environment's tools
-    (its own ``mlflow`` and ``uvicorn``, whatever PATH says; ``--env-manager local``), replacing this process."""
+    (its own ``mlflow`` and ``uvicorn``, whatever PATH says; ``--env-manager local``), replacing this process.
+    Pickle deserialisation is off (``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``): gwpe's flavour needs none."""
     import os
     import sys
     from pathlib import Path
@@ -59,6 +62,7 @@ def serve_main(args: argparse.Namespace) -> int:
     bin_dir = str(Path(sys.executable).parent)
     os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"  # a crafted MLmodel naming a pickle cannot run code
     command = [
         sys.executable,
         "-m",
@@ -75,7 +79,7 @@ def serve_main(args: argparse.Namespace) -> int:
         str(args.port),
     ]
     print(
-        f"serving {args.reference} (models:/{version.name}/{version.version}) from {uri} on "
+        f"serving {args.reference} (models:/{version.name}/{version.version}) from {redact(uri)} on "
         f"http://{args.host}:{args.port}/invocations (JSON: dataframe_records or dataframe_split, one row per event)",
         flush=True,
     )
@@ -91,7 +95,7 @@ def ui_main(args: argparse.Namespace) -> int:
 
     command = ui_command(args.host, args.port)
     print(
-        f"MLflow UI for {tracking_uri()} on http://{args.host}:{args.port}  (runs table: "
+        f"MLflow UI for {redact(tracking_uri())} on http://{args.host}:{args.port}  (runs table: "
         f"http://{args.host}:{args.port}/#/experiments/1/runs?workflowType=machine_learning)",
         flush=True,
     )

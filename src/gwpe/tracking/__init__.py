@@ -6,24 +6,30 @@
 - One run per stage invocation, opened by rank 0 only (under DDP/SLURM every other rank gets a no-op run).
 - Each run logs the params of its stage (``stage_params``: the profile sections that define it and the effective
   architecture it trained), and tags the profile, stage, git commit (and whether the
-  tree was dirty), gwpe version, DVC experiment name, and the DVC-compatible md5 of each input/output
-  dataset (``data.<role>.<name>.md5``), so a run can be traced to the exact data version in ``dvc.lock``.
+  tree was dirty), gwpe version, the sha256 of the environment's lock file (``gwpe.env.lock_sha256``), DVC
+  experiment name, and the DVC-compatible md5 of each input/output dataset (``data.<role>.<name>.md5``), so a
+  run can be traced to the exact data version in ``dvc.lock``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import gwpe
+from gwpe.redaction import redact_value
 from gwpe.config import ProjectConfig, flatten
 from gwpe.data.checksum import dvc_md5
 
 RANK_VARIABLES = ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "LOCAL_RANK")
+HOST_TAG, PID_TAG = "gwpe.host", "gwpe.pid"  # where a stage's run was last opened (RUNNING -> KILLED on restart)
+LOCK_FILE = Path("requirements") / "lock.txt"  # the exact versions `make install` installs (`make lock` refreshes it)
 
 
 def is_rank_zero() -> bool:
@@ -76,6 +82,18 @@ def git_commit(root: Path | None = None) -> tuple[str, bool]:
         return sha, bool(status.strip())
     except (OSError, subprocess.CalledProcessError):
         return "unknown", False
+
+
+def environment_tags(source: str | Path | None = None) -> dict[str, str]:
+    """``gwpe.env.lock_sha256`` and ``gwpe.env.lock_path``: the sha256 of the lock file of the checkout gwpe runs
+    from, found from the package source (``source``, default ``gwpe.__file__``: ``<root>/src/gwpe/__init__.py``),
+    not the working directory; both ``none`` where there is no lock (an installed wheel ships none)."""
+    try:
+        root = Path(source or gwpe.__file__).resolve().parents[2]
+        digest = hashlib.sha256((root / LOCK_FILE).read_bytes()).hexdigest()
+    except (OSError, IndexError):
+        return {"gwpe.env.lock_sha256": "none", "gwpe.env.lock_path": "none"}
+    return {"gwpe.env.lock_sha256": digest, "gwpe.env.lock_path": LOCK_FILE.as_posix()}
 
 
 class NullRun:
@@ -200,7 +218,7 @@ def stage_params(config: ProjectConfig, stage: str, tags: dict | None = None, ex
             k: v for k, v in flat.items() if not k.startswith("flows.models.") or k.startswith(f"flows.models.{flow}.")
         }
     flat.update(flatten(extra or {}))
-    return {k: ("null" if v is None else v) for k, v in flat.items()}
+    return {k: ("null" if v is None else redact_value(k, v)) for k, v in flat.items()}  # no secret in MLflow
 
 
 def unique_run_name(experiment, base: str) -> str:
@@ -231,12 +249,18 @@ def stage_run(
     run_id: str | None = None,
     log_params: bool = True,
     params: dict | None = None,
+    abandoned_run_id: str | None = None,
 ) -> Iterator[StageRun | NullRun]:
     """Open the stage's MLflow run (rank 0 only) with the stage's params (``stage_params``: its profile sections
     plus ``params``, e.g. the effective architecture) and provenance tags.
 
     ``run_id`` reopens an existing run (a resumed training, or the evaluation of a trained model, which
-    reports into its training run); its params are then not logged again unless ``log_params``.
+    reports into its training run); its params are then not logged again unless ``log_params``. A run that was
+    deleted (or purged) meanwhile is not reopened: a new run is started, and one line says so.
+
+    Runs of this stage left RUNNING by a process of this host that is gone (killed), and
+    ``abandoned_run_id`` (the unfinished run of a checkpoint being started afresh) if still RUNNING, are first
+    closed as KILLED (``close_killed_runs``).
     """
     if not is_rank_zero():
         yield NullRun()
@@ -244,18 +268,24 @@ def stage_run(
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_experiment(config.tracking.experiment)
+    experiment = mlflow.set_experiment(config.tracking.experiment)
+    if run_id is not None and not reopenable(run_id, stage):
+        run_id, log_params = None, True
+    close_killed_runs(experiment.experiment_id, stage, keep=run_id, abandoned=abandoned_run_id)
     commit, dirty = git_commit()
     all_tags = {
         "gwpe.stage": stage,
         "gwpe.profile": config.profile,
         "gwpe.version": gwpe.__version__,
+        **environment_tags(),
         "git.commit": commit,
         "git.dirty": str(dirty).lower(),
         "mlflow.source.git.commit": commit,
         "dvc.stage": os.environ.get("DVC_STAGE", ""),
         "dvc.exp_name": os.environ.get("DVC_EXP_NAME", ""),
-        **{k: str(v) for k, v in (tags or {}).items()},
+        HOST_TAG: socket.gethostname(),  # with PID_TAG: a later start can tell that this process is gone
+        PID_TAG: str(os.getpid()),
+        **{k: str(redact_value(k, v)) for k, v in (tags or {}).items()},
     }
     all_tags = {k: v for k, v in all_tags.items() if v != ""}
     if run_id is not None:
@@ -271,6 +301,66 @@ def stage_run(
             mlflow.log_params(stage_params(config, stage, tags, params))
         with wandb_run(config, stage, run.info.run_name or run_name or stage, run.info.run_id):
             yield StageRun(run)
+
+
+def reopenable(run_id: str, stage: str) -> bool:
+    """Whether run ``run_id`` exists and is not deleted; if not, says in one line that a new run is started."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        run = MlflowClient().get_run(run_id)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        state = "no longer exists"
+    else:
+        if run.info.lifecycle_stage != "deleted":
+            return True
+        state = "was deleted"
+    print(f"{stage}: MLflow run {run_id} {state}; logging to a new run (checkpoints are kept)", flush=True)
+    return False
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process: alive
+        return False
+    return False
+
+
+def close_killed_runs(experiment_id: str, stage: str, keep: str | None = None, abandoned: str | None = None) -> list:
+    """Mark as KILLED the RUNNING runs of ``stage`` whose process (``gwpe.host``/``gwpe.pid`` tags) ran on this
+    host and is gone, plus ``abandoned`` if RUNNING; ``keep`` (the run about to be reopened) is left alone.
+    Returns the ids closed; each is reported in one line. Runs of other hosts are left as they are."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    host = socket.gethostname().replace("'", "\\'")
+    running = client.search_runs(
+        [experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'"
+    )
+    closed = []
+    for run in running:
+        tags = run.data.tags
+        of_stage = tags.get("gwpe.stage") == stage or tags.get(f"gwpe.stage.{stage}") == "true"  # opened or reopened
+        if run.info.run_id == keep or not of_stage:
+            continue
+        pid = tags.get(PID_TAG, "")
+        if pid.isdigit() and int(pid) != os.getpid() and _process_gone(int(pid)):
+            closed.append(run.info.run_id)
+    if abandoned and abandoned != keep and abandoned not in closed:
+        with contextlib.suppress(MlflowException):
+            if client.get_run(abandoned).info.status == "RUNNING":
+                closed.append(abandoned)
+    for run_id in closed:
+        client.set_terminated(run_id, "KILLED")
+        print(f"{stage}: MLflow run {run_id} was left RUNNING by a killed process; marked KILLED", flush=True)
+    return closed
 
 
 def numeric_metrics(metrics: dict, prefix: str = "", exclude: tuple[str, ...] = ()) -> dict[str, float]:

@@ -9,6 +9,7 @@ score; the alias ``champion`` moves to a new version only when its score beats t
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -247,16 +248,43 @@ def promote(name: str, version: int, alias: str) -> dict:
     return {"name": name, "alias": alias, "version": int(version), "previous": previous}
 
 
-def pull(reference: str, destination: str | Path) -> Path:
-    """Download a registered package into ``destination`` and check it loads (pickle-free)."""
+def pull(reference: str, destination: str | Path, overwrite: bool = False) -> Path:
+    """Download a registered package into ``destination`` and check it loads (pickle-free).
+
+    A non-empty ``destination`` is refused unless ``overwrite`` (the user's files there are never replaced
+    silently); the package is downloaded and checked in a temporary sibling folder first, then its files are
+    moved in, so a failed download leaves ``destination`` as it was. With ``overwrite`` only same-named files
+    are replaced."""
+    import shutil
+    import tempfile
+
+    from gwpe.errors import RegistryError
     from gwpe.models.loading import load_package
 
-    version = model_version(reference)
     destination = Path(destination)
-    destination.mkdir(parents=True, exist_ok=True)
-    folder = download_model(f"models:/{version.name}/{version.version}", destination)
-    load_package(folder)
-    return folder
+    if destination.exists() and not destination.is_dir():
+        raise RegistryError(f"--out {destination} is a file; allowed: a folder (new or empty, or --overwrite)")
+    if destination.is_dir() and any(destination.iterdir()) and not overwrite:
+        held = ", ".join(sorted(p.name for p in destination.iterdir())[:4])
+        raise RegistryError(
+            f"--out {destination} is not empty ({held}); allowed: a new or empty folder, or --overwrite to replace "
+            "the package's files there"
+        )
+    version = model_version(reference)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".gwpe-pull-", dir=destination.parent))
+    try:
+        folder = download_model(f"models:/{version.name}/{version.version}", staging)
+        load_package(folder)
+        destination.mkdir(exist_ok=True)
+        for item in folder.iterdir():
+            target = destination / item.name
+            if target.is_dir() and item.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return destination
 
 
 def resolve_package(model: str, cache: str | Path | None = None) -> tuple[Path, dict]:

@@ -31,6 +31,7 @@ class ResumePlan:
     ckpt_path: Path | None
     run_id: str | None
     reason: str
+    abandoned_run_id: str | None = None  # the unfinished run of a checkpoint cleared to start fresh (closed as KILLED)
 
 
 def plan_resume(checkpoint_dir: str | Path, expected: str, resume: bool, clear: bool = True) -> ResumePlan:
@@ -55,8 +56,22 @@ def plan_resume(checkpoint_dir: str | Path, expected: str, resume: bool, clear: 
     else:
         reason = "starting fresh"
     if clear and folder.exists():
-        shutil.rmtree(folder)
-    return ResumePlan(None, None, reason)
+        clear_folder(folder)
+    abandoned = None if state.get("complete") else state.get("mlflow_run_id")
+    return ResumePlan(None, None, reason, abandoned)
+
+
+def clear_folder(folder: Path) -> None:
+    """Remove everything in ``folder`` but its lock file (``gwpe.training.locks``), which this process holds."""
+    from gwpe.training.locks import LOCK_FILE
+
+    for entry in folder.iterdir():
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def write_state(checkpoint_dir: str | Path, expected: str, run_id: str | None, complete: bool) -> None:

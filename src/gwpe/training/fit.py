@@ -97,6 +97,7 @@ def finish_fit(session: FitSession, run, progress_bar: bool = True) -> TrainResu
     from gwpe.models.package import CONFIG_FILE, WEIGHTS_FILE
     from gwpe.tracking import is_rank_zero
     from gwpe.training.checkpoints import write_state
+    from gwpe.training.guards import NonFiniteGuard
     from gwpe.training.trainer import best_checkpoint, build_trainer, compiled, restore_best
 
     job, module = session.job, session.module
@@ -111,6 +112,7 @@ def finish_fit(session: FitSession, run, progress_bar: bool = True) -> TrainResu
         samples_per_epoch=session.samples_per_epoch,
         progress_bar=progress_bar,
         run_id=run_id,
+        extra_callbacks=[NonFiniteGuard()],  # a NaN/inf loss or weight stops the fit: no package is saved
     )
     trainer.fit(
         compiled(module, job.training), datamodule=job.data, ckpt_path=session.plan.ckpt_path, weights_only=True

@@ -16,6 +16,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 
 from gwpe.config import TrainingConfig
+from gwpe.training.durability import AtomicCheckpointIO, RngStates
 
 
 class MLflowEpochMetrics(Callback):
@@ -185,6 +186,7 @@ def build_trainer(
                 every_n_epochs=1,
                 enable_version_counter=False,
             ),
+            RngStates(),  # RNG states in every checkpoint, restored on resume (gwpe.training.durability)
         ]
     )
     callbacks: list[Callback] = [
@@ -204,6 +206,7 @@ def build_trainer(
         precision=training.precision,
         accumulate_grad_batches=training.accumulate_grad_batches,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],  # checkpoints written to a temporary name, then renamed
         logger=False,
         enable_checkpointing=checkpoint_dir is not None,
         enable_progress_bar=progress_bar,

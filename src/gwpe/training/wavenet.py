@@ -59,7 +59,7 @@ def wavenet_job(config: ProjectConfig) -> FitJob:
     def make_module(data):
         import torch
 
-        from gwpe.models.wavenet_module import WaveNetModule
+        from gwpe.models.wavenet_module import WaveNetModule, grid_box
 
         train_set = data.dataset("train")
         rng = np.random.default_rng(training.seed)
@@ -72,6 +72,7 @@ def wavenet_job(config: ProjectConfig) -> FitJob:
             learning_rate=training.learning_rate,
             max_epochs=training.max_epochs,
             training=training,
+            parameter_box=grid_box(config.h22.grid),  # predictions clipped as Table 1 clips them
         )
 
     def package_extra(module, data, md5: dict, metrics: dict) -> dict:

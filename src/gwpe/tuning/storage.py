@@ -18,6 +18,7 @@ import socket
 from pathlib import Path
 
 from gwpe.errors import ConfigError
+from gwpe.redaction import redact
 
 HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 120
@@ -30,11 +31,11 @@ def resolve_storage_url(url: str, root: str | Path) -> str:
         if url.startswith(prefix):
             path = Path(url[len(prefix) :])
             if not str(path):
-                raise ConfigError(f"distill.sweep.storage = {url!r}: no file name after {prefix!r}")
+                raise ConfigError(f"distill.sweep.storage = {redact(url)!r}: no file name after {prefix!r}")
             return prefix + str(path if path.is_absolute() else Path(root) / path)
     if "://" not in url:
         raise ConfigError(
-            f"distill.sweep.storage = {url!r}; allowed: sqlite:///FILE, an RDB URL "
+            f"distill.sweep.storage = {redact(url)!r}; allowed: sqlite:///FILE, an RDB URL "
             "(postgresql://..., mysql://...) or journal:FILE"
         )
     return url
@@ -78,16 +79,10 @@ def build_storage(url: str, root: str | Path):
                     raise
                 time.sleep(0.5 + attempt)
     except (ImportError, ModuleNotFoundError) as error:
-        raise ConfigError(f"distill.sweep.storage = {url!r}: database driver missing ({error})") from None
+        raise ConfigError(f"distill.sweep.storage = {redact(url)!r}: database driver missing ({error})") from None
     except (optuna.exceptions.StorageInternalError, DBAPIError) as error:
         first = str(error).strip().splitlines()[0][:200]
-        raise ConfigError(f"distill.sweep.storage = {_redacted(url)!r}: cannot use the database ({first})") from None
-
-
-def _redacted(url: str) -> str:
-    import re
-
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+        raise ConfigError(f"distill.sweep.storage = {redact(url)!r}: cannot use the database ({first})") from None
 
 
 def worker_tag() -> str:

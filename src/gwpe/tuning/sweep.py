@@ -34,6 +34,7 @@ from typing import Any
 from gwpe.config import ProjectConfig
 from gwpe.data.strain_store import existing_store
 from gwpe.errors import ConfigError
+from gwpe.redaction import redact, redact_value
 
 PARENT_ATTR = "mlflow_parent_run_id"
 OBJECTIVE = "val_nll"  # the objective: validation negative log-likelihood (nats) after sweep.max_epochs
@@ -135,7 +136,7 @@ class Objective:
 
         from gwpe.data.strain_datamodule import StrainDataModule
         from gwpe.models.flow_module import FlowModule
-        from gwpe.tracking import tracking_uri
+        from gwpe.tracking import environment_tags, tracking_uri
         from gwpe.training.distill import resnet_iaf_config
         from gwpe.training.posterior import with_support
         from gwpe.training.trainer import build_trainer
@@ -161,6 +162,7 @@ class Objective:
             "gwpe.profile": config.profile,
             "optuna.study": trial.study.study_name,
             "optuna.trial_number": str(trial.number),
+            **environment_tags(),  # the lock file's hash, as on every stage run
         }
         nested = mlflow.active_run() is not None
         with mlflow.start_run(
@@ -182,7 +184,7 @@ class Objective:
             mlflow.log_params(
                 {
                     **{k: ("null" if v is None else v) for k, v in flatten({"model": model_config}).items()},
-                    **flatten({"training": training.model_dump()}),
+                    **{k: redact_value(k, v) for k, v in flatten({"training": training.model_dump()}).items()},
                 }
             )
             mlflow.log_metric("parameters", sum(p.numel() for p in module.model.parameters()))
@@ -345,7 +347,7 @@ def prepare_sweep(config: ProjectConfig, workers: int | None = None) -> SweepPla
         print(f"sweep {name}: trials {orphans} were left running by a dead process; failed and re-queued", flush=True)
     started = time.perf_counter()
     # As configured (a sqlite/journal file relative to the project root), so a copied project is self-contained.
-    tags = {"optuna.study": name, "optuna.storage": _redact(sweep.storage)}
+    tags = {"optuna.study": name, "optuna.storage": redact(sweep.storage)}
     return SweepPlan(config, name, storage, study, store, root, workers, recorded_parent(config, study), tags, started)
 
 
@@ -424,7 +426,7 @@ def optimise(
     seconds = time.perf_counter() - plan.started
     summary = {
         "study": name,
-        "storage": _redact(sweep.storage),
+        "storage": redact(sweep.storage),
         "trial": best.number,
         "value": best.value,
         "params": best.params,
@@ -446,10 +448,3 @@ def optimise(
     for path in sweep_plots(study, Path(plots_dir)).values():
         run.log_artifact(path, "plots")
     return summary, metrics
-
-
-def _redact(url: str) -> str:
-    """The storage URL without a password (``user:secret@`` -> ``user:***@``)."""
-    import re
-
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
