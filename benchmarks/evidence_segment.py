@@ -15,7 +15,8 @@ Two columns per segment:
 - *data and templates*: the observation's signal also regenerated on S (same noise: the stored strain minus the
   4-s signal at the truth plus the S-s one): the evidence of a dataset generated on S.
 
-Writes the figures as JSON and, with ``--markdown``, the page docs/evidence-segment.md generated from it.
+Writes the figures as JSON and, with ``--markdown``, the page docs/evidence-segment.md generated from it
+(``--render``: the page alone, from an existing JSON).
 """
 
 from __future__ import annotations
@@ -103,7 +104,9 @@ def markdown(result: dict) -> str:
         "(the shift's error is that of the reweighting; dynesty's own ± applies to every row alike).",
         "",
         f"Profile `{result['profile']}`, dataset `{result['dataset']}`; dynesty nlive {result['nlive']}, "
-        f"{result['sample']}, dlogz 0.1; measured {result['date']}.",
+        f"{result['sample']}, dlogz 0.1; measured {result['date']}"
+        + (f", {result['where']}" if "where" in result else "")
+        + ".",
         "",
     ]
     for run in result["injections"]:
@@ -120,8 +123,8 @@ def markdown(result: dict) -> str:
         for row in run["segments"]:
             a, b = row["templates_only"], row["data_and_templates"]
             lines.append(
-                f"| {row['segment_seconds']:g} | {a['log_evidence']:.3f} | {a['shift']:+.3f} ± {a['shift_error']:.3f} "
-                f"| {b['log_evidence']:.3f} | {b['shift']:+.3f} ± {b['shift_error']:.3f} |"
+                f"| {row['segment_seconds']:g} | {a['log_evidence']:.3f} | {a['shift']:+.3f} ± {a['shift_error']:.4f} "
+                f"| {b['log_evidence']:.3f} | {b['shift']:+.3f} ± {b['shift_error']:.4f} |"
             )
         lines.append("")
     lines += [
@@ -129,7 +132,7 @@ def markdown(result: dict) -> str:
         "",
         result["conclusion"],
         "",
-        "Reproduce: `.venv/bin/python benchmarks/evidence_segment.py --segments 4 8 16 --injections 0 1 "
+        "Reproduce: `.venv/bin/python benchmarks/evidence_segment.py --segments 4 8 16 32 --injections 0 1 "
         "--json docs/data/evidence-segment.json --markdown docs/evidence-segment.md` in a project where "
         "`dvc repro` has built `data/strain/strain-5d.zarr`.",
         "",
@@ -150,16 +153,18 @@ def conclusion(result: dict) -> str:
                 longest,
             )
         )
-    text = ", ".join(
+    text = "; ".join(
         f"injection {i}: {a:.3f} (templates only), {b:.3f} (data and templates) against {s:g} s" for i, a, b, s in worst
     )
     return (
         f"The default segment ({result['injections'][0]['default_segment_seconds']:g} s) is kept: a longer one "
         "changes the likelihood's templates away from the signals the flows were trained on, and a dataset "
         "regenerated on it reruns the whole pipeline. Its systematic error in log Z, |log Z(default) - log Z(longest "
-        f"segment)|: {text}. The `evidence` stage measures the same shift (default vs twice the segment) on every "
-        "run and records it as `log_z_segment_systematic` in metrics/evidence.json and the evidence HDF5; set "
-        "`sampling.template_segment: 8` for templates on 8 s."
+        f"segment)|: {text}. *Templates only* is the error against physical (segment-converged) signals, such as "
+        "real strain or an independent simulator; *data and templates* is that of gwpe's own datasets, whose signals "
+        "are generated like the templates. The `evidence` stage measures the same shift (default vs twice the "
+        "segment) on every run and records it as `log_z_segment_systematic` in metrics/evidence.json and the "
+        "evidence HDF5; set `sampling.template_segment: 8` for templates on 8 s."
     )
 
 
@@ -174,7 +179,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default="docs/data/evidence-segment.json")
     parser.add_argument("--markdown", default=None)
+    parser.add_argument("--render", action="store_true", help="only write --markdown from the existing --json")
     args = parser.parse_args()
+    if args.render:
+        result = json.loads(Path(args.json).read_text())
+        result["conclusion"] = conclusion(result)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        Path(args.markdown).write_text(markdown(result))
+        return
 
     from gwpe.config import load_config
 

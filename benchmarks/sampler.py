@@ -17,7 +17,14 @@ Needs the default pipeline's strain-5d store and trained NPE (``dvc repro train-
    draws until the weights' Kish ESS reaches the target; independent draws, so no R-hat). The last column
    is the largest 1-D marginal JS divergence from the
    warm flow-MCMC posterior: an ESS read off a chain shorter than 50 autocorrelation times can be reached
-   before the chain has forgotten its start.
+   before the chain has forgotten its start;
+3. the outside sampler (issue 26): dynesty nested sampling (``gwpe.inference.nested``: ``--nlive`` live points,
+   ``--dynesty-sample`` rslice or rwalk, bound multi, dlogz 0.1, phi0 periodic, as bilby runs it) on the same
+   likelihood and prior (the unit cube mapped onto it exactly), one likelihood call at a time. Every gwpe
+   sampler is compared with it: max 1-D JS, the standard-deviation ratio per parameter and for chirp mass with
+   its bootstrap error (chains redrawn at their ESS, weighted sets at their Kish ESS), and log Z (dynesty's
+   logz +- logzerr, adaptive IS's estimate +- its standard error), beside calls and wall time.
+   ``--nlive 0`` skips it.
 """
 
 from __future__ import annotations
@@ -86,6 +93,8 @@ def main() -> None:
     parser.add_argument("--ess", type=float, default=800.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--max-emcee-steps", type=int, default=8000)
+    parser.add_argument("--nlive", type=int, default=1000, help="dynesty live points; 0: no outside sampler")
+    parser.add_argument("--dynesty-sample", default="rslice", choices=["rslice", "rwalk"])
     args = parser.parse_args()
 
     from gwpe.config import load_config
@@ -120,7 +129,7 @@ def main() -> None:
     module = load_npe(config)
     theta_npe, _ = npe_draws(module, event, settings.npe_samples, settings.seed)
     theta_npe = theta_npe[inside_prior(event, theta_npe)]
-    rows, samples = [], {}
+    rows, samples, evidences = [], {}, {}
     with event.likelihood(args.workers) as likelihood:
         prior_draws = prior_start(event, max(settings.flowmc.chains, settings.pilot_draws), settings.seed)
         for label, pilot, start, warm in (
@@ -157,6 +166,7 @@ def main() -> None:
         )
         label = f"adaptive IS from the NPE ({len(rounds) - 1} rounds)"
         samples[label] = (coordinates.to_physical(u.numpy()), weights.numpy())
+        evidences[label] = (estimate.log_evidence, estimate.standard_error)
         rows.append(
             (
                 label,
@@ -183,6 +193,18 @@ def main() -> None:
         )
         samples[label] = coordinates.to_physical(emcee_run.pop("samples"))
         rows.append((label, emcee_run["seconds"], emcee_run["evaluations"], emcee_run["ess"], emcee_run["rhat"]))
+    nested = None
+    if args.nlive > 0:
+        from gwpe.inference.nested import nested_sample
+
+        with event.likelihood(0) as likelihood:  # dynesty asks for one point at a time
+            nested = nested_sample(
+                likelihood, event.dataset.prior, event.names, nlive=args.nlive, sample=args.dynesty_sample
+            )
+        label = f"dynesty ({args.dynesty_sample}, nlive {args.nlive})"
+        samples[label] = (nested.samples, nested.weights)
+        evidences[label] = (nested.log_evidence, nested.standard_error)
+        rows.append((label, nested.seconds, nested.evaluations, nested.effective_samples, float("nan")))
     from gwpe.evaluation.divergence import marginal_divergences
 
     reference = samples["flow-MCMC, NPE warm start"]
@@ -203,6 +225,38 @@ def main() -> None:
             f"  {label:44s} {seconds:8.1f} {evaluations:12,d} {ess:7.0f} {rhat_text:>9s} {ess / seconds:7.1f} "
             f"{js:14.4f}"
         )
+    if nested is not None:
+        print(outside_table(event.names, rows, samples, evidences, nested))
+
+
+def with_chirp_mass(names: list[str], draws: np.ndarray) -> np.ndarray:
+    from gwpe.physics import chirp_mass
+
+    return np.column_stack([draws, chirp_mass(draws[:, names.index("m1")], draws[:, names.index("m2")])])
+
+
+def outside_table(names: list[str], rows: list, samples: dict, evidences: dict, nested) -> str:
+    """Every gwpe sampler against dynesty: max 1-D JS, sd ratio +- bootstrap per parameter (and chirp mass), log Z."""
+    from gwpe.evaluation.divergence import marginal_divergences
+    from gwpe.inference.nested import std_ratios
+
+    columns = [*names, "chirp_mass"]
+    reference = with_chirp_mass(names, nested.samples)
+    lines = [
+        "\nagainst the outside sampler: max 1-D JS [nat], standard deviation / dynesty's (+- bootstrap), log Z",
+        f"  {'sampler':44s} {'max JS':>7s} " + " ".join(f"{c:>14s}" for c in columns) + f" {'log Z':>18s}",
+    ]
+    for label, _seconds, _evaluations, ess, _rhat in rows:
+        draws, weights = samples[label] if isinstance(samples[label], tuple) else (samples[label], None)
+        draws = with_chirp_mass(names, draws)
+        js = max(marginal_divergences(draws, with_chirp_mass(names, nested.equal_samples), weights_a=weights)[1])
+        ratio, error = std_ratios(
+            draws, reference, weights, nested.weights, effective_a=None if weights is not None else ess
+        )
+        log_z = f"{evidences[label][0]:.3f} +- {evidences[label][1]:.3f}" if label in evidences else "-"
+        cells = " ".join(f"{r:6.3f} +- {e:5.3f}" for r, e in zip(ratio, error))
+        lines.append(f"  {label:44s} {js:7.4f} {cells} {log_z:>18s}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     assert "Train loss" in out.stdout and (project / "plots" / "flows" / "maf-corner-0.png").stat().st_size > 10_000
     assert "reference" not in metrics
 
-    # emcee reference posterior for validation injection 0, then the flow compared with it
+    # emcee reference posterior for validation injection 0 (convergence checked), then the flow compared with it
     out = run_gwpe(
         ["reference", "--params", "params.yaml", "--no-progress", "--metrics", "metrics/reference.json"],
         cwd=project,
@@ -86,9 +86,11 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     diagnostics = read_metrics(project / "metrics" / "reference.json")["injections"][0]
     assert (
         diagnostics["index"] == 0
+        and diagnostics["method"] == "emcee"
         and 0 < diagnostics["acceptance"] < 1
         and diagnostics["likelihood_evaluations"] > 12 * 30
     )
+    assert not diagnostics["converged"] and "NOT CONVERGED" in out.stderr  # 60 steps: said, never silent
     run_gwpe(
         [
             "evaluate",

@@ -358,10 +358,15 @@ def test_models_serve_refuses_a_pickled_model_without_running_it(tmp_path):
         "    python_version: 3.11.0\n    cloudpickle_version: 3.1.1\n"
     )
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(store)
-    with mlflow.start_run() as run:
-        mlflow.log_artifacts(str(crafted), "model")
-    mlflow.register_model(f"runs:/{run.info.run_id}/model", "crafted")
+    try:
+        mlflow.set_experiment("crafted")  # not an experiment id cached from another test's store
+        with mlflow.start_run() as run:
+            mlflow.log_artifacts(str(crafted), "model")
+        mlflow.register_model(f"runs:/{run.info.run_id}/model", "crafted")
+    finally:
+        mlflow.set_tracking_uri(previous)
     env = gwpe_env(tmp_path, MLFLOW_TRACKING_URI=store)
     env.pop("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", None)  # MLflow's default: pickles allowed
     served = subprocess.run(

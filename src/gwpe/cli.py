@@ -312,18 +312,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _store_uri() -> str | None:
-    """The tracking URI for an error message (None when it cannot be resolved)."""
-    import contextlib
-    import os
-
-    with contextlib.suppress(Exception):
-        from gwpe.tracking import project_root
-
-        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand; a ``GwpeError`` becomes one line on stderr and its exit code."""
     args = build_parser().parse_args(argv)
@@ -338,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         print("gwpe: interrupted; finished chunks are kept, rerun the same command to resume", file=sys.stderr)
         return 130
     except Exception as exc:  # a full disk or a locked/damaged mlflow.db: one line; anything else is a bug
-        error = as_user_error(exc, _store_uri())
+        error = as_user_error(exc)
         if error is None:
             raise
         print(f"gwpe: error: {redact(' '.join(str(error).split()))}", file=sys.stderr)

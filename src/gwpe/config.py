@@ -417,9 +417,19 @@ class FlowModelConfig(StrictModel):
 
 
 class FlowReferenceConfig(StrictModel):
-    """emcee reference posteriors for the first ``injections`` validation signals (``gwpe reference``)."""
+    """Reference posteriors for the first ``injections`` validation signals (``gwpe reference``): emcee run until
+    ``sampling.convergence`` is met or ``max_steps``, or adaptive importance sampling seeded by the NPE
+    ``sampling.model`` (exact weights; ``sampling.adaptive``)."""
 
     injections: int = Field(2, ge=0, le=10_000, description="0: no reference posteriors")
+    method: Literal["emcee", "adaptive_is"] = Field(
+        "emcee", description="emcee: DE-move ensemble, convergence checked; adaptive_is: exact weights from the NPE"
+    )
+    final_ess: float = Field(2000.0, gt=0.0, description="adaptive_is: final importance draws until this ESS")
+    samples: int = Field(10_000, ge=10, le=100_000_000, description="adaptive_is: posterior draws resampled by weight")
+    max_steps: int | None = Field(
+        None, ge=2, le=10_000_000, description="emcee: steps are extended in rounds up to this cap; null: steps"
+    )
     walkers: int = Field(32, ge=4, le=100_000)
     steps: int = Field(2000, ge=2, le=10_000_000)
     burn: int = Field(500, ge=0, le=10_000_000)
@@ -622,11 +632,22 @@ class FlowMCConfig(StrictModel):
 
 
 class EmceeConfig(StrictModel):
-    """emcee in ``gwpe sample``: walkers, steps and the burn-in dropped."""
+    """emcee in ``gwpe sample``: walkers, steps and the burn-in dropped; extended in rounds of ``extend_steps``
+    up to ``max_steps`` until ``sampling.convergence`` is met."""
 
     walkers: int = Field(32, ge=4, le=100_000)
     steps: int = Field(2000, ge=2, le=10_000_000)
     burn: int = Field(500, ge=0, le=10_000_000)
+    max_steps: int | None = Field(None, ge=2, le=10_000_000, description="cap of the extension rounds; null: steps")
+    extend_steps: int = Field(500, ge=1, le=10_000_000, description="steps added per round until converged")
+
+
+class ConvergenceConfig(StrictModel):
+    """Convergence of every MCMC output (``gwpe.inference.convergence``): rank-normalised split R-hat and tail
+    ESS (Vehtari et al. 2021); chains are extended until both hold or their cap, then recorded as not converged."""
+
+    rhat: float = Field(1.01, gt=1.0, le=10.0, description="every parameter's R-hat at most this")
+    tail_ess: float = Field(400.0, gt=0.0, description="every parameter's tail ESS at least this")
 
 
 class AdaptiveISConfig(StrictModel):
@@ -687,6 +708,7 @@ class SamplingSection(StrictModel):
     adaptive: AdaptiveISConfig = AdaptiveISConfig()
     flowmc: FlowMCConfig = FlowMCConfig()
     emcee: EmceeConfig = EmceeConfig()
+    convergence: ConvergenceConfig = ConvergenceConfig()
     harmonic_temperature: float = Field(
         0.8, gt=0.0, le=1.0, description="T < 1 concentrates the learned harmonic mean's flow"
     )

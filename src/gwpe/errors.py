@@ -80,6 +80,20 @@ _STORE_MESSAGES = {
 }
 
 
+def _default_store() -> str:
+    """The store gwpe would use, for the message only: ``MLFLOW_TRACKING_URI``, else the ``mlflow.db`` beside the
+    nearest ``dvc.yaml`` above the working directory (``gwpe.tracking.tracking_uri``'s rule, which this lowest
+    layer cannot import)."""
+    import os
+    from pathlib import Path
+
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    here = Path.cwd()
+    root = next((p for p in (here, *here.parents) if (p / "dvc.yaml").is_file()), here)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
 def _chain(exc: BaseException):
     seen = set()
     while exc is not None and id(exc) not in seen:
@@ -109,15 +123,17 @@ def as_user_error(exc: BaseException, store: str | None = None) -> GwpeError | N
             return DiskError(f"cannot write {link.filename}: {link.strerror}")
         if isinstance(link, ModuleNotFoundError) and link.name in _DB_DRIVERS:
             return StoreError(
-                f"tracking store {store or 'URI'}: its database driver {link.name} is not installed "
+                f"tracking store {store or _default_store()}: its database driver {link.name} is not installed "
                 f"(pip install {_DB_DRIVERS[link.name]})"
             )
         text = str(link)
         if type(link).__module__.startswith(("sqlalchemy", "psycopg", "pymysql")) and any(
             needle in text for needle in ("Connection refused", "could not connect", "connection failed", "timeout")
         ):
-            return StoreError(f"tracking store {store or 'URI'} unreachable (connection refused or timed out)")
+            return StoreError(
+                f"tracking store {store or _default_store()} unreachable (connection refused or timed out)"
+            )
         for needle, advice in _STORE_MESSAGES.items():
             if needle in text:  # SQLite's own messages
-                return StoreError(f"tracking store {store or 'mlflow.db'} {advice} ({needle})")
+                return StoreError(f"tracking store {store or _default_store()} {advice} ({needle})")
     return None

@@ -254,7 +254,9 @@ def analyse_event(config: ProjectConfig, progress: bool = True) -> EventOutcome:
             for k in ("evaluations", "training_loops", "production_loops", "local_acceptance", "global_acceptance")
         }
         metrics["flowmc"]["effective_samples"] = round(float(diagnostics["effective_samples"]), 1)
-        metrics["flowmc"]["max_rhat"] = round(float(np.max(diagnostics["rhat"])), 4)
+        metrics["flowmc"]["max_rhat"] = round(float(np.max(diagnostics["rhat"])), 4)  # rank-normalised split R-hat
+        metrics["flowmc"]["min_ess_tail"] = round(float(diagnostics["min_ess_tail"]), 1)
+        metrics["flowmc"]["converged"] = diagnostics["converged"]  # sampling.convergence met (else warned)
         timings["flowmc_seconds"] = round(time.perf_counter() - began, 2)
 
         # equal-weight draws of both posteriors, with (d_L, phi0) drawn back from p(d_L, phi0 | theta, x)

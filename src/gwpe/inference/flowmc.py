@@ -15,8 +15,11 @@ Each loop runs, for ``n_chains`` chains in parallel,
 Training loops are followed by production loops with the flow frozen, whose samples are returned (the
 chain is then a valid MCMC with a fixed mixture kernel). ``flow`` warm-starts the proposal from a given
 distribution (e.g. an amortised NPE posterior for the event: anything with ``sample`` and ``log_prob``),
-trained further unless ``train_flow=False``. Diagnostics: acceptance rates, Gelman-Rubin R-hat over chains,
-number of log-density evaluations, effective sample size; a per-loop history of them.
+trained further unless ``train_flow=False``. Production goes on until its targets hold (an effective sample
+size, and with ``convergence`` every parameter's rank-normalised split R-hat and tail ESS:
+``gwpe.inference.convergence``) or its loop cap. Diagnostics: acceptance rates, Gelman-Rubin R-hat and the
+convergence report (rank-normalised split R-hat, bulk / tail ESS) over chains, number of log-density
+evaluations, effective sample size; a per-loop history of them.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gwpe.inference.convergence import ConvergenceReport, ConvergenceTarget, diagnose
+
 
 @dataclass
 class FlowMCResult:
@@ -40,9 +45,14 @@ class FlowMCResult:
     local_acceptance: float
     global_acceptance: float
     evaluations: int
-    rhat: np.ndarray
+    rhat: np.ndarray  # (D,) classic Gelman-Rubin over chains; the rank-normalised split one is in ``convergence``
     proposal: "StandardisedFlow"
     history: dict = field(default_factory=dict)
+    convergence: ConvergenceReport | None = None  # R-hat, bulk / tail ESS of the production samples
+
+    @property
+    def converged(self) -> bool:
+        return self.convergence is not None and self.convergence.converged
 
     def flat(self) -> Tensor:
         return self.samples.reshape(-1, self.samples.shape[-1])
@@ -240,14 +250,17 @@ class FlowMC:
         target_ess: float | None = None,
         max_production_loops: int | None = None,
         target_rhat: float | None = None,
+        convergence: ConvergenceTarget | None = None,
     ) -> FlowMCResult:
         """Training then production loops from ``initial`` (n_chains, D).
 
         ``train_until``: stop training once a loop's flow proposals are accepted at this rate (the flow has
         learned the target), else after ``training_loops``. ``target_ess``: after ``production_loops``, go on
         until the production samples hold this effective sample size (chains x steps / max integrated
-        autocorrelation time) or ``max_production_loops`` are done. ``history`` records, per loop, the phase,
-        acceptance rates and cumulative log-density evaluations."""
+        autocorrelation time) or ``max_production_loops`` are done; ``target_rhat`` also asks every rank-normalised
+        R-hat below it, ``convergence`` every R-hat and tail ESS at its target (checked only once the cheaper
+        conditions hold). ``history`` records, per loop, the phase, acceptance rates, cumulative log-density
+        evaluations and, where checked, the max R-hat and min tail ESS."""
         from tqdm import tqdm
 
         x = initial.detach().clone().double() if initial.dtype == torch.float64 else initial.detach().clone().float()
@@ -256,7 +269,15 @@ class FlowMC:
         logp, grad = self._log_prob(x, grad=self.local == "mala")
         chain_history: list[Tensor] = []
         samples, logps, local_rates, global_rates = [], [], [], []
-        log = {"phase": [], "local_acceptance": [], "global_acceptance": [], "evaluations": [], "ess": []}
+        log = {
+            "phase": [],
+            "local_acceptance": [],
+            "global_acceptance": [],
+            "evaluations": [],
+            "ess": [],
+            "max_rhat": [],
+            "min_ess_tail": [],
+        }
         most_production = max(self.production_loops, max_production_loops or 0)
         bar = tqdm(
             total=self.training_loops + self.production_loops, desc="flow-MCMC", unit="loop", disable=not progress
@@ -273,7 +294,8 @@ class FlowMC:
                     data.float(), self.flow_epochs, lr=self.learning_rate, restandardise=not self.warm and loop == 0
                 )
             x, logp, grad, global_rate, global_states, global_logps = self._global_steps(x, logp, grad)
-            ess = float("nan")
+            ess, worst_rhat, thinnest_tail = float("nan"), float("nan"), float("nan")
+            mixed = False
             if not training:  # every state of the frozen-flow kernel is kept: local steps, then each global step
                 samples += [*states, *global_states]
                 logps += [*state_logps, *global_logps]
@@ -282,13 +304,22 @@ class FlowMC:
                 produced += 1
                 if target_ess is not None:
                     ess = effective_sample_size(torch.stack(samples))
-                mixed = target_rhat is None or float(np.max(gelman_rubin_rhat(torch.stack(samples)))) <= target_rhat
+                if produced >= self.production_loops and (target_ess is None or ess >= target_ess):
+                    mixed = True
+                    if target_rhat is not None or convergence is not None:  # ArviZ only when it can decide
+                        report = diagnose(torch.stack(samples).double().numpy(), convergence)
+                        worst_rhat, thinnest_tail = float(np.max(report.rhat)), float(np.min(report.ess_tail))
+                        mixed = (target_rhat is None or worst_rhat <= target_rhat) and (
+                            convergence is None or report.converged
+                        )
             for key, value in (
                 ("phase", "training" if training else "production"),
                 ("local_acceptance", local_rate),
                 ("global_acceptance", global_rate),
                 ("evaluations", self.evaluations),
                 ("ess", ess),
+                ("max_rhat", worst_rhat),
+                ("min_ess_tail", thinnest_tail),
             ):
                 log[key].append(value)
             loop += 1
@@ -300,14 +331,14 @@ class FlowMC:
                     training = False
                     bar.total = loop + self.production_loops
                     bar.refresh()
-            elif produced >= self.production_loops and (
-                ((target_ess is None or ess >= target_ess) and mixed) or produced >= most_production
-            ):
+            elif produced >= self.production_loops and (mixed or produced >= most_production):
                 break
             elif produced >= self.production_loops:
                 bar.total += 1
         bar.close()
         stacked = torch.stack(samples)
+        report = diagnose(stacked.double().numpy(), convergence)
+        report.rounds = produced
         return FlowMCResult(
             stacked,
             torch.stack(logps),
@@ -317,6 +348,7 @@ class FlowMC:
             gelman_rubin_rhat(stacked),
             self.proposal,
             log,
+            report,
         )
 
 

@@ -1,12 +1,14 @@
-"""Reference posteriors from emcee's ensemble sampler (Foreman-Mackey et al. 2013).
+"""emcee's ensemble sampler (Foreman-Mackey et al. 2013) with checked convergence.
 
 ``run_emcee`` samples any vectorised log density (n, P) -> (n,) with a mix of differential-evolution moves
 (80 % DEMove, 20 % DESnookerMove: ter Braak & Vrugt 2008), which mix faster than the default stretch move on
 curved and multimodal posteriors. Each move updates half the walkers, so each call evaluates W/2 points, which
 ``WhitenedGaussianLikelihood`` spreads over its
-worker processes. The first ``burn`` steps are discarded; diagnostics are the mean acceptance fraction,
-emcee's integrated autocorrelation time per parameter (``tol=0``: reported even when the chain is shorter
-than 50 tau, with ``converged`` saying whether it is) and the Gelman-Rubin R-hat over walkers.
+worker processes. The first ``burn`` steps are discarded. Convergence is checked, not assumed
+(``gwpe.inference.convergence``): after ``steps``, the chain is extended by ``extend_steps`` at a time until every
+parameter's rank-normalised split R-hat over the walkers is <= the target and its tail ESS >= the target, or
+``max_steps`` is reached; ``converged`` says which. Also reported: the mean acceptance fraction and emcee's
+integrated autocorrelation time per parameter (``tol=0``: reported even when the chain is shorter than 50 tau).
 
 ``injection_start`` places the walkers for an injection study: a small ball around the injected values
 (a standard choice for reference runs; the stationary distribution does not depend on the start, and the
@@ -20,6 +22,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+
+from gwpe.inference.convergence import ConvergenceReport, ConvergenceTarget, extend_until_converged
 
 # Initial spread per parameter: well inside a typical SNR-25 posterior, so walkers expand from it.
 START_WIDTH = {
@@ -39,17 +43,31 @@ START_WIDTH = {
 
 @dataclass(frozen=True)
 class ReferencePosterior:
-    """emcee samples after burn-in and their log posterior, with acceptance, autocorrelation times, R-hat
-    and cost."""
+    """emcee samples after burn-in and their log posterior, with acceptance, autocorrelation times, the
+    convergence report (rank-normalised R-hat, bulk / tail ESS) and cost."""
 
     samples: np.ndarray  # (n, P) after burn-in, walkers flattened
     log_posterior: np.ndarray  # (n,)
     acceptance: float  # mean over walkers
     autocorr: np.ndarray  # (P,) integrated autocorrelation time in steps
-    rhat: np.ndarray  # (P,) Gelman-Rubin over walkers
-    converged: bool  # chain longer than 50 autocorrelation times for every parameter
+    rhat: np.ndarray  # (P,) rank-normalised split R-hat over walkers (Vehtari et al. 2021)
+    converged: bool  # R-hat and tail ESS met the target (``convergence``)
     evaluations: int
     seconds: float
+    convergence: ConvergenceReport | None = None
+    steps: int = 0  # steps run, extensions included
+
+    def diagnostics(self) -> dict:
+        """JSON-ready: acceptance, autocorrelation, R-hat, ESS, convergence and cost."""
+        return {
+            "acceptance": self.acceptance,
+            "autocorr": self.autocorr.tolist(),
+            "rhat": self.rhat.tolist(),
+            "converged": self.converged,
+            "effective_samples": self.effective_samples(),
+            "steps": int(self.steps),
+            **({} if self.convergence is None else self.convergence.summary()),
+        }
 
     def effective_samples(self) -> float:
         """Independent samples ~ kept steps x walkers / max tau."""
@@ -82,10 +100,24 @@ def injection_start(truth: np.ndarray, names: list[str], walkers: int, log_densi
     raise ValueError(f"could not place {walkers} walkers with finite density around {truth.tolist()}")
 
 
+MOVES = "emcee differential-evolution moves: 80 % DEMove, 20 % DESnookerMove (ter Braak & Vrugt 2008)"
+
+
 def run_emcee(
-    log_density, start: np.ndarray, steps: int, burn: int, seed: int = 0, progress: bool = True, fold=None
+    log_density,
+    start: np.ndarray,
+    steps: int,
+    burn: int,
+    seed: int = 0,
+    progress: bool = True,
+    fold=None,
+    max_steps: int | None = None,
+    extend_steps: int = 500,
+    target: ConvergenceTarget | None = None,
 ) -> ReferencePosterior:
-    """Sample ``log_density`` (vectorised) from ``start`` (walkers, P) for ``steps`` steps, dropping ``burn``.
+    """Sample ``log_density`` (vectorised) from ``start`` (walkers, P) for ``steps`` steps, dropping ``burn``, then
+    extend by ``extend_steps`` at a time until ``target`` (R-hat, tail ESS) is met or ``max_steps`` (default:
+    ``steps``, no extension) are run (module doc).
 
     ``fold`` (samples (n, P) -> (n, P)) maps the chain before R-hat and the returned samples: a density with
     period pi in phi0 has walkers in several copies, which is correct and would otherwise read as R-hat >> 1."""
@@ -96,13 +128,25 @@ def run_emcee(
     walkers, dim = start.shape
     if walkers < 2 * dim:
         raise ValueError(f"walkers = {walkers}; allowed: >= 2 x {dim} parameters")
+    max_steps = max(steps, max_steps or steps)
     moves = [(emcee.moves.DEMove(), 0.8), (emcee.moves.DESnookerMove(), 0.2)]
     sampler = emcee.EnsembleSampler(walkers, dim, log_density, vectorize=True, moves=moves)
     sampler.random_state = np.random.RandomState(seed).get_state()
     began = time.perf_counter()
-    sampler.run_mcmc(start, steps, progress=progress)
+    done = 0
+
+    def advance() -> np.ndarray:
+        nonlocal done
+        more = steps if done == 0 else min(extend_steps, max_steps - done)
+        sampler.run_mcmc(start if done == 0 else None, more, progress=progress)
+        done += more
+        chain = sampler.get_chain(discard=burn)  # (done - burn, walkers, P)
+        return chain if fold is None else fold(chain.reshape(-1, dim)).reshape(chain.shape)
+
+    rounds = 1 + -(-(max_steps - steps) // max(1, extend_steps))
+    report = extend_until_converged(advance, target or ConvergenceTarget(), rounds)
     seconds = time.perf_counter() - began
-    chain = sampler.get_chain(discard=burn)  # (steps - burn, walkers, P)
+    chain = sampler.get_chain(discard=burn)
     tau = sampler.get_autocorr_time(discard=burn, tol=0)
     if fold is not None:
         chain = fold(chain.reshape(-1, dim)).reshape(chain.shape)
@@ -111,8 +155,10 @@ def run_emcee(
         log_posterior=sampler.get_log_prob(discard=burn).reshape(-1),
         acceptance=float(np.mean(sampler.acceptance_fraction)),
         autocorr=np.asarray(tau),
-        rhat=gelman_rubin(chain),
-        converged=bool(np.all(50 * tau < len(chain))),
-        evaluations=int(walkers * (steps + 1)),
+        rhat=report.rhat,
+        converged=report.converged,
+        evaluations=int(walkers * (done + 1)),
         seconds=seconds,
+        convergence=report,
+        steps=done,
     )

@@ -16,8 +16,13 @@ evaluations:
   the default profile: R-hat 5.9 after 2,000 steps), which flow proposals jump out of and DE moves do not.
 
 Both flow-MCMC runs train until the flow's proposals are accepted at ``train_until`` (the flow has learned
-the posterior), then sample with the flow frozen until ``target_ess``. "Evaluations to learn" is the count
-at the end of training; the warm start is useful when it is smaller than the cold one for the same posterior.
+the posterior), then sample with the flow frozen until ``target_ess`` and ``sampling.convergence`` (every
+parameter's rank-normalised split R-hat <= 1.01 and tail ESS >= 400: ``gwpe.inference.convergence``) or
+``max_production_loops``; emcee is extended by ``emcee.extend_steps`` until the same target or ``emcee.max_steps``.
+A run that ends at its cap unconverged prints one WARNING line on stderr and is recorded ``converged: false``
+with its R-hat and ESS (metrics, HDF5 diagnostics); ``converged`` at the top of the metrics is all of them.
+"Evaluations to learn" is the count at the end of training; the warm start is useful when it is smaller than
+the cold one for the same posterior.
 
 Output ``<sampling.path>/<dataset>.h5``: attributes (dataset, md5, injection, names, settings), the
 observation and truth, one group per sampler with physical samples, sampler-coordinate samples, log posterior
@@ -168,6 +173,13 @@ def torch_density(density):
     return log_prob
 
 
+def convergence_target(settings):
+    """The ``ConvergenceTarget`` of a ``SamplingSection`` (``settings.convergence``)."""
+    from gwpe.inference.convergence import ConvergenceTarget
+
+    return ConvergenceTarget(settings.convergence.rhat, settings.convergence.tail_ess)
+
+
 def run_flowmc(
     settings, density, start_u: np.ndarray, seed: int, warm_u: np.ndarray | None = None, progress: bool = False
 ):
@@ -207,6 +219,7 @@ def run_flowmc(
         target_ess=fm.target_ess,
         max_production_loops=fm.max_production_loops,
         target_rhat=fm.target_rhat,
+        convergence=convergence_target(settings),
     )
     return result, time.perf_counter() - began
 
@@ -221,11 +234,14 @@ def flowmc_from_pilot(
     progress: bool = False,
     fold_polarisation: bool = False,
     sky=None,
+    label: str = "flow-MCMC",
 ):
     """(result, coordinates, summary) of one flow-MCMC run: the ``pilot`` draws' likelihoods place the phase
     walls (psi's with ``fold_polarisation``, for a phase-marginalised likelihood), chains start at ``start``
     (chains, P), and the proposal is first fitted to ``warm`` draws if given; ``sky``: a ``SkyFrame`` the sky
-    and t_c are sampled in (``gwpe.inference.coordinates``). The pilot's evaluations count towards the run's."""
+    and t_c are sampled in (``gwpe.inference.coordinates``). The pilot's evaluations count towards the run's.
+    A run that is not converged at its loop cap warns (one line on stderr, ``label`` naming it)."""
+    from gwpe.inference.convergence import warn_unconverged
     from gwpe.inference.coordinates import SamplerCoordinates
 
     templates, began = likelihood.evaluations, time.perf_counter()
@@ -245,6 +261,7 @@ def flowmc_from_pilot(
     summary = flowmc_summary(result, time.perf_counter() - began)
     summary["pilot_evaluations"] = len(pilot)
     summary["template_evaluations"] = likelihood.evaluations - templates
+    warn_unconverged(label, result.convergence, event.names)
     return result, coordinates, summary
 
 
@@ -264,8 +281,9 @@ def flowmc_summary(result, seconds: float) -> dict:
         "production_loops": len(history["phase"]) - len(training),
         "local_acceptance": result.local_acceptance,
         "global_acceptance": result.global_acceptance,
-        "rhat": result.rhat.tolist(),
         "effective_samples": effective_sample_size(result.samples),
+        "gelman_rubin": result.rhat.tolist(),  # classic; "rhat" below is the rank-normalised split R-hat
+        **result.convergence.summary(),
         "history": history,
     }
 
@@ -307,6 +325,7 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
     """The three samplers on one injection (module doc); returns the metrics written beside the HDF5 file."""
     import h5py
 
+    from gwpe.inference.convergence import warn_unconverged
     from gwpe.inference.reference import run_emcee
     from gwpe.tracking import dataset_md5
 
@@ -328,7 +347,9 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
             ("flowmc_warm", theta_npe[: settings.pilot_draws], theta_npe[: fm.chains], theta_npe),
             ("flowmc_cold", prior_draws, prior_draws[: fm.chains], None),
         ):
-            result, coordinates, summary = flowmc_from_pilot(event, settings, likelihood, pilot, start, warm, progress)
+            result, coordinates, summary = flowmc_from_pilot(
+                event, settings, likelihood, pilot, start, warm, progress, label=f"gwpe sample {method}"
+            )
             if method == "flowmc_warm":
                 warm_coordinates = coordinates
             u = result.flat().double().numpy()
@@ -343,7 +364,8 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
                 f"{method}: learned the posterior after {summary['evaluations_to_learn']:,} evaluations "
                 f"({summary['training_loops']} training loops), {summary['evaluations']:,} in all, ESS "
                 f"{summary['effective_samples']:,.0f}, global acceptance {summary['global_acceptance']:.2f}, "
-                f"max R-hat {max(summary['rhat']):.3f}, {summary['seconds']:.0f} s",
+                f"max R-hat {max(summary['rhat']):.3f}, min tail ESS {summary['min_ess_tail']:,.0f}, "
+                f"converged {summary['converged']}, {summary['seconds']:.0f} s",
                 flush=True,
             )
         emcee_settings = settings.emcee
@@ -361,6 +383,9 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
             seed=settings.seed,
             progress=progress,
             fold=warm_coordinates.fold_sampler,
+            max_steps=emcee_settings.max_steps,
+            extend_steps=emcee_settings.extend_steps,
+            target=convergence_target(settings),
         )
         runs["emcee"] = {
             "u": result.samples,
@@ -370,18 +395,16 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
                 "evaluations": result.evaluations,
                 "template_evaluations": likelihood.evaluations - templates,
                 "seconds": round(result.seconds, 2),
-                "acceptance": result.acceptance,
-                "autocorr": result.autocorr.tolist(),
-                "rhat": result.rhat.tolist(),
-                "converged": result.converged,
-                "effective_samples": result.effective_samples(),
+                **result.diagnostics(),
             },
         }
         print(
-            f"emcee: {result.evaluations:,} evaluations, ESS {result.effective_samples():,.0f}, acceptance "
-            f"{result.acceptance:.2f}, max R-hat {result.rhat.max():.3f}, {result.seconds:.0f} s",
+            f"emcee: {result.evaluations:,} evaluations ({result.steps} steps), ESS {result.effective_samples():,.0f}, "
+            f"acceptance {result.acceptance:.2f}, max R-hat {result.rhat.max():.3f}, min tail ESS "
+            f"{np.min(result.convergence.ess_tail):,.0f}, converged {result.converged}, {result.seconds:.0f} s",
             flush=True,
         )
+        warn_unconverged("gwpe sample emcee", result.convergence, event.names)
 
     from gwpe.evaluation.divergence import marginal_divergences
 
@@ -394,8 +417,9 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
         "truth": event.truth.tolist(),
         "methods": {},
     }
+    metrics["converged"] = all(run["summary"]["converged"] for run in runs.values())
     for method, run in runs.items():
-        entry = {k: v for k, v in run["summary"].items() if k != "history"}
+        entry = {k: v for k, v in run["summary"].items() if k not in ("history", "convergence_history")}
         if method != "flowmc_warm":
             entry["js_vs_flowmc_warm"] = dict(
                 zip(event.names, marginal_divergences(run["theta"], runs["flowmc_warm"]["theta"])[1].round(5).tolist())
@@ -420,6 +444,7 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
                 "parameters": event.names,
                 "settings": settings.model_dump_json(),
                 "npe_model": settings.model,
+                "converged": metrics["converged"],  # every sampler met sampling.convergence (diagnostics per group)
                 "gwpe_version": gwpe.__version__,
                 "proposal": json.dumps(
                     {**runs["flowmc_warm"]["proposal"].config(), "phase_centre": warm_coordinates.phase_centre}

@@ -1,4 +1,5 @@
-"""``gwpe reference``: emcee reference posteriors for the first validation injections of ``flows.dataset``."""
+"""``gwpe reference``: reference posteriors (adaptive IS from the NPE, or converged emcee) for the first
+validation injections of ``flows.dataset``."""
 
 from __future__ import annotations
 
@@ -20,13 +21,11 @@ def execute(config: ProjectConfig, progress: bool = True) -> dict:
         run.log_dataset("input", config.flows.dataset, store)
         summary = build_reference_posteriors(config, progress=progress)
         for row in summary["injections"]:
-            scalars = {k: v for k, v in row.items() if k not in ("index", "autocorr", "rhat")}
-            run.log_metrics(
-                numeric_metrics(
-                    {**scalars, "max_rhat": max(row["rhat"]), "max_autocorr": max(row["autocorr"])},
-                    prefix=f"injection_{row['index']}.",
-                )
-            )
+            scalars = {k: v for k, v in row.items() if k != "index" and not isinstance(v, (list, dict, str))}
+            if "autocorr" in row:
+                scalars["max_autocorr"] = max(row["autocorr"])
+            scalars["converged"] = float(row["converged"])  # booleans are not MLflow metrics: 1 / 0
+            run.log_metrics(numeric_metrics(scalars, prefix=f"injection_{row['index']}."))
         run.log_artifact(summary["path"], "reference")
     return summary
 
@@ -35,5 +34,8 @@ def main(args: argparse.Namespace) -> int:
     """``gwpe reference``."""
     summary = execute(load_config(args.params), progress=not args.no_progress)
     write_metrics(args.metrics, summary)
-    print(f"reference posteriors for {len(summary['injections'])} {summary['dataset']} injections -> {summary['path']}")
+    print(
+        f"{summary['method']} reference posteriors for {len(summary['injections'])} {summary['dataset']} injections "
+        f"(converged: {summary['converged']}) -> {summary['path']}"
+    )
     return 0

@@ -14,6 +14,8 @@ def log_outcome(run, config: ProjectConfig, outcome) -> None:
 
     run.log_dataset("input", config.flows.dataset, outcome.store)
     run.log_metrics(numeric_metrics(outcome.metrics, exclude=("truth", "injection")))
+    if "converged" in outcome.metrics:  # booleans are not MLflow metrics: 1 / 0
+        run.log_metrics({"converged": float(outcome.metrics["converged"])})
     for name, figure in outcome.figures.items():
         run.log_figure(figure, name)
     run.log_artifact(outcome.path, "sampling")
