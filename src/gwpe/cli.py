@@ -303,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--threads", type=int, default=None, help="chunk files read at once (default: CPU count, at least 4)"
     )
+    verify.add_argument("--no-progress", action="store_true", help="no progress bar (default: a bar on a terminal)")
     verify.set_defaults(handler=_handler("verify"))
 
     ui = commands.add_parser("ui", help="start the MLflow UI on the project's tracking store")

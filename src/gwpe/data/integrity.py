@@ -281,11 +281,14 @@ class VerifyReport:
         return self.bytes / self.seconds / 1e9 if self.seconds > 0 else float("inf")
 
 
-def verify_store(store: str | Path, threads: int | None = None) -> VerifyReport:
+def verify_store(store: str | Path, threads: int | None = None, progress: bool = False) -> VerifyReport:
     """Read every chunk file of ``store`` once and check it; raises ``CorruptStoreError`` naming the first bad one.
 
-    Streams: ``threads`` files in flight (default: CPU count, at least 4, for I/O overlap), each read whole.
+    Streams: ``threads`` files in flight (default: CPU count, at least 4, for I/O overlap), each read whole;
+    ``progress`` shows a bar of chunk files (a TB store takes minutes).
     """
+    from tqdm import tqdm
+
     from gwpe.data.engine import PROGRESS_DIR
 
     path = Path(store)
@@ -297,10 +300,11 @@ def verify_store(store: str | Path, threads: int | None = None) -> VerifyReport:
         )
     start = time.perf_counter()
     layouts = array_layouts(path)
-    tasks = ((layout, coords) for layout in layouts for coords in layout.coords())
+    tasks = [(layout, coords) for layout in layouts for coords in layout.coords()]  # one entry per chunk file
     threads = threads or max(4, os.cpu_count() or 1)
     files = size = 0
-    with ThreadPoolExecutor(threads) as pool:
+    bar = tqdm(total=len(tasks), desc=f"verify {path.name}", unit="file", disable=not progress)
+    with bar, ThreadPoolExecutor(threads) as pool:
         pending: set = set()
         try:
             for layout, coords in tasks:
@@ -310,9 +314,11 @@ def verify_store(store: str | Path, threads: int | None = None) -> VerifyReport:
                     for future in done:
                         size += future.result()
                         files += 1
+                        bar.update()
             for future in pending:
                 size += future.result()
                 files += 1
+                bar.update()
         except BaseException:
             for future in pending:
                 future.cancel()

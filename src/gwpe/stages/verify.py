@@ -22,7 +22,7 @@ def main(args: argparse.Namespace) -> int:
     failed = 0
     for store in args.stores:
         try:
-            report = verify_store(store, args.threads)
+            report = verify_store(store, args.threads, progress=not args.no_progress)
         except CorruptStoreError as exc:
             print(f"gwpe: error: {exc}", file=sys.stderr)
             failed += 1
