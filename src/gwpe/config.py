@@ -371,6 +371,9 @@ class GNPEConfig(StrictModel):
 
     kernel: float = Field(0.002, gt=0.0, le=1.0, description="half-width of the uniform blurring kernel (s)")
     iterations: int = Field(30, ge=1, le=10_000, description="Gibbs sweeps per draw at inference")
+    shift: Literal["fourier", "roll"] = Field(
+        "fourier", description="fourier: exact sub-sample time shift (DINGO); roll: whole samples (older packages)"
+    )
     init: GNPEInitConfig = Field(default_factory=GNPEInitConfig)
 
 
