@@ -179,6 +179,7 @@ def tiny_flows() -> dict:
         "evaluation": {"injections": 10, "samples": 100},
         "reference": {
             "injections": 1,
+            "method": "emcee",  # the default adaptive_is is tested in test_convergence; emcee keeps this seconds
             "walkers": 12,
             "steps": 40,
             "burn": 10,

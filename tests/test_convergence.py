@@ -173,8 +173,9 @@ def _likelihood(log_posterior):
     yield SimpleNamespace(log_posterior=log_posterior, evaluations=0)
 
 
-@pytest.mark.parametrize("method", ["emcee", "adaptive_is"])
-def test_reference_file_names_the_method_that_made_its_samples(tmp_path, monkeypatch, method):
+@pytest.mark.parametrize("method", ["emcee", "adaptive_is", "stalled"])
+def test_reference_file_names_the_method_that_made_its_samples(tmp_path, monkeypatch, capsys, method):
+    """A stalled adaptive IS (an NPE that misses the posterior) falls back to emcee for that injection."""
     import gwpe.inference.reference_file as reference_file
     import gwpe.inference.sampling as sampling
     import gwpe.tracking
@@ -216,16 +217,31 @@ def test_reference_file_names_the_method_that_made_its_samples(tmp_path, monkeyp
     monkeypatch.setattr(gwpe.tracking, "dataset_md5", lambda path: "md5")
     monkeypatch.setattr(sampling, "load_event", lambda config, index: event)
     monkeypatch.setattr(sampling, "load_npe", lambda config: object())
+    if method == "stalled":
+        fake_result = {"diagnostics": {"method": "adaptive_is", "converged": False, "stalled_beta": 0.03}}
     monkeypatch.setattr(reference_file, "_adaptive_is", lambda *args: fake_result)  # the sampler itself: tested above
     import gwpe.data.strain_datamodule as strain_datamodule
 
     monkeypatch.setattr(strain_datamodule, "StrainDataset", lambda *args, **kwargs: [None] * 5)
-    reference = {"injections": 1, "method": method, "walkers": 8, "steps": 200, "burn": 50, "workers": 0}
+    reference = {
+        "injections": 1,
+        "method": "adaptive_is" if method == "stalled" else method,
+        "walkers": 8,
+        "steps": 200,
+        "burn": 50,
+        "workers": 0,
+    }
     reference.update({"max_steps": 400, "path": str(tmp_path / "reference")})
     config = ProjectConfig.model_validate({"profile": "test", "flows": {"reference": reference}})
 
     summary = reference_file.build_reference_posteriors(config, progress=False)
     attrs, items = reference_file.read_reference_posteriors(tmp_path / "reference" / "strain-5d.h5")
+    if method == "stalled":
+        diagnostics = items[0]["diagnostics"]
+        assert diagnostics["method"] == "emcee" and diagnostics["fallback_from"]["stalled_beta"] == 0.03
+        assert summary["fallbacks"] == [0] and json.loads(attrs["fallbacks"]) == [0]
+        assert items[0]["samples"].shape[1] == 3 and "falling back to emcee" in capsys.readouterr().err
+        return
     assert attrs["method"] == method and summary["method"] == method
     assert "stretch" not in attrs["sampler"]
     if method == "emcee":

@@ -77,7 +77,8 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     assert "Train loss" in out.stdout and (project / "plots" / "flows" / "maf-corner-0.png").stat().st_size > 10_000
     assert "reference" not in metrics
 
-    # emcee reference posterior for validation injection 0 (convergence checked), then the flow compared with it
+    # the reference (adaptive IS from the NPE by default) for validation injection 0; a 3-epoch toy NPE misses the
+    # posterior, so its bridge stalls and the injection falls back to emcee (convergence checked), said and recorded
     out = run_gwpe(
         ["reference", "--params", "params.yaml", "--no-progress", "--metrics", "metrics/reference.json"],
         cwd=project,
@@ -87,10 +88,13 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     assert (
         diagnostics["index"] == 0
         and diagnostics["method"] == "emcee"
+        and diagnostics["fallback_from"]["method"] == "adaptive_is"
+        and not diagnostics["fallback_from"]["converged"]
         and 0 < diagnostics["acceptance"] < 1
         and diagnostics["likelihood_evaluations"] > 12 * 30
     )
     assert not diagnostics["converged"] and "NOT CONVERGED" in out.stderr  # 60 steps: said, never silent
+    assert "falling back to emcee for this injection" in out.stderr
     run_gwpe(
         [
             "evaluate",
@@ -156,7 +160,13 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
         check=True,
     )
     evidence = read_metrics(project / "metrics" / "evidence.json")
-    assert set(evidence["evidence"]) == {"is_npe", "ais_npe", "lhm"} and "log Z =" in out.stdout
+    assert set(evidence["evidence"]) == {"is_npe", "ais_npe", "lhm", "lhm_flowmc_warm"} and "log Z =" in out.stdout
+    # issue 26: the LHM on exact (adaptive-IS) draws, the IS weights' tail index, MCMC widths against adaptive IS
+    assert evidence["evidence"]["lhm"]["draws"].startswith("adaptive-IS draws")
+    assert all(-1 < evidence["evidence"][m]["pareto_k"] < 10 for m in ("is_npe", "ais_npe"))
+    widths = evidence["sd_ratio_vs_ais_npe"]
+    assert set(widths) == {"flowmc_warm", "flowmc_cold", "emcee"} and "sd / adaptive IS's" in out.stdout
+    assert all(w["chirp_mass"] > 0 and w["bootstrap_error"]["m1"] > 0 for w in widths.values())
     for estimate in evidence["evidence"].values():
         assert (
             np.isfinite(estimate["log_evidence"]) and estimate["standard_error"] > 0 and 0 < estimate["efficiency"] <= 1

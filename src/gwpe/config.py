@@ -426,7 +426,8 @@ class FlowReferenceConfig(StrictModel):
 
     injections: int = Field(2, ge=0, le=10_000, description="0: no reference posteriors")
     method: Literal["emcee", "adaptive_is"] = Field(
-        "emcee", description="emcee: DE-move ensemble, convergence checked; adaptive_is: exact weights from the NPE"
+        "adaptive_is",
+        description="adaptive_is: exact weights from the NPE, emcee where it stalls; emcee: DE-move ensemble",
     )
     final_ess: float = Field(2000.0, gt=0.0, description="adaptive_is: final importance draws until this ESS")
     samples: int = Field(10_000, ge=10, le=100_000_000, description="adaptive_is: posterior draws resampled by weight")
@@ -617,7 +618,7 @@ class FlowMCConfig(StrictModel):
     )
     max_training_loops: int = Field(40, ge=1, le=100_000)
     train_until: float = Field(
-        0.2, gt=0.0, le=1.0, description="training ends once flow proposals are accepted at this rate"
+        0.4, gt=0.0, le=1.0, description="training ends once flow proposals are accepted at this rate"
     )
     production_loops: int = Field(25, ge=1, le=100_000, description="at least this many production loops")
     max_production_loops: int = Field(100, ge=1, le=1_000_000)
@@ -632,6 +633,10 @@ class FlowMCConfig(StrictModel):
     warm_start_epochs: int = Field(
         20, ge=1, le=10_000, description="epochs fitting the proposal to NPE draws (warm start)"
     )
+    defensive: float = Field(
+        0.2, ge=0.0, lt=1.0, description="weight of the broad part (1 - a) q + a q_T of the global proposal; 0: q"
+    )
+    defensive_temperature: float = Field(1.5, gt=1.0, le=10.0, description="the broad part's base scale T")
 
 
 class EmceeConfig(StrictModel):

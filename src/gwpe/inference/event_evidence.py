@@ -15,13 +15,19 @@ Reads ``gwpe sample``'s file for the same injection and computes (``gwpe.inferen
   2 of 5,000 on injection 0); annealed from it, 7-14 rounds and 21,000-35,000 likelihood calls reach
   efficiencies of 57-75 % (64 % on injection 0). Any MCMC input would make the
   agreement circular, which is why the flow-MCMC's own proposal is not used here;
-- **learned harmonic mean** (``lhm``) on all the warm flow-MCMC samples, split into fit and estimation
-  halves by chain (a random split puts a state and its repeats after rejections in both halves; the flow
-  then overfits those states and log Z reads low: -0.07 on the demo injection), its standard error scaled
-  by sqrt(n / ESS) for their correlation; their log posterior is stored, so it costs no likelihood call. The
-  concentrated flow lives on R^D while the posterior lives in the sampler window (0 < nu <= 1, the prior box,
-  the phase window, which the broad phi0 posterior fills): the flow's mass inside is measured from its own
-  draws and divided out (``learned_harmonic_mean(in_support=...)``; 0.11 in log Z on the demo injection).
+- **learned harmonic mean** (``lhm``) on exact posterior draws: the adaptive-IS draws resampled by weight,
+  split into fit and estimation halves with the copies of one draw in one half, its standard error scaled by
+  sqrt(n / ESS); issue 26's audit found the LHM on MCMC chains that are too narrow 0.12 low (3 of its own
+  errors). The chain-based estimate is kept as ``lhm_flowmc_warm`` beside its chains' convergence: all warm
+  flow-MCMC samples, split by chain (a random split puts a state and its repeats after rejections in both
+  halves; the flow then overfits those states and log Z reads low: -0.07 on the demo injection), their log
+  posterior stored, so it costs no likelihood call. The concentrated flow lives on R^D while the posterior
+  lives in the sampler window (0 < nu <= 1, the prior box, the phase window, which the broad phi0 posterior
+  fills): the flow's mass inside is measured from its own draws and divided out
+  (``learned_harmonic_mean(in_support=...)``; 0.11 in log Z on the demo injection).
+- **tails and widths**: each IS estimate carries its weights' Pareto k (``evidence.pareto_k``; above 0.7 its
+  error is not to be trusted, ``error_trusted``), and each MCMC posterior its standard deviations over adaptive
+  IS's with bootstrap errors (``sd_ratio_vs_ais_npe``): a JS divergence of 0.01 hides chains 8 % too narrow.
 
 Each posterior (IS ones as their weighted draws) is compared with the warm flow-MCMC by the JS divergence of
 every 1-D marginal; they agree when all are <= ``sampling.agreement_js``.
@@ -61,6 +67,9 @@ def _estimate_dict(estimate, seconds: float | None = None, evaluations: int | No
         "effective_samples": estimate.effective_samples,
         "efficiency": estimate.efficiency,
     }
+    if math.isfinite(estimate.pareto_k):  # importance sampling: the weights' tail (evidence.pareto_k)
+        out["pareto_k"] = estimate.pareto_k
+        out["error_trusted"] = estimate.pareto_k <= 0.7
     if evaluations is not None:
         out["likelihood_evaluations"] = evaluations
     if seconds is not None:
@@ -77,6 +86,7 @@ def adaptive_from_npe(
     resample: int = 0,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    on_stall: str = "sample",
 ):
     """``adaptive_importance_sampling`` of the posterior in ``coordinates``, from a flow (``flowmc.transforms`` x
     ``flowmc.hidden``) fitted to NPE draws ``theta_npe`` (physical, inside the prior) for ``flowmc.warm_start_epochs``;
@@ -109,6 +119,7 @@ def adaptive_from_npe(
         progress=progress,
         mcmc_steps=adaptive.mcmc_steps,
         particle_sweeps=adaptive.particle_sweeps,
+        on_stall=on_stall,
     )
 
 
@@ -153,6 +164,13 @@ def estimate_evidence(
     n = settings.npe_samples
     generator = torch.Generator().manual_seed(settings.seed)
     estimates, draws = {}, {}
+
+    def in_support(u: torch.Tensor) -> torch.Tensor:
+        u = u.double().numpy()
+        valid = np.isfinite(coordinates.log_jacobian(u))
+        valid[valid] &= inside_prior(event, coordinates.to_physical(u[valid]))
+        return torch.as_tensor(valid)
+
     with event.likelihood(settings.workers) as likelihood:
         theta, log_q = npe_draws(module, event, n, settings.seed + 1)
         began, templates = time.perf_counter(), likelihood.evaluations
@@ -189,6 +207,26 @@ def estimate_evidence(
             weights.numpy(),
             coordinates.to_physical(resampled_u.numpy(), rng),
         )
+        # the learned harmonic mean on exact posterior draws (issue 26): the adaptive-IS draws resampled by
+        # weight, copies of one draw kept in one half, the error scaled by the IS's ESS / n. On MCMC chains
+        # that are too narrow it inherits their error (0.12 low on injection 1 of the audit); it is kept below
+        # as lhm_flowmc_warm, beside its chains' convergence.
+        began = time.perf_counter()
+        chosen = torch.multinomial(weights.float(), n, replacement=True, generator=generator)
+        estimate = learned_harmonic_mean(
+            torch_density(coordinates.log_density(likelihood.log_posterior)),
+            u[chosen].double(),
+            settings.harmonic_temperature,
+            seed=settings.seed,
+            in_support=in_support,
+            effective_fraction=min(1.0, estimates["ais_npe"]["effective_samples"] / n),
+            groups=chosen,
+        )
+        estimates["lhm"] = {
+            **_estimate_dict(estimate, time.perf_counter() - began),
+            "temperature": settings.harmonic_temperature,
+            "draws": "adaptive-IS draws resampled by weight (exact posterior draws)",
+        }
         # the evidence's systematic error from the template segment: log Z on a segment twice as long, by
         # reweighting the adaptive-IS posterior (issue 26; docs/evidence-segment.md has 4, 8 and 16 s)
         templates = template_settings(likelihood)
@@ -197,13 +235,6 @@ def estimate_evidence(
         )
     warm = runs["flowmc_warm"]
     fraction = min(1.0, max(1.0, warm["diagnostics"]["effective_samples"]) / len(warm["sampler_samples"]))
-
-    def in_support(u: torch.Tensor) -> torch.Tensor:
-        u = u.double().numpy()
-        valid = np.isfinite(coordinates.log_jacobian(u))
-        valid[valid] &= inside_prior(event, coordinates.to_physical(u[valid]))
-        return torch.as_tensor(valid)
-
     estimate = learned_harmonic_mean(
         None,
         torch.as_tensor(warm["sampler_samples"]),
@@ -214,7 +245,12 @@ def estimate_evidence(
         effective_fraction=fraction,
         groups=torch.arange(len(warm["sampler_samples"])) % settings.flowmc.chains,
     )
-    estimates["lhm"] = {**_estimate_dict(estimate), "temperature": settings.harmonic_temperature}
+    estimates["lhm_flowmc_warm"] = {
+        **_estimate_dict(estimate),
+        "temperature": settings.harmonic_temperature,
+        "draws": "warm flow-MCMC chains",
+        "chains_converged": bool(warm["diagnostics"].get("converged", False)),
+    }
     difference = estimates["ais_npe"]["log_evidence"] - estimates["lhm"]["log_evidence"]
     combined = math.hypot(estimates["ais_npe"]["standard_error"], estimates["lhm"]["standard_error"])
 
@@ -231,6 +267,7 @@ def estimate_evidence(
         for method, (samples, weights) in posteriors.items()
     }
     agree = {method: max(values.values()) <= settings.agreement_js for method, values in js.items()}
+    sd_ratios = _sd_ratios_vs_ais(event.names, draws["ais_npe"][:2], runs)
     metrics = {
         "dataset": config.flows.dataset,
         "injection": event.index,
@@ -243,6 +280,8 @@ def estimate_evidence(
         "max_js_vs_flowmc_warm": {m: max(v.values()) for m, v in js.items()},
         "agrees_within_js": agree,
         "agreement_js": settings.agreement_js,
+        # issue 26: each MCMC posterior's standard deviations over adaptive IS's (exact weights), bootstrap errors
+        "sd_ratio_vs_ais_npe": sd_ratios,
         "templates": templates,
         "log_z_segment_systematic": segment_systematic,
         # fraction of each IS method's proposal draws and resampled posterior outside the prior's support
@@ -302,14 +341,45 @@ def estimate_evidence(
     return SamplingOutcome(metrics, figures, event.store, out)
 
 
+def _sd_ratios_vs_ais(names: list[str], ais: tuple, runs: dict) -> dict:
+    """Per MCMC run: sd / adaptive IS's sd for every parameter and chirp mass, with bootstrap errors (chains
+    redrawn at their smallest bulk ESS, the weighted draws at their Kish ESS: ``nested.std_ratios``), and
+    whether all lie within 3 % and within 2 bootstrap errors of 1 (issue 26's acceptance)."""
+    from gwpe.inference.nested import std_ratios
+    from gwpe.physics import chirp_mass
+
+    def with_chirp_mass(draws: np.ndarray) -> np.ndarray:
+        return np.column_stack([draws, chirp_mass(draws[:, names.index("m1")], draws[:, names.index("m2")])])
+
+    out = {}
+    for method in ("flowmc_warm", "flowmc_cold", "emcee"):
+        if method not in runs:
+            continue
+        diagnostics = runs[method]["diagnostics"]
+        effective = diagnostics.get("min_ess_bulk") or diagnostics.get("effective_samples")
+        ratio, error = std_ratios(
+            with_chirp_mass(runs[method]["samples"]), with_chirp_mass(ais[0]), None, ais[1], effective_a=effective
+        )
+        deviation = np.abs(ratio - 1.0)
+        out[method] = {
+            **{name: float(r) for name, r in zip([*names, "chirp_mass"], ratio)},
+            "bootstrap_error": dict(zip([*names, "chirp_mass"], map(float, error))),
+            "max_deviation": float(deviation.max()),
+            "within_3_percent": bool(np.all(deviation <= 0.03)),
+            "within_2_sigma": bool(np.all(deviation <= 2.0 * error)),
+        }
+    return out
+
+
 def format_evidence(metrics: dict) -> str:
     """Terminal summary: log Z per method, the adaptive IS rounds, IS - LHM in standard errors, and each
     posterior's max 1-D JS divergence from the warm flow-MCMC."""
     lines = [f"{metrics['dataset']} injection {metrics['injection']}"]
     for method, estimate in metrics["evidence"].items():
+        tail = f", Pareto k {estimate['pareto_k']:.2f}" if "pareto_k" in estimate else ""
         lines.append(
-            f"  {method:8s} log Z = {estimate['log_evidence']:.3f} +- {estimate['standard_error']:.3f}, "
-            f"ESS {estimate['effective_samples']:,.0f}, efficiency {100 * estimate['efficiency']:.3f} %"
+            f"  {method:15s} log Z = {estimate['log_evidence']:.3f} +- {estimate['standard_error']:.3f}, "
+            f"ESS {estimate['effective_samples']:,.0f}, efficiency {100 * estimate['efficiency']:.3f} %{tail}"
         )
     adaptive = metrics["evidence"]["ais_npe"]
     lines.append(
@@ -325,6 +395,12 @@ def format_evidence(metrics: dict) -> str:
         lines.append(
             f"  templates on {shift['segment_seconds']:g} s: log Z on {shift['compared_with_seconds']:g} s differs by "
             f"{shift['log_z_shift']:+.3f} +- {shift['standard_error']:.3f} (segment systematic)"
+        )
+    for method, ratios in metrics.get("sd_ratio_vs_ais_npe", {}).items():
+        verdict = "within 3 %" if ratios["within_3_percent"] else "NOT within 3 %"
+        lines.append(
+            f"  {method:12s} sd / adaptive IS's: max deviation {100 * ratios['max_deviation']:.1f} % ({verdict}; "
+            f"within 2 bootstrap errors: {ratios['within_2_sigma']})"
         )
     for method, value in metrics["max_js_vs_flowmc_warm"].items():
         verdict = "agrees" if metrics["agrees_within_js"][method] else "differs"

@@ -4,7 +4,8 @@ Domain-free; every log-density is batched, (n, D) -> (n,).
 - **Importance sampling** (a normalised proposal q, e.g. an NPE posterior): w_i = L π / q at θ_i ~ q,
   Z_hat = mean(w), log Z_hat with standard error sd(w) / (sqrt(n) mean(w)) (delta method), effective sample
   size (sum w)^2 / sum w^2 and sample efficiency ESS / n; resampling by the normalised weights gives
-  posterior samples.
+  posterior samples. The delta-method error assumes the weights have a finite variance, which a proposal with
+  too light tails breaks silently; the Pareto-k tail index (``pareto_k``) checks it.
 - **Adaptive importance sampling** from an initial proposal q_0 (the NPE posterior for the event, distilled
   into a small flow): the geometric bridge p_β ∝ q_0^(1-β) (L π)^β is followed from β = 0 (q_0 itself) to
   β = 1 (the posterior), each step as large as keeps half the draws' ESS; at each step the flow is refitted
@@ -26,6 +27,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from gwpe.inference.flowmc import defensive_mixture, tempered_log_prob, tempered_sample
+
 
 @dataclass
 class EvidenceEstimate:
@@ -36,6 +39,7 @@ class EvidenceEstimate:
     effective_samples: float
     efficiency: float
     method: str
+    pareto_k: float = float("nan")  # importance sampling: PSIS tail index of the weights (Vehtari et al. 2024)
 
 
 def log_mean_exp(values: Tensor) -> Tensor:
@@ -83,7 +87,26 @@ def weighted_estimate(
         if resample
         else torch.empty(0, dtype=torch.long)
     )
-    return EvidenceEstimate(log_z, error, ess, ess / len(log_w), "importance"), weights, samples[chosen]
+    estimate = EvidenceEstimate(log_z, error, ess, ess / len(log_w), "importance", pareto_k(log_w))
+    return estimate, weights, samples[chosen]
+
+
+def pareto_k(log_w: Tensor) -> float:
+    """The Pareto-smoothed IS tail index k of the weights (Vehtari, Simpson, Gelman, Yao & Gabry 2024, via ArviZ):
+    a generalised Pareto fitted to the largest weights. k < 0.5: the weights' variance is finite and the delta-
+    method error of log Z holds; 0.5-0.7: finite mean, the error is optimistic; k > 0.7: the proposal's tails
+    are too light for the estimate or its error to be trusted, whatever the ESS says."""
+    import warnings
+
+    import arviz
+    import numpy as np
+
+    finite = log_w[torch.isfinite(log_w)].double().numpy()
+    if len(finite) < 10:
+        return float("nan")
+    with warnings.catch_warnings():  # ArviZ warns on k > 0.7 itself; the caller reports k
+        warnings.simplefilter("ignore")
+        return float(arviz.psislw(np.asarray(finite), reff=1.0)[1])
 
 
 def learned_harmonic_mean(
@@ -160,51 +183,13 @@ def learned_harmonic_mean(
     )
 
 
-def defensive_mixture(
-    flow, n: int, broad_temperature: float = 1.5, broad_weight: float = 0.2, generator: torch.Generator | None = None
-) -> tuple[Tensor, Tensor]:
-    """(n draws, their log density) of (1 - a) q + a q_T: the flow mixed with itself at a broader base
-    N(0, T^2 I), T > 1 (defensive importance sampling, Hesterberg 1995). Where q's tails are too light the
-    broad part bounds the weights L pi / q_mix, at most 1/a more draws where q alone fits. The draws come
-    grouped by component (q's first): only the whole set, or a random subset, is a sample of the mixture."""
-    if not 0 < broad_weight < 1 or broad_temperature <= 1:
-        raise ValueError(
-            f"broad_weight = {broad_weight!r}, broad_temperature = {broad_temperature!r}; allowed: 0 < a < 1, T > 1"
-        )
-    with torch.no_grad():
-        broad = torch.rand(n, generator=generator) < broad_weight
-        draws = torch.cat(
-            [
-                tempered_sample(flow, int((~broad).sum()), 1.0),
-                tempered_sample(flow, int(broad.sum()), broad_temperature),
-            ]
-        )
-        log_q = torch.logsumexp(
-            torch.stack(
-                [
-                    math.log1p(-broad_weight) + tempered_log_prob(flow, draws, 1.0),
-                    math.log(broad_weight) + tempered_log_prob(flow, draws, broad_temperature),
-                ]
-            ),
-            0,
-        )
-    return draws, log_q
+class AnnealingStalled(RuntimeError):
+    """Adaptive IS asked to stop (``on_stall="raise"``) when its bridge has not reached beta = 1 after its rounds:
+    the initial proposal misses the posterior. Carries the beta reached, the evaluations spent and the rounds."""
 
-
-def tempered_sample(flow, n: int, temperature: float) -> Tensor:
-    """n draws from the flow with its base N(0, I) replaced by N(0, T^2 I)."""
-    transform = flow.flow().transform
-    z = temperature * torch.randn(n, flow.mean.shape[0])
-    return transform.inv(z) * flow.scale + flow.mean
-
-
-def tempered_log_prob(flow, x: Tensor, temperature: float) -> Tensor:
-    """log density of the flow with its N(0, I) base replaced by N(0, T^2 I) (normalised)."""
-    transform = flow.flow().transform
-    z, ladj = transform.call_and_ladj((x - flow.mean) / flow.scale)
-    d = x.shape[-1]
-    log_base = -0.5 * (z / temperature).square().sum(-1) - d * math.log(temperature) - 0.5 * d * math.log(2 * math.pi)
-    return log_base + ladj - flow.scale.log().sum()
+    def __init__(self, beta: float, evaluations: int, rounds: list):
+        super().__init__(f"adaptive importance sampling stalled at beta = {beta:.3g} after {evaluations:,} evaluations")
+        self.beta, self.evaluations, self.rounds = beta, evaluations, rounds
 
 
 @dataclass
@@ -327,6 +312,8 @@ def smc_anneal(
                 low, high = (middle, high) if fraction(middle) >= ess_fraction else (low, middle)
             new = max(low, beta + 1e-6)
         log_w = (new - beta) * gap
+        if not bool(torch.isfinite(log_w).any()):  # no particle inside the target's support: nothing to resample
+            raise AnnealingStalled(beta, evaluations, rounds)
         pick = torch.multinomial(torch.softmax(log_w, 0).float(), n, replacement=True, generator=generator)
         beta = new
         x, values, calls = move_particles(log_target, initial, x[pick], values[pick], beta, mcmc_steps, generator)
@@ -366,6 +353,7 @@ def adaptive_importance_sampling(
     progress: bool = False,
     mcmc_steps: int = 0,
     particle_sweeps: int = 1,
+    on_stall: str = "sample",
 ) -> tuple[EvidenceEstimate, Tensor, Tensor, Tensor, list[AdaptiveRound]]:
     """(estimate, final draws, their normalised weights, resampled posterior, rounds) — module doc.
 
@@ -381,13 +369,17 @@ def adaptive_importance_sampling(
     allows and refits the flow to the bridge-weighted draws (``epochs``, warm-started). After β reaches 1,
     ``refine_rounds`` more rounds refit at β = 1. The final importance sampling draws ``final_batch`` at a
     time until the ESS reaches ``final_ess`` or ``max_final_draws``. Warns when β has not reached 1 after
-    ``max_rounds`` (the initial proposal misses the posterior: more rounds, or a broader start)."""
+    ``max_rounds`` (the initial proposal misses the posterior: more rounds, or a broader start); with
+    ``on_stall="raise"`` it raises ``AnnealingStalled`` there instead of spending the final draws, for a caller
+    that has another sampler to fall back on."""
     import copy
 
     from tqdm.auto import tqdm
 
     if not 0 < ess_fraction < 1:
         raise ValueError(f"ess_fraction = {ess_fraction!r}; allowed: 0 < fraction < 1")
+    if on_stall not in ("sample", "raise"):
+        raise ValueError(f"on_stall = {on_stall!r}; allowed: 'sample', 'raise'")
     initial = copy.deepcopy(flow).requires_grad_(False)
     rounds: list[AdaptiveRound] = []
     beta, evaluations, at_one = 0.0, 0, 0
@@ -434,6 +426,8 @@ def adaptive_importance_sampling(
             if at_one > refine_rounds:
                 break
     bar.close()
+    if beta < 1.0 and on_stall == "raise":
+        raise AnnealingStalled(beta, evaluations, rounds)
     if beta < 1.0:  # the final weights are still exact, only fewer of them count
         warnings.warn(
             f"adaptive importance sampling reached beta = {beta:.3g} < 1 after {max_rounds} rounds; the final "

@@ -210,6 +210,8 @@ def run_flowmc(
         hidden=tuple(fm.hidden),
         flow=proposal,
         seed=seed,
+        defensive=fm.defensive,
+        defensive_temperature=fm.defensive_temperature,
     )
     began = time.perf_counter()
     result = sampler.run(
