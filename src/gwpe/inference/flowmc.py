@@ -347,12 +347,12 @@ class FlowMC:
     ) -> FlowMCResult:
         """Training then production loops from ``initial`` (n_chains, D).
 
-        ``train_until``: stop training once a loop's flow proposals are accepted at this rate (the flow has
-        learned the target), else after ``training_loops``. ``target_ess``: after ``production_loops``, go on
-        until the production samples hold this effective sample size (chains x steps / max integrated
-        autocorrelation time) or ``max_production_loops`` are done; ``target_rhat`` also asks every rank-normalised
-        R-hat below it, ``convergence`` every R-hat and tail ESS at its target (checked only once the cheaper
-        conditions hold). ``history`` records, per loop, the phase, acceptance rates, cumulative log-density
+        ``train_until``: stop training once two loops in a row have their flow proposals accepted at this rate
+        (the flow has learned the target), else after ``training_loops``. ``target_ess``: after
+        ``production_loops``, go on until the production samples hold this effective sample size (chains x steps /
+        max integrated autocorrelation time) or ``max_production_loops`` are done; ``target_rhat`` also asks every
+        rank-normalised R-hat below it, ``convergence`` every R-hat and tail ESS at its target (checked only once
+        the cheaper conditions hold). ``history`` records, per loop, the phase, acceptance rates, cumulative log-density
         evaluations and, where checked, the max R-hat and min tail ESS."""
         from tqdm import tqdm
 
@@ -419,7 +419,10 @@ class FlowMC:
             bar.update()
             bar.set_postfix(phase=log["phase"][-1], global_acc=f"{global_rate:.2f}", evals=self.evaluations)
             if training:
-                learned = train_until is not None and global_rate >= train_until
+                # two loops in a row: one loop's rate over chains x global steps is noisy (a lucky loop ended
+                # training with a flow accepted at 0.30 in production, R-hat 1.085, where 0.44 gave 1.027)
+                rates = log["global_acceptance"][-2:]
+                learned = train_until is not None and len(rates) == 2 and min(rates) >= train_until
                 if learned or loop >= self.training_loops:
                     training = False
                     bar.total = loop + self.production_loops
@@ -456,3 +459,44 @@ def effective_sample_size(chains: Tensor) -> float:
     with np.errstate(invalid="ignore", divide="ignore"):  # a dimension no chain has moved in yet has no ACF
         tau = np.nan_to_num(integrated_time(chains.double().numpy(), tol=0), nan=float(steps))
     return float(steps * chains.shape[1] / max(1.0, float(np.max(tau))))
+
+
+class LatentTransport:
+    """Sampling in a flow's latent space (NeuTra; Hoffman et al. 2019, arXiv:1903.03704): with u = f^-1(z) for
+    a ``StandardisedFlow`` q fitted to the target p, the latent density p_z(z) = p(f^-1(z)) |d f^-1 / d z| is
+    close to N(0, I) where q is close to p, so a local or ensemble sampler there mixes in a few steps where the
+    original coordinates' curved, correlated posterior took hundreds. The chain is exact for p_z, and mapped
+    back it is exact for p: q only shapes the geometry, as a preconditioner."""
+
+    def __init__(self, flow: StandardisedFlow):
+        self.flow = flow
+        self.mean = flow.mean.double().numpy()
+        self.scale = flow.scale.double().numpy()
+        self.log_scale = float(np.log(self.scale).sum())
+
+    def to_latent(self, u: np.ndarray) -> np.ndarray:
+        """z = f((u - m) / s) for rows of u (n, D)."""
+        with torch.no_grad():
+            x = torch.as_tensor((np.atleast_2d(u) - self.mean) / self.scale, dtype=torch.float32)
+            return self.flow.flow().transform(x).double().numpy()
+
+    def from_latent(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(u, log |d u / d z|) for rows of z (n, D); non-finite where the inverse overflows."""
+        with torch.no_grad():
+            x, ladj = self.flow.flow().transform.inv.call_and_ladj(
+                torch.as_tensor(np.atleast_2d(z), dtype=torch.float32)
+            )
+        return x.double().numpy() * self.scale + self.mean, ladj.double().numpy() + self.log_scale
+
+    def density(self, log_density: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+        """z -> log p(f^-1(z)) + log |d f^-1 / d z| for a batched numpy ``log_density`` of u."""
+
+        def latent(z: np.ndarray) -> np.ndarray:
+            u, log_jacobian = self.from_latent(z)
+            out = np.full(len(u), -np.inf)
+            finite = np.isfinite(log_jacobian) & np.all(np.isfinite(u), axis=1)
+            if finite.any():
+                out[finite] = log_density(u[finite]) + log_jacobian[finite]
+            return out
+
+        return latent

@@ -12,8 +12,12 @@ evaluations:
   draws; the phase window is centred on those draws, so nothing of the NPE is used;
 - **emcee** (DE moves, ``gwpe.inference.reference``): walkers start at draws of the warm flow-MCMC posterior
   and the first ``burn`` steps are dropped, so emcee checks that posterior is stationary under an independent
-  kernel. Started at NPE draws instead, walkers strand in secondary t_c maxima one cycle away (measured on
-  the default profile: R-hat 5.9 after 2,000 steps), which flow proposals jump out of and DE moves do not.
+  kernel. With ``emcee.latent`` (default) the walkers move in the latent space of the warm run's final
+  proposal flow (``flowmc.LatentTransport``, NeuTra): there the posterior is close to N(0, I), where in
+  sampler coordinates its curved ridges gave autocorrelation times of 85-200 steps and R-hat 1.13 after
+  4,000 steps; the flow only preconditions, the chain stays exact for the likelihood posterior. Started at
+  NPE draws instead, walkers strand in secondary t_c maxima one cycle away (measured on the default profile:
+  R-hat 5.9 after 2,000 steps), which flow proposals jump out of and DE moves do not.
 
 Both flow-MCMC runs train until the flow's proposals are accepted at ``train_until`` (the flow has learned
 the posterior), then sample with the flow frozen until ``target_ess`` and ``sampling.convergence`` (every
@@ -328,6 +332,7 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
     import h5py
 
     from gwpe.inference.convergence import warn_unconverged
+    from gwpe.inference.flowmc import LatentTransport
     from gwpe.inference.reference import run_emcee
     from gwpe.tracking import dataset_md5
 
@@ -377,21 +382,36 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
         )  # a rejected step repeats a state; the snooker move needs distinct walkers
         start = distinct[rng.choice(len(distinct), emcee_settings.walkers, replace=False)]
         templates = likelihood.evaluations
+        if emcee_settings.latent:  # NeuTra: the walkers move in the warm proposal's latent space (module doc)
+            transport = LatentTransport(runs["flowmc_warm"]["proposal"])
+            density, start = (
+                transport.density(warm_coordinates.log_density(likelihood.log_posterior)),
+                transport.to_latent(start),
+            )
+
+            def fold(z: np.ndarray) -> np.ndarray:
+                return transport.from_latent(z)[0]
+        else:
+            density = warm_coordinates.log_density(likelihood.log_posterior, periodic=True)
+            fold = warm_coordinates.fold_sampler
         result = run_emcee(
-            warm_coordinates.log_density(likelihood.log_posterior, periodic=True),
+            density,
             start,
             emcee_settings.steps,
             emcee_settings.burn,
             seed=settings.seed,
             progress=progress,
-            fold=warm_coordinates.fold_sampler,
+            fold=fold,
             max_steps=emcee_settings.max_steps,
             extend_steps=emcee_settings.extend_steps,
             target=convergence_target(settings),
         )
+        log_density_u = result.log_posterior  # the chain's density is p_z: back to p(u) by the map's Jacobian
+        if emcee_settings.latent:
+            log_density_u = log_density_u - transport.from_latent(transport.to_latent(result.samples))[1]
         runs["emcee"] = {
             "u": result.samples,
-            "log_density": result.log_posterior,
+            "log_density": log_density_u,
             "coordinates": warm_coordinates,
             "summary": {
                 "evaluations": result.evaluations,
