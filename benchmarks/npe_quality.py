@@ -287,6 +287,35 @@ def summarise(rows: list[dict], models: list[str]) -> dict:
     return out
 
 
+def combine(base: dict, new: dict, suffix: str) -> dict:
+    """One measurement from two runs on the same injections: ``new``'s arms (and training entries) join
+    ``base``'s, whose arms of the same name get ``suffix``. Each arm keeps the JS and widths against its own
+    run's likelihood references: both are adaptive IS with exact weights (ESS >= 2,000), so they differ only by
+    Monte-Carlo noise; the raw IS efficiencies need no reference at all."""
+    if [r["injection"] for r in base["injections"]] != [r["injection"] for r in new["injections"]]:
+        raise SystemExit("--combine: the two runs measured different injections")
+    clash = set(new["summary"]) & {k for k, v in base["summary"].items() if isinstance(v, dict)}
+
+    def renamed(arms: dict) -> dict:
+        return {(f"{k}{suffix}" if k in clash else k): v for k, v in arms.items()}
+
+    injections = []
+    for old, fresh in zip(base["injections"], new["injections"]):
+        injections.append({**old, "arms": {**renamed(old["arms"]), **fresh["arms"]}})
+    models = [m for m in renamed(base["summary"]) if isinstance(renamed(base["summary"])[m], dict)]
+    models += [m for m in new["summary"] if isinstance(new["summary"][m], dict)]
+    training = {**renamed(base.get("training", {})), **new.get("training", {})}
+    note = " ".join(n for n in (base.get("note"), new.get("note")) if n)
+    return {
+        **base,
+        "commit": f"{base.get('commit', '?')} + {new.get('commit', '?')}",
+        "training": training,
+        "injections": injections,
+        "summary": summarise(injections, models),
+        "note": note,
+    }
+
+
 def markdown(data: dict, source: str = "docs/data/npe-quality.json") -> str:
     models = [m for m in data["summary"] if isinstance(data["summary"][m], dict)]
     data = {**data, "summary": summarise(data["injections"], models)}
@@ -359,10 +388,26 @@ def main() -> int:
         default=0.0,
         help="seconds: also train sbi's NPE with fresh noise per batch for this wall clock and measure it (0: no)",
     )
+    parser.add_argument(
+        "--combine",
+        type=Path,
+        nargs=2,
+        metavar=("BASE", "NEW"),
+        default=None,
+        help="two --json outputs: NEW's arms added to BASE's injections (same injections), BASE's arms of the same "
+        "name renamed with --base-suffix; written to --json (one ablation table from two runs)",
+    )
+    parser.add_argument("--base-suffix", default="_before")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None, help="a JSON from --json: write its docs page")
     parser.add_argument("--write", type=Path, default=None, help="with --markdown: the page's path")
     args = parser.parse_args()
+    if args.combine is not None:
+        if args.json is None:
+            raise SystemExit("--combine needs --json OUT")
+        base, new = (json.loads(path.read_text()) for path in args.combine)
+        args.json.write_text(json.dumps(combine(base, new, args.base_suffix), indent=1))
+        return 0
     if args.markdown is not None:
         text = markdown(json.loads(args.markdown.read_text()), str(args.markdown))
         if args.write is None:
