@@ -92,7 +92,7 @@ def tiny_sampling() -> dict:
             "hidden": [16],
             "warm_start_epochs": 2,
         },
-        "emcee": {"walkers": 12, "steps": 30, "burn": 10},
+        "emcee": {"walkers": 12, "steps": 30, "burn": 10, "latent": True},  # the NeuTra path, end to end
         "path": "data/sampling",  # spelled out: dvc.yaml interpolates it from params.yaml
     }
 

@@ -649,7 +649,8 @@ class EmceeConfig(StrictModel):
     max_steps: int | None = Field(None, ge=2, le=10_000_000, description="cap of the extension rounds; null: steps")
     extend_steps: int = Field(500, ge=1, le=10_000_000, description="steps added per round until converged")
     latent: bool = Field(
-        True, description="walk in the latent space of the warm flow-MCMC proposal (NeuTra); false: sampler coordinates"
+        False,
+        description="walk in the latent space of the warm flow-MCMC proposal (NeuTra); false: sampler coordinates",
     )
 
 
