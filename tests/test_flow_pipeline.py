@@ -160,9 +160,10 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
         check=True,
     )
     evidence = read_metrics(project / "metrics" / "evidence.json")
-    assert set(evidence["evidence"]) == {"is_npe", "ais_npe", "lhm", "lhm_flowmc_warm"} and "log Z =" in out.stdout
-    # issue 26: the LHM on exact (adaptive-IS) draws, the IS weights' tail index, MCMC widths against adaptive IS
-    assert evidence["evidence"]["lhm"]["draws"].startswith("adaptive-IS draws")
+    assert set(evidence["evidence"]) == {"is_npe", "ais_npe", "lhm"} and "log Z =" in out.stdout
+    # issue 26: the LHM's chains and their convergence, the IS weights' tail index, MCMC widths against adaptive IS
+    assert evidence["evidence"]["lhm"]["draws"] == "warm flow-MCMC chains"
+    assert evidence["evidence"]["lhm"]["chains_converged"] == sampling["methods"]["flowmc_warm"]["converged"]
     assert all(-1 < evidence["evidence"][m]["pareto_k"] < 10 for m in ("is_npe", "ais_npe"))
     widths = evidence["sd_ratio_vs_ais_npe"]
     assert set(widths) == {"flowmc_warm", "flowmc_cold", "emcee"} and "sd / adaptive IS's" in out.stdout

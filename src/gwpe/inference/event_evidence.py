@@ -15,16 +15,16 @@ Reads ``gwpe sample``'s file for the same injection and computes (``gwpe.inferen
   2 of 5,000 on injection 0); annealed from it, 7-14 rounds and 21,000-35,000 likelihood calls reach
   efficiencies of 57-75 % (64 % on injection 0). Any MCMC input would make the
   agreement circular, which is why the flow-MCMC's own proposal is not used here;
-- **learned harmonic mean** (``lhm``) on exact posterior draws: the adaptive-IS draws resampled by weight,
-  split into fit and estimation halves with the copies of one draw in one half, its standard error scaled by
-  sqrt(n / ESS); issue 26's audit found the LHM on MCMC chains that are too narrow 0.12 low (3 of its own
-  errors). The chain-based estimate is kept as ``lhm_flowmc_warm`` beside its chains' convergence: all warm
-  flow-MCMC samples, split by chain (a random split puts a state and its repeats after rejections in both
-  halves; the flow then overfits those states and log Z reads low: -0.07 on the demo injection), their log
-  posterior stored, so it costs no likelihood call. The concentrated flow lives on R^D while the posterior
-  lives in the sampler window (0 < nu <= 1, the prior box, the phase window, which the broad phi0 posterior
-  fills): the flow's mass inside is measured from its own draws and divided out
-  (``learned_harmonic_mean(in_support=...)``; 0.11 in log Z on the demo injection).
+- **learned harmonic mean** (``lhm``) on all the warm flow-MCMC samples, split into fit and estimation
+  halves by chain (a random split puts a state and its repeats after rejections in both halves; the flow
+  then overfits those states and log Z reads low: -0.07 on the demo injection), its standard error scaled
+  by sqrt(n / ESS) for their correlation; their log posterior is stored, so it costs no likelihood call. It
+  inherits the chains' error where they are too narrow (issue 26's audit: 0.12 low), so whether they
+  converged is recorded beside it (``chains_converged``); fitted to adaptive-IS draws resampled by weight
+  it read 0.82 high on the demo (the copies overfit like repeats), so that is not used. The concentrated
+  flow lives on R^D while the posterior lives in the sampler window (0 < nu <= 1, the prior box, the phase
+  window, which the broad phi0 posterior fills): the flow's mass inside is measured from its own draws and
+  divided out (``learned_harmonic_mean(in_support=...)``; 0.11 in log Z on the demo injection).
 - **tails and widths**: each IS estimate carries its weights' Pareto k (``evidence.pareto_k``; above 0.7 its
   error is not to be trusted, ``error_trusted``), and each MCMC posterior its standard deviations over adaptive
   IS's with bootstrap errors (``sd_ratio_vs_ais_npe``): a JS divergence of 0.01 hides chains 8 % too narrow.
@@ -207,26 +207,6 @@ def estimate_evidence(
             weights.numpy(),
             coordinates.to_physical(resampled_u.numpy(), rng),
         )
-        # the learned harmonic mean on exact posterior draws (issue 26): the adaptive-IS draws resampled by
-        # weight, copies of one draw kept in one half, the error scaled by the IS's ESS / n. On MCMC chains
-        # that are too narrow it inherits their error (0.12 low on injection 1 of the audit); it is kept below
-        # as lhm_flowmc_warm, beside its chains' convergence.
-        began = time.perf_counter()
-        chosen = torch.multinomial(weights.float(), n, replacement=True, generator=generator)
-        estimate = learned_harmonic_mean(
-            torch_density(coordinates.log_density(likelihood.log_posterior)),
-            u[chosen].double(),
-            settings.harmonic_temperature,
-            seed=settings.seed,
-            in_support=in_support,
-            effective_fraction=min(1.0, estimates["ais_npe"]["effective_samples"] / n),
-            groups=chosen,
-        )
-        estimates["lhm"] = {
-            **_estimate_dict(estimate, time.perf_counter() - began),
-            "temperature": settings.harmonic_temperature,
-            "draws": "adaptive-IS draws resampled by weight (exact posterior draws)",
-        }
         # the evidence's systematic error from the template segment: log Z on a segment twice as long, by
         # reweighting the adaptive-IS posterior (issue 26; docs/evidence-segment.md has 4, 8 and 16 s)
         templates = template_settings(likelihood)
@@ -245,7 +225,10 @@ def estimate_evidence(
         effective_fraction=fraction,
         groups=torch.arange(len(warm["sampler_samples"])) % settings.flowmc.chains,
     )
-    estimates["lhm_flowmc_warm"] = {
+    # on chains too narrow it inherits their error (issue 26's audit: 0.12 low); their convergence is beside it.
+    # Fitted to adaptive-IS draws resampled by weight instead, it read 0.82 high (3.8 errors) on the demo: the
+    # copies of a resampled draw make the flow overfit, as repeats after MCMC rejections do
+    estimates["lhm"] = {
         **_estimate_dict(estimate),
         "temperature": settings.harmonic_temperature,
         "draws": "warm flow-MCMC chains",
