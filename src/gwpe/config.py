@@ -637,6 +637,12 @@ class FlowMCConfig(StrictModel):
         0.2, ge=0.0, lt=1.0, description="weight of the broad part (1 - a) q + a q_T of the global proposal; 0: q"
     )
     defensive_temperature: float = Field(1.5, gt=1.0, le=10.0, description="the broad part's base scale T")
+    production_local: Literal["chain", "latent"] = Field(
+        "latent",
+        description="production's local steps: a random walk in sampler coordinates (chain) or in the frozen "
+        "proposal's latent space (latent, NeuTra)",
+    )
+    latent_step: float = Field(1.0, gt=0.0, le=10.0, description="latent random-walk step, in units of 2.38 / sqrt(D)")
 
 
 class EmceeConfig(StrictModel):
@@ -649,7 +655,7 @@ class EmceeConfig(StrictModel):
     max_steps: int | None = Field(None, ge=2, le=10_000_000, description="cap of the extension rounds; null: steps")
     extend_steps: int = Field(500, ge=1, le=10_000_000, description="steps added per round until converged")
     latent: bool = Field(
-        False,
+        True,
         description="walk in the latent space of the warm flow-MCMC proposal (NeuTra); false: sampler coordinates",
     )
 
