@@ -24,9 +24,10 @@ evaluations:
 Both flow-MCMC runs train until the flow's proposals are accepted at ``train_until`` (the flow has learned
 the posterior), then sample with the flow frozen (``flowmc.production_local: latent``: the production loops'
 local steps are a random walk in that flow's latent space, which unsticks chains in the tails the independence
-moves under-cover: demo injection 0, warm, 45 loops, max R-hat 1.017 -> 1.012) until ``target_ess`` and ``sampling.convergence`` (every
-parameter's rank-normalised split R-hat <= 1.01 and tail ESS >= 400: ``gwpe.inference.convergence``) or
-``max_production_loops``; emcee is extended by ``emcee.extend_steps`` until the same target or ``emcee.max_steps``.
+moves under-cover: demo injection 0, warm, 45 loops, max R-hat 1.017 -> 1.012) until ``target_ess`` and
+``sampling.convergence`` (every parameter's rank-normalised split R-hat <= 1.01 and tail ESS >= 400:
+``gwpe.inference.convergence``) or ``max_production_loops``; emcee is extended by ``emcee.extend_steps``
+until the same target or ``emcee.max_steps``.
 A run that ends at its cap unconverged prints one WARNING line on stderr and is recorded ``converged: false``
 with its R-hat and ESS (metrics, HDF5 diagnostics); ``converged`` at the top of the metrics is all of them.
 "Evaluations to learn" is the count at the end of training; the warm start is useful when it is smaller than
