@@ -81,6 +81,7 @@ def tiny_sampling() -> dict:
         },
         "flowmc": {
             "chains": 16,
+            "production_chains": 8,  # fewer, longer production chains (the demo's R-hat fix), end to end
             "local_steps": 4,
             "global_steps": 4,
             "max_training_loops": 3,

@@ -643,6 +643,24 @@ class FlowMCConfig(StrictModel):
         "proposal's latent space (latent, NeuTra)",
     )
     latent_step: float = Field(1.0, gt=0.0, le=10.0, description="latent random-walk step, in units of 2.38 / sqrt(D)")
+    production_chains: int | None = Field(
+        None,
+        ge=2,
+        le=1_000_000,
+        description="null: every chain; else production runs on this many of them, longer (R-hat's noise floor "
+        "falls with the effective draws per chain)",
+    )
+
+    @property
+    def chains_in_production(self) -> int:
+        """How many chains the production samples hold."""
+        return self.chains if self.production_chains is None else self.production_chains
+
+    @model_validator(mode="after")
+    def _production_chains_within_chains(self) -> "FlowMCConfig":
+        if self.production_chains is not None and self.production_chains > self.chains:
+            raise ValueError(f"production_chains = {self.production_chains}; allowed: 2 <= k <= chains ({self.chains})")
+        return self
 
 
 class EmceeConfig(StrictModel):

@@ -223,7 +223,7 @@ def estimate_evidence(
         seed=settings.seed,
         in_support=in_support,
         effective_fraction=fraction,
-        groups=torch.arange(len(warm["sampler_samples"])) % settings.flowmc.chains,
+        groups=torch.arange(len(warm["sampler_samples"])) % settings.flowmc.chains_in_production,
     )
     # on chains too narrow it inherits their error (issue 26's audit: 0.12 low); their convergence is beside it.
     # Fitted to adaptive-IS draws resampled by weight instead, it read 0.82 high (3.8 errors) on the demo: the

@@ -223,6 +223,7 @@ def run_flowmc(
         defensive_temperature=fm.defensive_temperature,
         production_local=fm.production_local,
         latent_step=fm.latent_step,
+        production_chains=fm.production_chains,
     )
     began = time.perf_counter()
     result = sampler.run(
