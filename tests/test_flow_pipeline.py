@@ -1,6 +1,8 @@
 """`gwpe train flow` / `gwpe evaluate flow` on a real tiny strain store: MLflow run, p–p report, registry."""
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -149,7 +151,7 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     with h5py.File(project / "data" / "sampling" / "strain-5d.h5") as h5:
         samples, log_l = h5["flowmc_warm/samples"][()], h5["flowmc_warm/log_likelihood"][()]
         assert (
-            samples.shape == (warm["production_loops"] * (5 + 4) * 16, 5)
+            samples.shape == (warm["production_loops"] * (5 + 4) * 8, 5)  # 8 production chains of 16
             and np.all(np.isfinite(log_l))
             and np.all(log_l < 0)
         )
@@ -185,6 +187,13 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     for plot in ("corner.png", "adaptive.png"):
         assert (project / "plots" / "evidence" / plot).stat().st_size > 10_000
     assert (project / "plots" / "sampling" / "convergence.png").stat().st_size > 10_000
+    # docs/samplers.md's generator on these metrics, a second injection's folder as its --more
+    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    from sampler_report import report
+
+    page = report(project / "metrics", [project / "metrics"])
+    assert page.count("| flowmc_cold | ") == 4 and "## Injection 0 (" in page and "### Evidence" in page
+    assert f"| flowmc_warm | {warm['evaluations']:,} |" in page
     stages = {run.data.tags.get("gwpe.stage"): run for run in client.search_runs([run.info.experiment_id])}
     assert stages["sample"].data.metrics["methods.flowmc_warm.evaluations"] == warm["evaluations"]
     assert "evidence.is_npe.log_evidence" in stages["evidence"].data.metrics
