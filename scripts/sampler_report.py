@@ -13,6 +13,7 @@ from what the code gives.
 from __future__ import annotations
 
 import argparse
+import textwrap
 import sys
 from pathlib import Path
 
@@ -182,8 +183,11 @@ def main() -> int:
         "--more", type=Path, nargs="*", default=[], help="metrics folders of the same pipeline on other injections"
     )
     parser.add_argument("--write", type=Path, default=None)
+    parser.add_argument("--note", default=None, help="a closing paragraph: where the metrics came from, caveats")
     args = parser.parse_args()
     text = report(args.metrics, args.more)
+    if args.note:
+        text += "\n" + textwrap.fill(args.note, 110) + "\n"
     if args.write is None:
         sys.stdout.write(text)
     else:
