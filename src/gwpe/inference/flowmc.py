@@ -267,11 +267,10 @@ class FlowMC:
         self.production_local, self.latent_step = production_local, float(latent_step)
         if production_chains is not None and not 2 <= production_chains <= n_chains:
             raise ValueError(f"production_chains = {production_chains!r}; allowed: 2 <= k <= n_chains ({n_chains})")
-        # R-hat's noise floor: even exact draws give split R-hat ~ sqrt(1 + 1 / ESS per split chain), so 64
-        # chains x 1,200 draws at ESS 5,300 read 1.012 however well they mix; fewer, longer production chains
-        # reach R-hat <= 1.01 for the same calls, while training keeps every chain for the flow's data
+        # fewer, longer production chains: R-hat's noise floor (module doc)
         self.production_chains = n_chains if production_chains is None else int(production_chains)
         self.target, self.dim, self.n_chains, self.local = log_prob, dim, n_chains, local
+        self.training_chains = n_chains
         self.step_size, self.n_local, self.n_global = step_size, n_local, n_global
         # production mixes mostly through the frozen flow's global moves; fewer local steps there cost fewer calls
         self.n_local_production = n_local if n_local_production is None else n_local_production
@@ -434,6 +433,7 @@ class FlowMC:
         evaluations and, where checked, the max R-hat and min tail ESS."""
         from tqdm import tqdm
 
+        self.n_chains = self.training_chains  # a previous run's production left it at production_chains
         x = initial.detach().clone().double() if initial.dtype == torch.float64 else initial.detach().clone().float()
         if x.shape != (self.n_chains, self.dim):
             raise ValueError(f"initial positions of shape {tuple(x.shape)}; expected ({self.n_chains}, {self.dim})")
