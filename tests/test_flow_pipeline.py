@@ -156,6 +156,17 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
             and np.all(log_l < 0)
         )
         assert np.all(samples[:, 0] >= samples[:, 1]) and np.all((samples[:, 2] >= 0) & (samples[:, 2] < 2 * np.pi))
+        # the chains moved in the probit mass coordinates (sampling.mass_coordinates' default), recorded for the
+        # evidence stage, which rebuilds the same coordinates: they map the stored sampler samples onto the samples
+        from gwpe.config import load_config
+        from gwpe.inference.coordinates import SamplerCoordinates
+
+        prior = load_config(project / "params.yaml").strain.datasets["strain-5d"].prior
+        bounds = json.loads(h5["flowmc_warm"].attrs["mass_bounds"])
+        assert bounds == [prior.mass_min, prior.mass_max]
+        coordinates = SamplerCoordinates(["m1", "m2", "phi0", "tc", "dL"], mass_bounds=bounds)
+        masses = coordinates.to_physical(h5["flowmc_warm/sampler_samples"][()])[:, :2]
+        np.testing.assert_allclose(masses, samples[:, :2], rtol=1e-9)
     out = run_gwpe(
         ["evidence", "--params", "params.yaml", "--metrics", "metrics/evidence.json", "--plots-dir", "plots/evidence"],
         cwd=project,

@@ -741,6 +741,11 @@ class SamplingSection(StrictModel):
     pilot_draws: int = Field(
         2000, ge=10, le=10_000_000, description="broad draws whose likelihoods place the phase window's walls"
     )
+    mass_coordinates: Literal["probit", "chirp"] = Field(
+        "probit",
+        description="the samplers' mass columns: chirp (M_c, nu = m2/m1), or probit: those through the NPE's "
+        "support map, which sends the prior triangle's walls (m1 = m_max, m2 = m_min, nu = 1) to infinity",
+    )
     adaptive: AdaptiveISConfig = AdaptiveISConfig()
     flowmc: FlowMCConfig = FlowMCConfig()
     emcee: EmceeConfig = EmceeConfig()

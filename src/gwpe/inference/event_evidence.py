@@ -160,7 +160,10 @@ def estimate_evidence(
     event = load_event(config, settings.injection)
     module = load_npe(config)
     # the phase walls the warm run placed from the NPE pilot's likelihoods (no MCMC output involved)
-    coordinates = SamplerCoordinates(event.names, fold_phase=True, phase_centre=runs["flowmc_warm"]["phase_centre"])
+    warm = runs["flowmc_warm"]
+    coordinates = SamplerCoordinates(
+        event.names, fold_phase=True, phase_centre=warm["phase_centre"], mass_bounds=warm["mass_bounds"]
+    )
     n = settings.npe_samples
     generator = torch.Generator().manual_seed(settings.seed)
     estimates, draws = {}, {}

@@ -366,12 +366,17 @@ def adaptive_posterior(event, settings, likelihood, theta_npe: np.ndarray, gener
     the phase, the sampler coordinates, the estimate, the final draws (physical) with normalised weights, rounds."""
     from gwpe.inference.coordinates import SamplerCoordinates
     from gwpe.inference.event_evidence import adaptive_from_npe
-    from gwpe.inference.sampling import inside_prior
+    from gwpe.inference.sampling import inside_prior, mass_bounds
 
     inside = theta_npe[inside_prior(event, theta_npe)]
     pilot = inside[: settings.pilot_draws]
     coordinates = SamplerCoordinates.walled_by_likelihood(
-        event.names, pilot, likelihood(pilot), fold_polarisation="phi0" not in event.names, sky=sky_frame_of(event)
+        event.names,
+        pilot,
+        likelihood(pilot),
+        fold_polarisation="phi0" not in event.names,
+        sky=sky_frame_of(event),
+        mass_bounds=mass_bounds(event, settings),
     )
     estimate, u, weights, _, rounds = adaptive_from_npe(
         settings, likelihood, coordinates, inside, generator=generator, progress=progress

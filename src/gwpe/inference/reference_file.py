@@ -73,7 +73,7 @@ def _adaptive_is(config: ProjectConfig, event, module, likelihood, progress: boo
     from gwpe.inference.coordinates import SamplerCoordinates
     from gwpe.inference.event_evidence import adaptive_from_npe
     from gwpe.inference.evidence import AnnealingStalled
-    from gwpe.inference.sampling import inside_prior, npe_draws
+    from gwpe.inference.sampling import inside_prior, mass_bounds, npe_draws
 
     settings, reference = config.sampling, config.flows.reference
     seed = reference.seed + event.index
@@ -86,7 +86,9 @@ def _adaptive_is(config: ProjectConfig, event, module, likelihood, progress: boo
             f"{event.index}; raise sampling.npe_samples or set flows.reference.method: emcee"
         )
     pilot = theta_npe[: settings.pilot_draws]
-    coordinates = SamplerCoordinates.walled_by_likelihood(event.names, pilot, likelihood(pilot))
+    coordinates = SamplerCoordinates.walled_by_likelihood(
+        event.names, pilot, likelihood(pilot), mass_bounds=mass_bounds(event, settings)
+    )
     generator = torch.Generator().manual_seed(seed)
     try:
         estimate, draws, weights, resampled, rounds = adaptive_from_npe(
@@ -139,13 +141,15 @@ def _emcee(config: ProjectConfig, event, likelihood, progress: bool) -> dict:
     from gwpe.inference.convergence import warn_unconverged
     from gwpe.inference.coordinates import SamplerCoordinates
     from gwpe.inference.reference import injection_start, run_emcee
-    from gwpe.inference.sampling import convergence_target
+    from gwpe.inference.sampling import convergence_target, mass_bounds
 
     settings = config.flows.reference
     start = injection_start(
         event.truth, event.names, settings.walkers, likelihood.log_posterior, seed=settings.seed + event.index
     )
-    coordinates = SamplerCoordinates.centred_on(event.names, start, fold_phase=True)
+    coordinates = SamplerCoordinates.centred_on(
+        event.names, start, fold_phase=True, mass_bounds=mass_bounds(event, config.sampling)
+    )
     templates = likelihood.evaluations
     result = run_emcee(
         coordinates.log_density(likelihood.log_posterior),

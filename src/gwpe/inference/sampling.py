@@ -260,7 +260,12 @@ def flowmc_from_pilot(
 
     templates, began = likelihood.evaluations, time.perf_counter()
     coordinates = SamplerCoordinates.walled_by_likelihood(
-        event.names, pilot, likelihood(pilot), fold_polarisation=fold_polarisation, sky=sky
+        event.names,
+        pilot,
+        likelihood(pilot),
+        fold_polarisation=fold_polarisation,
+        sky=sky,
+        mass_bounds=mass_bounds(event, settings),
     )
     result, _ = run_flowmc(
         settings,
@@ -277,6 +282,15 @@ def flowmc_from_pilot(
     summary["template_evaluations"] = likelihood.evaluations - templates
     warn_unconverged(label, result.convergence, event.names)
     return result, coordinates, summary
+
+
+def mass_bounds(event: Event, settings) -> tuple[float, float] | None:
+    """The prior's (m_min, m_max) where ``settings.mass_coordinates`` is probit (the samplers then move in
+    coordinates without the mass triangle's walls: ``gwpe.inference.coordinates``), else None."""
+    if settings.mass_coordinates != "probit" or not {"m1", "m2"} <= set(event.names):
+        return None
+    prior = event.dataset.prior
+    return float(prior.mass_min), float(prior.mass_max)
 
 
 def flowmc_summary(result, seconds: float) -> dict:
@@ -477,7 +491,11 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
                 "converged": metrics["converged"],  # every sampler met sampling.convergence (diagnostics per group)
                 "gwpe_version": gwpe.__version__,
                 "proposal": json.dumps(
-                    {**runs["flowmc_warm"]["proposal"].config(), "phase_centre": warm_coordinates.phase_centre}
+                    {
+                        **runs["flowmc_warm"]["proposal"].config(),
+                        "phase_centre": warm_coordinates.phase_centre,
+                        "mass_bounds": warm_coordinates.mass_bounds,
+                    }
                 ),
             }
         )
@@ -494,6 +512,7 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
                 data=log_likelihood_from(event, run["coordinates"], run["u"], run["theta"], run["log_density"]),
             )
             group.attrs["phase_centre"] = run["coordinates"].phase_centre
+            group.attrs["mass_bounds"] = json.dumps(run["coordinates"].mass_bounds)
             group.attrs["diagnostics"] = json.dumps(run["summary"])
     torch.save(runs["flowmc_warm"]["proposal"].state_dict(), proposal_path(config))
     partial.replace(out)
@@ -549,7 +568,8 @@ def convergence_figure(runs: dict):
 
 def read_sampling(path: str | Path) -> tuple[dict, dict[str, dict]]:
     """(file attributes,
-    {method: {"samples", "sampler_samples", "log_posterior", "log_likelihood", "phase_centre", "diagnostics"}})."""
+    {method: {"samples", "sampler_samples", "log_posterior", "log_likelihood", "phase_centre", "mass_bounds",
+    "diagnostics"}})."""
     import h5py
 
     with h5py.File(path, "r") as h5:
@@ -562,6 +582,8 @@ def read_sampling(path: str | Path) -> tuple[dict, dict[str, dict]]:
                     for key in ("samples", "sampler_samples", "log_posterior", "log_likelihood")
                 },
                 "phase_centre": float(h5[method].attrs["phase_centre"]),
+                # files written before sampling.mass_coordinates hold (M_c, nu): null
+                "mass_bounds": json.loads(h5[method].attrs.get("mass_bounds", "null")),
                 "diagnostics": json.loads(h5[method].attrs["diagnostics"]),
             }
             for method in METHODS
