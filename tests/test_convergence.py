@@ -195,6 +195,7 @@ def test_reference_file_names_the_method_that_made_its_samples(tmp_path, monkeyp
         truth=truth,
         observation=np.zeros((1, 8)),
         likelihood=lambda workers: _likelihood(log_posterior),
+        dataset=SimpleNamespace(prior=SimpleNamespace(mass_min=20.0, mass_max=80.0)),  # the probit mass map's triangle
     )
     fake_result = {
         "samples": np.tile(truth, (10, 1)),
