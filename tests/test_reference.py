@@ -82,33 +82,41 @@ def test_chirp_mass_coordinates_invert_and_carry_the_jacobian():
     assert np.isfinite(out[0]) and np.all(np.isneginf(out[1:]))  # nu outside (0, 1] has no density
 
 
-def test_probit_mass_coordinates_send_the_prior_walls_to_infinity_and_keep_the_density_normalised():
+def test_probit_mass_coordinates_send_the_lower_mass_wall_to_infinity_and_keep_the_density_normalised():
     low, high = 35.0, 80.0
     coordinates = SamplerCoordinates(["m1", "m2", "tc"], mass_bounds=(low, high))
-    theta = np.array([[60.0, 40.0, 0.7], [80.0, 79.0, 0.8], [79.999, 35.001, 0.8]])
-    np.testing.assert_allclose(coordinates.to_physical(coordinates.from_physical(theta)), theta, rtol=1e-10)
+    theta = np.array([[60.0, 40.0, 0.7], [79.9, 79.0, 0.8], [79.999, 35.001, 0.8], [50.0, 50.0, 0.8]])
+    u = coordinates.from_physical(theta)
+    np.testing.assert_allclose(u[:, 0], physics.chirp_mass(theta[:, 0], theta[:, 1]))  # M_c unchanged
+    assert u[3, 1] == 0.0 and np.all(u[:3, 1] < 0) and u[2, 1] < -3  # equal mass at 0, m1 = m_max far below
+    np.testing.assert_allclose(coordinates.to_physical(u), theta, rtol=1e-10)
     # log |d theta / d u| against central differences, and the uniform prior on the triangle pulled back to u
-    # integrates to 1 (importance sampling from N(0, I), which that pull-back is close to: 0.2 % error)
+    # integrates to 1 (importance sampling from M_c uniform on its range times a half-normal in u_nu)
     rng = np.random.default_rng(0)
-    u = np.column_stack([rng.standard_normal((100_000, 2)), np.full(100_000, 0.7)])
+    chirp_low, chirp_high = physics.chirp_mass(low, low), physics.chirp_mass(high, high)
+    n = 100_000
+    u = np.column_stack([rng.uniform(chirp_low, chirp_high, n), -np.abs(rng.standard_normal(n)), np.full(n, 0.7)])
     step, jacobian = 1e-6, np.empty((50, 2, 2))
     for k in range(2):
         shift = np.zeros(3)
         shift[k] = step
-        jacobian[:, :, k] = (coordinates.to_physical(u[:50] + shift) - coordinates.to_physical(u[:50] - shift))[
-            :, :2
-        ] / (2 * step)
+        forward, backward = coordinates.to_physical(u[:50] + shift), coordinates.to_physical(u[:50] - shift)
+        jacobian[:, :, k] = (forward - backward)[:, :2] / (2 * step)
     np.testing.assert_allclose(coordinates.log_jacobian(u[:50]), np.log(np.abs(np.linalg.det(jacobian))), atol=1e-5)
-    log_proposal = -0.5 * (u[:, :2] ** 2).sum(1) - np.log(2 * np.pi)
+    log_proposal = -np.log(chirp_high - chirp_low) + np.log(2.0) - 0.5 * u[:, 1] ** 2 - 0.5 * np.log(2 * np.pi)
     uniform = coordinates.log_density(lambda t: np.full(len(t), -np.log(0.5 * (high - low) ** 2)))
     ratio = np.exp(uniform(u) - log_proposal)
-    assert ratio.mean() == pytest.approx(1.0, abs=4 * ratio.std() / np.sqrt(len(ratio)))
-    # no walls: every finite u lands inside the triangle with a finite density; what lies outside maps to NaN
-    far = coordinates.to_physical(np.array([[30.0, -30.0, 0.7], [-30.0, 30.0, 0.7]]))
-    assert np.all((far[:, 1] >= low) & (far[:, 0] <= high) & (far[:, 1] <= far[:, 0]))
-    assert np.all(np.isfinite(uniform(np.array([[30.0, -30.0, 0.7], [-30.0, 30.0, 0.7]]))))
+    assert ratio.mean() == pytest.approx(1.0, abs=4 * ratio.std() / np.sqrt(n)) and 4 * ratio.std() / np.sqrt(n) < 0.01
+    # no lower wall: however far below, u maps inside the triangle with a finite density; u_nu > 0 lies beyond
+    # equal mass and has none, and so do masses outside the triangle (NaN in u)
+    deep = np.array([[50.0, -30.0, 0.7], [35.0, -30.0, 0.7]])
+    far = coordinates.to_physical(deep)
+    assert np.all((far[:, 1] >= low - 1e-9) & (far[:, 0] <= high + 1e-9) & (far[:, 1] <= far[:, 0]))
+    beyond = np.array([[50.0, 0.1, 0.7]])  # past equal mass: no density, but finite masses (zero-weight draws)
+    assert np.all(np.isfinite(uniform(deep))) and np.isneginf(uniform(beyond)[0])
+    assert np.all(np.isfinite(coordinates.to_physical(beyond)))
     outside = coordinates.from_physical(np.array([[81.0, 40.0, 0.7]]))
-    assert np.isnan(outside[0, :2]).all() and np.isneginf(uniform(outside)[0])
+    assert np.isnan(outside[0, 1]) and np.isneginf(uniform(outside)[0])
     with pytest.raises(ValueError, match=r"mass_bounds = \(80.0, 35.0\); allowed: 0 < m_min < m_max"):
         SamplerCoordinates(["m1", "m2"], mass_bounds=(80.0, 35.0))
 

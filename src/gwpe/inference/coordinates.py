@@ -3,14 +3,18 @@
 - **Masses**: (M_c, nu = m2/m1) in the m1, m2 columns. The data measure the chirp mass best, so the posterior
   is a narrow, nearly straight ridge there instead of a curved banana in (m1, m2). The density carries the
   Jacobian |d(m1, m2)/d(M_c, nu)| = m1^2 / M_c (``gwpe.physics``).
-- **Mass walls** (``mass_bounds`` = (m_min, m_max), ``sampling.mass_coordinates: probit``): the prior's triangle
-  m_min <= m2 <= m1 <= m_max has walls in (M_c, nu): nu = 1 and nu = nu_min(M_c) (m1 = m_max or m2 = m_min).
-  With the bounds given, the two mass columns hold the NPE's support map instead
-  (``gwpe.models.flows.support``, piece ``mass_triangle``): u_1 = Phi^{-1}(s(M_c)) over the whole chirp-mass range,
-  u_2 = Phi^{-1}((nu - nu_min(M_c)) / (1 - nu_min(M_c))), so the walls go to infinity and a posterior that stays
-  high up to one becomes a Gaussian tail in u, which the samplers' flows represent. Measured on the demo's
-  injection 1 (m1 piled against m1 = 80 Msun, 0.1 % quantile 66): in (M_c, nu) the warm flow-MCMC ended
-  unconverged (R-hat 1.019) and the adaptive-IS weights had one draw at 1.6 % of the total, both in that tail.
+- **Mass walls** (``mass_bounds`` = (m_min, m_max), ``sampling.mass_coordinates: probit``): at fixed M_c the
+  prior's triangle m_min <= m2 <= m1 <= m_max is nu in [nu_min(M_c), 1], nu_min where m1 = m_max or m2 = m_min
+  (``physics.ratio_range_at_chirp_mass``). With the bounds given, the nu column holds
+  u = Phi^{-1}(s / 2) <= 0, s = (nu - nu_min(M_c)) / (1 - nu_min(M_c)) (a half probit; the M_c column is
+  unchanged), so the lower wall goes to -infinity and a posterior piled against it becomes a Gaussian tail in u,
+  which the samplers' flows represent; log |d nu / d u| = log(2 (1 - nu_min)) + log phi(u). The equal-mass wall
+  stays at u = 0: the likelihood and prior are symmetric under m1 <-> m2, so the density meets it with zero
+  slope, which a flow covers as it is, where the full probit (the NPE's map) turns it into a tail flows
+  under-cover. Measured on the demo, adaptive IS: injection 0 (q up to 0.998) under the full probit had
+  Pareto k 0.75 with one draw at q = 0.991 carrying 1.1 % of the weight (k 0.53, max 0.2 % in (M_c, nu));
+  injection 1 (m1 piled against m1 = 80 Msun, 0.1 % quantile 66) in (M_c, nu) left the warm flow-MCMC
+  unconverged (R-hat 1.019 after 320 loops) and the IS weights with one draw at 1.6 % in that tail.
 - **Phase** (``fold_phase``): a signal carrying only the (2, 2) mode has h ∝ exp(2 i phi0) (checked for
   IMRPhenomPv2 to 1e-14), so L(phi0) = L(phi0 + pi) exactly and the posterior has two identical copies. The
   samplers move in one copy: phi0 folded into a window [c - pi/2, c + pi/2) of length pi, its walls
@@ -42,6 +46,8 @@ import numpy as np
 
 from gwpe import physics
 
+HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
+
 
 def fold_needed(names: list[str]) -> bool:
     """True when ``names`` include phi0, whose posterior has two exact copies (module doc)."""
@@ -66,17 +72,8 @@ class SamplerCoordinates:
         self.azimuth_centre = float(azimuth_centre)
         self.masses = (names.index("m1"), names.index("m2")) if {"m1", "m2"} <= set(names) else None
         self.mass_bounds = None if mass_bounds is None or self.masses is None else tuple(map(float, mass_bounds))
-        self.mass_support = None
-        if self.mass_bounds is not None:
-            from gwpe.models.flows.support import ParameterSupport
-
-            low, high = self.mass_bounds
-            if not 0 < low < high:
-                raise ValueError(f"mass_bounds = {mass_bounds}; allowed: 0 < m_min < m_max")
-            piece = {"kind": "mass_triangle", "index": [0, 1], "low": low, "high": high}
-            self.mass_support = ParameterSupport(
-                {"parameters": ["m1", "m2"], "mean": [0.0, 0.0], "std": [1.0, 1.0], "pieces": [piece]}
-            )
+        if self.mass_bounds is not None and not 0 < self.mass_bounds[0] < self.mass_bounds[1]:
+            raise ValueError(f"mass_bounds = {mass_bounds}; allowed: 0 < m_min < m_max")
         # the folded angle: phi0 (period pi), or psi (period pi/2) when phi0 is marginalised (module doc)
         self.phase, self.period, self.range = None, math.pi, 2.0 * math.pi
         if fold_phase and "phi0" in names:
@@ -147,14 +144,29 @@ class SamplerCoordinates:
             azimuth = wall(phi, 2 * math.pi) + math.pi
         return cls(names, True, centre, fold_polarisation, folded.sky, azimuth, mass_bounds)
 
-    def _mass_map(self, values: np.ndarray, inverse: bool) -> tuple[np.ndarray, np.ndarray]:
-        """The mass columns through the support map (module doc): (m1, m2) -> (u_1, u_2) with log |du/dm|
-        (-inf outside the triangle), or back with log |dm/du|."""
-        import torch
+    def _ratio_map(self, chirp: np.ndarray, value: np.ndarray, inverse: bool) -> tuple[np.ndarray, np.ndarray]:
+        """nu -> (u, log |du/dnu|) by the half probit (module doc), or u -> (nu, log |dnu/du|) with ``inverse``;
+        log det -inf where M_c lies outside the triangle's chirp-mass range or nu / u outside their ranges."""
+        from scipy.special import log_ndtr, ndtri
 
-        with torch.no_grad():
-            mapped, log_det = (self.mass_support.inverse if inverse else self.mass_support)(torch.as_tensor(values))
-        return mapped.numpy(), log_det.numpy()
+        low, high = self.mass_bounds
+        chirp_low, chirp_high = physics.chirp_mass(low, low), physics.chirp_mass(high, high)
+        inside = (chirp >= chirp_low) & (chirp <= chirp_high) & np.isfinite(value)
+        nu_low = physics.ratio_range_at_chirp_mass(np.clip(chirp, chirp_low, chirp_high), low, high)
+        width = np.clip(1.0 - nu_low, 1e-300, None)
+        if inverse:
+            inside &= value <= 0
+            u = np.clip(value, -37.0, 0.0)  # below -37, s / 2 = Phi(u) underflows: the wall itself
+            out = nu_low + width * 2.0 * np.exp(log_ndtr(u))
+            log_det = math.log(2.0) + np.log(width) - 0.5 * u**2 - HALF_LOG_TWO_PI
+        else:
+            s = (value - nu_low) / width
+            inside &= (s >= -1e-9) & (s <= 1 + 1e-9)  # on a wall (a prior edge) or an ulp past it: kept
+            out = ndtri(np.clip(0.5 * s, 1e-300, 0.5))  # the m1 = m_max wall itself at u = -37
+            log_det = -math.log(2.0) - np.log(width) + 0.5 * out**2 + HALF_LOG_TWO_PI
+        # the way back stays finite (u beyond equal mass lands on it; the density says -inf): weighted sums over
+        # draws with zero weight must not meet a NaN. The way in marks masses outside the triangle with NaN
+        return (out if inverse else np.where(inside, out, np.nan)), np.where(inside, log_det, -np.inf)
 
     def fold(self, angle: np.ndarray) -> np.ndarray:
         low = self.phase_centre - self.period / 2
@@ -175,13 +187,11 @@ class SamplerCoordinates:
             theta[:, ra], theta[:, dec] = self.sky.from_frame(u[:, dec], u[:, ra])
             if "tc" in self.names:
                 theta[:, self.names.index("tc")] -= self.sky.first_delay(theta[:, ra], theta[:, dec])
-        if self.mass_support is not None:
+        if self.masses is not None:
             i, j = self.masses
-            theta[:, [i, j]] = self._mass_map(u[:, [i, j]], inverse=True)[0]
-        elif self.masses is not None:
-            i, j = self.masses
+            nu = u[:, j] if self.mass_bounds is None else self._ratio_map(u[:, i], u[:, j], inverse=True)[0]
             with np.errstate(invalid="ignore", divide="ignore"):
-                theta[:, i], theta[:, j] = physics.masses_from_chirp_mass(u[:, i], u[:, j])
+                theta[:, i], theta[:, j] = physics.masses_from_chirp_mass(u[:, i], nu)
         if self.phase is not None:
             rng = rng if rng is not None else np.random.default_rng(0)
             flip = rng.integers(0, 2, len(theta)) * self.period
@@ -190,13 +200,11 @@ class SamplerCoordinates:
 
     def from_physical(self, theta: np.ndarray) -> np.ndarray:
         u = np.array(theta, dtype=np.float64, copy=True)
-        if self.mass_support is not None:  # outside the triangle: NaN, which every density reads as -inf
-            i, j = self.masses
-            masses, log_det = self._mass_map(theta[:, [i, j]], inverse=False)
-            u[:, [i, j]] = np.where(np.isfinite(log_det)[:, None], masses, np.nan)
-        elif self.masses is not None:
+        if self.masses is not None:
             i, j = self.masses
             u[:, i], u[:, j] = physics.chirp_mass(theta[:, i], theta[:, j]), theta[:, j] / theta[:, i]
+            if self.mass_bounds is not None:  # outside the triangle: NaN, which every density reads as -inf
+                u[:, j] = self._ratio_map(u[:, i], u[:, j], inverse=False)[0]
         if self.phase is not None:
             u[:, self.phase] = self.fold(u[:, self.phase])
         if self.sky is not None:
@@ -212,11 +220,12 @@ class SamplerCoordinates:
         """log |d theta / d u| (+ log 2 for the folded phase); -inf where nu is not in (0, 1], M_c <= 0
         (without ``mass_bounds``: with them every finite u maps inside the triangle) or phi0 is outside the window."""
         out = np.zeros(len(u))
-        if self.mass_support is not None:
+        if self.masses is not None and self.mass_bounds is not None:
             i, j = self.masses
-            finite = np.isfinite(u[:, [i, j]]).all(1)
-            out = np.where(finite, out, -np.inf)
-            out[finite] += self._mass_map(u[finite][:, [i, j]], inverse=True)[1]
+            nu, log_det = self._ratio_map(u[:, i], u[:, j], inverse=True)
+            valid = np.isfinite(log_det)
+            out = np.where(valid, out + log_det, -np.inf)
+            out[valid] += physics.log_jacobian_masses_chirp_mass(u[valid, i], nu[valid])
         elif self.masses is not None:
             i, j = self.masses
             valid = (u[:, j] > 0) & (u[:, j] <= 1) & (u[:, i] > 0)
