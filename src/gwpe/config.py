@@ -743,8 +743,8 @@ class SamplingSection(StrictModel):
     )
     mass_coordinates: Literal["probit", "chirp"] = Field(
         "probit",
-        description="the samplers' mass columns: chirp (M_c, nu = m2/m1), or probit: those through the NPE's "
-        "support map, which sends the prior triangle's walls (m1 = m_max, m2 = m_min, nu = 1) to infinity",
+        description="the samplers' mass columns: chirp (M_c, nu = m2/m1), or probit: nu through a half probit "
+        "over its range at that M_c, which sends the prior triangle's wall m1 = m_max / m2 = m_min to -infinity",
     )
     adaptive: AdaptiveISConfig = AdaptiveISConfig()
     flowmc: FlowMCConfig = FlowMCConfig()
