@@ -60,12 +60,10 @@ def likelihood_rates(event, workers: int, n_single: int = 200, n_batch: int = 20
 def emcee_to_ess(density, start: np.ndarray, target: float, max_steps: int, seed: int, fold, chunk: int = 250) -> dict:
     import emcee
 
-    from gwpe.inference.reference import gelman_rubin
+    from gwpe.inference.reference import ensemble_moves, gelman_rubin
 
     walkers, dim = start.shape
-    sampler = emcee.EnsembleSampler(
-        walkers, dim, density, vectorize=True, moves=[(emcee.moves.DEMove(), 0.8), (emcee.moves.DESnookerMove(), 0.2)]
-    )
+    sampler = emcee.EnsembleSampler(walkers, dim, density, vectorize=True, moves=ensemble_moves())
     sampler.random_state = np.random.RandomState(seed).get_state()
     began, state, ess = time.perf_counter(), start, 0.0
     while sampler.iteration < max_steps:

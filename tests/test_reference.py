@@ -29,6 +29,21 @@ def test_emcee_recovers_a_correlated_gaussian_within_monte_carlo_error():
     assert result.evaluations == 16 * 2501
 
 
+def test_emcee_moves_keep_a_standard_normal_unit_wide_at_any_scale():
+    # emcee 3.1.6's DESnookerMove (in the mix before) reads sd 0.95 here at scale 1 and 0.85 alone: a biased move
+    for scale in (1.0, 10.0):
+        result = run_emcee(
+            lambda x, s=scale: -0.5 * ((x / s) ** 2).sum(1),
+            scale * np.random.default_rng(0).standard_normal((16, 5)),
+            steps=12_000,
+            burn=2_000,
+            seed=1,
+            progress=False,
+        )
+        sd = result.samples.std(0) / scale
+        assert np.all(np.abs(sd - 1.0) < 0.025), f"scale {scale}: sd {sd}"
+
+
 def test_emcee_rejects_burn_beyond_steps_and_too_few_walkers():
     with pytest.raises(ValueError, match="burn = 10; allowed: 0 <= burn < steps = 10"):
         run_emcee(lambda x: -x.sum(1), np.zeros((8, 2)), steps=10, burn=10, progress=False)

@@ -401,7 +401,7 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
         rng = np.random.default_rng(settings.seed)
         distinct = np.unique(
             runs["flowmc_warm"]["u"], axis=0
-        )  # a rejected step repeats a state; the snooker move needs distinct walkers
+        )  # a rejected step repeats a state; DE and stretch moves need distinct walkers
         start = distinct[rng.choice(len(distinct), emcee_settings.walkers, replace=False)]
         templates = likelihood.evaluations
         if emcee_settings.latent:  # NeuTra: the walkers move in the warm proposal's latent space (module doc)
