@@ -105,7 +105,7 @@ def injection_start(truth: np.ndarray, names: list[str], walkers: int, log_densi
     raise ValueError(f"could not place {walkers} walkers with finite density around {truth.tolist()}")
 
 
-MOVES = "emcee moves: 80 % DEMove (differential evolution), 20 % StretchMove"
+MOVES = "emcee moves: 80 % differential-evolution (DEMove), 20 % stretch (StretchMove)"
 
 
 def ensemble_moves() -> list:
