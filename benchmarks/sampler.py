@@ -9,7 +9,8 @@ Needs the default pipeline's strain-5d store and trained NPE (``dvc repro train-
    (in-process, then over ``--workers`` template processes);
 2. wall time and log-posterior evaluations until the production samples reach ``--ess`` effective samples,
    for flow-MCMC from a cold start (prior draws, flow learned from scratch), flow-MCMC warm-started from the
-   NPE (both including the 2,000-draw pilot that places the phase window), and emcee (DE moves, walkers in a ball
+   NPE (both including the 2,000-draw pilot that places the phase window), and emcee (DE + stretch moves, walkers in a
+   ball
    around the injection as reference runs usually start, run in
    chunks of 250 steps with the first fifth dropped, until its ESS = kept steps x walkers / max tau reaches
    the target or ``--max-emcee-steps``); and adaptive importance sampling from the NPE (its own
@@ -186,7 +187,7 @@ def main() -> None:
             settings.seed,
             coordinates.fold_sampler,
         )
-        label = "emcee (DE moves)" + (
+        label = "emcee (DE + stretch moves)" + (
             "" if emcee_run["ess"] >= args.ess else f", stopped at {emcee_run['steps']} steps"
         )
         samples[label] = coordinates.to_physical(emcee_run.pop("samples"))

@@ -10,7 +10,8 @@ evaluations:
   posterior for this observation (no likelihood calls) and the chains start at NPE draws;
 - **flow-MCMC, cold**: the same sampler with the proposal learned from scratch and chains started at prior
   draws; the phase window is centred on those draws, so nothing of the NPE is used;
-- **emcee** (DE moves, ``gwpe.inference.reference``): walkers start at draws of the warm flow-MCMC posterior
+- **emcee** (differential-evolution and stretch moves, ``gwpe.inference.reference``): walkers start at draws of
+  the warm flow-MCMC posterior
   and the first ``burn`` steps are dropped, so emcee checks that posterior is stationary under an independent
   kernel. With ``emcee.latent`` (the default) the walkers move in the latent space of the warm run's final
   proposal flow (``flowmc.LatentTransport``, NeuTra): there the posterior is close to N(0, I). On the demo's
