@@ -218,7 +218,8 @@ class SamplerCoordinates:
 
     def log_jacobian(self, u: np.ndarray) -> np.ndarray:
         """log |d theta / d u| (+ log 2 for the folded phase); -inf where nu is not in (0, 1], M_c <= 0
-        (without ``mass_bounds``: with them every finite u maps inside the triangle) or phi0 is outside the window."""
+        (with ``mass_bounds``: u_nu > 0 or M_c outside the triangle's chirp-mass range) or phi0 is outside the
+        window."""
         out = np.zeros(len(u))
         if self.masses is not None and self.mass_bounds is not None:
             i, j = self.masses
