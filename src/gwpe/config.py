@@ -610,7 +610,7 @@ class FlowMCConfig(StrictModel):
     chains: int = Field(64, ge=2, le=1_000_000)
     local_steps: int = Field(20, ge=1, le=100_000)
     production_local_steps: int = Field(
-        5, ge=0, le=100_000, description="local steps per production loop (the frozen flow does most of the mixing)"
+        10, ge=0, le=100_000, description="local steps per production loop (the frozen flow does most of the mixing)"
     )
     global_steps: int = Field(10, ge=0, le=100_000)
     step_size: float = Field(
@@ -694,9 +694,9 @@ class AdaptiveISConfig(StrictModel):
     draws_per_round: int = Field(2000, ge=10, le=100_000_000, description="target evaluations per annealing round")
     ess_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="each round moves beta as far as keeps this ESS / n")
     max_rounds: int = Field(25, ge=1, le=100_000)
-    refine_rounds: int = Field(1, ge=0, le=100_000, description="rounds refitting at beta = 1 before the final draws")
+    refine_rounds: int = Field(3, ge=0, le=100_000, description="rounds refitting at beta = 1 before the final draws")
     epochs: int = Field(20, ge=1, le=10_000, description="epochs of flow fitting per round")
-    final_ess: float = Field(1000.0, gt=0.0, description="the final importance sampling draws until this ESS ...")
+    final_ess: float = Field(4000.0, gt=0.0, description="the final importance sampling draws until this ESS ...")
     final_batch: int = Field(5000, ge=10, le=100_000_000)
     max_final_draws: int = Field(50_000, ge=10, le=1_000_000_000, description="... or this many draws")
     mcmc_steps: int = Field(
