@@ -83,6 +83,7 @@ def tiny_sampling() -> dict:
             "chains": 16,
             "production_chains": 8,  # fewer, longer production chains (the demo's R-hat fix), end to end
             "local_steps": 4,
+            "production_local_steps": 5,  # explicit: test_flow_pipeline counts the stored states per loop
             "global_steps": 4,
             "max_training_loops": 3,
             "production_loops": 2,
