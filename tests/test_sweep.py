@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import subprocess
+import datetime
 import time
 
 import optuna
@@ -16,7 +17,7 @@ from optuna.trial import TrialState
 from conftest import GWPE, gwpe_env, run_gwpe, tiny_distill, tiny_profile, write_profile
 from gwpe.config import load_config
 from gwpe.data.checksum import dvc_md5
-from gwpe.tuning.storage import build_storage, resolve_storage_url
+from gwpe.tuning.storage import UNTAGGED_SECONDS, WORKER_ATTR, build_storage, resolve_storage_url
 from gwpe.tuning.sweep import open_study, study_name
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -45,6 +46,31 @@ def test_storage_urls_resolve_and_bad_ones_are_refused(tmp_path):
     assert resolve_storage_url("postgresql://u:p@127.0.0.1/optuna", tmp_path) == "postgresql://u:p@127.0.0.1/optuna"
     with pytest.raises(Exception, match="allowed: sqlite:///FILE"):
         resolve_storage_url("optuna.db", tmp_path)
+
+
+def test_orphans_are_dead_local_workers_or_trials_never_tagged(tmp_path, monkeypatch):
+    import socket
+
+    from gwpe.tuning import storage as storage_module
+
+    storage = build_storage("journal:j.log", tmp_path)
+    study = optuna.create_study(study_name="s", storage=storage)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    tagged_dead = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    tagged_dead.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{dead.pid}")
+    tagged_alive = study.ask()
+    tagged_alive.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+    other_host = study.ask()
+    other_host.set_user_attr(WORKER_ATTR, f"not-{socket.gethostname()}:{dead.pid}")
+    untagged = study.ask()
+    assert storage_module.fail_orphans(study, storage) == [tagged_dead.number]  # the untagged one is fresh
+    monkeypatch.setattr(storage_module, "UNTAGGED_SECONDS", -1.0)
+    assert storage_module.fail_orphans(study, storage) == [untagged.number]
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[tagged_alive.number] == states[other_host.number] == TrialState.RUNNING
+    retry = [t for t in study.get_trials() if t.user_attrs.get("retry_of") == tagged_dead.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.WAITING  # its drawn parameters run again
 
 
 @pytest.mark.slow
@@ -198,6 +224,9 @@ def test_killed_sweep_resumes_without_losing_finished_trials(tmp_path, hl_store)
         t for t in optuna.load_study(study_name=name, storage=storage).get_trials() if t.state == TrialState.RUNNING
     ]
     assert len(orphans) == 1
+    if WORKER_ATTR not in orphans[0].user_attrs:  # killed between asking for the trial and tagging it
+        age = (datetime.datetime.now() - orphans[0].datetime_start).total_seconds()
+        time.sleep(max(0.0, UNTAGGED_SECONDS + 1 - age))
 
     result = run_gwpe(["sweep", "--params", "params.yaml", "--no-progress"], cwd=tmp_path, env=env, check=True)
     assert f"trials [{orphans[0].number}] were left running by a dead process" in result.stdout

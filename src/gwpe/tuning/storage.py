@@ -23,6 +23,10 @@ from gwpe.redaction import redact
 HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 120
 WORKER_ATTR = "worker"
+# A live worker tags its trial right after asking for it (two storage writes apart). A RUNNING trial still
+# untagged this long after it started was asked for by a process killed in between; 30 s also covers a worker
+# waiting for SQLite's write lock.
+UNTAGGED_SECONDS = 30
 
 
 def resolve_storage_url(url: str, root: str | Path) -> str:
@@ -85,6 +89,17 @@ def build_storage(url: str, root: str | Path):
         raise ConfigError(f"distill.sweep.storage = {redact(url)!r}: cannot use the database ({first})") from None
 
 
+def _orphaned(trial, host: str) -> bool:
+    import datetime
+
+    worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
+    if not worker:
+        started = trial.datetime_start
+        return started is not None and (datetime.datetime.now() - started).total_seconds() > UNTAGGED_SECONDS
+    name, _, pid = worker.rpartition(":")
+    return name == host and pid.isdigit() and not _alive(int(pid))
+
+
 def worker_tag() -> str:
     """``host:pid`` of this process, stored on each trial it runs."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -101,18 +116,16 @@ def _alive(pid: int) -> bool:
 
 
 def fail_orphans(study, storage) -> list[int]:
-    """Fail RUNNING trials whose worker process on this host no longer exists, and re-queue their parameters
-    (a killed sweep then resumes with them). Trials of live processes or other hosts are left alone.
-    Returns the numbers of the trials failed."""
+    """Fail RUNNING trials whose worker process on this host no longer exists, or that no worker tagged within
+    ``UNTAGGED_SECONDS`` of their start, and re-queue their parameters (a killed sweep then resumes with them).
+    Trials of live processes or other hosts are left alone. Returns the numbers of the trials failed."""
     from optuna.trial import TrialState
 
     host = socket.gethostname()
     study_id = storage.get_study_id_from_name(study.study_name)
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
-        name, _, pid = worker.rpartition(":")
-        if name != host or not pid.isdigit() or _alive(int(pid)):
+        if not _orphaned(trial, host):
             continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         if storage.set_trial_state_values(trial_id, TrialState.FAIL):
