@@ -186,8 +186,8 @@ def defensive_mixture(
     return draws, log_q
 
 
-def tempered_sample(flow, n: int, temperature: float) -> Tensor:
-    """n draws from the flow with its base N(0, I) replaced by N(0, T^2 I)."""
+def tempered_sample(flow, n: int, temperature: "float | Tensor") -> Tensor:
+    """n draws from the flow with its base N(0, I) replaced by N(0, T^2 I) (T a float, or (n, 1) per draw)."""
     transform = flow.flow().transform
     z = temperature * torch.randn(n, flow.mean.shape[0])
     return transform.inv(z) * flow.scale + flow.mean
@@ -315,14 +315,14 @@ class FlowMC:
             return mixture_log_prob(self.proposal, x.float(), self.defensive_temperature, self.defensive)
         return self.proposal.log_prob(x)
 
-    def _proposal_sample(self) -> Tensor:
-        """One draw per chain from the global proposal: the flow, or its defensive mixture (module doc)."""
+    def _proposal_sample(self, n: int) -> Tensor:
+        """``n`` draws from the global proposal: the flow, or its defensive mixture (module doc) in one pass
+        through the flow (a draw of q_T is the flow's inverse of T z)."""
         if self.defensive <= 0:
-            return self.proposal.sample(self.n_chains)
-        broad = torch.rand(self.n_chains, generator=self.generator) < self.defensive
-        narrow_draws = tempered_sample(self.proposal, self.n_chains, 1.0)
-        broad_draws = tempered_sample(self.proposal, self.n_chains, self.defensive_temperature)
-        return torch.where(broad[:, None], broad_draws, narrow_draws)
+            return self.proposal.sample(n)
+        broad = torch.rand(n, generator=self.generator) < self.defensive
+        temperature = torch.where(broad, self.defensive_temperature, 1.0)[:, None]
+        return tempered_sample(self.proposal, n, temperature)
 
     def _log_prob(self, x: Tensor, grad: bool) -> tuple[Tensor, Tensor | None]:
         self.evaluations += x.shape[0]
@@ -404,28 +404,36 @@ class FlowMC:
         return x, logp, None, accepted / max(1, steps), states, state_logps
 
     def _global_steps(self, x, logp, grad) -> tuple[Tensor, Tensor, Tensor | None, float, list, list]:
-        accepted = 0.0
-        states, state_logps = [], []
+        """``n_global`` independence MH steps. Their proposals do not depend on the chains' states, so the block's
+        draws and their log q and log p are computed in one batch (as flowMC does), and only the accept/reject
+        sweep is sequential: one pass through the flow and one likelihood map a loop instead of ``n_global``."""
+        steps, chains = self.n_global, self.n_chains
+        if steps == 0:
+            return x, logp, grad, 0.0, [], []
         with torch.no_grad():
             logq = self._proposal_log_prob(x)
-        for _ in range(self.n_global):
-            with torch.no_grad():
-                proposal = self._proposal_sample().to(x.dtype)
-                logq_new = self._proposal_log_prob(proposal)
-            logp_new, grad_new = self._log_prob(proposal, grad=self.local == "mala")
-            log_alpha = logp_new - logp + logq - logq_new
-            accept = (torch.log(torch.rand(self.n_chains, generator=self.generator)) < log_alpha) & torch.isfinite(
-                logp_new
+            proposals = self._proposal_sample(steps * chains).to(x.dtype)
+            logq_new = self._proposal_log_prob(proposals).reshape(steps, chains)
+        logp_new, grad_new = self._log_prob(proposals, grad=self.local == "mala")
+        proposals, logp_new = proposals.reshape(steps, chains, -1), logp_new.reshape(steps, chains)
+        if grad_new is not None:
+            grad_new = grad_new.reshape(steps, chains, -1)
+        accepted = 0.0
+        states, state_logps = [], []
+        for k in range(steps):
+            log_alpha = logp_new[k] - logp + logq - logq_new[k]
+            accept = (torch.log(torch.rand(chains, generator=self.generator)) < log_alpha) & torch.isfinite(
+                logp_new[k]
             )
-            x = torch.where(accept[:, None], proposal, x)
-            logp = torch.where(accept, logp_new, logp)
-            logq = torch.where(accept, logq_new, logq)
+            x = torch.where(accept[:, None], proposals[k], x)
+            logp = torch.where(accept, logp_new[k], logp)
+            logq = torch.where(accept, logq_new[k], logq)
             if grad is not None:
-                grad = torch.where(accept[:, None], grad_new, grad)
+                grad = torch.where(accept[:, None], grad_new[k], grad)
             accepted += float(accept.float().mean())
             states.append(x.clone())
             state_logps.append(logp.clone())
-        return x, logp, grad, accepted / max(1, self.n_global), states, state_logps
+        return x, logp, grad, accepted / steps, states, state_logps
 
     def run(
         self,
