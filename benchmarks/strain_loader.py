@@ -6,7 +6,9 @@ For one profile's flow dataset (its store must exist: ``gwpe generate strain``),
 - one optimisation step (loss, backward, the module's optimiser) of every arm of ``flows.models`` (or --models)
   on batches from that loader, the arm built as ``gwpe train flow`` builds it (support, phase symmetry, GNPE,
   SVD embedding seeded): ms per step;
-and prints the loader's share of an epoch, loader / (loader + step), per arm (same run, same threads).
+and prints the loader's share of an epoch, loader / (loader + step), per arm (same run, same threads); and the
+seconds to read the whole strain array into memory (what every training and evaluation stage does first) through
+``gwpe.data.shard_reader`` and through zarr, checked equal.
 
     python benchmarks/strain_loader.py --params experiments/npe-quality.yaml [--batches 40] [--json OUT]
 """
@@ -32,6 +34,31 @@ def loader_batches(data, batches: int) -> tuple[list, float]:
         times.append(now - start)
         start = now
     return out, statistics.median(times[1:])  # the first batch includes worker start and the shuffle
+
+
+def whole_read_seconds(store: Path) -> dict:
+    """Seconds to read the whole strain array of ``store``: a shard at a time, and through zarr (same run)."""
+    import numpy as np
+
+    from gwpe.data.integrity import open_store
+    from gwpe.data.shard_reader import read_contiguous
+    from gwpe.data.strain_store import STRAIN
+
+    array = open_store(store)[STRAIN]
+    start = time.perf_counter()
+    fast = read_contiguous(store, STRAIN, 0, array.shape[0])
+    shard_s = time.perf_counter() - start
+    start = time.perf_counter()
+    slow = array[:]
+    zarr_s = time.perf_counter() - start
+    if fast is None or not np.array_equal(fast, slow):
+        raise SystemExit(f"{store}: the shard reader does not handle this layout or disagrees with zarr")
+    return {
+        "rows": int(array.shape[0]),
+        "mb": round(slow.nbytes / 1e6, 1),
+        "shard_s": round(shard_s, 3),
+        "zarr_s": round(zarr_s, 3),
+    }
 
 
 def step_seconds(module, batches: list) -> float:
@@ -95,6 +122,11 @@ def main() -> int:
         "arms": {},
     }
     print(f"loader: {1e3 * loader_s:.1f} ms per batch of {batch} ({batch / loader_s:,.0f} signals/s)")
+    whole = result["whole_read"] = whole_read_seconds(first.data.path)
+    print(
+        f"whole strain array ({whole['rows']:,} rows, {whole['mb']} MB) into memory: {whole['shard_s']:.2f} s a "
+        f"shard at a time, {whole['zarr_s']:.2f} s through zarr ({whole['zarr_s'] / whole['shard_s']:.1f}x)"
+    )
     for name in models:
         module = flow_job(config, name).make_module(None)
         step = step_seconds(module, batches)

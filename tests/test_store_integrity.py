@@ -174,3 +174,21 @@ def test_store_without_checksums_still_reads_and_verify_says_so(clean_store, tmp
     assert code == 0
     assert "ok, 3 arrays" in out
     assert "no checksums in array(s)" in err and "strain" in err and "regenerate" in err
+
+
+def test_shard_reader_equals_zarr_on_any_row_range_and_declines_other_layouts(clean_store, tmp_path):
+    import zarr
+
+    from gwpe.data.integrity import open_store
+    from gwpe.data.shard_reader import read_contiguous
+
+    whole = open_store(clean_store)["strain"][:]
+    n = len(whole)
+    for start, stop in [(0, n), (1, 7), (4, 8), (5, 5), (n - 1, n)]:  # inside, across and at shard edges
+        rows = read_contiguous(clean_store, "strain", start, stop)
+        assert rows.dtype == whole.dtype and np.array_equal(rows, whole[start:stop])
+    with pytest.raises(ValueError, match=r"rows 3:2 .* allowed: 0 <= start <= stop <= 12"):
+        read_contiguous(clean_store, "strain", 3, 2)
+    plain = tmp_path / "plain.zarr"  # zarr's defaults: no shards, no checksums
+    zarr.create_array(str(plain), name="strain", data=whole, chunks=(4, *whole.shape[1:]))
+    assert read_contiguous(plain, "strain", 0, n) is None  # the caller reads it through zarr

@@ -210,6 +210,10 @@ class ArrayLayout:
 
     def check_file(self, coords: tuple[int, ...]) -> int:
         """Read the stored unit at ``coords`` (one shard or chunk file) and check it; returns its size in bytes."""
+        return len(self.read_checked(coords))
+
+    def read_checked(self, coords: tuple[int, ...]) -> np.ndarray:
+        """The bytes of the stored unit at ``coords`` (one shard or chunk file), read whole and checked."""
         path = self.file(coords)
         try:
             with open(path, "rb", buffering=0) as handle:
@@ -225,7 +229,7 @@ class ArrayLayout:
             self.check_chunk(coords, data)
         else:
             self.check_shard(coords, data)
-        return size
+        return data
 
 
 def array_layouts(store: str | Path) -> list[ArrayLayout]:

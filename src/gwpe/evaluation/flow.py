@@ -118,6 +118,8 @@ def compare_with_reference(
         return None
     attrs, items = reference
     parameters = list(attrs["parameters"])
+    method = str(attrs.get("method", "likelihood"))
+    label = {"adaptive_is": "adaptive IS", "emcee": "emcee"}.get(method, method) + " reference"
     if not items or parameters != list(standardisation.parameters):
         return None
     rows = []
@@ -133,7 +135,7 @@ def compare_with_reference(
             }
         )
         figure = posterior_corner(
-            {name: flow, "emcee reference": item["samples"]},
+            {name: flow, label: item["samples"]},
             parameters,
             truth=item["truth"],
             title=f"{name} vs likelihood reference, validation injection {item['index']}",
@@ -142,7 +144,12 @@ def compare_with_reference(
         run.log_figure(figure, f"plots/flows/{name}-corner-{item['index']}.png")
         plt.close(figure)
     worst = {p: max(row["js"][p] for row in rows) for p in parameters}
-    return {"injections": rows, "max_js": worst, "max_kl": {p: max(row["kl"][p] for row in rows) for p in parameters}}
+    return {
+        "method": method,
+        "injections": rows,
+        "max_js": worst,
+        "max_kl": {p: max(row["kl"][p] for row in rows) for p in parameters},
+    }
 
 
 @dataclass
@@ -236,11 +243,12 @@ def format_report(name: str, metrics: dict) -> str:
     ]
     reference = metrics.get("reference")
     header = f"{'parameter':<12}{'KS p':>8}{'90% width / prior':>20}"
-    lines.append(header + (f"{'max JS vs emcee [nat]':>24}" if reference else ""))
+    versus = {"adaptive_is": "adaptive IS", "emcee": "emcee"}.get(reference.get("method"), "ref") if reference else ""
+    lines.append(header + (f"{f'max JS vs {versus} [nat]':>28}" if reference else ""))
     for parameter, pvalue in metrics["ks_pvalue"].items():
         line = f"{parameter:<12}{pvalue:>8.3f}{metrics['width90_over_prior'][parameter]:>20.3f}"
         if reference and parameter in reference["max_js"]:
-            line += f"{reference['max_js'][parameter]:>24.4f}"
+            line += f"{reference['max_js'][parameter]:>28.4f}"
         lines.append(line)
     lines += ["", format_table3({name: metrics["table3"]})]
     return "\n".join(lines)
