@@ -422,9 +422,7 @@ class FlowMC:
         states, state_logps = [], []
         for k in range(steps):
             log_alpha = logp_new[k] - logp + logq - logq_new[k]
-            accept = (torch.log(torch.rand(chains, generator=self.generator)) < log_alpha) & torch.isfinite(
-                logp_new[k]
-            )
+            accept = (torch.log(torch.rand(chains, generator=self.generator)) < log_alpha) & torch.isfinite(logp_new[k])
             x = torch.where(accept[:, None], proposals[k], x)
             logp = torch.where(accept, logp_new[k], logp)
             logq = torch.where(accept, logq_new[k], logq)
