@@ -208,6 +208,23 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     stages = {run.data.tags.get("gwpe.stage"): run for run in client.search_runs([run.info.experiment_id])}
     assert stages["sample"].data.metrics["methods.flowmc_warm.evaluations"] == warm["evaluations"]
     assert "evidence.is_npe.log_evidence" in stages["evidence"].data.metrics
+    # sampling.compare: the warm flow-MCMC alone (the demo profile's budget drops emcee); evidence follows suit
+    import yaml
+
+    alone = yaml.safe_load((project / "params.yaml").read_text())
+    alone["sampling"]["compare"] = []
+    write_profile(project / "alone.yaml", alone)
+    for verb in ("sample", "evidence"):
+        run_gwpe(
+            [verb, "--params", "alone.yaml", "--no-progress", "--metrics", f"metrics/{verb}-alone.json"],
+            project,
+            check=True,
+        )
+    alone_sampling = read_metrics(project / "metrics" / "sample-alone.json")
+    assert set(alone_sampling["methods"]) == {"flowmc_warm"} and "warm_start" not in alone_sampling
+    alone_evidence = read_metrics(project / "metrics" / "evidence-alone.json")
+    assert set(alone_evidence["sd_ratio_vs_ais_npe"]) == {"flowmc_warm"}
+    assert set(alone_evidence["js_vs_flowmc_warm"]) == {"is_npe", "ais_npe"}
     text = (project / "params.yaml").read_text().replace("injection: 0", "injection: 99")
     (project / "params.yaml").write_text(text)
     code, _, err = run_in_process(["sample", "--params", "params.yaml"], capsys)

@@ -459,3 +459,47 @@ def test_cold_start_restandardises_its_flow_as_the_chains_contract_onto_a_narrow
     same = torch.randn(2000, 2, generator=torch.Generator().manual_seed(2))
     assert not flow.drifted(same)
     assert flow.drifted(same * 0.3) and flow.drifted(same * 3) and flow.drifted(same + torch.tensor([0.0, 1.5]))
+
+
+def test_a_flow_folded_at_a_wall_is_normalised_on_its_half_space_and_fits_a_density_meeting_it():
+    """Target: x0 ~ N(0, 1), x1 = -|N(0, 0.3)| (a density meeting the wall x1 = 0 with zero slope, like the
+    posterior at the equal-mass wall in half-probit coordinates). The folded flow keeps every draw and all its mass
+    on x1 <= 0, integrates to 1 there (mixture and tempered densities too), and fits the target near the wall
+    far better than the same flow unfolded, whose held-out log density there is lower."""
+    from gwpe.inference.flowmc import LatentTransport, defensive_mixture, mixture_log_prob, tempered_log_prob
+
+    torch.manual_seed(0)
+
+    def target(n: int) -> torch.Tensor:
+        return torch.stack([torch.randn(n), -0.3 * torch.randn(n).abs()], dim=1)
+
+    data, held_out = target(4000), target(4000)
+    fitted = {}
+    for wall in (1, None):
+        torch.manual_seed(1)
+        flow = StandardisedFlow(2, transforms=2, hidden=(32, 32), wall=wall)
+        flow.fit(data, epochs=60, batch=512, restandardise=True)
+        fitted[wall] = flow
+    folded, plain = fitted[1], fitted[None]
+    assert (folded.sample(2000)[:, 1] <= 0).all()
+    draws, log_q = defensive_mixture(folded, 2000)
+    assert (draws[:, 1] <= 0).all() and torch.isfinite(log_q).all()
+    assert folded.log_prob(torch.tensor([[0.0, 0.01]])).item() == -math.inf
+    grid = torch.stack(
+        torch.meshgrid(torch.linspace(-6, 6, 241), torch.linspace(-3, 0, 301), indexing="ij"), dim=-1
+    ).reshape(-1, 2)
+    cell = (12 / 240) * (3 / 300)
+    with torch.no_grad():
+        for log_density in (
+            folded.log_prob(grid),
+            tempered_log_prob(folded, grid, 1.5),
+            mixture_log_prob(folded, grid, 1.5, 0.2),
+        ):
+            assert float(log_density.exp().sum() * cell) == pytest.approx(1.0, abs=0.02)
+        near_wall = held_out[held_out[:, 1] > -0.1]
+        gain = float((folded.log_prob(near_wall) - plain.log_prob(near_wall)).mean())
+    assert gain > 0.2  # nats per draw next to the wall
+    with pytest.raises(ValueError, match="2-to-1"):
+        LatentTransport(folded)
+    restored = StandardisedFlow.from_state(folded.config(), folded.state_dict())
+    assert restored.wall == 1 and torch.allclose(restored.log_prob(near_wall), folded.log_prob(near_wall))

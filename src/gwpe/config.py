@@ -711,6 +711,11 @@ class AdaptiveISConfig(StrictModel):
         le=10_000,
         description="SMC: sets of particles at beta = 1, each after mcmc_steps more moves, the flow is fitted to",
     )
+    fold_equal_mass: bool = Field(
+        True,
+        description="with sampling.mass_coordinates: probit, the flow is folded at the equal-mass wall u = 0 "
+        "(gwpe.inference.flowmc.StandardisedFlow); false: an unfolded flow, which spills mass past it",
+    )
 
 
 class SamplingSection(StrictModel):
@@ -748,6 +753,11 @@ class SamplingSection(StrictModel):
     )
     adaptive: AdaptiveISConfig = AdaptiveISConfig()
     flowmc: FlowMCConfig = FlowMCConfig()
+    compare: list[Literal["flowmc_cold", "emcee"]] = Field(
+        ["flowmc_cold", "emcee"],
+        description="samplers run beside the warm flow-MCMC (always run: the stage's posterior): a cold-start "
+        "flow-MCMC from the prior, emcee in the warm proposal's latent space",
+    )
     emcee: EmceeConfig = EmceeConfig()
     convergence: ConvergenceConfig = ConvergenceConfig()
     harmonic_temperature: float = Field(

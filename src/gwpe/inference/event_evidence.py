@@ -90,13 +90,16 @@ def adaptive_from_npe(
 ):
     """``adaptive_importance_sampling`` of the posterior in ``coordinates``, from a flow (``flowmc.transforms`` x
     ``flowmc.hidden``) fitted to NPE draws ``theta_npe`` (physical, inside the prior) for ``flowmc.warm_start_epochs``;
-    ``sampling.adaptive`` settings, ``ess`` overriding ``final_ess``."""
+    ``sampling.adaptive`` settings, ``ess`` overriding ``final_ess``. In half-probit mass coordinates the flow is
+    folded at the equal-mass wall once the bridge reaches the posterior (``adaptive.fold_equal_mass``; the
+    ``wall`` of ``adaptive_importance_sampling``)."""
     from gwpe.inference.evidence import adaptive_importance_sampling
     from gwpe.inference.flowmc import StandardisedFlow
     from gwpe.inference.sampling import torch_density
 
     fm, adaptive = settings.flowmc, settings.adaptive
     torch.manual_seed(settings.seed)
+    walled = adaptive.fold_equal_mass and coordinates.mass_bounds is not None  # u_nu <= 0 (coordinates module doc)
     flow = StandardisedFlow(theta_npe.shape[1], fm.transforms, tuple(fm.hidden))
     flow.fit(
         torch.as_tensor(coordinates.from_physical(theta_npe), dtype=torch.float32),
@@ -120,6 +123,7 @@ def adaptive_from_npe(
         mcmc_steps=adaptive.mcmc_steps,
         particle_sweeps=adaptive.particle_sweeps,
         on_stall=on_stall,
+        wall=coordinates.masses[1] if walled else None,
     )
 
 
@@ -245,8 +249,7 @@ def estimate_evidence(
     posteriors = {
         "is_npe": draws["is_npe"][:2],
         "ais_npe": draws["ais_npe"][:2],
-        "flowmc_cold": (runs["flowmc_cold"]["samples"], None),
-        "emcee": (runs["emcee"]["samples"], None),
+        **{method: (runs[method]["samples"], None) for method in ("flowmc_cold", "emcee") if method in runs},
     }
     js = {
         method: dict(zip(event.names, marginal_divergences(samples, reference, weights_a=weights)[1].round(5).tolist()))
@@ -310,7 +313,7 @@ def estimate_evidence(
         "NPE": draws["is_npe"][0],
         "IS adapted from the NPE": draws["ais_npe"][2],
         "flow-MCMC (warm)": reference,
-        "emcee": runs["emcee"]["samples"],
+        **({"emcee": runs["emcee"]["samples"]} if "emcee" in runs else {}),
     }
     figure = posterior_corner(
         corner_sets,

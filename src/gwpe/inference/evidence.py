@@ -354,6 +354,7 @@ def adaptive_importance_sampling(
     mcmc_steps: int = 0,
     particle_sweeps: int = 1,
     on_stall: str = "sample",
+    wall: int | None = None,
 ) -> tuple[EvidenceEstimate, Tensor, Tensor, Tensor, list[AdaptiveRound]]:
     """(estimate, final draws, their normalised weights, resampled posterior, rounds) — module doc.
 
@@ -371,7 +372,15 @@ def adaptive_importance_sampling(
     time until the ESS reaches ``final_ess`` or ``max_final_draws``. Warns when β has not reached 1 after
     ``max_rounds`` (the initial proposal misses the posterior: more rounds, or a broader start); with
     ``on_stall="raise"`` it raises ``AnnealingStalled`` there instead of spending the final draws, for a caller
-    that has another sampler to fall back on."""
+    that has another sampler to fall back on.
+
+    ``wall`` = k: the target lives on u_k <= 0 and meets that wall with zero slope (the equal-mass wall of the
+    half-probit mass coordinate). Once β reaches 1 the flow is folded there (``StandardisedFlow.wall``) for the
+    refits and the final draws: folding gives back the mass an unfolded flow spills past the wall, and its fit
+    covers the side next to it. Demo injection 0 (q up to 0.998): efficiency 45 -> 63 %, Pareto k 0.63 -> 0.51,
+    every standard deviation within 1.2 % of dynesty's (nlive 1,000), same likelihood calls. Injection 1 is
+    unchanged: its thin equal-mass ridge (0.46 % of dynesty's mass) is a mode of its own that the flow does not
+    model, folded or not. The annealing itself stays unfolded (it only has to reach the posterior)."""
     import copy
 
     from tqdm.auto import tqdm
@@ -396,6 +405,8 @@ def adaptive_importance_sampling(
             particle_sweeps,
         )
         evaluations = rounds[-1].evaluations
+        if beta >= 1.0 and wall is not None:
+            flow.wall = wall
         flow.fit(particles.float(), epochs, restandardise=True)
         max_rounds = refine_rounds if beta >= 1.0 else 0  # then refit at beta = 1 on the flow's own draws
         at_one = 1
@@ -420,6 +431,8 @@ def adaptive_importance_sampling(
         )
         bar.update()
         bar.set_postfix(beta=f"{beta:.3g}", ess=f"{rounds[-1].posterior_ess_fraction:.3f}")
+        if beta >= 1.0 and wall is not None:
+            flow.wall = wall  # the posterior's wall from here on (docstring)
         flow.fit(x.float(), epochs, restandardise=True, weights=weights.float())
         if beta >= 1.0:
             at_one += 1

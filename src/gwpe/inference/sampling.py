@@ -377,6 +377,8 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
             ("flowmc_warm", theta_npe[: settings.pilot_draws], theta_npe[: fm.chains], theta_npe),
             ("flowmc_cold", prior_draws, prior_draws[: fm.chains], None),
         ):
+            if method not in ("flowmc_warm", *settings.compare):
+                continue
             result, coordinates, summary = flowmc_from_pilot(
                 event, settings, likelihood, pilot, start, warm, progress, label=f"gwpe sample {method}"
             )
@@ -398,58 +400,60 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
                 f"converged {summary['converged']}, {summary['seconds']:.0f} s",
                 flush=True,
             )
-        emcee_settings = settings.emcee
-        rng = np.random.default_rng(settings.seed)
-        distinct = np.unique(
-            runs["flowmc_warm"]["u"], axis=0
-        )  # a rejected step repeats a state; DE and stretch moves need distinct walkers
-        start = distinct[rng.choice(len(distinct), emcee_settings.walkers, replace=False)]
-        templates = likelihood.evaluations
-        if emcee_settings.latent:  # NeuTra: the walkers move in the warm proposal's latent space (module doc)
-            transport = LatentTransport(runs["flowmc_warm"]["proposal"])
-            density, start = (
-                transport.density(warm_coordinates.log_density(likelihood.log_posterior)),
-                transport.to_latent(start),
-            )
+        if "emcee" in settings.compare:  # emcee in the warm proposal's latent space
+            emcee_settings = settings.emcee
+            rng = np.random.default_rng(settings.seed)
+            distinct = np.unique(
+                runs["flowmc_warm"]["u"], axis=0
+            )  # a rejected step repeats a state; DE and stretch moves need distinct walkers
+            start = distinct[rng.choice(len(distinct), emcee_settings.walkers, replace=False)]
+            templates = likelihood.evaluations
+            if emcee_settings.latent:  # NeuTra: the walkers move in the warm proposal's latent space (module doc)
+                transport = LatentTransport(runs["flowmc_warm"]["proposal"])
+                density, start = (
+                    transport.density(warm_coordinates.log_density(likelihood.log_posterior)),
+                    transport.to_latent(start),
+                )
 
-            def fold(z: np.ndarray) -> np.ndarray:
-                return transport.from_latent(z)[0]
-        else:
-            density = warm_coordinates.log_density(likelihood.log_posterior, periodic=True)
-            fold = warm_coordinates.fold_sampler
-        result = run_emcee(
-            density,
-            start,
-            emcee_settings.steps,
-            emcee_settings.burn,
-            seed=settings.seed,
-            progress=progress,
-            fold=fold,
-            max_steps=emcee_settings.max_steps,
-            extend_steps=emcee_settings.extend_steps,
-            target=convergence_target(settings),
-        )
-        log_density_u = result.log_posterior  # the chain's density is p_z: back to p(u) by the map's Jacobian
-        if emcee_settings.latent:
-            log_density_u = log_density_u - transport.from_latent(transport.to_latent(result.samples))[1]
-        runs["emcee"] = {
-            "u": result.samples,
-            "log_density": log_density_u,
-            "coordinates": warm_coordinates,
-            "summary": {
-                "evaluations": result.evaluations,
-                "template_evaluations": likelihood.evaluations - templates,
-                "seconds": round(result.seconds, 2),
-                **result.diagnostics(),
-            },
-        }
-        print(
-            f"emcee: {result.evaluations:,} evaluations ({result.steps} steps), ESS {result.effective_samples():,.0f}, "
-            f"acceptance {result.acceptance:.2f}, max R-hat {result.rhat.max():.3f}, min tail ESS "
-            f"{np.min(result.convergence.ess_tail):,.0f}, converged {result.converged}, {result.seconds:.0f} s",
-            flush=True,
-        )
-        warn_unconverged("gwpe sample emcee", result.convergence, event.names)
+                def fold(z: np.ndarray) -> np.ndarray:
+                    return transport.from_latent(z)[0]
+            else:
+                density = warm_coordinates.log_density(likelihood.log_posterior, periodic=True)
+                fold = warm_coordinates.fold_sampler
+            result = run_emcee(
+                density,
+                start,
+                emcee_settings.steps,
+                emcee_settings.burn,
+                seed=settings.seed,
+                progress=progress,
+                fold=fold,
+                max_steps=emcee_settings.max_steps,
+                extend_steps=emcee_settings.extend_steps,
+                target=convergence_target(settings),
+            )
+            log_density_u = result.log_posterior  # the chain's density is p_z: back to p(u) by the map's Jacobian
+            if emcee_settings.latent:
+                log_density_u = log_density_u - transport.from_latent(transport.to_latent(result.samples))[1]
+            runs["emcee"] = {
+                "u": result.samples,
+                "log_density": log_density_u,
+                "coordinates": warm_coordinates,
+                "summary": {
+                    "evaluations": result.evaluations,
+                    "template_evaluations": likelihood.evaluations - templates,
+                    "seconds": round(result.seconds, 2),
+                    **result.diagnostics(),
+                },
+            }
+            print(
+                f"emcee: {result.evaluations:,} evaluations ({result.steps} steps), "
+                f"ESS {result.effective_samples():,.0f}, acceptance {result.acceptance:.2f}, "
+                f"max R-hat {result.rhat.max():.3f}, min tail ESS {np.min(result.convergence.ess_tail):,.0f}, "
+                f"converged {result.converged}, {result.seconds:.0f} s",
+                flush=True,
+            )
+            warn_unconverged("gwpe sample emcee", result.convergence, event.names)
 
     from gwpe.evaluation.divergence import marginal_divergences
 
@@ -470,12 +474,13 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
                 zip(event.names, marginal_divergences(run["theta"], runs["flowmc_warm"]["theta"])[1].round(5).tolist())
             )
         metrics["methods"][method] = entry
-    warm, cold = metrics["methods"]["flowmc_warm"], metrics["methods"]["flowmc_cold"]
-    metrics["warm_start"] = {
-        "evaluations_to_learn": {"warm": warm["evaluations_to_learn"], "cold": cold["evaluations_to_learn"]},
-        "evaluations_to_target_ess": {"warm": warm["evaluations"], "cold": cold["evaluations"]},
-        "fewer_evaluations": warm["evaluations_to_learn"] < cold["evaluations_to_learn"],
-    }
+    if "flowmc_cold" in metrics["methods"]:
+        warm, cold = metrics["methods"]["flowmc_warm"], metrics["methods"]["flowmc_cold"]
+        metrics["warm_start"] = {
+            "evaluations_to_learn": {"warm": warm["evaluations_to_learn"], "cold": cold["evaluations_to_learn"]},
+            "evaluations_to_target_ess": {"warm": warm["evaluations"], "cold": cold["evaluations"]},
+            "fewer_evaluations": warm["evaluations_to_learn"] < cold["evaluations_to_learn"],
+        }
 
     out = sampling_path(config)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -536,6 +541,8 @@ def convergence_figure(runs: dict):
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for method, colour in (("flowmc_warm", "tab:blue"), ("flowmc_cold", "tab:orange")):
+        if method not in runs:
+            continue
         history = runs[method]["summary"]["history"]
         evaluations = np.array(history["evaluations"])
         left.plot(evaluations, history["global_acceptance"], "o-", ms=3, color=colour, label=method.replace("_", " "))
