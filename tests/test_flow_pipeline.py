@@ -214,12 +214,12 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     alone = yaml.safe_load((project / "params.yaml").read_text())
     alone["sampling"]["compare"] = []
     write_profile(project / "alone.yaml", alone)
-    for verb in ("sample", "evidence"):
-        run_gwpe(
-            [verb, "--params", "alone.yaml", "--no-progress", "--metrics", f"metrics/{verb}-alone.json"],
-            project,
-            check=True,
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    for verb in ("sample", "evidence"):  # in this process: the same code path without two interpreter starts
+        code, _, err = run_in_process(
+            [verb, "--params", "alone.yaml", "--no-progress", "--metrics", f"metrics/{verb}-alone.json"], capsys
         )
+        assert code == 0, err
     alone_sampling = read_metrics(project / "metrics" / "sample-alone.json")
     assert set(alone_sampling["methods"]) == {"flowmc_warm"} and "warm_start" not in alone_sampling
     alone_evidence = read_metrics(project / "metrics" / "evidence-alone.json")
