@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     reference.set_defaults(handler=_handler("reference"))
 
     sample = commands.add_parser(
-        "sample", help="flow-MCMC (NPE warm start and cold start) and emcee posteriors for one injection (DVC stage)"
+        "sample",
+        help="flow-MCMC (NPE warm start; cold start and emcee per sampling.compare) for one injection (DVC stage)",
     )
     _params(sample)
     _metrics(sample, "the samplers' diagnostics")

@@ -1,4 +1,5 @@
-"""``gwpe sample``: flow-MCMC (NPE warm start and cold start) and emcee posteriors for one injection."""
+"""``gwpe sample``: flow-MCMC (NPE warm start) posteriors for one injection, beside a cold start and emcee
+(``sampling.compare``)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
     metrics = execute(load_config(args.params), progress=not args.no_progress, plots_dir=args.plots_dir)
     write_metrics(args.metrics, metrics)
     print(
-        f"flow-MCMC (warm, cold) and emcee posteriors for {metrics['dataset']} injection {metrics['injection']} "
+        f"posteriors ({', '.join(metrics['methods'])}) for {metrics['dataset']} injection {metrics['injection']} "
         f"-> {metrics['path']}"
     )
     return 0
