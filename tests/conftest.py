@@ -78,6 +78,8 @@ def tiny_sampling() -> dict:
             "final_ess": 100,
             "final_batch": 200,
             "max_final_draws": 400,
+            "transforms": 1,
+            "hidden": [16],
         },
         "flowmc": {
             "chains": 16,
@@ -93,6 +95,8 @@ def tiny_sampling() -> dict:
             "transforms": 1,
             "hidden": [16],
             "warm_start_epochs": 2,
+            "refine_rounds": 1,  # the weighted refit, end to end, on a few draws
+            "refine_draws": 64,
         },
         "emcee": {"walkers": 12, "steps": 30, "burn": 10, "latent": True},  # the NeuTra path, end to end
         "path": "data/sampling",  # spelled out: dvc.yaml interpolates it from params.yaml
@@ -263,7 +267,14 @@ def write_profile(path: Path, profile: dict) -> Path:
 
 
 def gwpe_env(tmp_path: Path, **extra) -> dict:
+    """The environment a ``gwpe`` (or ``dvc``) subprocess runs in: tracking under ``tmp_path``, one torch thread.
+
+    One intra-op thread (unless the caller's environment sets one): the tiny test models pay only
+    synchronisation for more, and with two xdist workers on two cores a second thread spin-waits on a core the
+    other worker holds (measured: a tiny WaveNet's backward step 6 ms on one thread, 1.7 s on two; the
+    pipeline stages 30-60 % faster). Results are the same code paths; ``threads`` options still apply on top."""
     env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env["PATH"] = f"{GWPE.parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
@@ -277,6 +288,18 @@ def run_gwpe(args: list[str], cwd: Path, env: dict | None = None, timeout: float
     if check and result.returncode != 0:
         raise AssertionError(f"gwpe {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one intra-op thread in this process for the test (``gwpe_env`` does the same for subprocesses):
+    a stage run in-process on tiny models takes the same code path, without the second thread's spin-waits."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ def _project(tmp_path):
     return tmp_path
 
 
+@pytest.mark.usefixtures("one_torch_thread")  # sample and evidence also run in this process below
 def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsys, monkeypatch):
     project = _project(tmp_path)
     out = run_gwpe(

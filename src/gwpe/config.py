@@ -651,6 +651,15 @@ class FlowMCConfig(StrictModel):
         "falls with the effective draws per chain)",
     )
 
+    refine_rounds: int = Field(
+        3,
+        ge=0,
+        le=1000,
+        description="importance-weighted refits of the proposal between training and production "
+        "(FlowMC._refine_proposal): its tails where the chains rarely go",
+    )
+    refine_draws: int = Field(2000, ge=2, le=10_000_000, description="proposal draws (likelihood calls) per refit")
+
     @property
     def chains_in_production(self) -> int:
         """How many chains the production samples hold."""
@@ -688,8 +697,18 @@ class ConvergenceConfig(StrictModel):
 
 class AdaptiveISConfig(StrictModel):
     """Adaptive importance sampling seeded by the NPE (``gwpe.inference.evidence.adaptive_importance_sampling``);
-    its flow has ``flowmc.transforms`` x ``flowmc.hidden`` and is first fitted to the NPE draws for
-    ``flowmc.warm_start_epochs``."""
+    its flow has ``transforms`` x ``hidden`` (its own: it must represent the posterior's far tails, which the
+    flow-MCMC proposal need not) and is first fitted to the NPE draws for ``flowmc.warm_start_epochs``."""
+
+    transforms: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="MAF transforms of the adapted flow; demo injection 1: with 4 x [64, 64] its draws missed the "
+        "m1 tail towards equal mass (0.00 % of the weight at m1 < 67 Msun against dynesty's 0.46 %, m1 sd 14 % "
+        "narrow), with 8 x [128, 128] 0.59 % and every sd within 2 % of dynesty's",
+    )
+    hidden: list[int] = Field(default_factory=lambda: [128, 128], min_length=1)
 
     draws_per_round: int = Field(2000, ge=10, le=100_000_000, description="target evaluations per annealing round")
     ess_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="each round moves beta as far as keeps this ESS / n")

@@ -88,11 +88,11 @@ def adaptive_from_npe(
     progress: bool = False,
     on_stall: str = "sample",
 ):
-    """``adaptive_importance_sampling`` of the posterior in ``coordinates``, from a flow (``flowmc.transforms`` x
-    ``flowmc.hidden``) fitted to NPE draws ``theta_npe`` (physical, inside the prior) for ``flowmc.warm_start_epochs``;
-    ``sampling.adaptive`` settings, ``ess`` overriding ``final_ess``. In half-probit mass coordinates the flow is
-    folded at the equal-mass wall once the bridge reaches the posterior (``adaptive.fold_equal_mass``; the
-    ``wall`` of ``adaptive_importance_sampling``)."""
+    """``adaptive_importance_sampling`` of the posterior in ``coordinates``, from a flow (``adaptive.transforms``
+    x ``adaptive.hidden``) fitted to NPE draws ``theta_npe`` (physical, inside the prior) for
+    ``flowmc.warm_start_epochs``; ``sampling.adaptive`` settings, ``ess`` overriding ``final_ess``. In
+    half-probit mass coordinates the flow is folded at the equal-mass wall once the bridge reaches the posterior
+    (``adaptive.fold_equal_mass``; the ``wall`` of ``adaptive_importance_sampling``)."""
     from gwpe.inference.evidence import adaptive_importance_sampling
     from gwpe.inference.flowmc import StandardisedFlow
     from gwpe.inference.sampling import torch_density
@@ -100,7 +100,7 @@ def adaptive_from_npe(
     fm, adaptive = settings.flowmc, settings.adaptive
     torch.manual_seed(settings.seed)
     walled = adaptive.fold_equal_mass and coordinates.mass_bounds is not None  # u_nu <= 0 (coordinates module doc)
-    flow = StandardisedFlow(theta_npe.shape[1], fm.transforms, tuple(fm.hidden))
+    flow = StandardisedFlow(theta_npe.shape[1], adaptive.transforms, tuple(adaptive.hidden))
     flow.fit(
         torch.as_tensor(coordinates.from_physical(theta_npe), dtype=torch.float32),
         fm.warm_start_epochs,

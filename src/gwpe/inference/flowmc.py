@@ -317,7 +317,12 @@ class FlowMC:
         production_local: str = "chain",
         latent_step: float = 1.0,
         production_chains: int | None = None,
+        refine_rounds: int = 0,
+        refine_draws: int = 2000,
     ):
+        if refine_rounds < 0 or refine_draws < 2:
+            raise ValueError(f"refine_rounds = {refine_rounds!r}, refine_draws = {refine_draws!r}; allowed: >= 0, >= 2")
+        self.refine_rounds, self.refine_draws = int(refine_rounds), int(refine_draws)
         if local not in ("mala", "rw"):
             raise ValueError(f"local = {local!r}; allowed: mala, rw")
         if production_local not in ("chain", "latent") or (production_local == "latent" and local != "rw"):
@@ -354,6 +359,25 @@ class FlowMC:
         k = self.production_chains
         self.n_chains = k
         return x[:k], logp[:k], None if grad is None else grad[:k]
+
+    def _refine_proposal(self) -> None:
+        """``refine_rounds`` importance-weighted refits of the proposal at the end of training: ``refine_draws``
+        draws of the global proposal, weights p / q, the flow refitted to them (weighted cross-entropy, as adaptive
+        IS's rounds at beta = 1). Chain states teach the flow only where the chains already go; the weights are
+        largest where q under-covers p (the defensive part's draws reach there), so each refit moves mass into the
+        tails the chains rarely visit."""
+        for _ in range(self.refine_rounds):
+            with torch.no_grad():
+                draws = self._proposal_sample(self.refine_draws)
+                log_q = self._proposal_log_prob(draws).double()
+            log_p, _ = self._log_prob(draws, grad=False)
+            log_w = torch.where(torch.isfinite(log_p), log_p.double() - log_q, torch.full_like(log_q, -math.inf))
+            if not bool(torch.isfinite(log_w).any()):
+                return
+            weights = torch.softmax(log_w, 0).float()
+            self.proposal.fit(  # standardisation as in training: a warm flow keeps the NPE draws'
+                draws.float(), self.flow_epochs, lr=self.learning_rate, restandardise=not self.warm, weights=weights
+            )
 
     def _proposal_log_prob(self, x: Tensor) -> Tensor:
         if self.defensive > 0:
@@ -583,6 +607,8 @@ class FlowMC:
                 learned = train_until is not None and len(rates) == 2 and min(rates) >= train_until
                 if learned or loop >= self.training_loops:
                     training = False
+                    if self.train_flow:
+                        self._refine_proposal()
                     x, logp, grad = self._enter_production(x, logp, grad)
                     bar.total = loop + self.production_loops
                     bar.refresh()

@@ -225,6 +225,8 @@ def run_flowmc(
         production_local=fm.production_local,
         latent_step=fm.latent_step,
         production_chains=fm.production_chains,
+        refine_rounds=fm.refine_rounds,
+        refine_draws=fm.refine_draws,
     )
     began = time.perf_counter()
     result = sampler.run(
