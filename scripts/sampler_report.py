@@ -104,13 +104,15 @@ def sampler_sections(folder: Path, level: str) -> list[str]:
         )
     lines += [
         "",
-        f"{level} Standard deviation / adaptive IS's (+- bootstrap error)",
+        f"{level} Standard deviation / adaptive IS's (+- standard error: both sides' MC errors of the sd)",
         "",
         "| sampler | " + " | ".join(names) + " | max deviation | within 3 % | within 2 sigma |",
         "| --- | " + " | ".join("---:" for _ in names) + " | ---: | --- | --- |",
     ]
     for method, row in evidence.get("sd_ratio_vs_ais_npe", {}).items():
-        cells = " | ".join(f"{_cell(row[n])} +- {_cell(row['bootstrap_error'][n])}" for n in names)
+        cells = " | ".join(
+            f"{_cell(row[n])} +- {_cell(row.get('standard_error', row.get('bootstrap_error'))[n])}" for n in names
+        )
         lines.append(
             f"| {method} | {cells} | {_percent(row['max_deviation'], '.1f')} | {row['within_3_percent']} | "
             f"{row['within_2_sigma']} |"

@@ -259,3 +259,36 @@ def test_reference_file_names_the_method_that_made_its_samples(tmp_path, monkeyp
         with h5py.File(tmp_path / "reference" / "strain-5d.h5") as h5:
             assert h5["injection_0/weights"].shape == (20,) and h5["injection_0/draws"].shape == (20, 3)
         assert attrs["npe_model"] == "maf" and items[0]["samples"].shape == (10, 3)
+
+
+def test_sd_error_is_arviz_mcse_and_matches_the_scatter_of_sds_over_repeated_heavy_tailed_chains():
+    # a slowly varying scale (log-scale AR(1), rho 0.95) on fast AR(1) chains: heavy tails visited in long
+    # excursions, as a flow-MCMC chain visits an under-covered tail. The draws decorrelate fast (high bulk ESS),
+    # their squares slowly, so 1 / sqrt(2 bulk ESS) understates the sd's error; ArviZ's mcse sd does not
+    def chains(seed):
+        return _ar1(500, 8, 1, rho=0.5, seed=seed) * np.exp(0.5 * _ar1(500, 8, 1, rho=0.95, seed=1000 + seed))
+
+    report = diagnose(chains(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import arviz as az
+
+        mcse = az.mcse(az.convert_to_dataset(chains(0).transpose(1, 0, 2)), method="sd")["x"].values
+    np.testing.assert_allclose(report.sd_error, mcse / chains(0).reshape(-1, 1).std(axis=0))
+    sds = np.array([chains(seed).std() for seed in range(60)])
+    claimed = np.mean([diagnose(chains(seed)).sd_error[0] for seed in range(0, 60, 6)])
+    observed = sds.std(ddof=1) / sds.mean()
+    gaussian = 1 / np.sqrt(2 * report.ess_bulk[0])  # what a bulk-ESS argument would say
+    assert 0.6 < claimed / observed < 1.6, (claimed, observed)
+    assert observed > 1.4 * gaussian, (observed, gaussian)
+
+
+def test_an_sd_error_target_holds_back_convergence_until_the_widths_are_known():
+    chains = np.random.default_rng(5).standard_normal((500, 4, 2))  # iid: sd error ~ 1 / sqrt(2 x 2,000) = 1.6 %
+    assert diagnose(chains, ConvergenceTarget(sd_error=0.03)).converged
+    report = diagnose(chains, ConvergenceTarget(sd_error=0.01))
+    assert not report.converged and 0.012 < report.summary()["max_sd_error"] < 0.02
+    assert report.summary()["target_sd_error"] == 0.01
+    stream = io.StringIO()
+    assert warn_unconverged("flow-MCMC", report, ["a", "b"], stream=stream)
+    assert "max sd error 0.01" in stream.getvalue() and "target <= 0.01)" in stream.getvalue()

@@ -182,7 +182,7 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     assert all(estimates[m]["error_trusted"] == (estimates[m]["pareto_k"] <= 0.7) for m in ("is_npe", "ais_npe"))
     widths = evidence["sd_ratio_vs_ais_npe"]
     assert set(widths) == {"flowmc_warm", "flowmc_cold", "emcee"} and "sd / adaptive IS's" in out.stdout
-    keys = {"chirp_mass", "bootstrap_error", "max_deviation", "within_3_percent", "within_2_sigma"}
+    keys = {"chirp_mass", "standard_error", "sd_error", "max_deviation", "within_3_percent", "within_2_sigma"}
     assert all(keys <= set(w) and w["chirp_mass"] > 0 for w in widths.values())
     for estimate in evidence["evidence"].values():
         assert (

@@ -1,6 +1,7 @@
 """Flow-enhanced MCMC, importance sampling and the learned harmonic mean on analytic targets with known
 normalisers: a correlated 5-D Gaussian and a 30/70 two-component mixture."""
 
+import copy
 import math
 
 import numpy as np
@@ -545,3 +546,39 @@ def test_refits_weighted_by_p_over_q_widen_a_proposal_the_chains_left_too_narrow
     assert torch.equal(warm.mean, mean) and torch.equal(warm.scale, scale)
     with pytest.raises(ValueError, match="allowed: >= 0, >= 2"):
         FlowMC(target.log_prob, 2, refine_rounds=-1)
+
+
+def test_weighted_sd_error_matches_the_scatter_of_importance_weighted_sds():
+    from gwpe.inference.evidence import weighted_sd_error
+
+    # target N(0, 1) from proposal N(0.3, 1.5^2): the weights are exact, the sd estimate scatters by the formula
+    def estimate(seed):
+        rng = np.random.default_rng(seed)
+        x = 0.3 + 1.5 * rng.standard_normal((4000, 1))
+        log_w = -0.5 * x[:, 0] ** 2 + 0.5 * ((x[:, 0] - 0.3) / 1.5) ** 2
+        w = np.exp(log_w - log_w.max())
+        w /= w.sum()
+        return np.sqrt(w @ np.square(x - w @ x))[0], weighted_sd_error(x, w)[0]
+
+    sds, errors = np.array([estimate(seed) for seed in range(200)]).T
+    assert abs(sds.mean() - 1.0) < 0.01
+    assert 0.8 < errors.mean() / (sds.std(ddof=1) / sds.mean()) < 1.25
+    # equal weights: sqrt((kurtosis - 1) / 4n), 1 / sqrt(2n) for a Gaussian
+    x = np.random.default_rng(1).standard_normal((10_000, 1))
+    np.testing.assert_allclose(weighted_sd_error(x, np.ones(10_000)), 1 / np.sqrt(20_000), rtol=0.05)
+
+
+def test_adaptive_importance_sampling_draws_on_until_the_widths_are_known():
+    log_prob, mean, cov = gaussian_target()
+    start = broad_start(5, mean, 1.5, seed=31)
+    common = dict(draws_per_round=1000, ess_fraction=0.3, epochs=10, final_ess=500, final_batch=1000)
+    by_ess = adaptive_importance_sampling(
+        log_prob, copy.deepcopy(start), **common, generator=torch.Generator().manual_seed(3)
+    )
+    by_sd = adaptive_importance_sampling(
+        log_prob, start, **common, final_sd_error=0.01, generator=torch.Generator().manual_seed(3)
+    )
+    from gwpe.inference.evidence import weighted_sd_error
+
+    assert len(by_ess[1]) <= 2000 and weighted_sd_error(by_ess[1].numpy(), by_ess[2].numpy()).max() > 0.01
+    assert len(by_sd[1]) > 5000 and weighted_sd_error(by_sd[1].numpy(), by_sd[2].numpy()).max() <= 0.01

@@ -216,3 +216,32 @@ def test_phase_walls_go_where_the_likelihood_pilot_finds_no_mass():
     distance = abs((0.3 - wall + np.pi / 2) % np.pi - np.pi / 2)  # circular distance mod pi from the mode to the wall
     assert distance > 1.3  # the wall sits opposite the mode (pi / 2 = 1.571 away), not through it
     assert SamplerCoordinates.walled_by_likelihood(["m1", "m2"], theta, log_l).phase is None
+
+
+def test_phase_is_sheared_along_the_time_ridge_the_pilot_measures():
+    """phi0 and t_c on a ridge phi0 = 0.3 + k (t_c - 0.7), k = 900 rad/s (the phase at ~290 Hz is what the data
+    fix): the pilot's slope is found, and in the sheared phase the posterior is narrow and far from the fold."""
+    rng = np.random.default_rng(4)
+    names = ["phi0", "tc"]
+    k = 900.0
+    theta = np.column_stack([rng.uniform(0, 2 * np.pi, 20_000), 0.7 + 2e-3 * rng.standard_normal(20_000)])
+    ridge = theta[:, 0] - 0.3 - k * (theta[:, 1] - 0.7)
+    log_l = 30.0 * np.cos(2.0 * ridge) - 0.5 * ((theta[:, 1] - 0.7) / 1e-3) ** 2
+    coordinates = SamplerCoordinates.walled_by_likelihood(names, theta, log_l)
+    assert coordinates.phase_slope == pytest.approx(k, rel=0.03) and coordinates.time_anchor == pytest.approx(
+        0.7, abs=3e-4
+    )
+    # a draw on the ridge: its sheared phase sits mid-window whatever its t_c
+    on_ridge = np.array([[np.mod(0.3 + k * dt, 2 * np.pi), 0.7 + dt] for dt in (-2e-3, 0.0, 1.5e-3)])
+    u = coordinates.from_physical(on_ridge)
+    offset = np.abs(np.mod(u[:, 0] - coordinates.phase_centre + np.pi / 2, np.pi) - np.pi / 2)
+    assert np.all(offset < 0.3), offset  # far from the fold (pi / 2 away)
+    back = coordinates.to_physical(u)
+    np.testing.assert_allclose(np.mod(back[:, 0] - on_ridge[:, 0] + np.pi / 2, np.pi) - np.pi / 2, 0.0, atol=1e-9)
+    np.testing.assert_allclose(back[:, 1], on_ridge[:, 1])
+    # unit Jacobian: the density in u is the physical one plus log 2 (the fold), slope or none
+    density = coordinates.log_density(lambda t: np.zeros(len(t)))
+    assert density(u) == pytest.approx(np.full(3, np.log(2.0)))
+    # rebuilt from its settings (the sampling file's attributes): the same map
+    again = SamplerCoordinates(names, fold_phase=True, **coordinates.settings())
+    np.testing.assert_allclose(again.from_physical(on_ridge), u)

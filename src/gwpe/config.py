@@ -693,6 +693,13 @@ class ConvergenceConfig(StrictModel):
 
     rhat: float = Field(1.01, gt=1.0, le=10.0, description="every parameter's R-hat at most this")
     tail_ess: float = Field(400.0, gt=0.0, description="every parameter's tail ESS at least this")
+    sd_error: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="and every parameter's MC standard error of its sd, relative to it, at most this (ArviZ "
+        "mcse sd); null: not asked. A width compared at 3 % needs ~0.01",
+    )
 
 
 class AdaptiveISConfig(StrictModel):
@@ -718,6 +725,13 @@ class AdaptiveISConfig(StrictModel):
     final_ess: float = Field(4000.0, gt=0.0, description="the final importance sampling draws until this ESS ...")
     final_batch: int = Field(5000, ge=10, le=100_000_000)
     max_final_draws: int = Field(50_000, ge=10, le=1_000_000_000, description="... or this many draws")
+    final_sd_error: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="... and until every coordinate's sd has this relative standard error (weighted_sd_error); "
+        "null: the ESS alone",
+    )
     mcmc_steps: int = Field(
         0,
         ge=0,

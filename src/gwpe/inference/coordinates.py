@@ -24,6 +24,16 @@
   keeps the evidence Z = ∫ L pi dtheta unchanged. ``to_physical`` unfolds with phi0 + pi drawn with
   probability 1/2, which is exact for the symmetric posterior. Only for the (2, 2)-only strain datasets
   (no spins or inclination changing the mode content: every dataset here).
+- **Phase along the time ridge** (``phase_slope`` k, ``time_anchor`` t0): the data fix the signal's phase at the
+  frequencies that carry its SNR, not phi0 itself, so phi0 and t_c lie on a ridge phi0 ~ k (t_c - t0) + const with
+  k ~ pi f_ref (bilby and DINGO sample the phase at a reference frequency for the same reason). The phase column
+  holds phi0 - k (t_c - t0), folded as above; the shear has unit Jacobian. ``walled_by_likelihood`` measures k from
+  the pilot (the slope that concentrates 2 (phi0 - k t_c) most). Measured on demo injection 0 against an
+  independent importance sampler (multivariate-t proposal, Pareto k 0.42, Kish ESS 12,800): in plain phi0 the
+  phase sd is 0.54 rad, 2.7 % of the mass lies within 0.4 rad of the fold, and t_c's left tail lives there;
+  adaptive IS (Pareto k 0.78) and the warm flow-MCMC, whose flows under-cover that wall, read t_c's sd 6 % and
+  4 % narrow. Sheared (k = 980 rad/s, f_ref ~ 312 Hz) the phase sd is 0.27 rad, the fold holds no mass and the
+  phase's correlation with t_c drops from 0.80 to 0.12.
 - **Polarisation** (``fold_polarisation``, for a likelihood marginalised over phi0): psi -> psi + pi/2 flips
   the sign of both antenna patterns, which phi0 -> phi0 + pi/2 undoes, so the phase-marginalised posterior has
   two identical copies in psi in [0, pi). The same fold applies with period pi/2: a window of length pi/2 walled
@@ -54,6 +64,25 @@ def fold_needed(names: list[str]) -> bool:
     return "phi0" in names
 
 
+def phase_time_slope(phase: np.ndarray, times: np.ndarray, weights: np.ndarray, max_slope: float = 2000.0) -> float:
+    """k maximising |sum w exp(2 i (phi0 - k t))| / sum w over a grid |k| <= ``max_slope`` rad/s (pi x 637 Hz),
+    its step a tenth of a radian over the weighted t spread, then 10x finer around the best: the phase - time ridge of the module doc. 0 when
+    no slope concentrates the phase more than none does."""
+    weights = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+    spread = math.sqrt(max(float(weights @ np.square(times - weights @ times)), 1e-30))
+    step = min(0.1 / spread, max_slope / 10)
+    best, length = 0.0, abs(np.sum(weights * np.exp(2j * phase)))
+    centre, width = 0.0, max_slope
+    for _ in range(2):  # a coarse grid, then a 10x finer one around its best
+        grid = np.arange(centre - width, centre + width + step / 2, step)
+        for chunk in np.array_split(grid, max(1, len(grid) // 256)):
+            lengths = np.abs(np.exp(2j * (phase[None, :] - chunk[:, None] * times[None, :])) @ weights)
+            if lengths.max() > length:
+                best, length = float(chunk[int(np.argmax(lengths))]), float(lengths.max())
+        centre, width, step = best, step, step / 10
+    return best
+
+
 class SamplerCoordinates:
     """u <-> theta maps and the density over u (module doc); identity for columns it does not touch."""
 
@@ -66,6 +95,8 @@ class SamplerCoordinates:
         sky=None,
         azimuth_centre: float = math.pi,
         mass_bounds: tuple[float, float] | None = None,
+        phase_slope: float = 0.0,
+        time_anchor: float = 0.0,
     ):
         self.names = list(names)
         self.sky = sky if sky is not None and {"ra", "dec"} <= set(names) else None
@@ -81,6 +112,10 @@ class SamplerCoordinates:
         elif fold_polarisation and "psi" in names and "phi0" not in names:
             self.phase, self.period, self.range = names.index("psi"), math.pi / 2, math.pi
         self.phase_centre = float(self.period / 2 if phase_centre is None else phase_centre)
+        # the phase - time shear (module doc): phi0 only (psi's fold does not move with t_c)
+        self.time = names.index("tc") if "tc" in names and self.phase is not None and self.period == math.pi else None
+        self.phase_slope = float(phase_slope) if self.time is not None else 0.0
+        self.time_anchor = float(time_anchor) if self.time is not None else 0.0
 
     @classmethod
     def centred_on(
@@ -131,18 +166,48 @@ class SamplerCoordinates:
             low, high = (beta, high) if w.sum() ** 2 / (w**2).sum() >= ess_fraction * len(w) else (low, beta)
         weights = np.exp(low * shifted)
 
+        slope, anchor = 0.0, 0.0
+        if folded.time is not None:
+            times = folded.from_physical(theta)[:, folded.time]  # arrival time at the first detector with a sky
+            anchor = float(np.sum(weights * times) / weights.sum())
+            slope = phase_time_slope(theta[:, folded.phase], times - anchor, weights)
+            folded = cls(
+                names,
+                True,
+                None,
+                fold_polarisation,
+                sky,
+                mass_bounds=mass_bounds,
+                phase_slope=slope,
+                time_anchor=anchor,
+            )
+
         def wall(angle: np.ndarray, period: float) -> float:
             counts, edges = np.histogram(np.mod(angle, period), bins, (0.0, period), weights=weights)
             smooth = 0.5 * counts + 0.25 * (np.roll(counts, 1) + np.roll(counts, -1))
             k = int(np.argmin(smooth))
             return 0.5 * (edges[k] + edges[k + 1])
 
-        centre = None if folded.phase is None else wall(theta[:, folded.phase], folded.period) + folded.period / 2
+        centre = None
+        if folded.phase is not None:
+            phase = theta[:, folded.phase]
+            if folded.time is not None:
+                phase = phase - slope * (folded.from_physical(theta)[:, folded.time] - anchor)
+            centre = wall(phase, folded.period) + folded.period / 2
         azimuth = math.pi
         if folded.sky is not None:
             phi = folded.sky.to_frame(theta[:, names.index("ra")], theta[:, names.index("dec")])[1]
             azimuth = wall(phi, 2 * math.pi) + math.pi
-        return cls(names, True, centre, fold_polarisation, folded.sky, azimuth, mass_bounds)
+        return cls(names, True, centre, fold_polarisation, folded.sky, azimuth, mass_bounds, slope, anchor)
+
+    def settings(self) -> dict:
+        """What ``SamplerCoordinates(names, fold_phase=True, **settings)`` needs to rebuild these coordinates."""
+        return {
+            "phase_centre": self.phase_centre,
+            "mass_bounds": self.mass_bounds,
+            "phase_slope": self.phase_slope,
+            "time_anchor": self.time_anchor,
+        }
 
     def _ratio_map(self, chirp: np.ndarray, value: np.ndarray, inverse: bool) -> tuple[np.ndarray, np.ndarray]:
         """nu -> (u, log |du/dnu|) by the half probit (module doc), or u -> (nu, log |dnu/du|) with ``inverse``;
@@ -193,6 +258,8 @@ class SamplerCoordinates:
             with np.errstate(invalid="ignore", divide="ignore"):
                 theta[:, i], theta[:, j] = physics.masses_from_chirp_mass(u[:, i], nu)
         if self.phase is not None:
+            if self.time is not None:
+                theta[:, self.phase] = u[:, self.phase] + self.phase_slope * (u[:, self.time] - self.time_anchor)
             rng = rng if rng is not None else np.random.default_rng(0)
             flip = rng.integers(0, 2, len(theta)) * self.period
             theta[:, self.phase] = np.mod(theta[:, self.phase] + flip, self.range)
@@ -214,6 +281,8 @@ class SamplerCoordinates:
                 u[:, self.names.index("tc")] += self.sky.first_delay(theta[:, ra], theta[:, dec])
             low = self.azimuth_centre - math.pi
             u[:, ra], u[:, dec] = low + np.mod(phi - low, 2 * math.pi), kappa
+        if self.time is not None:  # the shear uses the sampler's time column (the first detector's, with a sky)
+            u[:, self.phase] = self.fold(theta[:, self.phase] - self.phase_slope * (u[:, self.time] - self.time_anchor))
         return u
 
     def log_jacobian(self, u: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -337,6 +338,20 @@ def smc_anneal(
     return x, rounds, beta
 
 
+def weighted_sd_error(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Relative standard error of each column's standard deviation estimated from importance-weighted draws:
+    with normalised weights w, s^2 = sum w (x - mu)^2 is a self-normalised IS estimate whose variance is
+    ~ sum w^2 ((x - mu)^2 - s^2)^2 (the delta method for ratio estimators, Owen 2013 ch. 9), and
+    se(s) / s = se(s^2) / (2 s^2). For equal weights this is sqrt((kurtosis - 1) / 4n): a heavy tail (demo
+    injection 1's m1, kurtosis 8) needs 4x the draws of a Gaussian for the same error."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    centred = np.square(x - w @ x)
+    variance = w @ centred
+    return 0.5 * np.sqrt(np.square(w) @ np.square(centred - variance)) / variance
+
+
 def adaptive_importance_sampling(
     log_target: Callable[[Tensor], Tensor],
     flow,
@@ -349,6 +364,7 @@ def adaptive_importance_sampling(
     final_batch: int = 5000,
     max_final_draws: int = 50_000,
     resample: int = 0,
+    final_sd_error: float | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
     mcmc_steps: int = 0,
@@ -358,31 +374,32 @@ def adaptive_importance_sampling(
 ) -> tuple[EvidenceEstimate, Tensor, Tensor, Tensor, list[AdaptiveRound]]:
     """(estimate, final draws, their normalised weights, resampled posterior, rounds) — module doc.
 
-    ``mcmc_steps`` > 0 anneals by sequential Monte Carlo instead (``smc_anneal``: ``draws_per_round`` particles
-    of the initial flow, reweighted, resampled and moved by that many random-walk Metropolis steps per round)
-    and fits the flow to the particles at β = 1, then ``refine_rounds`` refits on its own draws. Reweighting flow
-    draws cannot put draws where the flow has none; the moves do, which is what a rough likelihood (real noise,
-    two detectors, SNR ~25) needs: there the flow rounds stalled at β = 0.008. The final draws' weights stay
-    exact: the moves only shape the proposal.
+        ``mcmc_steps`` > 0 anneals by sequential Monte Carlo instead (``smc_anneal``: ``draws_per_round`` particles
+        of the initial flow, reweighted, resampled and moved by that many random-walk Metropolis steps per round)
+        and fits the flow to the particles at β = 1, then ``refine_rounds`` refits on its own draws. Reweighting flow
+        draws cannot put draws where the flow has none; the moves do, which is what a rough likelihood (real noise,
+        two detectors, SNR ~25) needs: there the flow rounds stalled at β = 0.008. The final draws' weights stay
+        exact: the moves only shape the proposal.
 
-    ``flow`` (a ``StandardisedFlow`` fitted to the initial proposal, e.g. NPE draws) is adapted in place:
-    each round draws ``draws_per_round`` from its defensive mixture, moves β as far as ``ess_fraction``
-    allows and refits the flow to the bridge-weighted draws (``epochs``, warm-started). After β reaches 1,
-    ``refine_rounds`` more rounds refit at β = 1. The final importance sampling draws ``final_batch`` at a
-    time until the ESS reaches ``final_ess`` or ``max_final_draws``. Warns when β has not reached 1 after
-    ``max_rounds`` (the initial proposal misses the posterior: more rounds, or a broader start); with
-    ``on_stall="raise"`` it raises ``AnnealingStalled`` there instead of spending the final draws, for a caller
-    that has another sampler to fall back on.
+        ``flow`` (a ``StandardisedFlow`` fitted to the initial proposal, e.g. NPE draws) is adapted in place:
+        each round draws ``draws_per_round`` from its defensive mixture, moves β as far as ``ess_fraction``
+        allows and refits the flow to the bridge-weighted draws (``epochs``, warm-started). After β reaches 1,
+        ``refine_rounds`` more rounds refit at β = 1. The final importance sampling draws ``final_batch`` at a
+        time until the ESS reaches ``final_ess`` (and, with ``final_sd_error``, every coordinate's sd is known to that
+    relative standard error: ``weighted_sd_error``) or ``max_final_draws``. Warns when β has not reached 1 after
+        ``max_rounds`` (the initial proposal misses the posterior: more rounds, or a broader start); with
+        ``on_stall="raise"`` it raises ``AnnealingStalled`` there instead of spending the final draws, for a caller
+        that has another sampler to fall back on.
 
-    ``wall`` = k: the target lives on u_k <= 0 and meets that wall with zero slope (the equal-mass wall of the
-    half-probit mass coordinate). Once β reaches 1 the flow is folded there (``StandardisedFlow.wall``) for the
-    refits and the final draws: folding gives back the mass an unfolded flow spills past the wall, and its fit
-    covers the side next to it. Demo injection 0 (q up to 0.998), evidence stage: efficiency 45 -> 63 %, Pareto
-    k 0.63 -> 0.51, every standard deviation within 1.2 % of dynesty's (nlive 1,000; before 2.2 %), same
-    likelihood calls; the reference stage's run on it went 64 -> 49 % the other way, so efficiency changes of
-    this size are within run-to-run scatter. Injection 1 is unchanged: its thin equal-mass ridge (0.46 % of
-    dynesty's mass) is a mode of its own that the flow does not model, folded or not. The annealing itself stays
-    unfolded (it only has to reach the posterior)."""
+        ``wall`` = k: the target lives on u_k <= 0 and meets that wall with zero slope (the equal-mass wall of the
+        half-probit mass coordinate). Once β reaches 1 the flow is folded there (``StandardisedFlow.wall``) for the
+        refits and the final draws: folding gives back the mass an unfolded flow spills past the wall, and its fit
+        covers the side next to it. Demo injection 0 (q up to 0.998), evidence stage: efficiency 45 -> 63 %, Pareto
+        k 0.63 -> 0.51, every standard deviation within 1.2 % of dynesty's (nlive 1,000; before 2.2 %), same
+        likelihood calls; the reference stage's run on it went 64 -> 49 % the other way, so efficiency changes of
+        this size are within run-to-run scatter. Injection 1 is unchanged: its thin equal-mass ridge (0.46 % of
+        dynesty's mass) is a mode of its own that the flow does not model, folded or not. The annealing itself stays
+        unfolded (it only has to reach the posterior)."""
     import copy
 
     from tqdm.auto import tqdm
@@ -451,7 +468,10 @@ def adaptive_importance_sampling(
         )
     draws, log_ws = [], []
     total_ess = 0.0
-    while sum(len(d) for d in draws) < max_final_draws and total_ess < final_ess:
+    sd_error = float("inf")
+    while sum(len(d) for d in draws) < max_final_draws and (
+        total_ess < final_ess or (final_sd_error is not None and sd_error > final_sd_error)
+    ):
         x, log_q = defensive_mixture(
             flow, min(final_batch, max_final_draws - sum(len(d) for d in draws)), generator=generator
         )
@@ -461,6 +481,8 @@ def adaptive_importance_sampling(
         evaluations += len(x)
         w = torch.softmax(torch.cat(log_ws), 0)
         total_ess = float(1.0 / w.square().sum())
+        if final_sd_error is not None:
+            sd_error = float(weighted_sd_error(torch.cat(draws).numpy(), w.numpy()).max())
     samples = torch.cat(draws)
     estimate, weights, resampled = weighted_estimate(torch.cat(log_ws), samples, resample, generator)
     rounds.append(AdaptiveRound(1.0, estimate.efficiency, estimate.efficiency, evaluations))

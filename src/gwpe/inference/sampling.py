@@ -187,7 +187,7 @@ def convergence_target(settings):
     """The ``ConvergenceTarget`` of a ``SamplingSection`` (``settings.convergence``)."""
     from gwpe.inference.convergence import ConvergenceTarget
 
-    return ConvergenceTarget(settings.convergence.rhat, settings.convergence.tail_ess)
+    return ConvergenceTarget(settings.convergence.rhat, settings.convergence.tail_ess, settings.convergence.sd_error)
 
 
 def run_flowmc(
@@ -501,8 +501,7 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
                 "proposal": json.dumps(
                     {
                         **runs["flowmc_warm"]["proposal"].config(),
-                        "phase_centre": warm_coordinates.phase_centre,
-                        "mass_bounds": warm_coordinates.mass_bounds,
+                        **warm_coordinates.settings(),
                     }
                 ),
             }
@@ -521,6 +520,8 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
             )
             group.attrs["phase_centre"] = run["coordinates"].phase_centre
             group.attrs["mass_bounds"] = json.dumps(run["coordinates"].mass_bounds)
+            group.attrs["phase_slope"] = run["coordinates"].phase_slope  # the phase - time shear (coordinates doc)
+            group.attrs["time_anchor"] = run["coordinates"].time_anchor
             group.attrs["diagnostics"] = json.dumps(run["summary"])
     torch.save(runs["flowmc_warm"]["proposal"].state_dict(), proposal_path(config))
     partial.replace(out)
@@ -579,7 +580,7 @@ def convergence_figure(runs: dict):
 def read_sampling(path: str | Path) -> tuple[dict, dict[str, dict]]:
     """(file attributes,
     {method: {"samples", "sampler_samples", "log_posterior", "log_likelihood", "phase_centre", "mass_bounds",
-    "diagnostics"}})."""
+    "phase_slope", "time_anchor", "diagnostics"}})."""
     import h5py
 
     with h5py.File(path, "r") as h5:
@@ -594,6 +595,9 @@ def read_sampling(path: str | Path) -> tuple[dict, dict[str, dict]]:
                 "phase_centre": float(h5[method].attrs["phase_centre"]),
                 # files written before sampling.mass_coordinates hold (M_c, nu): null
                 "mass_bounds": json.loads(h5[method].attrs.get("mass_bounds", "null")),
+                # files written before the phase - time shear: none
+                "phase_slope": float(h5[method].attrs.get("phase_slope", 0.0)),
+                "time_anchor": float(h5[method].attrs.get("time_anchor", 0.0)),
                 "diagnostics": json.loads(h5[method].attrs["diagnostics"]),
             }
             for method in METHODS
