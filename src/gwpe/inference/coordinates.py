@@ -66,8 +66,8 @@ def fold_needed(names: list[str]) -> bool:
 
 def phase_time_slope(phase: np.ndarray, times: np.ndarray, weights: np.ndarray, max_slope: float = 2000.0) -> float:
     """k maximising |sum w exp(2 i (phi0 - k t))| / sum w over a grid |k| <= ``max_slope`` rad/s (pi x 637 Hz),
-    its step a tenth of a radian over the weighted t spread, then 10x finer around the best: the phase - time ridge of the module doc. 0 when
-    no slope concentrates the phase more than none does."""
+    its step a tenth of a radian over the weighted t spread, then 10x finer around the best: the phase - time
+    ridge of the module doc. 0 when no slope concentrates the phase more than none does."""
     weights = np.asarray(weights, dtype=np.float64) / np.sum(weights)
     spread = math.sqrt(max(float(weights @ np.square(times - weights @ times)), 1e-30))
     step = min(0.1 / spread, max_slope / 10)
