@@ -5,7 +5,7 @@
 Reads ``reference.json``, ``sampling.json`` and ``evidence.json`` (with their ``.info.json`` sidecars, through
 ``gwpe.tracking.metrics_files.read_metrics``) as ``dvc repro`` writes them, and prints or writes one page:
 convergence of each MCMC output (rank-normalised R-hat, tail ESS), each MCMC posterior's standard deviations
-over adaptive IS's with bootstrap errors, the evidence estimates with their errors and the IS weights' Pareto
+over adaptive IS's with their standard errors, the evidence estimates with their errors and the IS weights' Pareto
 k, and the reference posteriors' method per injection. Nothing is typed by hand, so the page cannot drift
 from what the code gives.
 """
@@ -52,7 +52,8 @@ def report(folder: Path, more: list[Path] | None = None) -> str:
         + ("s " if len(injections) > 1 else " ")
         + ", ".join(str(i) for i in injections)
         + ". Targets (issue 26): every MCMC output R-hat <= 1.01 and tail ESS >= 400; standard deviations "
-        "within 3 % (and 2 bootstrap errors) of adaptive IS's, whose weights are exact.",
+        "within 3 % (and 2 standard errors: both sides' MC errors of the sd) of adaptive IS's"
+        ", whose weights are exact.",
     ]
     lines += sampler_sections(folder, "##")
     for extra in more or []:
