@@ -571,14 +571,14 @@ def test_weighted_sd_error_matches_the_scatter_of_importance_weighted_sds():
 def test_adaptive_importance_sampling_draws_on_until_the_widths_are_known():
     log_prob, mean, cov = gaussian_target()
     start = broad_start(5, mean, 1.5, seed=31)
-    common = dict(draws_per_round=1000, ess_fraction=0.3, epochs=10, final_ess=500, final_batch=1000)
+    common = dict(draws_per_round=500, ess_fraction=0.5, epochs=5, refine_rounds=0, final_ess=300, final_batch=500)
     by_ess = adaptive_importance_sampling(
         log_prob, copy.deepcopy(start), **common, generator=torch.Generator().manual_seed(3)
     )
     by_sd = adaptive_importance_sampling(
-        log_prob, start, **common, final_sd_error=0.01, generator=torch.Generator().manual_seed(3)
+        log_prob, start, **common, final_sd_error=0.015, generator=torch.Generator().manual_seed(3)
     )
     from gwpe.inference.evidence import weighted_sd_error
 
-    assert len(by_ess[1]) <= 2000 and weighted_sd_error(by_ess[1].numpy(), by_ess[2].numpy()).max() > 0.01
-    assert len(by_sd[1]) > 5000 and weighted_sd_error(by_sd[1].numpy(), by_sd[2].numpy()).max() <= 0.01
+    assert len(by_ess[1]) <= 1000 and weighted_sd_error(by_ess[1].numpy(), by_ess[2].numpy()).max() > 0.015
+    assert len(by_sd[1]) >= 2000 and weighted_sd_error(by_sd[1].numpy(), by_sd[2].numpy()).max() <= 0.015
