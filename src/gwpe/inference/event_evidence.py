@@ -89,11 +89,11 @@ def adaptive_from_npe(
     on_stall: str = "sample",
 ):
     """``adaptive_importance_sampling`` of the posterior in ``coordinates``, from a flow (``adaptive.transforms``
-        x ``adaptive.hidden``) fitted to NPE draws ``theta_npe`` (physical, inside the prior) for
-        ``flowmc.warm_start_epochs``; ``sampling.adaptive`` settings, ``ess`` overriding ``final_ess`` (and then
+    x ``adaptive.hidden``) fitted to NPE draws ``theta_npe`` (physical, inside the prior) for
+    ``flowmc.warm_start_epochs``; ``sampling.adaptive`` settings, ``ess`` overriding ``final_ess`` (and then
     dropping ``final_sd_error``: the reference stage asks for an ESS, not widths to 1 %). In
-        half-probit mass coordinates the flow is folded at the equal-mass wall once the bridge reaches the posterior
-        (``adaptive.fold_equal_mass``; the ``wall`` of ``adaptive_importance_sampling``)."""
+    half-probit mass coordinates the flow is folded at the equal-mass wall once the bridge reaches the posterior
+    (``adaptive.fold_equal_mass``; the ``wall`` of ``adaptive_importance_sampling``)."""
     from gwpe.inference.evidence import adaptive_importance_sampling
     from gwpe.inference.flowmc import StandardisedFlow
     from gwpe.inference.sampling import torch_density
