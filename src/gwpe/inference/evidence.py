@@ -374,32 +374,32 @@ def adaptive_importance_sampling(
 ) -> tuple[EvidenceEstimate, Tensor, Tensor, Tensor, list[AdaptiveRound]]:
     """(estimate, final draws, their normalised weights, resampled posterior, rounds) — module doc.
 
-        ``mcmc_steps`` > 0 anneals by sequential Monte Carlo instead (``smc_anneal``: ``draws_per_round`` particles
-        of the initial flow, reweighted, resampled and moved by that many random-walk Metropolis steps per round)
-        and fits the flow to the particles at β = 1, then ``refine_rounds`` refits on its own draws. Reweighting flow
-        draws cannot put draws where the flow has none; the moves do, which is what a rough likelihood (real noise,
-        two detectors, SNR ~25) needs: there the flow rounds stalled at β = 0.008. The final draws' weights stay
-        exact: the moves only shape the proposal.
+    ``mcmc_steps`` > 0 anneals by sequential Monte Carlo instead (``smc_anneal``: ``draws_per_round`` particles
+    of the initial flow, reweighted, resampled and moved by that many random-walk Metropolis steps per round)
+    and fits the flow to the particles at β = 1, then ``refine_rounds`` refits on its own draws. Reweighting flow
+    draws cannot put draws where the flow has none; the moves do, which is what a rough likelihood (real noise,
+    two detectors, SNR ~25) needs: there the flow rounds stalled at β = 0.008. The final draws' weights stay
+    exact: the moves only shape the proposal.
 
-        ``flow`` (a ``StandardisedFlow`` fitted to the initial proposal, e.g. NPE draws) is adapted in place:
-        each round draws ``draws_per_round`` from its defensive mixture, moves β as far as ``ess_fraction``
-        allows and refits the flow to the bridge-weighted draws (``epochs``, warm-started). After β reaches 1,
-        ``refine_rounds`` more rounds refit at β = 1. The final importance sampling draws ``final_batch`` at a
-        time until the ESS reaches ``final_ess`` (and, with ``final_sd_error``, every coordinate's sd is known to that
+    ``flow`` (a ``StandardisedFlow`` fitted to the initial proposal, e.g. NPE draws) is adapted in place:
+    each round draws ``draws_per_round`` from its defensive mixture, moves β as far as ``ess_fraction``
+    allows and refits the flow to the bridge-weighted draws (``epochs``, warm-started). After β reaches 1,
+    ``refine_rounds`` more rounds refit at β = 1. The final importance sampling draws ``final_batch`` at a
+    time until the ESS reaches ``final_ess`` (and, with ``final_sd_error``, every coordinate's sd is known to that
     relative standard error: ``weighted_sd_error``) or ``max_final_draws``. Warns when β has not reached 1 after
-        ``max_rounds`` (the initial proposal misses the posterior: more rounds, or a broader start); with
-        ``on_stall="raise"`` it raises ``AnnealingStalled`` there instead of spending the final draws, for a caller
-        that has another sampler to fall back on.
+    ``max_rounds`` (the initial proposal misses the posterior: more rounds, or a broader start); with
+    ``on_stall="raise"`` it raises ``AnnealingStalled`` there instead of spending the final draws, for a caller
+    that has another sampler to fall back on.
 
-        ``wall`` = k: the target lives on u_k <= 0 and meets that wall with zero slope (the equal-mass wall of the
-        half-probit mass coordinate). Once β reaches 1 the flow is folded there (``StandardisedFlow.wall``) for the
-        refits and the final draws: folding gives back the mass an unfolded flow spills past the wall, and its fit
-        covers the side next to it. Demo injection 0 (q up to 0.998), evidence stage: efficiency 45 -> 63 %, Pareto
-        k 0.63 -> 0.51, every standard deviation within 1.2 % of dynesty's (nlive 1,000; before 2.2 %), same
-        likelihood calls; the reference stage's run on it went 64 -> 49 % the other way, so efficiency changes of
-        this size are within run-to-run scatter. Injection 1 is unchanged: its thin equal-mass ridge (0.46 % of
-        dynesty's mass) is a mode of its own that the flow does not model, folded or not. The annealing itself stays
-        unfolded (it only has to reach the posterior)."""
+    ``wall`` = k: the target lives on u_k <= 0 and meets that wall with zero slope (the equal-mass wall of the
+    half-probit mass coordinate). Once β reaches 1 the flow is folded there (``StandardisedFlow.wall``) for the
+    refits and the final draws: folding gives back the mass an unfolded flow spills past the wall, and its fit
+    covers the side next to it. Demo injection 0 (q up to 0.998), evidence stage: efficiency 45 -> 63 %, Pareto
+    k 0.63 -> 0.51, every standard deviation within 1.2 % of dynesty's (nlive 1,000; before 2.2 %), same
+    likelihood calls; the reference stage's run on it went 64 -> 49 % the other way, so efficiency changes of
+    this size are within run-to-run scatter. Injection 1 is unchanged: its thin equal-mass ridge (0.46 % of
+    dynesty's mass) is a mode of its own that the flow does not model, folded or not. The annealing itself stays
+    unfolded (it only has to reach the posterior)."""
     import copy
 
     from tqdm.auto import tqdm
