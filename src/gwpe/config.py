@@ -659,6 +659,14 @@ class FlowMCConfig(StrictModel):
         "(FlowMC._refine_proposal): its tails where the chains rarely go",
     )
     refine_draws: int = Field(2000, ge=2, le=10_000_000, description="proposal draws (likelihood calls) per refit")
+    kernel_weight: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="share of the production global proposal drawn from the PMC kernel of the refine rounds' "
+        "weighted draws (FlowMC._refine_proposal); 0: the flow's defensive mixture alone. Demo, 0.3: injection 1's "
+        "cold run m1 sd error 8 -> 1.6 %, but injection 0's runs 1 -> 4 % (stuck at the 320-loop cap)",
+    )
 
     @property
     def chains_in_production(self) -> int:
@@ -731,6 +739,20 @@ class AdaptiveISConfig(StrictModel):
         lt=1.0,
         description="... and until every coordinate's sd has this relative standard error (weighted_sd_error); "
         "null: the ESS alone",
+    )
+    kernel_weight: float = Field(
+        0.3,
+        ge=0.0,
+        lt=1.0,
+        description="share of each proposal after the first round at beta = 1 drawn from the PMC kernel of the last "
+        "round's weighted draws (evidence.adaptive_importance_sampling); 0: the flow's defensive mixture alone",
+    )
+    seed_draws: int = Field(
+        2000,
+        ge=0,
+        le=1_000_000,
+        description="gwpe evidence: warm flow-MCMC draws (evenly thinned) carrying half the kernel's mass at beta = 1, "
+        "so the proposal covers every mode the chains found (weights stay exact); 0: adaptive IS alone",
     )
     mcmc_steps: int = Field(
         0,

@@ -227,6 +227,7 @@ def run_flowmc(
         production_chains=fm.production_chains,
         refine_rounds=fm.refine_rounds,
         refine_draws=fm.refine_draws,
+        kernel_weight=fm.kernel_weight,
     )
     began = time.perf_counter()
     result = sampler.run(
