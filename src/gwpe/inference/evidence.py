@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from gwpe.inference.flowmc import defensive_mixture, mixture_log_prob, tempered_log_prob, tempered_sample
-from gwpe.inference.pmc_kernel import WeightedKernel
+from gwpe.inference.pmc_kernel import draw_with_kernel, kernel_from_rounds, log_prob_with_kernel
 
 
 @dataclass
@@ -436,15 +436,11 @@ def adaptive_importance_sampling(
         if kernel is None:
             x, log_q = defensive_mixture(flow, n, generator=generator)
             return x, log_q.double()
-        taken = int((torch.rand(n, generator=generator) < kernel_weight).sum())
         with torch.no_grad():
-            x = torch.cat(
-                [defensive_mixture(flow, n - taken, generator=generator)[0], kernel.sample(taken, generator).float()]
+            x = draw_with_kernel(
+                lambda m: defensive_mixture(flow, m, generator=generator)[0], kernel, kernel_weight, n, generator
             )
-            log_q = torch.logaddexp(
-                math.log1p(-kernel_weight) + mixture_log_prob(flow, x, 1.5, 0.2).double(),
-                math.log(kernel_weight) + kernel.log_prob(x.double()),
-            )
+            log_q = log_prob_with_kernel(mixture_log_prob(flow, x, 1.5, 0.2).double(), kernel, kernel_weight, x)
         return x, log_q
 
     rounds: list[AdaptiveRound] = []
@@ -491,15 +487,13 @@ def adaptive_importance_sampling(
             flow.wall = wall  # the posterior's wall from here on (docstring)
         flow.fit(x.float(), epochs, restandardise=True, weights=weights.float())
         if kernel_weight > 0:  # this round's bridge-weighted draws, with every earlier round's at beta = 1
-            seen = [(b, a, w) for b, a, w in seen if b == beta] + [(beta, x.double(), log_w)]
-            centres = torch.cat([a for _, a, _ in seen])
-            masses = torch.softmax(torch.cat([w for _, _, w in seen]), 0)
-            if beta >= 1.0 and seed_draws is not None:  # half the kernel on the given posterior draws
-                centres = torch.cat([centres, seed_draws.double()])
-                masses = torch.cat(
-                    [0.5 * masses, torch.full((len(seed_draws),), 0.5 / len(seed_draws), dtype=masses.dtype)]
-                )
-            kernel = WeightedKernel(centres, masses, wall if beta >= 1.0 else None)
+            seen = [(b, a, w) for b, a, w in seen if b == beta] + [(beta, x, log_w)]
+            at_posterior = beta >= 1.0
+            kernel = kernel_from_rounds(
+                [(a, w) for _, a, w in seen],
+                wall if at_posterior else None,
+                seed_draws if at_posterior else None,  # posterior draws: half the kernel at beta = 1
+            )
         if beta >= 1.0:
             at_one += 1
             if at_one > refine_rounds:

@@ -57,6 +57,7 @@ import torch
 from torch import Tensor
 
 from gwpe.inference.convergence import ConvergenceReport, ConvergenceTarget, diagnose
+from gwpe.inference.pmc_kernel import draw_with_kernel, kernel_from_rounds, log_prob_with_kernel
 
 
 @dataclass
@@ -378,8 +379,6 @@ class FlowMC:
         there, where q << p makes leaving rare. Measured with b = 0.3 on the demo: injection 1's cold run, m1 sd
         error 8 -> 1.6 % at the 320-loop cap; but injection 0's warm and cold runs went from converging in
         100-130 loops (sd errors <= 1 %) to 4 % at the cap, so it is off by default (``flowmc.kernel_weight``)."""
-        from gwpe.inference.pmc_kernel import WeightedKernel
-
         self.kernel, seen = None, []
         for _ in range(self.refine_rounds):
             with torch.no_grad():
@@ -394,12 +393,8 @@ class FlowMC:
                 draws.float(), self.flow_epochs, lr=self.learning_rate, restandardise=not self.warm, weights=weights
             )
             if self.kernel_weight > 0:  # every round's weights are exact for the one target
-                seen.append((draws.double(), log_w))
-                self.kernel = WeightedKernel(
-                    torch.cat([d for d, _ in seen]),
-                    torch.softmax(torch.cat([w for _, w in seen]), 0),
-                    self.proposal.wall,
-                )
+                seen.append((draws, log_w))
+                self.kernel = kernel_from_rounds(seen, self.proposal.wall)
 
     def _proposal_log_prob(self, x: Tensor) -> Tensor:
         if self.defensive > 0:
@@ -408,16 +403,12 @@ class FlowMC:
             flow = self.proposal.log_prob(x)
         if self.kernel is None:
             return flow
-        b = self.kernel_weight
-        mixed = torch.logaddexp(math.log1p(-b) + flow.double(), math.log(b) + self.kernel.log_prob(x.double()))
-        return mixed.to(flow.dtype)
+        return log_prob_with_kernel(flow, self.kernel, self.kernel_weight, x)
 
     def _proposal_sample(self, n: int) -> Tensor:
         if self.kernel is None:
             return self._flow_sample(n)
-        taken = int((torch.rand(n, generator=self.generator) < self.kernel_weight).sum())
-        draws = torch.cat([self._flow_sample(n - taken), self.kernel.sample(taken, self.generator).float()])
-        return draws[torch.randperm(n, generator=self.generator)]  # each global step's proposal a draw of the mixture
+        return draw_with_kernel(self._flow_sample, self.kernel, self.kernel_weight, n, self.generator)
 
     def _flow_sample(self, n: int) -> Tensor:
         """``n`` draws from the global proposal: the flow, or its defensive mixture (module doc) in one pass

@@ -66,3 +66,32 @@ class WeightedKernel:
         inside = x[:, self.wall] <= 0
         both = torch.logaddexp(self._unfolded(x), self._unfolded(mirrored))
         return torch.where(inside, both, torch.full_like(both, -math.inf))
+
+
+def kernel_from_rounds(
+    rounds: list[tuple[Tensor, Tensor]], wall: int | None = None, seed_draws: Tensor | None = None
+) -> WeightedKernel:
+    """The kernel of importance-sampling rounds' draws (x, unnormalised log weights) of one target, pooled (each
+    round's weights are exact, so their union is one weighted sample); ``seed_draws``, equal-weight draws of the
+    same target from elsewhere, carry half its mass."""
+    centres = torch.cat([x.double() for x, _ in rounds])
+    masses = torch.softmax(torch.cat([log_w.double() for _, log_w in rounds]), 0)
+    if seed_draws is not None:
+        centres = torch.cat([centres, seed_draws.double()])
+        seeds = torch.full((len(seed_draws),), 0.5 / len(seed_draws), dtype=masses.dtype)
+        masses = torch.cat([0.5 * masses, seeds])
+    return WeightedKernel(centres, masses, wall)
+
+
+def draw_with_kernel(base_sample, kernel: WeightedKernel, weight: float, n: int, generator=None) -> Tensor:
+    """n draws of (1 - weight) base + weight kernel, in random order (each row a draw of the mixture);
+    ``base_sample(m)`` draws m rows of the base."""
+    taken = int((torch.rand(n, generator=generator) < weight).sum())
+    draws = torch.cat([base_sample(n - taken), kernel.sample(taken, generator).to(torch.float32)])
+    return draws[torch.randperm(n, generator=generator)]
+
+
+def log_prob_with_kernel(base_log_prob: Tensor, kernel: WeightedKernel, weight: float, x: Tensor) -> Tensor:
+    """log of (1 - weight) base + weight kernel at x, from the base's log density there (in its dtype)."""
+    mixed = torch.logaddexp(math.log1p(-weight) + base_log_prob.double(), math.log(weight) + kernel.log_prob(x))
+    return mixed.to(base_log_prob.dtype)
