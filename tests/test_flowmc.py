@@ -17,6 +17,7 @@ from gwpe.inference.evidence import (
     learned_harmonic_mean,
 )
 from gwpe.inference.flowmc import FlowMC, StandardisedFlow, gelman_rubin_rhat
+from gwpe.inference.convergence import ConvergenceTarget
 
 LOG_Z = 2.3  # the targets are Z x (normalised density)
 
@@ -204,7 +205,13 @@ def test_production_stops_on_ess_and_rhat_targets_or_the_loop_cap():
     reached = run(target_ess=1.0)  # met at once: the minimum of 2 production loops
     capped = run(target_ess=1e9)  # never met: the cap of 5
     unmixed = run(target_ess=1.0, target_rhat=1.0 + 1e-9)  # R-hat never that close to 1: the cap again
-    for result, loops in ((reached, 2), (capped, 5), (unmixed, 5)):
+    # convergence is judged on the reported columns where given: one that never moves (no R-hat) holds it back
+    loose = ConvergenceTarget(rhat=10.0, tail_ess=1.0)
+    met = run(target_ess=1.0, convergence=loose)
+    held = run(target_ess=1.0, convergence=loose, reported=lambda x: np.column_stack([x, np.zeros(len(x))]))
+    assert met.convergence.converged and len(met.convergence.rhat) == 5
+    assert not held.convergence.converged and len(held.convergence.rhat) == 6 and np.isinf(held.convergence.rhat[5])
+    for result, loops in ((reached, 2), (capped, 5), (unmixed, 5), (met, 2), (held, 5)):
         assert result.history["phase"].count("production") == loops
         assert result.samples.shape == (loops * (1 + 3), 16, 5)  # 1 local + 3 global states kept per production loop
     assert reached.history["phase"][:2] == ["training", "training"] and len(reached.history["evaluations"]) == 4
@@ -474,6 +481,55 @@ def test_latent_random_walk_alone_samples_the_target_through_a_curved_map():
         FlowMC(target.log_prob, 2, local="mala", production_local="latent")
 
 
+def test_latent_random_walk_with_a_flow_folded_at_a_wall_samples_the_half_space_target():
+    """A target on x_0 <= 0 meeting the wall with zero slope (a correlated Gaussian cut at its mean, as the
+    posterior meets the equal-mass wall), a proposal flow folded there: the latent walk moves on the target
+    mirrored across the wall and folds back, so its states stay on the half space and recover the cut
+    Gaussian's moments (E x_0 = -sqrt(2 / pi), var x_0 = 1 - 2 / pi, E x_1 = 0.8 E x_0); ``LatentTransport``
+    folds the same way."""
+    from gwpe.inference.flowmc import LatentTransport
+
+    torch.manual_seed(12)
+    covariance = torch.tensor([[1.0, 0.8], [0.8, 1.0]])
+    gaussian = torch.distributions.MultivariateNormal(torch.zeros(2), covariance)
+
+    def log_prob(x: Tensor) -> Tensor:
+        return torch.where(x[:, 0] <= 0, gaussian.log_prob(x), torch.full((len(x),), -math.inf))
+
+    draws = gaussian.sample((4000,))
+    draws[:, 0] = -draws[:, 0].abs()  # the cut Gaussian: x_1 given x_0 is symmetric about 0.8 x_0
+    draws[:, 1] = 0.8 * draws[:, 0] + 0.6 * torch.randn(4000, generator=torch.Generator().manual_seed(13))
+    flow = StandardisedFlow(2, transforms=2, hidden=(32, 32), wall=0)
+    flow.fit(draws, epochs=20, batch=256, restandardise=True)
+    sampler = FlowMC(
+        log_prob,
+        2,
+        n_chains=32,
+        local="rw",
+        n_global=0,
+        training_loops=0,
+        production_loops=60,
+        n_local_production=10,
+        flow=flow,
+        train_flow=False,
+        seed=14,
+        production_local="latent",
+    )
+    result = sampler.run(draws[:32].clone())
+    samples = result.flat()
+    assert bool((samples[:, 0] <= 0).all())
+    mean_x0 = -math.sqrt(2 / math.pi)
+    assert abs(float(samples[:, 0].mean()) - mean_x0) < 0.06, samples.mean(0)
+    assert abs(float(samples[:, 0].var()) - (1 - 2 / math.pi)) < 0.05, samples.var(0)
+    assert abs(float(samples[:, 1].mean()) - 0.8 * mean_x0) < 0.08, samples.mean(0)
+    assert 0.2 < result.local_acceptance < 0.95
+    transport = LatentTransport(flow)
+    u, _ = transport.from_latent(transport.to_latent(draws[:50].double().numpy()))
+    np.testing.assert_allclose(u, draws[:50].double().numpy(), atol=1e-4)
+    mirrored, _ = transport.from_latent(-transport.to_latent(draws[:50].double().numpy()))
+    assert np.all(mirrored[:, 0] <= 0)
+
+
 def test_production_runs_on_fewer_longer_chains_and_lowers_the_rhat_noise_floor():
     """``production_chains``: training on every chain, production on the first k. For exact draws split R-hat
     sits near sqrt(1 + 1 / ESS per split chain), so the same calls spread over 4 chains instead of 32 give a
@@ -581,8 +637,9 @@ def test_a_flow_folded_at_a_wall_is_normalised_on_its_half_space_and_fits_a_dens
         near_wall = held_out[held_out[:, 1] > -0.1]
         gain = float((folded.log_prob(near_wall) - plain.log_prob(near_wall)).mean())
     assert gain > 0.2  # nats per draw next to the wall
-    with pytest.raises(ValueError, match="2-to-1"):
-        LatentTransport(folded)
+    # NeuTra through a folded flow: its latent space maps onto the whole plane, folded back onto the half
+    z = LatentTransport(folded).to_latent(held_out[:200].double().numpy())
+    assert np.all(LatentTransport(folded).from_latent(np.concatenate([z, -z]))[0][:, 1] <= 0)
     restored = StandardisedFlow.from_state(folded.config(), folded.state_dict())
     assert restored.wall == 1 and torch.allclose(restored.log_prob(near_wall), folded.log_prob(near_wall))
 

@@ -136,6 +136,25 @@ def test_probit_mass_coordinates_send_the_lower_mass_wall_to_infinity_and_keep_t
         SamplerCoordinates(["m1", "m2"], mass_bounds=(80.0, 35.0))
 
 
+def test_reported_columns_are_the_masses_and_chirp_mass_with_the_folded_phase_kept():
+    coordinates = SamplerCoordinates(
+        ["m1", "m2", "phi0", "tc"], fold_phase=True, phase_centre=1.0, mass_bounds=(35.0, 80.0), phase_slope=900.0
+    )
+    theta = np.array([[60.0, 40.0, 2.9, 0.70], [50.0, 50.0, 0.2, 0.72]])
+    u = coordinates.from_physical(theta)
+    reported = coordinates.reported(u)
+    assert coordinates.reported_names == ["m1", "m2", "phi0", "tc", "chirp_mass"] and reported.shape == (2, 5)
+    np.testing.assert_allclose(reported[:, :2], theta[:, :2], rtol=1e-10)  # back to the component masses
+    # chirp mass by hand: (m1 m2)^(3/5) / (m1 + m2)^(1/5)
+    np.testing.assert_allclose(reported[:, 4], [2400.0**0.6 / 100.0**0.2, 2500.0**0.6 / 100.0**0.2], rtol=1e-12)
+    # the phase and time stay the sampler's: folded into the window, no random + pi
+    np.testing.assert_array_equal(reported[:, 2:4], u[:, 2:4])
+    assert np.all(np.abs(reported[:, 2] - 1.0) <= np.pi / 2)
+    no_masses = SamplerCoordinates(["tc", "dL"])
+    assert no_masses.reported_names == ["tc", "dL"]
+    np.testing.assert_array_equal(no_masses.reported(np.array([[0.7, 400.0]])), [[0.7, 400.0]])
+
+
 def test_folded_phase_window_keeps_the_mass_of_both_copies():
     names = ["phi0", "tc"]
     theta = np.array([[0.1, 0.7], [0.1 + np.pi, 0.7], [3.0, 0.7]])

@@ -664,8 +664,14 @@ class FlowMCConfig(StrictModel):
         ge=0.0,
         lt=1.0,
         description="share of the production global proposal drawn from the PMC kernel of the refine rounds' "
-        "weighted draws (FlowMC._refine_proposal); 0: the flow's defensive mixture alone. Demo, 0.3: injection 1's "
-        "cold run m1 sd error 8 -> 1.6 %, but injection 0's runs 1 -> 4 % (stuck at the 320-loop cap)",
+        "weighted draws (FlowMC._refine_proposal); 0: the flow's defensive mixture alone. Demo, 0.3 with "
+        "fold_equal_mass: injection 1's cold run m1 sd error 3.3 -> 2.0 % at 320 loops, injection 0 unchanged",
+    )
+    fold_equal_mass: bool = Field(
+        True,
+        description="with sampling.mass_coordinates: probit, the proposal flow is folded at the equal-mass wall u = 0 "
+        "(gwpe.inference.flowmc.StandardisedFlow) and the latent walk moves on the target mirrored there; false: an "
+        "unfolded flow, whose largest p / q lie at the wall (demo injection 1's equal-mass mode)",
     )
 
     @property

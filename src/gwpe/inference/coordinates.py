@@ -265,6 +265,29 @@ class SamplerCoordinates:
             theta[:, self.phase] = np.mod(theta[:, self.phase] + flip, self.range)
         return theta
 
+    @property
+    def reported_names(self) -> list[str]:
+        """The names of ``reported``'s columns."""
+        return self.names + (["chirp_mass"] if self.masses is not None else [])
+
+    def reported(self, u: np.ndarray) -> np.ndarray:
+        """The columns whose spreads are reported and compared, for the samplers' sd-error targets: u with the
+        (M_c, nu) columns back to (m1, m2) and the chirp mass appended. The rest stay the sampler's: the folded
+        phase (the physical phi0 carries a random + pi, a spread no sampler controls) and the sky frame (ra wraps
+        at 2 pi). In u the half probit stretches the mass-ratio tail: on demo injection 0 (flowmc.kernel_weight 0.3) one
+        chain held 175 steps at u_nu = -3.1 (q 0.53), which put the nu column's sd error at 4.3 % where m1's and
+        m2's were 1.0 and 0.7 %. Checked on the sampler's (M_c, nu), demo injection 1's adaptive IS met 1 % with m1's
+        sd error at 1.8 %."""
+        u = np.asarray(u, dtype=np.float64)
+        if self.masses is None:
+            return u.copy()
+        i, j = self.masses
+        nu = u[:, j] if self.mass_bounds is None else self._ratio_map(u[:, i], u[:, j], inverse=True)[0]
+        columns = u.copy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            columns[:, i], columns[:, j] = physics.masses_from_chirp_mass(u[:, i], nu)
+        return np.column_stack([columns, u[:, i]])
+
     def from_physical(self, theta: np.ndarray) -> np.ndarray:
         u = np.array(theta, dtype=np.float64, copy=True)
         if self.masses is not None:

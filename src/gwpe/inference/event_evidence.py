@@ -48,7 +48,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -99,15 +98,16 @@ def adaptive_from_npe(
     dropping ``final_sd_error``: the reference stage asks for an ESS, not widths to 1 %). In
     half-probit mass coordinates the flow is folded at the equal-mass wall once the bridge reaches the posterior
     (``adaptive.fold_equal_mass``; the ``wall`` of ``adaptive_importance_sampling``). Its final ``sd_error`` is
-    checked on the physical parameters and the chirp mass (``reported_columns``); ``seed_draws`` (physical
-    posterior draws, e.g. the warm flow-MCMC's) join its PMC kernel (``adaptive_importance_sampling``)."""
+    checked on the reported columns (``SamplerCoordinates.reported``: the masses and the chirp mass);
+    ``seed_draws`` (physical posterior draws, e.g. the warm flow-MCMC's) join its PMC kernel
+    (``adaptive_importance_sampling``)."""
     from gwpe.inference.evidence import adaptive_importance_sampling
     from gwpe.inference.flowmc import StandardisedFlow
-    from gwpe.inference.sampling import torch_density
+    from gwpe.inference.sampling import equal_mass_wall, torch_density
 
     fm, adaptive = settings.flowmc, settings.adaptive
     torch.manual_seed(settings.seed)
-    walled = adaptive.fold_equal_mass and coordinates.mass_bounds is not None  # u_nu <= 0 (coordinates module doc)
+
     flow = StandardisedFlow(theta_npe.shape[1], adaptive.transforms, tuple(adaptive.hidden))
     flow.fit(
         torch.as_tensor(coordinates.from_physical(theta_npe), dtype=torch.float32),
@@ -132,9 +132,9 @@ def adaptive_from_npe(
         mcmc_steps=adaptive.mcmc_steps,
         particle_sweeps=adaptive.particle_sweeps,
         on_stall=on_stall,
-        wall=coordinates.masses[1] if walled else None,
+        wall=equal_mass_wall(coordinates, adaptive.fold_equal_mass),
         kernel_weight=adaptive.kernel_weight,
-        sd_of=reported_columns(coordinates),
+        sd_of=coordinates.reported,
         seed_draws=None if seed_draws is None else torch.as_tensor(coordinates.from_physical(seed_draws)),
     )
 
@@ -144,23 +144,6 @@ def _thinned(samples: np.ndarray, n: int) -> np.ndarray | None:
     if n == 0:
         return None
     return samples[np.linspace(0, len(samples) - 1, min(n, len(samples))).astype(int)]
-
-
-def reported_columns(coordinates) -> Callable[[np.ndarray], np.ndarray]:
-    """Sampler coordinates u -> the physical parameters, with the chirp mass where there are component masses:
-    the columns whose standard deviations are reported and compared (``_sd_ratios_vs_ais``), so adaptive IS's
-    ``final_sd_error`` holds for them. Checked in the sampler's coordinates (chirp mass, mass ratio), the 1 %
-    target left demo injection 1's m1 sd with a 1.8 % error."""
-    from gwpe.physics import chirp_mass
-
-    def columns(u: np.ndarray) -> np.ndarray:
-        theta = coordinates.to_physical(u)
-        if coordinates.masses is None:
-            return theta
-        i, j = coordinates.masses
-        return np.column_stack([theta, chirp_mass(theta[:, i], theta[:, j])])
-
-    return columns
 
 
 def estimate_evidence(

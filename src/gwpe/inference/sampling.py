@@ -191,9 +191,18 @@ def convergence_target(settings):
 
 
 def run_flowmc(
-    settings, density, start_u: np.ndarray, seed: int, warm_u: np.ndarray | None = None, progress: bool = False
+    settings,
+    density,
+    start_u: np.ndarray,
+    seed: int,
+    warm_u: np.ndarray | None = None,
+    progress: bool = False,
+    reported=None,
+    wall: int | None = None,
 ):
-    """One flow-MCMC run from ``start_u`` (chains, D); ``warm_u`` (n, D): draws the proposal is first fitted to."""
+    """One flow-MCMC run from ``start_u`` (chains, D); ``warm_u`` (n, D): draws the proposal is first fitted to;
+    ``reported``: the map to the columns convergence is checked on (``FlowMC.run``); ``wall``: the column the
+    proposal is folded at (``StandardisedFlow``)."""
     from gwpe.inference.flowmc import FlowMC, StandardisedFlow
 
     fm = settings.flowmc
@@ -201,7 +210,7 @@ def run_flowmc(
     dim = start_u.shape[1]
     proposal = None
     if warm_u is not None:
-        proposal = StandardisedFlow(dim, fm.transforms, tuple(fm.hidden))
+        proposal = StandardisedFlow(dim, fm.transforms, tuple(fm.hidden), wall)
         proposal.fit(torch.as_tensor(warm_u, dtype=torch.float32), fm.warm_start_epochs, restandardise=True)
     sampler = FlowMC(
         torch_density(density),
@@ -228,6 +237,7 @@ def run_flowmc(
         refine_rounds=fm.refine_rounds,
         refine_draws=fm.refine_draws,
         kernel_weight=fm.kernel_weight,
+        wall=wall,
     )
     began = time.perf_counter()
     result = sampler.run(
@@ -238,6 +248,7 @@ def run_flowmc(
         max_production_loops=fm.max_production_loops,
         target_rhat=fm.target_rhat,
         convergence=convergence_target(settings),
+        reported=reported,
     )
     return result, time.perf_counter() - began
 
@@ -278,14 +289,22 @@ def flowmc_from_pilot(
         settings.seed,
         warm_u=None if warm is None else coordinates.from_physical(warm),
         progress=progress,
+        reported=coordinates.reported,
+        wall=equal_mass_wall(coordinates, settings.flowmc.fold_equal_mass),
     )
     result.history["evaluations"] = [count + len(pilot) for count in result.history["evaluations"]]
     result.evaluations += len(pilot)
     summary = flowmc_summary(result, time.perf_counter() - began)
     summary["pilot_evaluations"] = len(pilot)
     summary["template_evaluations"] = likelihood.evaluations - templates
-    warn_unconverged(label, result.convergence, event.names)
+    warn_unconverged(label, result.convergence, coordinates.reported_names)
     return result, coordinates, summary
+
+
+def equal_mass_wall(coordinates, fold: bool) -> int | None:
+    """The column a proposal flow is folded at, with ``fold`` and half-probit mass coordinates (u_nu <= 0,
+    ``gwpe.inference.coordinates``); else None."""
+    return coordinates.masses[1] if fold and coordinates.mass_bounds is not None else None
 
 
 def mass_bounds(event: Event, settings) -> tuple[float, float] | None:
