@@ -14,6 +14,41 @@ REPO = Path(__file__).resolve().parents[1]
 GWPE = Path(sys.executable).with_name("gwpe")
 
 
+# Test files in the order the two xdist workers take them (``--dist loadfile --no-loadscope-reorder``): longest
+# first (LPT scheduling), seconds from the CI log of 65a02b4. xdist's default order, most tests first, started
+# test_dvc.py (one test, 250 s) 44th of 45 files, so one worker ran it alone at the end.
+LONGEST_FIRST = (
+    "test_dvc.py",  # 248
+    "test_event_pipeline.py",  # ~160
+    "test_wavenet_pipeline.py",  # ~140
+    "test_ddp.py",  # 130
+    "test_server.py",  # ~120
+    "test_flow_pipeline.py",  # ~110
+    "test_sweep.py",  # ~110
+    "test_wavenet_model.py",  # ~90: two 300-epoch overfit tests
+    "test_infer.py",  # ~70
+    "test_dask_cluster.py",  # 39
+    "test_distill.py",  # 38
+    "test_gnpe.py",  # 35
+    "test_engine.py",  # 34
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The files in ``LONGEST_FIRST`` order, then the rest with the most tests first (xdist's own order); the
+    tests inside a file keep theirs."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.path.name] = counts.get(item.path.name, 0) + 1
+
+    def rank(item) -> tuple:
+        name = item.path.name
+        listed = LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+        return listed, -counts[name], name
+
+    items.sort(key=rank)
+
+
 @pytest.fixture(autouse=True)
 def _unpin_mlflow_tracking_uri():
     """``stage_run`` calls ``mlflow.set_tracking_uri``, which pins the URI for the whole process (and sets
