@@ -29,6 +29,21 @@ def test_emcee_recovers_a_correlated_gaussian_within_monte_carlo_error():
     assert result.evaluations == 16 * 2501
 
 
+def test_emcee_returns_the_walkers_own_positions_beside_the_folded_samples():
+    """``fold`` maps the chain for R-hat and the samples; the walkers' own positions stay available (a density on
+    the mirrored space is evaluated at those, not at their folded images)."""
+
+    def fold(x):
+        return np.column_stack([-np.abs(x[:, 0]), x[:, 1:]])
+
+    start = np.random.default_rng(2).standard_normal((8, 2))
+    result = run_emcee(lambda x: -0.5 * (x**2).sum(1), start, steps=1500, burn=300, seed=4, progress=False, fold=fold)
+    assert result.walker_samples.shape == result.samples.shape
+    np.testing.assert_array_equal(result.samples, fold(result.walker_samples))
+    assert np.mean(result.walker_samples[:, 0] > 0) > 0.3 and np.all(result.samples[:, 0] <= 0)
+    assert abs(result.samples[:, 0].mean() + np.sqrt(2 / np.pi)) < 0.15  # the half normal's mean
+
+
 def test_emcee_moves_keep_a_standard_normal_unit_wide_at_any_scale():
     # emcee 3.1.6's DESnookerMove (in the mix before) reads sd 0.95 here at scale 1 and 0.85 alone: a biased move
     for scale in (1.0, 10.0):

@@ -107,7 +107,6 @@ def adaptive_from_npe(
 
     fm, adaptive = settings.flowmc, settings.adaptive
     torch.manual_seed(settings.seed)
-
     flow = StandardisedFlow(theta_npe.shape[1], adaptive.transforms, tuple(adaptive.hidden))
     flow.fit(
         torch.as_tensor(coordinates.from_physical(theta_npe), dtype=torch.float32),

@@ -61,6 +61,7 @@ class ReferencePosterior:
     seconds: float
     convergence: ConvergenceReport | None = None
     steps: int = 0  # steps run, extensions included
+    walker_samples: np.ndarray | None = None  # (n, P) the walkers' own positions, before ``fold``
 
     def diagnostics(self) -> dict:
         """JSON-ready: acceptance, autocorrelation, R-hat, ESS, convergence and cost."""
@@ -157,10 +158,9 @@ def run_emcee(
     rounds = 1 + -(-(max_steps - steps) // max(1, extend_steps))
     report = extend_until_converged(advance, target or ConvergenceTarget(), rounds)
     seconds = time.perf_counter() - began
-    chain = sampler.get_chain(discard=burn)
+    walker_chain = sampler.get_chain(discard=burn)
     tau = sampler.get_autocorr_time(discard=burn, tol=0)
-    if fold is not None:
-        chain = fold(chain.reshape(-1, dim)).reshape(chain.shape)
+    chain = walker_chain if fold is None else fold(walker_chain.reshape(-1, dim)).reshape(walker_chain.shape)
     return ReferencePosterior(
         samples=chain.reshape(-1, dim),
         log_posterior=sampler.get_log_prob(discard=burn).reshape(-1),
@@ -172,4 +172,5 @@ def run_emcee(
         seconds=seconds,
         convergence=report,
         steps=done,
+        walker_samples=walker_chain.reshape(-1, dim),
     )

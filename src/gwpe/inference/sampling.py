@@ -455,8 +455,8 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
                 target=convergence_target(settings),
             )
             log_density_u = result.log_posterior  # the chain's density is p_z: back to p(u) by the map's Jacobian
-            if emcee_settings.latent:
-                log_density_u = log_density_u - transport.from_latent(transport.to_latent(result.samples))[1]
+            if emcee_settings.latent:  # at the walkers' own z: a folded proposal maps z and its mirror to one u
+                log_density_u = log_density_u - transport.from_latent(result.walker_samples)[1]
             runs["emcee"] = {
                 "u": result.samples,
                 "log_density": log_density_u,
