@@ -10,6 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+# One intra-op thread for torch, OpenMP and BLAS in the test processes and everything they start (set before torch
+# is imported; xdist's workers inherit it): with two workers on two cores, a second thread spin-waits on the core
+# the other worker holds (``gwpe_env``'s docstring has the figures). In-process tests run the same code paths.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 GWPE = Path(sys.executable).with_name("gwpe")
 
