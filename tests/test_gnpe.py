@@ -145,6 +145,12 @@ def test_trained_toy_matches_its_grid_posterior():
     assert 0.7 < float(draws[:, 1].std()) / exact_tc_std < 1.5
     assert abs(float(draws[:, 0].mean()) - exact_amp) < 0.08
 
+    # the inner network alone at one proxy around a known t_c: every draw within delta of that proxy
+    z_inner, proxy = model.sample_given_tc(observation, 0.53, 500)
+    tc_inner = z_inner[:, 1] * STD[1] + MEAN[1]
+    assert abs(float(proxy) - 0.53) <= 0.005 and float((tc_inner - proxy).abs().max()) <= 0.005 + 1e-9
+    assert abs(float(z_inner[:, 0].mean() * STD[0] + MEAN[0]) - exact_amp) < 0.1
+
     z, proxy, log_q = model.sample_with_density(observation, 3000, seed=2)
     theta = z * STD + MEAN
     log_like = -0.5 * ((observation[0] - pulse(theta[:, 0].float(), theta[:, 1].float())[:, 0]) ** 2).sum(-1)
@@ -232,6 +238,10 @@ def test_gwpe_train_and_evaluate_a_gnpe_model_through_the_cli(tmp_path):
     )
     metrics = read_metrics(project / "m.json")
     assert set(metrics["ks_pvalue"]) == {"m1", "m2", "phi0", "tc", "dL", "chirp_mass"}
+    # the inner network's own p-p test (one proxy around the true t_c, no Gibbs), and its support named
+    assert set(metrics["gnpe_inner"]["ks_pvalue"]) == set(metrics["ks_pvalue"])
+    assert metrics["gnpe_inner"]["min_ks_pvalue"] == min(metrics["gnpe_inner"]["ks_pvalue"].values())
+    assert metrics["parameterisation"].startswith("GNPE on t_c (t_c - t^ in [-0.002, 0.002] s); bounded:")
     assert all(0 <= p <= 1 for p in metrics["ks_pvalue"].values()) and metrics["n_injections"] == 10
 
     module = FlowModule.load_model(package)

@@ -67,6 +67,10 @@ def execute(
                 "test.outside_prior": metrics["outside_prior"],
                 **{f"test.ks_pvalue.{k}": v for k, v in metrics["ks_pvalue"].items()},
                 **{f"test.width90_over_prior.{k}": v for k, v in metrics["width90_over_prior"].items()},
+                **{
+                    f"test.gnpe_inner.ks_pvalue.{k}": v
+                    for k, v in metrics.get("gnpe_inner", {}).get("ks_pvalue", {}).items()
+                },
             }
         )
         if run.info is not None and register:

@@ -214,6 +214,17 @@ class GNPEPosterior(nn.Module):
         return z
 
     @torch.no_grad()
+    def sample_given_tc(self, strain: Tensor, tc: float, n: int) -> tuple[Tensor, Tensor]:
+        """(z (n, P) float64, t^ ()): n draws of theta ~ q(. | x_t^, t^) at ONE proxy t^ ~ U(t_c - delta,
+        t_c + delta) around a known t_c (seconds), no Gibbs sweeps. For an injection (theta, x) with its true t_c,
+        (theta, t^, x) is a draw of the training joint, so the p-p test of these draws checks the inner network
+        alone: a miscalibration here is the network's, one only in ``sample`` is the chains'."""
+        strain = strain.reshape(strain.shape[-2:])
+        proxy = self.blur(torch.as_tensor([float(tc)], dtype=torch.float64))
+        proxies = proxy.expand(n).contiguous()
+        return self.absolute(self._inner_draws(strain, proxies), proxies), proxy[0]
+
+    @torch.no_grad()
     def sample_with_density(
         self, strain: Tensor, n: int, iterations: int | None = None, seed: int = 0
     ) -> tuple[Tensor, Tensor, Tensor]:

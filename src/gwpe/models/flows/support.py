@@ -386,6 +386,9 @@ def parameterisation(model: nn.Module) -> str:
     standardised space of models built before gwpe enforced the prior's support."""
     if isinstance(model, SupportedPosterior):
         return model.support.describe()
+    inner, proxy = getattr(model, "inner", None), getattr(model, "proxy", None)
+    if isinstance(inner, SupportedPosterior) and proxy is not None:  # GNPE: its inner network carries the support
+        return f"GNPE on t_c (t_c - t^ in [-{proxy['kernel']:g}, {proxy['kernel']:g}] s); {inner.support.describe()}"
     return (
         "unbounded: standardised parameters on R^F "
         "(prior support not enforced: a package saved before gwpe's support bijections)"
