@@ -97,18 +97,21 @@ def posterior_samples(module, standardisation, strain, n: int) -> np.ndarray:
     return standardisation.inverse(module.sample(torch.as_tensor(strain, dtype=torch.float32), n).double().numpy())
 
 
-def gnpe_inner_samples(module, standardisation, validation, n: int, samples: int) -> np.ndarray | None:
+def gnpe_inner_samples(
+    module, standardisation, validation, n: int, samples: int, progress: bool = False
+) -> np.ndarray | None:
     """(n, samples, P) draws of each validation injection from a GNPE model's inner network at one proxy blurred
     around the injection's true t_c (``GNPEPosterior.sample_given_tc``), in physical units; None for other
     models. Their p-p test separates the inner network's calibration from the Gibbs chains' (measured on the
     quality profile's 24-epoch arm: mass ratio KS p < 1e-4 in both, so the miscalibration is the network's)."""
     import torch
+    from tqdm import tqdm
 
     model = module.model
     if not hasattr(model, "sample_given_tc"):
         return None
     draws = []
-    for index in range(n):
+    for index in tqdm(range(n), desc="GNPE inner network p-p", unit="injection", disable=not progress):
         strain, theta = validation[index]
         tc = float(model.tc_of(torch.as_tensor(theta, dtype=torch.float64)))
         z, _ = model.sample_given_tc(torch.as_tensor(strain, dtype=torch.float32), tc, samples)
@@ -221,7 +224,7 @@ def evaluate_flow(config: ProjectConfig, name: str, progress: bool = True) -> Fl
         truth.append(standardisation.inverse(np.asarray(theta, dtype=float)))
     samples, truth = np.asarray(samples), np.asarray(truth)
     outside = outside_prior_fraction(prior, parameters, samples)
-    inner = gnpe_inner_samples(module, standardisation, validation, n, evaluation.samples)
+    inner = gnpe_inner_samples(module, standardisation, validation, n, evaluation.samples, progress)
     if "m1" in parameters and "m2" in parameters:
         samples, truth = _with_chirp_mass(samples, parameters), _with_chirp_mass(truth, parameters)
         inner = None if inner is None else _with_chirp_mass(inner, parameters)
