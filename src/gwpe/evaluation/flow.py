@@ -103,7 +103,7 @@ def gnpe_inner_samples(
     """(n, samples, P) draws of each validation injection from a GNPE model's inner network at one proxy blurred
     around the injection's true t_c (``GNPEPosterior.sample_given_tc``), in physical units; None for other
     models. Their p-p test separates the inner network's calibration from the Gibbs chains' (measured on the
-    quality profile's 24-epoch arm: mass ratio KS p < 1e-4 in both, so the miscalibration is the network's)."""
+    quality profile's 24-epoch BN arm: mass ratio KS p < 1e-4 on validation and training rows alike)."""
     import torch
     from tqdm import tqdm
 
