@@ -152,3 +152,25 @@ def test_phase_flip_moves_phi0_by_pi_half_the_time_on_training_targets_only(stor
     module = StrainDataModule(store.path, batch_size=4, phase_flip=True)
     validation = torch.cat([theta for _, theta in module.val_dataloader()])
     np.testing.assert_allclose(module.standardisation.inverse(validation.double()).numpy(), params[10:], rtol=1e-5)
+
+
+def test_phase_fold_maps_phi0_onto_one_copy_in_both_training_splits_and_needs_a_pi_symmetric_maf(store):
+    params = zarr.open_group(str(store.path), mode="r")["params"][:]
+    module = StrainDataModule(store.path, batch_size=4, phase_fold=True)
+    for split, rows in (("train", params[:10]), ("validation", params[10:])):
+        data = module.dataset(split)
+        theta = data.standardisation.inverse(torch.from_numpy(data.targets).double()).numpy()
+        assert np.all((theta[:, 2] >= 0) & (theta[:, 2] < np.pi))
+        np.testing.assert_allclose(theta[:, 2], rows[:, 2] % np.pi, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.delete(theta, 2, axis=1), np.delete(rows, 2, axis=1), rtol=1e-5)
+    assert np.any(params[:, 2] >= np.pi)  # so the fold moved something
+    with pytest.raises(ValueError, match="phase_flip and phase_fold both set"):
+        StrainDataset(store.path, "train", phase_flip=True, phase_fold=True)
+    profile = tiny_profile()
+    profile["flows"]["models"]["maf"]["phase_fold"] = True
+    assert parse_config(profile).flows.models["maf"].phase_fold
+    from gwpe.errors import ConfigError
+
+    profile["flows"]["phase_symmetry"] = "periodic"
+    with pytest.raises(ConfigError, match=r"flows.models.maf.phase_fold = true .* allowed: kind maf, phase_symm"):
+        parse_config(profile)

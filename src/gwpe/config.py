@@ -395,6 +395,11 @@ class FlowModelConfig(StrictModel):
         None, ge=10, le=1_000_000, description="overrides flows.evaluation.injections for this model"
     )
     gnpe: GNPEConfig | None = Field(None, description="null: no time-proxy; {kernel: s, iterations: N}: GNPE on t_c")
+    # (2,2)-mode signals are unchanged by phi0 -> phi0 + pi, so the posterior holds two equal copies; folded
+    # targets show the flow one of them and flows.phase_symmetry: pi restores the other (data/strain_datamodule.py)
+    phase_fold: bool = Field(
+        False, description="train on phi0 mod pi (one of the (2,2)-mode posterior's two copies); MAF, phase_symmetry pi"
+    )
 
     @field_validator("options", mode="before")
     @classmethod
@@ -482,6 +487,17 @@ class FlowsSection(StrictModel):
     model_dir: str = "models/flows"
     checkpoint_dir: str = "checkpoints/flows"
     registered_prefix: str = Field("gwpe-npe", min_length=1, description="registered as <prefix>-<model name>")
+
+    @model_validator(mode="after")
+    def _phase_fold_needs_symmetry(self) -> "FlowsSection":
+        for name, model in self.models.items():
+            if model.phase_fold and (model.kind != "maf" or self.phase_symmetry != "pi" or self.phase_flip):
+                raise ValueError(
+                    f"flows.models.{name}.phase_fold = true with kind {model.kind}, phase_symmetry "
+                    f"{self.phase_symmetry}, phase_flip {self.phase_flip}; allowed: kind maf, phase_symmetry pi, "
+                    "phase_flip false"
+                )
+        return self
 
 
 class ResNetIAFConfig(StrictModel):

@@ -9,6 +9,12 @@ Stored signals are noise-free and whitened, so noise is N(0, 1) per sample and d
   (h+, hx ∝ exp(2 i phi0), ``gwpe.waveforms.strain``): with phi0 uniform the pairs (phi0 + pi, x) and (phi0, x)
   have the same joint distribution, so the flow sees both copies of the posterior's two modes equally often
   instead of one per stored signal.
+- ``phase_fold``: every phi0 target, training and validation, becomes phi0 mod pi. Same condition: the posterior
+  then holds two equal copies, phi0 and phi0 + pi, and the raw flow trained on [0, 2 pi) has to learn both (and
+  their wrap-around pieces); folded, it is shown one. The MAF's ``phase`` symmetry (``models/flows/phase.py``,
+  2 copies) restores the other at sampling and in log q: q_sym(phi0) = (1/2) sum_i q(phi0 + i pi), so
+  KL(p || q_sym) <= KL(p_fold || q), the training loss (equal where q keeps its mass in [0, pi)). Only the
+  training job sets it; evaluation and inference read the stored truths.
 Splits up to IN_MEMORY_BYTES are held in memory (random access from the zarr store costs ~2 ms a row);
 larger ones are read per batch. Targets are the inferred parameters standardised with the training split's mean
 and std stored in the dataset (``Standardisation.inverse`` maps model outputs back to physical units).
@@ -43,9 +49,13 @@ class StrainDataset(Dataset):
         seed: int = 0,
         in_memory: bool | None = None,
         phase_flip: bool = False,
+        phase_fold: bool = False,
     ):
         self.path = Path(path)
+        if phase_flip and phase_fold:
+            raise ValueError("phase_flip and phase_fold both set; allowed: at most one")
         self.phase_flip = phase_flip
+        self.phase_fold = phase_fold
         if not (self.path / "zarr.json").is_file():
             raise FileNotFoundError(
                 f"no strain store at {self.path} (run: gwpe generate strain --dataset {self.path.stem})"
@@ -76,6 +86,11 @@ class StrainDataset(Dataset):
         if "phi0" in names:
             k = names.index("phi0")
             self._phi0 = (k, float(self.standardisation.mean[k]), float(self.standardisation.std[k]))
+        if self.phase_fold:
+            if self._phi0 is None:
+                raise ValueError(f"phase_fold: {self.path.name} does not infer phi0 (inferred: {', '.join(names)})")
+            k, mean, std = self._phi0
+            self.targets[:, k] = (((self.targets[:, k] * std + mean) % np.pi) - mean) / std
         self.snr = group[SNR][rows]
         self._strain = group[STRAIN]
         self._memory = None
@@ -106,6 +121,7 @@ class StrainDataset(Dataset):
             "seed": self.seed,
             "in_memory": self.in_memory,
             "phase_flip": self.phase_flip,
+            "phase_fold": self.phase_fold,
             "_pid": None,
         }
 
@@ -168,16 +184,24 @@ class StrainDataModule(SplitDataModule):
         seed: int = 0,
         in_memory: bool | None = None,
         phase_flip: bool = False,
+        phase_fold: bool = False,
     ):
         super().__init__(batch_size, num_workers, seed)
         self.path = Path(path)
         self.in_memory = in_memory
         self.phase_flip = phase_flip
+        self.phase_fold = phase_fold
 
     def make_dataset(self, split: str) -> StrainDataset:
-        """``phase_flip`` applies to the training split only: validation targets stay the stored truths."""
+        """``phase_flip`` applies to the training split only: validation targets stay the stored truths;
+        ``phase_fold`` to both, so the validation loss is the training loss."""
         return StrainDataset(
-            self.path, split, seed=self.seed, in_memory=self.in_memory, phase_flip=self.phase_flip and split == "train"
+            self.path,
+            split,
+            seed=self.seed,
+            in_memory=self.in_memory,
+            phase_flip=self.phase_flip and split == "train",
+            phase_fold=self.phase_fold,
         )
 
     @property

@@ -215,7 +215,10 @@ def flow_job(config: ProjectConfig, name: str) -> FitJob:
         registered_name=f"{section.registered_prefix}-{name.replace('_', '-')}",
         make_module=make_module,
         tags={"gwpe.model": "flow", "gwpe.flow": name, "gwpe.flow.kind": model_config["kind"]},
-        fingerprint_extra=(section.halve_every, section.phase_flip, section.schedule),
-        meta={"name": name},
+        # phase_fold joins the fingerprint only when set, so checkpoints of unfolded runs still resume
+        fingerprint_extra=(section.halve_every, section.phase_flip, section.schedule)
+        + (("phase_fold",) if section.models[name].phase_fold else ()),
+        meta={"name": name, "phase_fold": section.models[name].phase_fold},
         phase_flip=section.phase_flip,
+        phase_fold=section.models[name].phase_fold,
     )

@@ -72,6 +72,7 @@ def posterior_job(
     fingerprint_extra: tuple = (),
     meta: dict[str, Any] | None = None,
     phase_flip: bool = False,
+    phase_fold: bool = False,
 ) -> FitJob:
     """A ``FitJob`` for a posterior model of strain dataset ``dataset`` (chosen by config ``dataset_key``)."""
     from gwpe.data.strain_datamodule import StrainDataModule
@@ -83,6 +84,7 @@ def posterior_job(
         num_workers=training.num_workers,
         seed=training.seed,
         phase_flip=phase_flip,
+        phase_fold=phase_fold,
     )
 
     def package_extra(module, data, md5: dict, metrics: dict) -> dict:
