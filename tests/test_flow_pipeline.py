@@ -271,3 +271,32 @@ def test_dry_run_prices_cvae_on_strain_8d_without_data(tmp_path):
         and "8 parameters inferred from strain of shape (1, 1024)" in out.stdout
     )
     assert "samples/s" in out.stdout and "for 5 epochs" in out.stdout and not (tmp_path / "models").exists()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_phase_fold_trains_on_one_phi0_copy_and_the_package_samples_both(tmp_path, capsys, monkeypatch):
+    import numpy as np
+    import torch
+    import yaml
+
+    from gwpe.data.strain_datamodule import StrainDataset
+    from gwpe.data.strain_store import Standardisation
+    from gwpe.models.flow_module import FlowModule
+
+    project = _project(tmp_path)
+    profile = yaml.safe_load((project / "params.yaml").read_text())
+    profile["flows"]["models"]["maf"]["phase_fold"] = True
+    write_profile(project / "params.yaml", profile)
+    monkeypatch.chdir(project)
+    argv = ["train", "flow", "--model", "maf", "--params", "params.yaml", "--no-progress"]
+    code, out, err = run_in_process(argv, capsys)
+    assert code == 0, err
+    config = json.loads((project / "models" / "flows" / "maf" / "config.json").read_text())
+    assert config["phase_fold"] is True and config["flow"]["phase"]["copies"] == 2
+    module = FlowModule.load_model(project / "models" / "flows" / "maf")
+    strain, _ = StrainDataset(project / "data" / "strain" / "strain-5d.zarr", "validation", seed=0)[0]
+    torch.manual_seed(0)
+    draws = module.model.sample(strain, 4000).double()
+    phi0 = Standardisation.from_attrs(config).inverse(draws)[:, 2].numpy()
+    # trained on [0, pi) only, the folded posterior still puts half its draws in [pi, 2 pi)
+    assert np.all((phi0 >= 0) & (phi0 < 2 * np.pi)) and 0.45 < np.mean(phi0 >= np.pi) < 0.55
