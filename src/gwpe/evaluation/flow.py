@@ -39,7 +39,9 @@ def model_density(model):
 
 
 def validation_nll(module, data) -> float:
-    """Mean -log q(theta | x) over the validation split (fixed noise); GNPE: see ``model_density``."""
+    """Mean -log q(theta | x) over the validation split (fixed noise); GNPE: see ``model_density``. ``data``
+    holds the targets training saw: phi0 mod pi for a ``phase_fold`` package, whose GNPE training quantity (the
+    raw flow, before the phase symmetry) puts no mass on the other copy."""
     import torch
 
     total, count = 0.0, 0
@@ -59,7 +61,7 @@ def table3_losses(module, data) -> dict:
     from gwpe.data.strain_datamodule import StrainDataset
 
     validation = data.dataset("validation")
-    train = StrainDataset(data.path, "train", noise="fixed", seed=data.seed)
+    train = StrainDataset(data.path, "train", noise="fixed", seed=data.seed, phase_fold=data.phase_fold)
     train = Subset(train, range(min(len(train), len(validation))))
     row = {}
     module.eval()
@@ -211,6 +213,17 @@ def evaluate_flow(config: ProjectConfig, name: str, progress: bool = True) -> Fl
     )
     standardisation = data.standardisation
     validation = data.dataset("validation")
+    # the losses are on the targets training saw (phi0 mod pi for phase_fold); the p-p ranks on the stored truths
+    training_targets = (
+        StrainDataModule(
+            flows_store(config),
+            batch_size=config.flows.training.batch_size,
+            seed=config.flows.training.seed,
+            phase_fold=True,
+        )
+        if meta.get("phase_fold")
+        else data
+    )
     evaluation = config.flows.evaluation
     injections = config.flows.models[name].evaluation_injections if name in config.flows.models else None
     n = min(injections or evaluation.injections, len(validation))
@@ -235,13 +248,13 @@ def evaluate_flow(config: ProjectConfig, name: str, progress: bool = True) -> Fl
     start = time.perf_counter()
     module.sample(strain0, 10_000)
     metrics = {
-        "val_nll": validation_nll(module, data),
+        "val_nll": validation_nll(module, training_targets),
         **calibration.summary(),
         "sampling_seconds_1e4": time.perf_counter() - start,
         "outside_prior": outside,
         "parameterisation": parameterisation(module.model),
         "parameters": sum(p.numel() for p in module.parameters()),
-        "table3": table3_losses(module, data),
+        "table3": table3_losses(module, training_targets),
     }
     if inner is not None:
         inner_calibration = calibrate(inner, truth, parameters, ranges).summary()
