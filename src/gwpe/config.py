@@ -394,6 +394,12 @@ class FlowModelConfig(StrictModel):
     evaluation_injections: int | None = Field(
         None, ge=10, le=1_000_000, description="overrides flows.evaluation.injections for this model"
     )
+    evaluation_samples: int | None = Field(
+        None,
+        ge=10,
+        le=10_000_000,
+        description="overrides flows.evaluation.samples for this model (a GNPE draw costs gnpe.iterations passes)",
+    )
     gnpe: GNPEConfig | None = Field(None, description="null: no time-proxy; {kernel: s, iterations: N}: GNPE on t_c")
     # (2,2)-mode signals are unchanged by phi0 -> phi0 + pi, so the posterior holds two equal copies; folded
     # targets show the flow one of them and flows.phase_symmetry: pi restores the other (data/strain_datamodule.py)

@@ -225,19 +225,21 @@ def evaluate_flow(config: ProjectConfig, name: str, progress: bool = True) -> Fl
         else data
     )
     evaluation = config.flows.evaluation
-    injections = config.flows.models[name].evaluation_injections if name in config.flows.models else None
+    model_config = config.flows.models.get(name)
+    injections = model_config.evaluation_injections if model_config else None
     n = min(injections or evaluation.injections, len(validation))
+    n_samples = (model_config.evaluation_samples if model_config else None) or evaluation.samples
     parameters = list(standardisation.parameters)
     prior = _prior(config)
     torch.manual_seed(config.flows.training.seed)  # reproducible p-p levels and DVC metrics
     samples, truth = [], []
     for index in tqdm(range(n), desc=f"evaluate flow {name}", unit="injection", disable=not progress):
         strain, theta = validation[index]
-        samples.append(posterior_samples(module, standardisation, strain, evaluation.samples))
+        samples.append(posterior_samples(module, standardisation, strain, n_samples))
         truth.append(standardisation.inverse(np.asarray(theta, dtype=float)))
     samples, truth = np.asarray(samples), np.asarray(truth)
     outside = outside_prior_fraction(prior, parameters, samples)
-    inner = gnpe_inner_samples(module, standardisation, validation, n, evaluation.samples, progress)
+    inner = gnpe_inner_samples(module, standardisation, validation, n, n_samples, progress)
     if "m1" in parameters and "m2" in parameters:
         samples, truth = _with_chirp_mass(samples, parameters), _with_chirp_mass(truth, parameters)
         inner = None if inner is None else _with_chirp_mass(inner, parameters)
@@ -250,6 +252,7 @@ def evaluate_flow(config: ProjectConfig, name: str, progress: bool = True) -> Fl
     metrics = {
         "val_nll": validation_nll(module, training_targets),
         **calibration.summary(),
+        "samples_per_injection": n_samples,
         "sampling_seconds_1e4": time.perf_counter() - start,
         "outside_prior": outside,
         "parameterisation": parameterisation(module.model),
