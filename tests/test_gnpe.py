@@ -286,6 +286,7 @@ def test_evaluate_reads_a_phase_fold_gnpe_packages_losses_on_the_folded_targets(
     project = _gnpe_project(tmp_path)
     profile = yaml.safe_load((project / "params.yaml").read_text())
     profile["flows"]["models"]["gnpe"]["phase_fold"] = True  # flows.phase_symmetry: pi (default)
+    profile["flows"]["models"]["gnpe"]["evaluation_samples"] = 30  # flows.evaluation.samples: 50
     write_profile(project / "params.yaml", profile)
     monkeypatch.chdir(project)
     code, _, err = run_in_process(
@@ -315,3 +316,4 @@ def test_evaluate_reads_a_phase_fold_gnpe_packages_losses_on_the_folded_targets(
     assert abs(metrics["val_nll"] - folded) < 0.25 * gap, (metrics["val_nll"], folded, stored)
     assert abs(metrics["table3"]["test_loss"] - folded) < 0.25 * gap, (metrics["table3"], folded, stored)
     assert set(metrics["ks_pvalue"]) == {"m1", "m2", "phi0", "tc", "dL", "chirp_mass"}
+    assert metrics["samples_per_injection"] == 30 and metrics["n_injections"] == 10
