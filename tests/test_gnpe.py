@@ -145,6 +145,18 @@ def test_trained_toy_matches_its_grid_posterior():
     assert 0.7 < float(draws[:, 1].std()) / exact_tc_std < 1.5
     assert abs(float(draws[:, 0].mean()) - exact_amp) < 0.08
 
+    # several observations' chains swept together: each keeps its own posterior, and one observation's draws
+    # are ``sample``'s to the bit for the same seed
+    other = (pulse(torch.tensor([1.2]), torch.tensor([0.45])) + torch.randn(1, 1, LENGTH, generator=generator))[0]
+    together = model.sample_many(torch.stack([observation, other]), 1000) * STD + MEAN
+    assert together.shape == (2, 1000, 2)
+    assert abs(float(together[0, :, 1].mean()) - exact_tc) < 0.5 * exact_tc_std
+    assert abs(float(together[1, :, 1].mean()) - 0.45) < 0.01  # the two t_c are 0.08 s apart
+    torch.manual_seed(5)
+    one = model.sample(observation, 50)
+    torch.manual_seed(5)
+    assert torch.equal(one, model.sample_many(observation[None], 50)[0])
+
     # the inner network alone at one proxy around a known t_c: every draw within delta of that proxy
     z_inner, proxy = model.sample_given_tc(observation, 0.53, 500)
     tc_inner = z_inner[:, 1] * STD[1] + MEAN[1]

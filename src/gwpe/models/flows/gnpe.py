@@ -186,22 +186,40 @@ class GNPEPosterior(nn.Module):
     @torch.no_grad()
     def gibbs(self, strain: Tensor, n: int, iterations: int | None = None) -> tuple[Tensor, Tensor]:
         """n parallel Gibbs chains for one observation (C, L): (z (n, P) float64, last proxies t^ (n,))."""
+        z, proxy = self.gibbs_many(strain.unsqueeze(0), n, iterations)
+        return z[0], proxy[0]
+
+    @torch.no_grad()
+    def gibbs_many(self, strains: Tensor, n: int, iterations: int | None = None) -> tuple[Tensor, Tensor]:
+        """n parallel Gibbs chains for each of B observations (B, C, L), every chain of every observation in one
+        batch per sweep (the networks' per-call cost dominates at a few hundred rows: 200 chains of one
+        injection ran 3x slower per draw than 10,000): (z (B, n, P) float64, last proxies t^ (B, n))."""
         iterations = self.iterations if iterations is None else int(iterations)
-        tc = self.init.sample(strain.unsqueeze(0), n).reshape(n).double() * self.std + self.mean
-        z = None
+        batch = len(strains)
+        tc = self.init.sample(strains, n).reshape(n, batch).T.reshape(-1).double() * self.std + self.mean
+        rows = strains.repeat_interleave(n, dim=0)
+        z = proxy = None
         for _ in range(max(1, iterations)):
             proxy = self.blur(tc)
-            z = self.absolute(self._inner_draws(strain, proxy), proxy)
+            z = self.absolute(self._draw_inner(self.context(rows, proxy)), proxy)
             tc = self.tc_of(z)
-        return z, proxy
+        return z.reshape(batch, n, -1), proxy.reshape(batch, n)
 
     @torch.no_grad()
     def sample(self, strain: Tensor, n: int, iterations: int | None = None) -> Tensor:
         """(n, P) standardised draws for one observation (C, L) or (1, C, L) (float64); draws whose t_c left
         the prior's range are redrawn, since p(theta | x) is zero there: five times from the same chain's proxy,
         then five times from a proxy blurred around t_c clipped into the range (a chain whose proxy drifted out)."""
-        strain = strain.reshape(strain.shape[-2:])
-        z, proxy = self.gibbs(strain, n, iterations)
+        return self.sample_many(strain.reshape(1, *strain.shape[-2:]), n, iterations)[0]
+
+    @torch.no_grad()
+    def sample_many(self, strains: Tensor, n: int, iterations: int | None = None) -> Tensor:
+        """(B, n, P) standardised draws for each of B observations (B, C, L) (float64): ``sample``'s draws, with
+        every observation's chains swept together (``gibbs_many``)."""
+        batch = len(strains)
+        z, proxy = self.gibbs_many(strains, n, iterations)
+        z, proxy = z.reshape(batch * n, -1), proxy.reshape(-1)
+        rows = strains.repeat_interleave(n, dim=0)
         low, high = self.proxy["low"], self.proxy["high"]
         for attempt in range(10):
             tc = self.tc_of(z)
@@ -210,8 +228,8 @@ class GNPEPosterior(nn.Module):
                 break
             if attempt >= 5:
                 proxy[outside] = self.blur(tc[outside].clamp(low, high))
-            z[outside] = self.absolute(self._inner_draws(strain, proxy[outside]), proxy[outside])
-        return z
+            z[outside] = self.absolute(self._draw_inner(self.context(rows[outside], proxy[outside])), proxy[outside])
+        return z.reshape(batch, n, -1)
 
     @torch.no_grad()
     def sample_given_tc(self, strain: Tensor, tc: float, n: int) -> tuple[Tensor, Tensor]:
