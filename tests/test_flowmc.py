@@ -530,6 +530,42 @@ def test_latent_random_walk_with_a_flow_folded_at_a_wall_samples_the_half_space_
     assert np.all(mirrored[:, 0] <= 0)
 
 
+def test_emcee_in_the_latent_space_of_a_walled_flow_samples_one_side():
+    """``LatentTransport.density(one_side=True)``: the latent target is -inf wherever the unfolded flow maps z past
+    the wall, so emcee's walkers (``run_emcee``, as ``gwpe sample`` runs it) stay on the target's own side and
+    recover the cut Gaussian's moments with no fold (the mirrored target split them over two copies)."""
+    from gwpe.inference.flowmc import LatentTransport
+    from gwpe.inference.reference import run_emcee
+
+    torch.manual_seed(12)
+    generator = torch.Generator().manual_seed(13)
+    draws = torch.randn(4000, 2, generator=generator)
+    draws[:, 0] = -draws[:, 0].abs()
+    draws[:, 1] = 0.8 * draws[:, 0] + 0.6 * torch.randn(4000, generator=generator)
+    flow = StandardisedFlow(2, transforms=2, hidden=(32, 32), wall=0)
+    flow.fit(draws, epochs=20, batch=256, restandardise=True)
+    covariance_inverse = np.linalg.inv(np.array([[1.0, 0.8], [0.8, 1.0]]))
+
+    def log_prob(u: np.ndarray) -> np.ndarray:
+        inside = u[:, 0] <= 0
+        return np.where(inside, -0.5 * np.einsum("ni,ij,nj->n", u, covariance_inverse, u), -np.inf)
+
+    transport = LatentTransport(flow)
+    density = transport.density(log_prob, one_side=True)
+    z = transport.to_latent(draws[:200].double().numpy())
+    assert np.all(np.isfinite(density(z)))
+    unfolded, _ = transport.from_latent(-z, fold=False)
+    past = unfolded[:, 0] > 0
+    assert past.any() and np.all(np.isneginf(density(-z)[past]))  # the mirror copy is not part of the target
+    result = run_emcee(density, z[:16], 1500, 300, seed=3, progress=False, fold=lambda w: transport.from_latent(w)[0])
+    samples = result.samples
+    assert np.all(samples[:, 0] <= 0)
+    mean_x0 = -math.sqrt(2 / math.pi)
+    assert abs(samples[:, 0].mean() - mean_x0) < 0.08, samples.mean(0)
+    assert abs(samples[:, 0].var() - (1 - 2 / math.pi)) < 0.06, samples.var(0)
+    assert abs(samples[:, 1].mean() - 0.8 * mean_x0) < 0.1, samples.mean(0)
+
+
 def test_production_runs_on_fewer_longer_chains_and_lowers_the_rhat_noise_floor():
     """``production_chains``: training on every chain, production on the first k. For exact draws split R-hat
     sits near sqrt(1 + 1 / ESS per split chain), so the same calls spread over 4 chains instead of 32 give a

@@ -724,23 +724,38 @@ class LatentTransport:
             x = torch.as_tensor((np.atleast_2d(u) - self.mean) / self.scale, dtype=torch.float32)
             return self.flow.flow().transform(x).double().numpy()
 
-    def from_latent(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def from_latent(self, z: np.ndarray, fold: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(u, log |d u / d z|) for rows of z (n, D); non-finite where the inverse overflows. A flow folded at a
         wall maps z to the whole space and u is folded back: the latent chain then samples the target mirrored
-        across the wall, p(fold(u)), and its folded draws the target (``FlowMC._latent_local_steps``)."""
+        across the wall, p(fold(u)), and its folded draws the target (``FlowMC._latent_local_steps``).
+        ``fold=False``: u as the unfolded flow maps it (past the wall for part of z)."""
         with one_thread(), torch.no_grad():
             latent = torch.as_tensor(np.atleast_2d(z), dtype=torch.float32)
             x, ladj = self.flow.flow().transform.inv.call_and_ladj(latent)
-            u = fold_at_wall(self.flow, x.double() * torch.as_tensor(self.scale) + torch.as_tensor(self.mean))
+            u = x.double() * torch.as_tensor(self.scale) + torch.as_tensor(self.mean)
+            if fold:
+                u = fold_at_wall(self.flow, u)
         return u.numpy(), ladj.double().numpy() + self.log_scale
 
-    def density(self, log_density: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-        """z -> log p(f^-1(z)) + log |d f^-1 / d z| for a batched numpy ``log_density`` of u."""
+    def density(
+        self, log_density: Callable[[np.ndarray], np.ndarray], one_side: bool = False
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """z -> log p(f^-1(z)) + log |d f^-1 / d z| for a batched numpy ``log_density`` of u.
+
+        ``one_side`` (a flow folded at a wall): -inf where the unfolded flow maps z past the wall, so the chain
+        samples p on the target's own side only, where p_z is close to N(0, I), not the mirrored target, whose
+        second copy sits wherever the unfolded flow put its spill (a thin region of z with p_z >> N(0, I)). For
+        an ensemble sampler the difference is large: emcee on demo injection 0, 32 walkers x 6,000 steps,
+        mirrored: autocorrelation times 91-193 steps, R-hat 1.011-1.024, walkers 26-57 % of the time past the
+        wall; one side: 22-27 steps, R-hat <= 1.005, acceptance 0.16 -> 0.28 (2026-12-07)."""
+        wall = getattr(self.flow, "wall", None) if one_side else None
 
         def latent(z: np.ndarray) -> np.ndarray:
-            u, log_jacobian = self.from_latent(z)
+            u, log_jacobian = self.from_latent(z, fold=wall is None)
             out = np.full(len(u), -np.inf)
             finite = np.isfinite(log_jacobian) & np.all(np.isfinite(u), axis=1)
+            if wall is not None:
+                finite &= u[:, wall] <= 0
             if finite.any():
                 out[finite] = log_density(u[finite]) + log_jacobian[finite]
             return out

@@ -432,8 +432,8 @@ def sample_event(config: ProjectConfig, progress: bool = True, plots_dir: str | 
             templates = likelihood.evaluations
             if emcee_settings.latent:  # NeuTra: the walkers move in the warm proposal's latent space (module doc)
                 transport = LatentTransport(runs["flowmc_warm"]["proposal"])
-                density, start = (
-                    transport.density(warm_coordinates.log_density(likelihood.log_posterior)),
+                density, start = (  # on the wall's own side (``LatentTransport.density``): one copy, no mirror
+                    transport.density(warm_coordinates.log_density(likelihood.log_posterior), one_side=True),
                     transport.to_latent(start),
                 )
 
