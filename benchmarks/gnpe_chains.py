@@ -81,9 +81,10 @@ def main() -> int:
     print(f"{args.model}, injection {args.injection}, kernel {out['kernel_ms']:.1f} ms, {args.chains} chains")
     print("init network t_c - truth (ms), quantiles " + ", ".join(f"{q}%: {v:.2f}" for q, v in init.items()))
     for k, row in out["sweeps"].items():
+        far_m1 = "-" if row["m1_median_far"] is None else f"{row['m1_median_far']:.1f}"
         print(
             f"{k:4d} sweeps: median offset {row['offset_ms']['50']:.2f} ms, 1%: {row['offset_ms']['1']:.2f} ms, "
-            f"{row['far_fraction']:.1%} of chains > {args.far:g} ms off (m1 median {row['m1_median_far']} vs "
+            f"{row['far_fraction']:.1%} of chains > {args.far:g} ms off (m1 median {far_m1} vs "
             f"{row['m1_median_rest']:.1f}), {row['seconds']} s"
         )
     if args.json is not None:
