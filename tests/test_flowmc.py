@@ -637,6 +637,37 @@ def test_cold_start_restandardises_its_flow_as_the_chains_contract_onto_a_narrow
     assert flow.drifted(same * 0.3) and flow.drifted(same * 3) and flow.drifted(same + torch.tensor([0.0, 1.5]))
 
 
+def test_a_warm_flow_is_restandardised_when_the_chains_contract_far_inside_the_npe_draws():
+    """A warm start from an NPE 10x wider than the target (as the GNPE MAF's draws with their wide t_c tail
+    are, relative to the likelihood posterior): the flow starts on the NPE draws' standardisation and is re-set
+    once the chains have contracted inside it, so it ends on the target's width. Kept on the NPE's (the
+    behaviour before), its scale stays at the NPE's 0.1 (demo injection 0: production acceptance 0.39, not 0.63)."""
+    centre = torch.tensor([0.3, -0.2, 0.1])
+    target = torch.distributions.MultivariateNormal(centre, 1e-4 * torch.eye(3))
+    generator = torch.Generator().manual_seed(0)
+    npe_draws = centre + 0.1 * torch.randn(4000, 3, generator=generator)
+    warm = StandardisedFlow(3, transforms=2, hidden=(16, 16))
+    warm.fit(npe_draws, epochs=5, restandardise=True)
+    assert float(warm.scale.mean()) > 0.08
+    sampler = FlowMC(
+        target.log_prob,
+        3,
+        n_chains=32,
+        local="rw",
+        n_local=10,
+        n_global=10,
+        training_loops=16,
+        production_loops=1,
+        flow_epochs=5,
+        flow=warm,
+        seed=0,
+    )
+    result = sampler.run(npe_draws[:32], train_until=0.4)
+    restandardised = result.history["restandardised"]
+    assert any(restandardised), restandardised
+    assert 0.005 < float(sampler.proposal.scale.mean()) < 0.03, sampler.proposal.scale
+
+
 def test_a_flow_folded_at_a_wall_is_normalised_on_its_half_space_and_fits_a_density_meeting_it():
     """Target: x0 ~ N(0, 1), x1 = -|N(0, 0.3)| (a density meeting the wall x1 = 0 with zero slope, like the
     posterior at the equal-mass wall in half-probit coordinates). The folded flow keeps every draw and all its mass
