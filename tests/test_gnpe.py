@@ -98,6 +98,20 @@ def test_an_old_package_without_a_shift_key_keeps_the_roll_it_was_trained_with()
         build_flow_model(toy_config(shift="sinc"))
 
 
+def test_inference_contexts_match_the_training_context_for_many_proxies_per_observation():
+    """``contexts_of`` (spectrum once per observation, phase in complex64) gives the context training builds
+    (``context``, float64 FFT) for every (observation, proxy) row; the roll of old packages goes through it too."""
+    generator = torch.Generator().manual_seed(4)
+    strains, _ = draw(3, generator)
+    rows = torch.tensor([0, 2, 2, 1, 0])
+    proxy = 0.4 + 0.2 * torch.rand(5, generator=generator, dtype=torch.float64)
+    for shift in ("fourier", "roll"):
+        model = build_flow_model(toy_config(shift=shift))
+        fast = model.contexts_of(strains)(rows, proxy)
+        assert fast.shape == (5, LENGTH + 1)
+        assert torch.allclose(fast, model.context(strains[rows], proxy), atol=1e-5), shift
+
+
 def test_relative_parameters_round_trip_and_the_kernel_bounds_them():
     model = build_flow_model(toy_config())
     z = torch.randn(50, 2, dtype=torch.float64)
