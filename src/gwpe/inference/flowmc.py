@@ -298,6 +298,9 @@ def gelman_rubin_rhat(chains: Tensor) -> np.ndarray:
     return torch.sqrt(var_plus / within).numpy()
 
 
+CHECK_GROWTH = 0.05  # production grows by this fraction between checks of FlowMC.run's stop condition
+
+
 class FlowMC:
     """See the module docstring. ``log_prob`` maps (n, D) to (n,); it is called on batches of chains."""
 
@@ -594,7 +597,7 @@ class FlowMC:
         bar = tqdm(
             total=self.training_loops + self.production_loops, desc="flow-MCMC", unit="loop", disable=not progress
         )
-        training, loop, produced = self.training_loops > 0, 0, 0
+        training, loop, produced, next_check = self.training_loops > 0, 0, 0, self.production_loops
         if not training:
             x, logp, grad = self._enter_production(x, logp, grad)
         while True:
@@ -610,12 +613,12 @@ class FlowMC:
             if training and self.train_flow:
                 chain_history.append(torch.stack(states))
                 data = torch.cat(chain_history[-self.history_loops :]).reshape(-1, self.dim)
-                # the flow is re-standardised whenever the chains have moved off its coordinates (``drifted``):
-                # a cold start's on the first loop, then as they contract onto the posterior; a warm flow starts on
-                # the NPE draws' standardisation, re-set only if the chains leave it. Demo injection 0 warm from the
-                # GNPE MAF, whose draws carry a wide t_c tail: re-set on loop 3, production acceptance 0.39 -> 0.63,
-                # 110,784 -> 57,984 calls; from the flattened MAF, also re-set on loop 3, 0.50 either way)
-                restandardise = (not self.warm and loop == 0) or self.proposal.drifted(data)
+                # the flow is re-standardised on the chains' states on the first loop, then whenever they move off
+                # its coordinates (``drifted``), as a cold start's chains contract onto the posterior. A warm flow
+                # too: kept on the NPE draws' standardisation, which the GNPE MAF's wide t_c tail sets, demo
+                # injection 0's warm run took 115,264 calls (seed 0) and > 12 min (seed 1), re-set on drift alone
+                # 57,984-115,264, re-set on loop 0 as well 79,424 and 80,064 (71 and 76 s)
+                restandardise = loop == 0 or self.proposal.drifted(data)
                 self.proposal.fit(data.float(), self.flow_epochs, lr=self.learning_rate, restandardise=restandardise)
             x, logp, grad, global_rate, global_states, global_logps = self._global_steps(x, logp, grad)
             ess, worst_rhat, thinnest_tail = float("nan"), float("nan"), float("nan")
@@ -626,9 +629,15 @@ class FlowMC:
                 global_rates.append(global_rate)
                 local_rates.append(local_rate)
                 produced += 1
-                if target_ess is not None:
+                # the stop is checked after every CHECK_GROWTH more production (at least one loop): each check
+                # reads every draw so far, and checked every loop they cost O(loops^2) (demo injection 0's warm
+                # run, 293 loops: ~0.3 s a check at the end, ~50 of its 130 s)
+                due = produced >= max(self.production_loops, next_check)
+                if due:
+                    next_check = produced + max(1, int(CHECK_GROWTH * produced))
+                if due and target_ess is not None:
                     ess = effective_sample_size(torch.stack(samples))
-                if produced >= self.production_loops and (target_ess is None or ess >= target_ess):
+                if due and (target_ess is None or ess >= target_ess):
                     mixed = True
                     if target_rhat is not None or convergence is not None:  # ArviZ only when it can decide
                         report = _diagnosed(torch.stack(samples), convergence, reported)
