@@ -110,6 +110,11 @@ def test_inference_contexts_match_the_training_context_for_many_proxies_per_obse
         fast = model.contexts_of(strains)(rows, proxy)
         assert fast.shape == (5, LENGTH + 1)
         assert torch.allclose(fast, model.context(strains[rows], proxy), atol=1e-5), shift
+    # the inner network's draws of several observations at once, each at a proxy within the kernel of its t_c
+    tc = torch.tensor([0.45, 0.5, 0.55], dtype=torch.float64)
+    z, proxies = model.sample_given_tc_many(strains, tc, 7)
+    assert z.shape == (3, 7, 2) and torch.all((proxies - tc).abs() <= model.kernel)
+    assert torch.all((model.tc_of(z) - proxies[:, None]).abs() <= model.kernel + 1e-9)
 
 
 def test_relative_parameters_round_trip_and_the_kernel_bounds_them():

@@ -43,7 +43,14 @@ def execute(
         figure = pp_plot(result.calibration, title=f"{name} on {config.flows.dataset}: {result.injections} injections")
         save_and_log(run, figure, plots_dir / f"{name}-pp.png", f"plots/flows/{name}-pp.png")
         reference = compare_with_reference(
-            config, result.module, result.standardisation, name, plots_dir, run, matching_reference(config)
+            config,
+            result.module,
+            result.standardisation,
+            name,
+            plots_dir,
+            run,
+            matching_reference(config),
+            result.drawn,
         )
         if reference is not None:
             metrics["reference"] = reference

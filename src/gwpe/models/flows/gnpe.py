@@ -266,6 +266,17 @@ class GNPEPosterior(nn.Module):
         return self.absolute(self._inner_draws(strain, proxies), proxies), proxy[0]
 
     @torch.no_grad()
+    def sample_given_tc_many(self, strains: Tensor, tc: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        """``sample_given_tc`` for B observations (B, C, L) at their known t_c (B,) (seconds), in one batch:
+        (z (B, n, P) float64, t^ (B,))."""
+        batch = len(strains)
+        proxy = self.blur(torch.as_tensor(tc, dtype=torch.float64).reshape(batch))
+        rows = torch.arange(batch, device=strains.device).repeat_interleave(n)
+        proxies = proxy.repeat_interleave(n)
+        z = self.absolute(self._draw_inner(self.contexts_of(strains)(rows, proxies)), proxies)
+        return z.reshape(batch, n, -1), proxy
+
+    @torch.no_grad()
     def sample_with_density(
         self, strain: Tensor, n: int, iterations: int | None = None, seed: int = 0
     ) -> tuple[Tensor, Tensor, Tensor]:
