@@ -80,6 +80,19 @@ def _estimate_dict(estimate, seconds: float | None = None, evaluations: int | No
     return out
 
 
+def seed_flow(draws: torch.Tensor, adaptive, epochs: int):
+    """The adaptive-IS flow (``adaptive.transforms`` x ``adaptive.hidden``) fitted to NPE draws (n, D) in sampler
+    coordinates for ``epochs``, then widened ``adaptive.seed_inflation``-fold in every standardised coordinate, so
+    a mode or tail the NPE under-covers is still proposed (``AdaptiveISConfig.seed_inflation``)."""
+    from gwpe.inference.flowmc import StandardisedFlow
+
+    flow = StandardisedFlow(draws.shape[1], adaptive.transforms, tuple(adaptive.hidden))
+    flow.fit(draws.float(), epochs, restandardise=True)
+    with torch.no_grad():
+        flow.scale.mul_(adaptive.seed_inflation)
+    return flow
+
+
 def adaptive_from_npe(
     settings,
     likelihood,
@@ -94,25 +107,20 @@ def adaptive_from_npe(
 ):
     """``adaptive_importance_sampling`` of the posterior in ``coordinates``, from a flow (``adaptive.transforms``
     x ``adaptive.hidden``) fitted to NPE draws ``theta_npe`` (physical, inside the prior) for
-    ``flowmc.warm_start_epochs``; ``sampling.adaptive`` settings, ``ess`` overriding ``final_ess`` (and then
-    dropping ``final_sd_error``: the reference stage asks for an ESS, not widths to 1 %). In
+    ``flowmc.warm_start_epochs`` and widened ``adaptive.seed_inflation``-fold; ``sampling.adaptive`` settings,
+    ``ess`` overriding ``final_ess`` (and then dropping ``final_sd_error``: the reference stage asks for an ESS, not
+    widths to 1 %). In
     half-probit mass coordinates the flow is folded at the equal-mass wall once the bridge reaches the posterior
     (``adaptive.fold_equal_mass``; the ``wall`` of ``adaptive_importance_sampling``). Its final ``sd_error`` is
     checked on the reported columns (``SamplerCoordinates.reported``: the masses and the chirp mass);
     ``seed_draws`` (physical posterior draws, e.g. the warm flow-MCMC's) join its PMC kernel
     (``adaptive_importance_sampling``)."""
     from gwpe.inference.evidence import adaptive_importance_sampling
-    from gwpe.inference.flowmc import StandardisedFlow
     from gwpe.inference.sampling import equal_mass_wall, torch_density
 
     fm, adaptive = settings.flowmc, settings.adaptive
     torch.manual_seed(settings.seed)
-    flow = StandardisedFlow(theta_npe.shape[1], adaptive.transforms, tuple(adaptive.hidden))
-    flow.fit(
-        torch.as_tensor(coordinates.from_physical(theta_npe), dtype=torch.float32),
-        fm.warm_start_epochs,
-        restandardise=True,
-    )
+    flow = seed_flow(torch.as_tensor(coordinates.from_physical(theta_npe)), adaptive, fm.warm_start_epochs)
     return adaptive_importance_sampling(
         torch_density(coordinates.log_density(likelihood.log_posterior)),
         flow,
