@@ -791,9 +791,9 @@ def test_adaptive_importance_sampling_draws_on_until_the_widths_are_known():
 
 
 def test_the_adaptive_is_seed_flow_is_the_npe_fit_widened_by_seed_inflation():
-    """``event_evidence.seed_flow``: the flow fitted to the NPE draws, widened ``seed_inflation``-fold, so the
-    bridge starts wider than the NPE (demo injection 1 from the GNPE MAF: the m1 < 67 Msun mode 0.26 % -> 0.60 %
-    of the weight, MCMC 0.44 %); at 1 the fit as it is."""
+    """``event_evidence.seed_flow``: the flow fitted to the NPE draws, widened ``inflation``-fold (gwpe
+    reference: ``sampling.adaptive.seed_inflation``), so the bridge starts wider than the NPE (demo injection 1
+    from the GNPE MAF: the m1 < 67 Msun mode 0.26 % -> 0.60 % of the weight, MCMC 0.44 %); at 1 the fit as it is."""
     from gwpe.config import AdaptiveISConfig
     from gwpe.inference.event_evidence import seed_flow
 
@@ -802,7 +802,7 @@ def test_the_adaptive_is_seed_flow_is_the_npe_fit_widened_by_seed_inflation():
     )
     for inflation in (1.0, 1.5):
         torch.manual_seed(0)
-        flow = seed_flow(draws, AdaptiveISConfig(transforms=2, hidden=[16], seed_inflation=inflation), epochs=5)
+        flow = seed_flow(draws, AdaptiveISConfig(transforms=2, hidden=[16]), epochs=5, inflation=inflation)
         ratio = flow.sample(4000).std(0) / draws.std(0)
         assert torch.allclose(ratio, torch.full((2,), inflation), rtol=0.1), (inflation, ratio)
     with pytest.raises(ValueError, match="seed_inflation"):

@@ -80,16 +80,16 @@ def _estimate_dict(estimate, seconds: float | None = None, evaluations: int | No
     return out
 
 
-def seed_flow(draws: torch.Tensor, adaptive, epochs: int):
+def seed_flow(draws: torch.Tensor, adaptive, epochs: int, inflation: float = 1.0):
     """The adaptive-IS flow (``adaptive.transforms`` x ``adaptive.hidden``) fitted to NPE draws (n, D) in sampler
-    coordinates for ``epochs``, then widened ``adaptive.seed_inflation``-fold in every standardised coordinate, so
-    a mode or tail the NPE under-covers is still proposed (``AdaptiveISConfig.seed_inflation``)."""
+    coordinates for ``epochs``, then widened ``inflation``-fold in every standardised coordinate, so a mode or
+    tail the NPE under-covers is still proposed (``AdaptiveISConfig.seed_inflation``)."""
     from gwpe.inference.flowmc import StandardisedFlow
 
     flow = StandardisedFlow(draws.shape[1], adaptive.transforms, tuple(adaptive.hidden))
     flow.fit(draws.float(), epochs, restandardise=True)
     with torch.no_grad():
-        flow.scale.mul_(adaptive.seed_inflation)
+        flow.scale.mul_(inflation)
     return flow
 
 
@@ -104,10 +104,11 @@ def adaptive_from_npe(
     progress: bool = False,
     on_stall: str = "sample",
     seed_draws: np.ndarray | None = None,
+    inflation: float = 1.0,
 ):
     """``adaptive_importance_sampling`` of the posterior in ``coordinates``, from a flow (``adaptive.transforms``
     x ``adaptive.hidden``) fitted to NPE draws ``theta_npe`` (physical, inside the prior) for
-    ``flowmc.warm_start_epochs`` and widened ``adaptive.seed_inflation``-fold; ``sampling.adaptive`` settings,
+    ``flowmc.warm_start_epochs`` and widened ``inflation``-fold (``seed_flow``); ``sampling.adaptive`` settings,
     ``ess`` overriding ``final_ess`` (and then dropping ``final_sd_error``: the reference stage asks for an ESS, not
     widths to 1 %). In
     half-probit mass coordinates the flow is folded at the equal-mass wall once the bridge reaches the posterior
@@ -120,7 +121,7 @@ def adaptive_from_npe(
 
     fm, adaptive = settings.flowmc, settings.adaptive
     torch.manual_seed(settings.seed)
-    flow = seed_flow(torch.as_tensor(coordinates.from_physical(theta_npe)), adaptive, fm.warm_start_epochs)
+    flow = seed_flow(torch.as_tensor(coordinates.from_physical(theta_npe)), adaptive, fm.warm_start_epochs, inflation)
     return adaptive_importance_sampling(
         torch_density(coordinates.log_density(likelihood.log_posterior)),
         flow,

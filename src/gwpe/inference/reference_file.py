@@ -101,6 +101,7 @@ def _adaptive_is(config: ProjectConfig, event, module, likelihood, progress: boo
             generator=generator,
             progress=progress,
             on_stall="raise",  # no final draws from a proposal that missed the posterior: emcee takes over
+            inflation=settings.adaptive.seed_inflation,  # no flow-MCMC draws seed its kernel here (config doc)
         )
     except AnnealingStalled as stall:
         return {
