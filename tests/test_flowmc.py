@@ -599,14 +599,14 @@ def test_production_runs_on_fewer_longer_chains_and_lowers_the_rhat_noise_floor(
         FlowMC(target.log_prob, 2, n_chains=8, production_chains=9)
 
 
-def test_cold_start_restandardises_its_flow_as_the_chains_contract_onto_a_narrow_target():
-    """Chains started 100x wider than the target: the flow's standardisation, set on the first loop's spread,
-    is re-set whenever the chains' mean or spread leaves it (``StandardisedFlow.drifted``), and the flow then
-    learns the target (its proposals accepted at >= 40 % two loops in a row). Kept on the first loop's
-    standardisation, the same run stays at 0-1 % acceptance for all 16 loops (demo injection 1: 1 % after 40)."""
-    centre = torch.tensor([0.3, -0.2, 0.1])
-    target = torch.distributions.MultivariateNormal(centre, 1e-4 * torch.eye(3))
-    sampler = FlowMC(
+NARROW_CENTRE = torch.tensor([0.3, -0.2, 0.1])
+
+
+def narrow_target_sampler(**flow_options) -> FlowMC:
+    """FlowMC (32 chains, random walk, up to 16 training loops) on N(NARROW_CENTRE, 0.01^2 I): a target far
+    narrower than where the chains or the warm flow start."""
+    target = torch.distributions.MultivariateNormal(NARROW_CENTRE, 1e-4 * torch.eye(3))
+    return FlowMC(
         target.log_prob,
         3,
         n_chains=32,
@@ -616,10 +616,17 @@ def test_cold_start_restandardises_its_flow_as_the_chains_contract_onto_a_narrow
         training_loops=16,
         production_loops=1,
         flow_epochs=5,
-        transforms=2,
-        hidden=(16, 16),
         seed=0,
+        **flow_options,
     )
+
+
+def test_cold_start_restandardises_its_flow_as_the_chains_contract_onto_a_narrow_target():
+    """Chains started 100x wider than the target: the flow's standardisation, set on the first loop's spread,
+    is re-set whenever the chains' mean or spread leaves it (``StandardisedFlow.drifted``), and the flow then
+    learns the target (its proposals accepted at >= 40 % two loops in a row). Kept on the first loop's
+    standardisation, the same run stays at 0-1 % acceptance for all 16 loops (demo injection 1: 1 % after 40)."""
+    sampler = narrow_target_sampler(transforms=2, hidden=(16, 16))
     result = sampler.run(torch.randn(32, 3, generator=torch.Generator().manual_seed(0)), train_until=0.4)
     phases, rates = result.history["phase"], result.history["global_acceptance"]
     training = [rate for phase, rate in zip(phases, rates) if phase == "training"]
@@ -642,26 +649,11 @@ def test_a_warm_flow_is_restandardised_when_the_chains_contract_far_inside_the_n
     are, relative to the likelihood posterior): the flow is re-set on the chains' states, so it ends on the
     target's width. Kept on the NPE's (the behaviour before), its scale stayed at the NPE's 0.1 (demo injection
     0: 115,264 calls or > 12 min, against ~80,000)."""
-    centre = torch.tensor([0.3, -0.2, 0.1])
-    target = torch.distributions.MultivariateNormal(centre, 1e-4 * torch.eye(3))
-    generator = torch.Generator().manual_seed(0)
-    npe_draws = centre + 0.1 * torch.randn(4000, 3, generator=generator)
+    npe_draws = NARROW_CENTRE + 0.1 * torch.randn(4000, 3, generator=torch.Generator().manual_seed(0))
     warm = StandardisedFlow(3, transforms=2, hidden=(16, 16))
     warm.fit(npe_draws, epochs=5, restandardise=True)
     assert float(warm.scale.mean()) > 0.08
-    sampler = FlowMC(
-        target.log_prob,
-        3,
-        n_chains=32,
-        local="rw",
-        n_local=10,
-        n_global=10,
-        training_loops=16,
-        production_loops=1,
-        flow_epochs=5,
-        flow=warm,
-        seed=0,
-    )
+    sampler = narrow_target_sampler(flow=warm)
     result = sampler.run(npe_draws[:32], train_until=0.4)
     restandardised = result.history["restandardised"]
     assert any(restandardised), restandardised
