@@ -153,6 +153,19 @@ def test_fast_sampler_equals_naive_zuko_and_reads_the_context_once_per_observati
     )
 
 
+def test_fast_sampler_rebuilds_its_cached_plan_after_a_weight_update():
+    torch.manual_seed(0)
+    model = build_maf(3, 8, transforms=2, hidden=(16, 16)).eval()
+    context, noise = torch.randn(8), torch.randn(40, 3)
+    before = model.sample(context, 40, noise=noise)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    model.flow(context).log_prob(torch.randn(5, 3)).sum().backward()
+    optimizer.step()  # in place: the same tensors, new values
+    after = model.sample(context, 40, noise=noise)
+    assert not torch.allclose(before, after, atol=1e-3)
+    torch.testing.assert_close(after, model.flow(context).transform.inv(noise), atol=1e-4, rtol=1e-4)
+
+
 def test_cvae_plus_fast_sampler_with_per_sample_latent_context_equals_naive():
     torch.manual_seed(0)
     model = build_flow_model(
