@@ -35,7 +35,7 @@ def _cell(value, digits: int = 3) -> str:
     return str(value) if isinstance(value, str) else f"{value:.{digits}f}"
 
 
-def report(folder: Path, more: list[Path] | None = None) -> str:
+def report(folder: Path, more: list[Path] | None = None, outside: list[Path] | None = None) -> str:
     """The page (markdown) for the metrics in ``folder``; each of ``more`` (the same pipeline run on another
     injection, ``sampling.injection``) adds its sampler, width and evidence tables under its own heading."""
     from gwpe.tracking.metrics_files import read_metrics
@@ -79,8 +79,54 @@ def report(folder: Path, more: list[Path] | None = None) -> str:
             f"| {row['index']} | {method} | {_cell(ess, 0)} | {efficiency} | {log_z} | "
             f"{_fmt(row['likelihood_evaluations'], ',')} | {_fmt(row['seconds'], '.0f')} | {row['converged']} |"
         )
+    lines += outside_sections(outside or [])
     lines += npe_against_reference(folder, list(sampling["parameters"]))
     return "\n".join(lines) + "\n"
+
+
+def outside_sections(files: list[Path]) -> list[str]:
+    """Every posterior against dynesty, one table per ``benchmarks/outside_sampler.py --json`` file."""
+    import json
+
+    if not files:
+        return []
+    lines = [
+        "",
+        "## Against the outside sampler (dynesty)",
+        "",
+        "`benchmarks/outside_sampler.py` on the pipeline's posterior files: dynesty (rslice, bound multi, dlogz 0.1) "
+        "on the same likelihood and prior; standard deviation over dynesty's +- bootstrap error (both sides), "
+        "max 1-D JS [nat], phi0 mod pi. Targets (issue 26): max JS <= 0.005; log Z within the stated errors.",
+    ]
+    for path in files:
+        data = json.loads(Path(path).read_text())
+        columns = [*data["parameters"], "chirp_mass"]
+        run = data["dynesty"]
+        lines += [
+            "",
+            f"### Injection {data['injection']}: dynesty nlive {run['nlive']}, seed {run['seed']}, "
+            f"{run['evaluations']:,} calls, {run['seconds']:.0f} s (`{path}`)",
+            "",
+            "| posterior | " + " | ".join(columns) + " | max JS | within 3 % | within 2 sigma |",
+            "| --- | " + " | ".join("---:" for _ in columns) + " | ---: | --- | --- |",
+        ]
+        for label, row in data["posteriors"].items():
+            cells = " | ".join(f"{row['sd_ratio'][c]:.3f} +- {row['sd_ratio_error'][c]:.3f}" for c in columns)
+            flags = f"{row['within_3_percent']} | {row['within_2_sigma']}"
+            lines.append(f"| {label} | {cells} | {row['max_js']:.4f} | {flags} |")
+        lines += [
+            "",
+            "| log Z | value | standard error | minus dynesty's, in combined errors |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for label, value in data["log_z"].items():
+            error = value["standard_error"]
+            shift = value.get("minus_dynesty_in_errors")
+            lines.append(
+                f"| {label} | {value['log_evidence']:.3f} | {_cell(error, 3)} | "
+                f"{'-' if shift is None else f'{shift:+.2f}'} |"
+            )
+    return lines
 
 
 def sampler_sections(folder: Path, level: str) -> list[str]:
@@ -185,10 +231,13 @@ def main() -> int:
     parser.add_argument(
         "--more", type=Path, nargs="*", default=[], help="metrics folders of the same pipeline on other injections"
     )
+    parser.add_argument(
+        "--outside", type=Path, nargs="*", default=[], help="benchmarks/outside_sampler.py --json files (dynesty)"
+    )
     parser.add_argument("--write", type=Path, default=None)
     parser.add_argument("--note", default=None, help="a closing paragraph: where the metrics came from, caveats")
     args = parser.parse_args()
-    text = report(args.metrics, args.more)
+    text = report(args.metrics, args.more, args.outside)
     if args.note:
         text += "\n" + textwrap.fill(args.note, 110) + "\n"
     if args.write is None:

@@ -206,6 +206,35 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     page = report(project / "metrics", [project / "metrics"])
     assert page.count("| flowmc_cold | ") == 4 and "## Injection 0 (" in page and "### Evidence" in page
     assert f"| flowmc_warm | {warm['evaluations']:,} |" in page
+    # benchmarks/outside_sampler.py reads these files; with the warm chains as the "outside" draws it must read
+    # ratio 1 and JS 0 for them, and its log Z offsets in the stated errors
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from outside_sampler import compare, pipeline_posteriors
+
+    sets, evidences = pipeline_posteriors(project / "data" / "sampling", project / "missing.h5", "strain-5d", 0)
+    assert {"flowmc_warm", "flowmc_cold", "ais_npe"} <= set(sets) and set(evidences) == {"ais_npe", "lhm"}
+    assert pipeline_posteriors(project / "data" / "sampling", project / "missing.h5", "strain-5d", 1) == ({}, {})
+    chains = sets["flowmc_warm"][0]
+    outside = {"samples": chains, "weights": np.full(len(chains), 1 / len(chains)), "equal": chains}
+    outside |= {"log_evidence": evidences["ais_npe"][0] + 0.2, "standard_error": 0.1}
+    compared = compare(list(sampling["parameters"]), sets, evidences, outside)
+    assert compared["posteriors"]["flowmc_warm"]["max_js"] < 1e-6
+    assert set(compared["posteriors"]["flowmc_warm"]["sd_ratio"].values()) == {1.0}
+    shift = compared["log_z"]["ais_npe"]["minus_dynesty_in_errors"]
+    assert shift == pytest.approx(-0.2 / np.hypot(evidences["ais_npe"][1], 0.1))
+    (project / "outside.json").write_text(
+        json.dumps(
+            {
+                "dataset": "strain-5d",
+                "injection": 0,
+                "parameters": list(sampling["parameters"]),
+                "dynesty": {"nlive": 10, "sample": "rslice", "seed": 0, "evaluations": 1, "seconds": 1.0},
+                **compared,
+            }
+        )
+    )
+    page = report(project / "metrics", [], [project / "outside.json"])
+    assert "## Against the outside sampler (dynesty)" in page and "| flowmc_warm | 1.000 +- " in page
     stages = {run.data.tags.get("gwpe.stage"): run for run in client.search_runs([run.info.experiment_id])}
     assert stages["sample"].data.metrics["methods.flowmc_warm.evaluations"] == warm["evaluations"]
     assert "evidence.is_npe.log_evidence" in stages["evidence"].data.metrics
