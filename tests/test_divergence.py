@@ -41,3 +41,15 @@ def test_binned_js_equals_the_exact_kernel_sum_js(monkeypatch):
     assert np.all(exact[1] > 1e-3)  # the sets differ: the comparison is not of zeros
     np.testing.assert_allclose(binned[1], exact[1], rtol=1e-3, atol=1e-6)
     np.testing.assert_allclose(binned[0], exact[0], rtol=1e-3, atol=1e-6)
+
+
+def test_a_weighted_second_set_gives_the_symmetric_js():
+    rng = np.random.default_rng(3)
+    chains = rng.normal(size=(3000, 2))
+    draws, weights = rng.normal(0.2, 1.3, size=(4000, 2)), rng.exponential(size=4000)
+    forward = marginal_divergences(chains, draws, weights_b=weights)[1]
+    backward = marginal_divergences(draws, chains, weights_a=weights)[1]
+    assert np.all(forward > 1e-3)
+    np.testing.assert_allclose(forward, backward, rtol=1e-9)
+    with pytest.raises(ValueError, match="weights_b has shape"):
+        marginal_divergences(chains, draws, weights_b=weights[:10])

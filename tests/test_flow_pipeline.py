@@ -208,12 +208,16 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     assert f"| flowmc_warm | {warm['evaluations']:,} |" in page
     # benchmarks/outside_sampler.py reads these files; with the warm chains as the "outside" draws it must read
     # ratio 1 and JS 0 for them, and its log Z offsets in the stated errors
-    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
     from outside_sampler import compare, pipeline_posteriors
 
-    sets, evidences = pipeline_posteriors(project / "data" / "sampling", project / "missing.h5", "strain-5d", 0)
+    sampling_dir = project / "data" / "sampling"
+    sets, evidences, skipped = pipeline_posteriors(sampling_dir, project / "missing.h5", "strain-5d", 0)
     assert {"flowmc_warm", "flowmc_cold", "ais_npe"} <= set(sets) and set(evidences) == {"ais_npe", "lhm"}
-    assert pipeline_posteriors(project / "data" / "sampling", project / "missing.h5", "strain-5d", 1) == ({}, {})
+    assert pipeline_posteriors(sampling_dir, project / "missing.h5", "strain-5d", 1) == ({}, {}, [])
+    with h5py.File(sampling_dir / "strain-5d.h5") as h5:
+        other = h5["observation"][()] + 1.0
+    assert pipeline_posteriors(sampling_dir, project / "missing.h5", "strain-5d", 0, other)[0] == {}
     chains = sets["flowmc_warm"][0]
     outside = {"samples": chains, "weights": np.full(len(chains), 1 / len(chains)), "equal": chains}
     outside |= {"log_evidence": evidences["ais_npe"][0] + 0.2, "standard_error": 0.1}

@@ -11,11 +11,13 @@ importance-weighted draws (ESS 3,200) against 24,000 flow-MCMC states gave JS 0.
     KL(p || q) = ∫ p log(p / q),    JS(p, q) = KL(p || m) / 2 + KL(q || m) / 2,  m = (p + q) / 2,  0 <= JS <= log 2.
 
 The KDE is evaluated by linear binning onto a grid 4x finer than the comparison grid and one direct convolution with
-the whole Gaussian kernel (Wand & Jones 1995, ch. 3): O(n + G^2) instead of scipy's O(n G), 10x faster for
-20,000 draws. Linear binning keeps each draw's mean, so the error is second order, ~ (step / h)^2 (D / h)^2 / 2
-relative at D from the draws; the kernel is not cut and the sum is direct (an FFT's round-off floor would replace
-the far tails that KL reads). With the fine step at most a quarter of the bandwidth, JS and KL agree with scipy's
-exact sum to 1e-3 relative (``tests/test_divergence.py``); a narrower kernel falls back to scipy's sum.
+the whole Gaussian kernel (Wand & Jones 1995, ch. 3): O(n + G^2) instead of scipy's O(n G), 85x faster for
+20,000 draws (measured). Linear binning keeps each draw's mean, so the error is second order: a draw split t : 1 - t
+between grid points a step s apart changes its kernel at distance D by t (1 - t) (s / h)^2 ((D / h)^2 - 1) / 2
+relative, small where the density is not negligible (D of a few h; s <= h / 4). The kernel is not cut and the sum
+is direct (an FFT's round-off floor would replace the far tails that KL reads). JS and KL agree with scipy's exact
+sum to 1e-3 relative on normal, bimodal, Student-t and weighted sets (``tests/test_divergence.py``); a kernel
+narrower than 4 fine steps falls back to scipy's sum.
 
 A set with a single distinct value becomes a spike one grid step wide. Densities are floored at 1e-300 before the
 logarithm. Both sets are smoothed alike, so the boundary leakage
@@ -58,6 +60,10 @@ def binned_kde(samples: np.ndarray, weights: np.ndarray, grid: np.ndarray, bandw
     """Gaussian KDE sum_i w_i N(x; x_i, h^2) / sum_i w_i at the points of the uniform ``grid``, which must
     contain every sample: linear binning onto a grid ``FINE`` times finer, then one direct convolution with the
     uncut kernel."""
+    if samples.min() < grid[0] or samples.max() > grid[-1]:
+        raise ValueError(
+            f"samples span [{samples.min():g}, {samples.max():g}]; allowed: inside the grid [{grid[0]:g}, {grid[-1]:g}]"
+        )
     fine_step = (grid[1] - grid[0]) / FINE
     size = (len(grid) - 1) * FINE + 1
     position = (samples - grid[0]) / fine_step
@@ -75,34 +81,45 @@ def _kl(p: np.ndarray, q: np.ndarray, grid: np.ndarray) -> float:
     return float(np.trapezoid(p * np.log(p / q), grid))
 
 
+def _subset(x: np.ndarray, weights: np.ndarray | None, rng, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """At most ``MAX_KDE_SAMPLES`` rows of x at random, with their weights; rows that carry no weight dropped
+    (they would only stretch the grid: a nested sampler's early dead points lie across the whole prior)."""
+    if weights is not None and np.shape(weights) != (len(x),):
+        raise ValueError(f"{name} has shape {np.shape(weights)}; allowed: ({len(x)},), one weight per row")
+    keep = rng.permutation(len(x))[:MAX_KDE_SAMPLES]
+    x = x[keep]
+    if weights is None:
+        return x, None
+    weights = np.asarray(weights, dtype=float)[keep]
+    kept = weights > 1e-12 * weights.sum()
+    return x[kept], weights[kept]
+
+
 def marginal_divergences(
-    a: np.ndarray, b: np.ndarray, seed: int = 0, weights_a: np.ndarray | None = None
+    a: np.ndarray,
+    b: np.ndarray,
+    seed: int = 0,
+    weights_a: np.ndarray | None = None,
+    weights_b: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(KL(a || b), JS(a, b)) per column of sample arrays a (n, P) and b (m, P); nats.
 
-    ``weights_a`` (n,): a is a weighted set (importance-sampling draws with their weights), smoothed as such
-    (scipy's weighted KDE, bandwidth from the effective sample size). Resampling it first would add
-    multinomial noise and duplicates that a KDE with the bandwidth of n distinct draws under-smooths
-    (measured on the demo injection: phi0 JS 0.009 resampled against 0.002 weighted)."""
+    ``weights_a`` (n,), ``weights_b`` (m,): a weighted set (importance-sampling or nested-sampling draws with their
+    weights), smoothed as such (scipy's weighted KDE, bandwidth from the effective sample size). Resampling it
+    first would add multinomial noise and duplicates that a KDE with the bandwidth of n distinct draws
+    under-smooths (measured on the demo injection: phi0 JS 0.009 resampled against 0.002 weighted)."""
     a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"sample sets have {a.shape[1]} and {b.shape[1]} parameters; they must match")
-    if weights_a is not None and np.shape(weights_a) != (len(a),):
-        raise ValueError(f"weights_a has shape {np.shape(weights_a)}; allowed: ({len(a)},), one weight per row of a")
     rng = np.random.default_rng(seed)
-    keep = rng.permutation(len(a))[:MAX_KDE_SAMPLES]
-    a = a[keep]
-    if weights_a is not None:
-        weights_a = np.asarray(weights_a, dtype=float)[keep]
-        kept = weights_a > 1e-12 * weights_a.sum()  # draws that carry no weight would only stretch the grid
-        a, weights_a = a[kept], weights_a[kept]
-    b = b[rng.permutation(len(b))[:MAX_KDE_SAMPLES]]
+    a, weights_a = _subset(a, weights_a, rng, "weights_a")
+    b, weights_b = _subset(b, weights_b, rng, "weights_b")
     kl, js = np.empty(a.shape[1]), np.empty(a.shape[1])
     for j in range(a.shape[1]):
         both = np.concatenate([a[:, j], b[:, j]])
         pad = 3.0 * both.std() * len(both) ** (-0.2)
         grid = np.linspace(both.min() - pad, both.max() + pad, GRID_POINTS)
-        kde_a, kde_b = _kde(a[:, j], weights_a), _kde(b[:, j])
+        kde_a, kde_b = _kde(a[:, j], weights_a), _kde(b[:, j], weights_b)
         bandwidth = max(_bandwidth(kde_a), _bandwidth(kde_b))
         p, q = _density(kde_a, a[:, j], grid, bandwidth), _density(kde_b, b[:, j], grid, bandwidth)
         m = 0.5 * (p + q)

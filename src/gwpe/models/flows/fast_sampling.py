@@ -39,22 +39,24 @@ def _ends(stages: Tensor, passes: int) -> list[int]:
     return [int((stages <= p).sum()) for p in range(passes)]
 
 
-def _weight_key(linears: list) -> tuple | None:
-    """Identity and version of every weight and bias: an optimizer step or a ``load_state_dict`` changes it."""
-    try:
-        return tuple((p.data_ptr(), p._version, p.dtype, p.device) for m in linears for p in (m.weight, m.bias))
-    except RuntimeError:  # inference-mode tensors keep no version counter: recompute every call
-        return None
+def _same_weights(saved: list[Tensor], linears: list) -> bool:
+    """Whether every weight and bias still holds the values ``saved`` (copies): compared by value, so an in-place
+    change through ``.data`` (no version bump) or a tensor swapped for another at a reused address is seen."""
+    current = [p for m in linears for p in (m.weight, m.bias)]
+    return len(saved) == len(current) and all(
+        a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
+        for a, b in zip(saved, current)
+    )
 
 
+@torch.no_grad()
 def _inverse_plan(transform: MaskedAutoregressiveTransform, linears: list) -> tuple[list, list, list, list]:
     """(ends, perms, weights, biases): each layer's stage boundaries, the permutations that sort its units by
     stage, and the masked weights and biases permuted to match. It depends on the masks and weights only, so it is
-    kept on the transform until a weight changes (building it costs ~6 ms per MADE, as much as inverting ~100
-    samples)."""
-    key = _weight_key(linears)
+    kept on the transform with a copy of the weights it was built from and rebuilt when any differs (building it
+    costs ~6 ms per MADE, as much as inverting ~100 samples; the value check ~0.1 ms)."""
     cached = transform.__dict__.get("_gwpe_inverse_plan")
-    if key is not None and cached is not None and cached[0] == key:
+    if cached is not None and _same_weights(cached[0], linears):
         return cached[1]
     order, passes = transform.order, transform.passes
     features = order.numel()
@@ -77,8 +79,7 @@ def _inverse_plan(transform: MaskedAutoregressiveTransform, linears: list) -> tu
         weights.append(w)
         biases.append(linear.bias[perms[i]])
     plan = (ends, perms, weights, biases)
-    if key is not None:
-        transform.__dict__["_gwpe_inverse_plan"] = (key, plan)
+    transform.__dict__["_gwpe_inverse_plan"] = ([p.detach().clone() for m in linears for p in (m.weight, m.bias)], plan)
     return plan
 
 
