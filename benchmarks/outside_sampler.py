@@ -22,7 +22,9 @@ One dynesty run per ``--seeds`` entry (default two), merged into one weighted se
 1 / runs; log Z their mean). The second run's sd over the first's is reported too: on the demo's injection 0 two
 runs at nlive 1,000 differ by 2-6 % in the standard deviations, about 4 of the ~1 % bootstrap errors, because
 the bootstrap of one run's draws leaves out the noise of nested sampling's prior-volume weights. One run cannot
-decide a 3 % agreement; the merged pair halves that noise.
+decide a 3 % agreement. The merged set's share of that noise, |r - 1| / sqrt(2) / sqrt(runs) per column from
+the two runs' ratio r, is added in quadrature to every ratio's error (``merged_sd_noise``; a two-run estimate of
+a scatter, itself uncertain by ~70 %).
 
 phi0 is compared mod pi: the (2,2)-mode likelihood is invariant under phi0 -> phi0 + pi, so each posterior holds
 two copies whose split is arbitrary, and the sd over [0, 2 pi) would measure that split, not the width. Every set
@@ -113,7 +115,11 @@ def pipeline_posteriors(
     return sets, evidences, skipped
 
 
-def compare(names: list[str], sets: dict, evidences: dict, outside: dict) -> dict:
+def compare(
+    names: list[str], sets: dict, evidences: dict, outside: dict, outside_noise: np.ndarray | None = None
+) -> dict:
+    """Every set against the outside draws. ``outside_noise`` (P + 1,): the relative error of the outside
+    sampler's sd that its bootstrap leaves out (from its run-to-run scatter), added in quadrature."""
     from gwpe.evaluation.divergence import marginal_divergences
     from gwpe.inference.nested import std_ratios
 
@@ -128,7 +134,8 @@ def compare(names: list[str], sets: dict, evidences: dict, outside: dict) -> dic
         for k in range(len(columns)):  # a chain's error from that column's own ESS
             size = None if effective is None else effective[min(k, len(effective) - 1)]
             r, e = std_ratios(draws[:, [k]], reference[:, [k]], weights, outside["weights"], effective_a=size)
-            ratio[k], error[k] = r[0], e[0]
+            extra = 0.0 if outside_noise is None else r[0] * outside_noise[k]
+            ratio[k], error[k] = r[0], float(np.hypot(e[0], extra))
         deviation = np.abs(ratio - 1)
         rows[label] = {
             "max_js": float(js.max()),
@@ -242,6 +249,12 @@ def main() -> None:
             "that `gwpe sample` / `gwpe evidence` (sampling.injection) or `gwpe reference` ran on"
         )
     runs = dynesty_runs(event, names, args.nlive, args.seeds, args.draws, args.save_draws)
+    columns = [*names, "chirp_mass"]
+    scatter, noise = None, None
+    if len(runs) > 1:  # one run's sd noise from two runs' ratio, then that of the merged set: / sqrt(runs)
+        scatter = run_to_run(names, runs[0], runs[1])
+        ratio = np.array([scatter["sd_ratio"][c] for c in columns])
+        noise = np.abs(ratio - 1) / np.sqrt(2) / np.sqrt(len(runs))
     report = {
         "dataset": dataset,
         "injection": args.injection,
@@ -257,13 +270,13 @@ def main() -> None:
                 for r in runs
             ],
         },
-        **compare(names, sets, evidences, merged(runs)),
+        **compare(names, sets, evidences, merged(runs), noise),
     }
-    if len(runs) > 1:
-        report["dynesty"]["run_to_run"] = run_to_run(names, runs[0], runs[1])
+    if scatter is not None:
+        report["dynesty"]["run_to_run"] = scatter
+        report["dynesty"]["merged_sd_noise"] = dict(zip(columns, noise.round(4).tolist()))
     seeds = ", ".join(str(r["seed"]) for r in report["dynesty"]["runs"])
     print(f"{dataset} injection {args.injection} against dynesty (nlive {args.nlive}, seeds {seeds} merged):")
-    columns = [*names, "chirp_mass"]
     rows = dict(report["posteriors"])
     if "run_to_run" in report["dynesty"]:
         rows["dynesty run 2 / run 1"] = report["dynesty"]["run_to_run"]

@@ -95,21 +95,31 @@ def outside_sections(files: list[Path]) -> list[str]:
         "## Against the outside sampler (dynesty)",
         "",
         "`benchmarks/outside_sampler.py` on the pipeline's posterior files: dynesty (rslice, bound multi, dlogz 0.1) "
-        "on the same likelihood and prior; standard deviation over dynesty's +- bootstrap error (both sides), "
+        "on the same likelihood and prior, two seeds merged; standard deviation over dynesty's +- error (both sides' "
+        "bootstrap, and dynesty's weight noise from its run-to-run scatter), "
         "max 1-D JS [nat], phi0 mod pi. Targets (issue 26): max JS <= 0.005; log Z within the stated errors.",
     ]
     for path in files:
         data = json.loads(Path(path).read_text())
         columns = [*data["parameters"], "chirp_mass"]
         run = data["dynesty"]
+        runs = run["runs"]
+        seeds = ", ".join(str(r["seed"]) for r in runs)
+        calls = " + ".join(f"{r['evaluations']:,}" for r in runs)
+        seconds = " + ".join(f"{r['seconds']:.0f}" for r in runs)
         lines += [
             "",
-            f"### Injection {data['injection']}: dynesty nlive {run['nlive']}, seed {run['seed']}, "
-            f"{run['evaluations']:,} calls, {run['seconds']:.0f} s (`{path}`)",
+            f"### Injection {data['injection']}: dynesty nlive {run['nlive']}, seeds {seeds} merged, {calls} calls, "
+            f"{seconds} s (`{path}`)",
             "",
             "| posterior | " + " | ".join(columns) + " | max JS | within 3 % | within 2 sigma |",
             "| --- | " + " | ".join("---:" for _ in columns) + " | ---: | --- | --- |",
         ]
+        if "run_to_run" in run:
+            row = run["run_to_run"]
+            cells = " | ".join(f"{row['sd_ratio'][c]:.3f} +- {row['sd_ratio_error'][c]:.3f}" for c in columns)
+            label = f"dynesty seed {runs[1]['seed']} / seed {runs[0]['seed']}"
+            lines.append(f"| {label} | {cells} | {row['max_js']:.4f} | - | - |")
         for label, row in data["posteriors"].items():
             cells = " | ".join(f"{row['sd_ratio'][c]:.3f} +- {row['sd_ratio_error'][c]:.3f}" for c in columns)
             flags = f"{row['within_3_percent']} | {row['within_2_sigma']}"
@@ -119,6 +129,8 @@ def outside_sections(files: list[Path]) -> list[str]:
             "| log Z | value | standard error | minus dynesty's, in combined errors |",
             "| --- | ---: | ---: | ---: |",
         ]
+        for r in runs:
+            lines.append(f"| dynesty seed {r['seed']} | {r['log_evidence']:.3f} | {r['standard_error']:.3f} | - |")
         for label, value in data["log_z"].items():
             error = value["standard_error"]
             shift = value.get("minus_dynesty_in_errors")

@@ -226,19 +226,33 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     assert set(compared["posteriors"]["flowmc_warm"]["sd_ratio"].values()) == {1.0}
     shift = compared["log_z"]["ais_npe"]["minus_dynesty_in_errors"]
     assert shift == pytest.approx(-0.2 / np.hypot(evidences["ais_npe"][1], 0.1))
+    dynesty_run = {
+        "seed": 0,
+        "log_evidence": outside["log_evidence"],
+        "standard_error": 0.1,
+        "evaluations": 1,
+        "seconds": 1.0,
+    }
+    by_itself = compared["posteriors"]["flowmc_warm"]
     (project / "outside.json").write_text(
         json.dumps(
             {
                 "dataset": "strain-5d",
                 "injection": 0,
                 "parameters": list(sampling["parameters"]),
-                "dynesty": {"nlive": 10, "sample": "rslice", "seed": 0, "evaluations": 1, "seconds": 1.0},
+                "dynesty": {
+                    "nlive": 10,
+                    "sample": "rslice",
+                    "runs": [dynesty_run, dynesty_run],
+                    "run_to_run": by_itself,
+                },
                 **compared,
             }
         )
     )
     page = report(project / "metrics", [], [project / "outside.json"])
     assert "## Against the outside sampler (dynesty)" in page and "| flowmc_warm | 1.000 +- " in page
+    assert "seeds 0, 0 merged" in page and "| dynesty seed 0 / seed 0 | 1.000 +- " in page
     stages = {run.data.tags.get("gwpe.stage"): run for run in client.search_runs([run.info.experiment_id])}
     assert stages["sample"].data.metrics["methods.flowmc_warm.evaluations"] == warm["evaluations"]
     assert "evidence.is_npe.log_evidence" in stages["evidence"].data.metrics
