@@ -26,6 +26,9 @@ decide a 3 % agreement. The merged set's share of that noise, |r - 1| / sqrt(2) 
 the two runs' ratio r, is added in quadrature to every ratio's error (``merged_sd_noise``; a two-run estimate of
 a scatter, itself uncertain by ~70 %).
 
+log Z is checked a second way, with nothing of gwpe's samplers in it: plain importance sampling (``--is-draws``,
+default 10^5) from a multivariate t fitted to dynesty's merged draws (``independent_is``).
+
 phi0 is compared mod pi: the (2,2)-mode likelihood is invariant under phi0 -> phi0 + pi, so each posterior holds
 two copies whose split is arbitrary, and the sd over [0, 2 pi) would measure that split, not the width. Every set
 is first turned by one angle, c = arg(sum_i w_i exp(2 i phi0_i)) / 2 of dynesty's draws, to phi0 - c + pi / 2 mod
@@ -218,6 +221,58 @@ def run_to_run(names: list[str], first: dict, second: dict) -> dict:
     }
 
 
+def independent_is(event, names: list[str], outside: dict, n: int, seed: int, workers: int = 2) -> dict:
+    """log Z by plain importance sampling from a proposal built from dynesty's draws alone (as the issue's audit
+    did): a multivariate t (df 4) with 1.3^2 x their covariance, in coordinates scaled by their sds, phi0 taken
+    as one pi-copy turned to its centre and put at either copy with probability 1/2 (the density summed over the
+    copy's images). Nothing of gwpe's samplers enters; the weights' arithmetic is ``evidence.weighted_estimate``."""
+    import torch
+    from scipy import stats
+    from scipy.special import logsumexp
+
+    from gwpe.inference.evidence import weighted_estimate
+
+    k = names.index("phi0") if "phi0" in names else None
+    weights = np.asarray(outside["weights"]) / np.sum(outside["weights"])
+    centre = phase_centre(names, outside["samples"], weights)
+
+    def turned(theta: np.ndarray) -> np.ndarray:
+        out = np.array(theta, dtype=float)
+        if k is not None:
+            out[:, k] = np.mod(out[:, k] - centre + np.pi / 2, np.pi) - np.pi / 2
+        return out
+
+    y = turned(outside["samples"])
+    mean = weights @ y
+    scale = np.sqrt(weights @ np.square(y - mean))
+    z = (y - mean) / scale
+    cov = (z.T * weights) @ z * 1.3**2
+    proposal = stats.multivariate_t(loc=np.zeros(len(names)), shape=(cov + cov.T) / 2 * (4 - 2) / 4, df=4)
+    rng = np.random.default_rng(seed)
+    draws = mean + scale * proposal.rvs(size=n, random_state=rng)
+    theta = draws.copy()
+    images = [0]
+    if k is not None:
+        theta[:, k] = np.mod(centre + draws[:, k] + np.pi * rng.integers(0, 2, n), 2 * np.pi)
+        images = range(-3, 4)
+    turned_theta = turned(theta)
+    shift = np.eye(len(names))[k if k is not None else 0] * np.pi
+    log_q = (np.log(0.5) if k is not None else 0.0) - np.log(scale).sum()
+    log_q = log_q + logsumexp([proposal.logpdf((turned_theta + j * shift - mean) / scale) for j in images], axis=0)
+    began = time.perf_counter()
+    with event.likelihood(workers) as likelihood:
+        log_p = likelihood.log_posterior(theta)
+    estimate, _, _ = weighted_estimate(torch.from_numpy(log_p - log_q), torch.from_numpy(theta))
+    return {
+        "log_evidence": float(estimate.log_evidence),
+        "standard_error": float(estimate.standard_error),
+        "effective_samples": round(float(estimate.effective_samples)),
+        "draws": n,
+        "pareto_k": round(float(estimate.pareto_k), 3),
+        "seconds": round(time.perf_counter() - began, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -228,6 +283,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one dynesty run per seed, merged")
     parser.add_argument("--draws", type=Path, nargs="*", default=[], help="runs saved by --save-draws: no rerun")
     parser.add_argument("--save-draws", type=Path, default=None, help="prefix: <prefix>-seed<N>.npz per run")
+    parser.add_argument("--is-draws", type=int, default=100_000, help="independent IS from dynesty's draws; 0: none")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -272,6 +328,13 @@ def main() -> None:
         },
         **compare(names, sets, evidences, merged(runs), noise),
     }
+    if args.is_draws > 0:
+        plain = independent_is(event, names, merged(runs), args.is_draws, seed=max(args.seeds) + 1)
+        report["independent_is"] = plain
+        for value in report["log_z"].values():
+            if value.get("standard_error") is not None:
+                combined = float(np.hypot(value["standard_error"], plain["standard_error"]))
+                value["minus_independent_is_in_errors"] = (value["log_evidence"] - plain["log_evidence"]) / combined
     if scatter is not None:
         report["dynesty"]["run_to_run"] = scatter
         report["dynesty"]["merged_sd_noise"] = dict(zip(columns, noise.round(4).tolist()))
@@ -285,6 +348,13 @@ def main() -> None:
         print(f"  {label:12s} max JS {row['max_js']:.4f}  sd / dynesty's: {cells}")
     for label, value in report["log_z"].items():
         print(f"  log Z {label:10s} {value['log_evidence']:.3f} +- {value['standard_error'] or 0:.3f}")
+    if "independent_is" in report:
+        plain = report["independent_is"]
+        print(
+            f"  log Z independent IS (t proposal from dynesty's draws) {plain['log_evidence']:.3f} +- "
+            f"{plain['standard_error']:.3f}, ESS {plain['effective_samples']:,} of {plain['draws']:,}, "
+            f"Pareto k {plain['pareto_k']:.2f}"
+        )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1) + "\n")

@@ -124,19 +124,23 @@ def outside_sections(files: list[Path]) -> list[str]:
             cells = " | ".join(f"{row['sd_ratio'][c]:.3f} +- {row['sd_ratio_error'][c]:.3f}" for c in columns)
             flags = f"{row['within_3_percent']} | {row['within_2_sigma']}"
             lines.append(f"| {label} | {cells} | {row['max_js']:.4f} | {flags} |")
+        plain = data.get("independent_is")
         lines += [
             "",
-            "| log Z | value | standard error | minus dynesty's, in combined errors |",
-            "| --- | ---: | ---: | ---: |",
+            "| log Z | value | standard error | minus dynesty's | minus independent IS's (combined errors) |",
+            "| --- | ---: | ---: | ---: | ---: |",
         ]
         for r in runs:
-            lines.append(f"| dynesty seed {r['seed']} | {r['log_evidence']:.3f} | {r['standard_error']:.3f} | - |")
+            lines.append(f"| dynesty seed {r['seed']} | {r['log_evidence']:.3f} | {r['standard_error']:.3f} | - | - |")
         for label, value in data["log_z"].items():
-            error = value["standard_error"]
-            shift = value.get("minus_dynesty_in_errors")
+            shifts = [value.get("minus_dynesty_in_errors"), value.get("minus_independent_is_in_errors")]
+            cells = " | ".join("-" if x is None else f"{x:+.2f}" for x in shifts)
+            lines.append(f"| {label} | {value['log_evidence']:.3f} | {_cell(value['standard_error'], 3)} | {cells} |")
+        if plain:
             lines.append(
-                f"| {label} | {value['log_evidence']:.3f} | {_cell(error, 3)} | "
-                f"{'-' if shift is None else f'{shift:+.2f}'} |"
+                f"| independent IS (t proposal from dynesty's draws; ESS {plain['effective_samples']:,} of "
+                f"{plain['draws']:,}, Pareto k {plain['pareto_k']:.2f}) | {plain['log_evidence']:.3f} | "
+                f"{plain['standard_error']:.3f} | - | - |"
             )
     return lines
 
