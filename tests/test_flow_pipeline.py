@@ -209,7 +209,7 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     # benchmarks/outside_sampler.py reads these files; with the warm chains as the "outside" draws it must read
     # ratio 1 and JS 0 for them, and its log Z offsets in the stated errors
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
-    from outside_sampler import compare, pipeline_posteriors
+    from outside_sampler import compare, independent_is, pipeline_posteriors
 
     sampling_dir = project / "data" / "sampling"
     sets, evidences, skipped = pipeline_posteriors(sampling_dir, project / "missing.h5", "strain-5d", 0)
@@ -224,6 +224,12 @@ def test_train_and_evaluate_flow_report_calibration_and_register(tmp_path, capsy
     compared = compare(list(sampling["parameters"]), sets, evidences, outside)
     assert compared["posteriors"]["flowmc_warm"]["max_js"] < 1e-6
     assert set(compared["posteriors"]["flowmc_warm"]["sd_ratio"].values()) == {1.0}
+    from gwpe.config import load_config
+    from gwpe.inference.sampling import load_event
+
+    event = load_event(load_config(project / "params.yaml"), 0)  # the log Z check from the outside draws alone
+    plain = independent_is(event, list(sampling["parameters"]), outside, 400, seed=0, workers=0)
+    assert np.isfinite(plain["log_evidence"]) and 0 < plain["standard_error"] < np.inf and plain["draws"] == 400
     shift = compared["log_z"]["ais_npe"]["minus_dynesty_in_errors"]
     assert shift == pytest.approx(-0.2 / np.hypot(evidences["ais_npe"][1], 0.1))
     dynesty_run = {
