@@ -361,4 +361,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from gwpe.errors import ConfigError
+
+    try:
+        main()
+    except (ConfigError, FileNotFoundError) as error:  # bad --injection, --params or --draws: one line, exit 2
+        raise SystemExit(f"outside_sampler: {error}") from None
