@@ -221,9 +221,9 @@ def test_reference_file_names_the_method_that_made_its_samples(tmp_path, monkeyp
     if method == "stalled":
         fake_result = {"diagnostics": {"method": "adaptive_is", "converged": False, "stalled_beta": 0.03}}
     monkeypatch.setattr(reference_file, "_adaptive_is", lambda *args: fake_result)  # the sampler itself: tested above
-    import gwpe.data.strain_datamodule as strain_datamodule
+    import gwpe.data.strain_dataset as strain_dataset
 
-    monkeypatch.setattr(strain_datamodule, "StrainDataset", lambda *args, **kwargs: [None] * 5)
+    monkeypatch.setattr(strain_dataset, "StrainDataset", lambda *args, **kwargs: [None] * 5)
     reference = {
         "injections": 1,
         "method": "adaptive_is" if method == "stalled" else method,

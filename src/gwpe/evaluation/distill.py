@@ -90,12 +90,12 @@ def evaluate_distill(
     import torch
     from tqdm import tqdm
 
-    from gwpe.data.strain_datamodule import StrainDataModule
+    from gwpe.data.strain_dataset import StrainSplits
     from gwpe.evaluation.corner_plots import posterior_corner
     from gwpe.evaluation.divergence import marginal_divergences
     from gwpe.evaluation.flow import posterior_samples, validation_nll
     from gwpe.waveforms.priors import outside_prior_fraction
-    from gwpe.models.flow_module import FlowModule
+    from gwpe.models.flow_posterior import FlowPosterior
     from gwpe.models.package import CONFIG_FILE
 
     section, evaluation = config.distill, config.distill.evaluation
@@ -106,9 +106,9 @@ def evaluate_distill(
             raise ConfigError(f"no {role} model in {folder} (run: {command})")
     if evaluation.threads:
         torch.set_num_threads(evaluation.threads)
-    modules = {role: FlowModule.load_model(folder) for role, folder in folders.items()}
+    modules = {role: FlowPosterior.load_model(folder) for role, folder in folders.items()}
     meta = {role: json.loads((folder / CONFIG_FILE).read_text()) for role, folder in folders.items()}
-    data = StrainDataModule(
+    data = StrainSplits(
         existing_store(config, section.dataset, "distill.dataset"),
         batch_size=section.training.batch_size,
         seed=section.training.seed,

@@ -58,7 +58,7 @@ def table3_losses(module, data) -> dict:
     import torch
     from torch.utils.data import DataLoader, Subset
 
-    from gwpe.data.strain_datamodule import StrainDataset
+    from gwpe.data.strain_dataset import StrainDataset
 
     validation = data.dataset("validation")
     train = StrainDataset(data.path, "train", noise="fixed", seed=data.seed, phase_fold=data.phase_fold)
@@ -220,9 +220,9 @@ def evaluate_flow(config: ProjectConfig, name: str, progress: bool = True) -> Fl
     import torch
     from tqdm import tqdm
 
-    from gwpe.data.strain_datamodule import StrainDataModule
+    from gwpe.data.strain_dataset import StrainSplits
     from gwpe.evaluation.calibration import calibrate
-    from gwpe.models.flow_module import FlowModule
+    from gwpe.models.flow_posterior import FlowPosterior
     from gwpe.models.flows.support import parameterisation
     from gwpe.models.package import CONFIG_FILE
     from gwpe.waveforms.priors import outside_prior_fraction, prior_bounds
@@ -231,8 +231,8 @@ def evaluate_flow(config: ProjectConfig, name: str, progress: bool = True) -> Fl
     if not (model_dir / CONFIG_FILE).is_file():
         raise ConfigError(f"no trained flow in {model_dir} (run: gwpe train flow --model {name})")
     meta = json.loads((model_dir / CONFIG_FILE).read_text())
-    module = FlowModule.load_model(model_dir)
-    data = StrainDataModule(
+    module = FlowPosterior.load_model(model_dir)
+    data = StrainSplits(
         flows_store(config),
         batch_size=config.flows.training.batch_size,
         seed=config.flows.training.seed,
@@ -241,7 +241,7 @@ def evaluate_flow(config: ProjectConfig, name: str, progress: bool = True) -> Fl
     validation = data.dataset("validation")
     # the losses are on the targets training saw (phi0 mod pi for phase_fold); the p-p ranks on the stored truths
     training_targets = (
-        StrainDataModule(
+        StrainSplits(
             flows_store(config),
             batch_size=config.flows.training.batch_size,
             seed=config.flows.training.seed,

@@ -8,7 +8,7 @@ Choices (written down because the paper leaves them open):
 - Δx = predicted - true (signed, as in Table 1); plots show |Δx|.
 - Predictions are clipped to the training grid's box (q in [q_min, q_max], spins in [s_min, s_max]) before
   regeneration: that is the prior the network was trained on and the surrogate's validity range; the
-  Table 1 errors use the clipped values too. ``WaveNetModule.predict`` itself clips to the same box (the grid
+  Table 1 errors use the clipped values too. ``WaveNetPredictor.predict`` itself clips to the same box (the grid
   is saved in the package), so ``gwpe infer`` and ``load_wavenet`` return what Table 1 scores; the clip here
   only matters for a module built without its grid.
 - Trivial baseline: every test waveform "predicted" at the training-set mean (q, s1z, s2z).
@@ -142,7 +142,7 @@ def evaluate(
     import torch
     from tqdm import tqdm
 
-    from gwpe.data.datamodule import H22Dataset
+    from gwpe.data.h22_dataset import H22Dataset
     from gwpe.data.h22_store import split_path
     from gwpe.data.h22 import split_time_grid
     from gwpe.evaluation.overlap import overlap
@@ -191,7 +191,7 @@ def waveform_pairs(
     config: ProjectConfig, evaluation: Evaluation, indices: list[int], split: str = "test"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(times, stored (K, L) complex, regenerated-at-prediction (K, L) complex) for plotting."""
-    from gwpe.data.datamodule import H22Dataset
+    from gwpe.data.h22_dataset import H22Dataset
     from gwpe.data.h22_store import store_path
     from gwpe.data.h22 import split_time_grid
     from gwpe.waveforms.backends import build_backend
@@ -210,7 +210,8 @@ def waveform_pairs(
 
 def load_trained(config: ProjectConfig, params_path: str, model_dir: str | Path | None = None):
     """(module, metadata) of the saved model; refuses a model trained on another time grid than the test set."""
-    from gwpe.models.wavenet_module import CONFIG_FILE, WaveNetModule
+    from gwpe.models.package import CONFIG_FILE
+    from gwpe.models.wavenet_predictor import WaveNetPredictor
 
     model_dir = Path(model_dir or config.wavenet.model_dir)
     if not (model_dir / CONFIG_FILE).is_file():
@@ -222,7 +223,7 @@ def load_trained(config: ProjectConfig, params_path: str, model_dir: str | Path 
             f"{model_dir} was trained on h22.time = {trained_on}, but the profile's test set has "
             f"{config.h22.time.model_dump()}; evaluate with the profile it was trained with"
         )
-    return WaveNetModule.load_model(model_dir), meta
+    return WaveNetPredictor.load_model(model_dir), meta
 
 
 def write_predictions(path: Path, evaluation) -> None:

@@ -201,7 +201,7 @@ def build_reference_posteriors(config: ProjectConfig, progress: bool = True) -> 
     written to ``reference_path``; returns the summary (dataset, method, per-injection diagnostics, path)."""
     import h5py
 
-    from gwpe.data.strain_datamodule import StrainDataset
+    from gwpe.data.strain_dataset import StrainDataset
     from gwpe.errors import ConfigError
     from gwpe.inference.sampling import load_event, load_npe
     from gwpe.tracking import dataset_md5

@@ -95,7 +95,7 @@ class Event:
 def load_event(config: ProjectConfig, index: int) -> Event:
     """Validation injection ``index`` of ``flows.dataset`` (strain with its fixed noise, physical truth) and
     its generator; ConfigError when out of range or when a drawn parameter is not inferred."""
-    from gwpe.data.strain_datamodule import StrainDataset
+    from gwpe.data.strain_dataset import StrainDataset
     from gwpe.waveforms.strain import StrainGenerator, StrainSetup
 
     dataset, store = flows_dataset(config), flows_store(config)
@@ -132,7 +132,7 @@ def load_event(config: ProjectConfig, index: int) -> Event:
 
 def load_npe(config: ProjectConfig):
     """The trained NPE ``sampling.model``; ConfigError unless it is a trained MAF (an exact density)."""
-    from gwpe.models.flow_module import FlowModule
+    from gwpe.models.flow_posterior import FlowPosterior
 
     name = config.sampling.model
     exact = [key for key, model in config.flows.models.items() if model.kind == "maf"]
@@ -146,7 +146,7 @@ def load_npe(config: ProjectConfig):
         raise ConfigError(
             f"sampling.model = {name!r}: no trained model at {folder}; run `dvc repro train-flow@{name}` first"
         )
-    return FlowModule.load_model(folder)
+    return FlowPosterior.load_model(folder)
 
 
 @torch.no_grad()

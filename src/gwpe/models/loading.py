@@ -11,15 +11,15 @@ from pathlib import Path
 import torch
 
 from gwpe.errors import PackageError
-from gwpe.models.flow_module import FlowModule
+from gwpe.models.flow_posterior import FlowPosterior
 from gwpe.models.package import read_package_config
-from gwpe.models.wavenet_module import WaveNetModule
+from gwpe.models.wavenet_predictor import WaveNetPredictor
 
-MODULE_CLASSES = {"flow": FlowModule, "wavenet": WaveNetModule}
+MODULE_CLASSES = {"flow": FlowPosterior, "wavenet": WaveNetPredictor}  # Lightning-free: inference never imports it
 
 
 def load_package(folder: str | Path, map_location: str | torch.device = "cpu"):
-    """The module packaged in ``folder`` (a ``FlowModule`` or ``WaveNetModule``), in eval mode."""
+    """The module packaged in ``folder`` (a ``FlowPosterior`` or ``WaveNetPredictor``), in eval mode."""
     meta = read_package_config(folder)
     cls = MODULE_CLASSES[meta["model"]]
     try:

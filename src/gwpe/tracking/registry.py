@@ -118,9 +118,9 @@ def download_model(uri: str, destination: str | Path | None = None) -> Path:
 
 def load_wavenet(uri: str = f"models:/gwpe-wavenet@{CHAMPION}"):
     """A registered WaveNet, ready for ``predict``; e.g. ``load_wavenet("models:/gwpe-wavenet@champion")``."""
-    from gwpe.models.wavenet_module import WaveNetModule
+    from gwpe.models.wavenet_predictor import WaveNetPredictor
 
-    return WaveNetModule.load_model(download_model(uri))
+    return WaveNetPredictor.load_model(download_model(uri))
 
 
 def check_server(uri: str | None = None, timeout: float = 5.0) -> str:
