@@ -41,7 +41,7 @@ def test_import_contracts_hold_and_catch_upward_and_circular_imports_inside_func
     project = copy_project(tmp_path)
     clean = lint_imports(project)
     assert clean.returncode == 0, clean.stdout + clean.stderr
-    assert "2 kept, 0 broken" in clean.stdout
+    assert "3 kept, 0 broken" in clean.stdout
 
     # an upward import hidden in a function body: models may not reach up to the training layer
     plant(project / "src/gwpe/models/package.py", "def _late():\n    from gwpe.training import fit  # noqa\n")
@@ -56,6 +56,15 @@ def test_import_contracts_hold_and_catch_upward_and_circular_imports_inside_func
     assert circular.returncode != 0
     assert "No import circles" in circular.stdout and "BROKEN" in circular.stdout
     assert ".strain_store -> .strain" in circular.stdout
+
+    # Lightning reached from evaluation through a data module (a deferred import): the stage processes that
+    # only load packages must not pay its ~2-3 s of imports
+    shutil.copy(SOURCE / "data/strain_store.py", project / "src/gwpe/data/strain_store.py")
+    late_import = "def _late():\n    from gwpe.data import strain_datamodule  # noqa\n"
+    plant(project / "src/gwpe/evaluation/flow.py", late_import)
+    heavy = lint_imports(project)
+    assert heavy.returncode != 0 and "without Lightning" in heavy.stdout and "BROKEN" in heavy.stdout
+    assert "gwpe.evaluation.flow -> gwpe.data.strain_datamodule" in heavy.stdout, heavy.stdout
 
 
 def test_ruff_passes_on_the_tree_and_fails_on_unused_imports_undefined_names_and_bugbear(tmp_path):
