@@ -85,6 +85,22 @@ def test_distillation_trains_the_student_only_and_vanishes_for_a_copy():
     )  # the package holds the student only
 
 
+def test_a_saved_student_loads_as_a_plain_flow_module(tmp_path):
+    from gwpe.models.flow_module import FlowModule
+    from gwpe.models.loading import load_package
+
+    torch.manual_seed(2)
+    teacher = build_flow_model(iaf_config()).eval()
+    student = DistillationModule(iaf_config(depth=1, width=4, transforms=1, hidden=8), teacher)
+    student.save_model(tmp_path / "student")
+    strain, theta = torch.randn(3, 2, 256), torch.randn(3, 5)
+    expected = student.eval().model.log_prob(theta, strain)
+    for loaded in (DistillationModule.load_model(tmp_path / "student"), load_package(tmp_path / "student")):
+        assert not isinstance(loaded, DistillationModule)
+        torch.testing.assert_close(loaded.model.log_prob(theta, strain), expected)
+    assert type(DistillationModule.load_model(tmp_path / "student")) is FlowModule
+
+
 def test_iaf_tempered_density_and_sampling_agree():
     torch.manual_seed(2)
     model = build_flow_model(iaf_config()).eval()

@@ -402,7 +402,7 @@ class FlowModelConfig(StrictModel):
     )
     gnpe: GNPEConfig | None = Field(None, description="null: no time-proxy; {kernel: s, iterations: N}: GNPE on t_c")
     # (2,2)-mode signals are unchanged by phi0 -> phi0 + pi, so the posterior holds two equal copies; folded
-    # targets show the flow one of them and flows.phase_symmetry: pi restores the other (data/strain_datamodule.py)
+    # targets show the flow one of them and flows.phase_symmetry: pi restores the other (data/strain_dataset.py)
     phase_fold: bool = Field(
         False, description="train on phi0 mod pi (one of the (2,2)-mode posterior's two copies); MAF, phase_symmetry pi"
     )

@@ -1,7 +1,7 @@
 """Contiguous rows of a gwpe waveform array read a whole shard at a time (the in-memory loads of training and
 evaluation).
 
-gwpe's waveform arrays (strain, h22) store one row per inner chunk (``gwpe.data.datamodule``: random access
+gwpe's waveform arrays (strain, h22) store one row per inner chunk (``gwpe.data.h22_dataset``: random access
 costs one chunk). zarr 3 decodes each inner chunk through its async codec pipeline, ~0.3 ms a chunk: reading
 strain-5d's 20,000 rows of 4 kB takes 5.9 s on the demo machine, and an evaluation stage opens its splits three
 times. Here each shard file is read once and checked (``ArrayLayout.read_checked``: its index and every inner

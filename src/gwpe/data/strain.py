@@ -7,7 +7,7 @@ Layout of ``<root>/<name>.zarr`` (N signals; rows [0, n_train) are training, the
 - ``snr``     float64 (N,): network optimal SNR (frequency-domain formula);
 - attributes: parameters, inferred parameters, standardisation (mean and std of each inferred parameter
   over the training rows), n_train, detectors, sampling, PSD, approximant, prior, provenance.
-Noise is not stored: it is drawn at train time (see ``gwpe.data.strain_datamodule``).
+Noise is not stored: it is drawn at train time (see ``gwpe.data.strain_dataset``).
 """
 
 from __future__ import annotations

@@ -58,6 +58,11 @@ class DistillationModule(FlowModule):
     student saves and loads as a plain ``FlowModule``), stays in eval mode, and follows the student's device.
     """
 
+    @classmethod
+    def load_model(cls, folder, map_location="cpu") -> FlowModule:
+        """A saved student: a plain ``FlowModule`` (its package holds no teacher to rebuild this class with)."""
+        return FlowModule.load_model(folder, map_location)
+
     def __init__(
         self,
         flow_config: dict,

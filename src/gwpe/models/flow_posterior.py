@@ -1,25 +1,11 @@
-"""The zuko posterior models (MAF, CVAE, CVAE+) of ``gwpe.models.flows`` as a package; ``FlowModule`` trains them.
+"""A zuko posterior model (MAF, CVAE, CVAE+) of ``gwpe.models.flows`` with its package, without Lightning.
 
-Batches are (whitened strain (B, D, L), standardised parameters (B, P)) from ``StrainDataModule``; the
-model learns p(theta | strain). Training loss: the model's own (-log q for the MAF; reconstruction + annealed
-KL for the CVAEs, Green et al. sec. III B). Validation: ``val_loss`` = mean -log q(theta | strain) (exact for
-the MAF's flow, the negative ELBO for the CVAEs: comparable across kinds as an upper bound), the column of the
-paper's Table III; it is also logged as ``val_nll`` or ``val_neg_elbo``, its meaning. A MAF with a ``phase``
-symmetry is evaluated (``gwpe evaluate flow``) with its wrapped,
-symmetrised density; during training ``val_loss`` is the flow's own, as the training loss is.
-
-Batch norm (Green et al., after Papamakarios et al.): in training each BatchNormTransform standardises with
-its batch and moves running statistics by momentum; validation during training uses those running
-statistics. The paper resets them to the statistics of the whole training set at each epoch's end; only the
-saved model's statistics outlive the next epoch's momentum updates, so ``set_training_statistics`` does that
-once, on the selected epoch, before saving (one pass without gradients). Measured on the default profile:
-validation NLL 0.061 with whole-set statistics, 0.145-0.153 with those of a 4,096-signal subset.
-
-Optimiser: Adam over the model's parameter groups (CVAE+: 1e-4 Gaussian parts, 4e-4 flow parts; scaled by
-``learning_rate / 4e-4`` so one number moves both). ``schedule``: "step" halves the learning rate every
-``halve_every`` epochs (Green et al.: 80); "cosine" decays it as lr_0 (1 + cos(pi e / E)) / 2 over the E epochs
-of the fit (the ResNet1D+IAF study's eq. 8). Saved without pickle: ``weights.pt`` (tensors,
-``weights_only``) + ``config.json``.
+``FlowPosterior`` holds the model q(theta | strain) for batches of whitened strain (B, D, L) and standardised
+parameters (B, P), draws from it (``sample``: inside the prior's support for models built on it) and saves and
+loads it without pickle: ``weights.pt`` (tensors, ``weights_only``) + ``config.json`` (``metadata``). Evaluation,
+inference and serving load this class, so their processes never import Lightning (~2.5 s each);
+``gwpe.models.flow_module.FlowModule`` subclasses it with the training and validation steps, batch-norm
+statistics, the optimiser and its schedules.
 """
 
 from __future__ import annotations

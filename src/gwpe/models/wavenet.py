@@ -46,7 +46,7 @@ class WaveNetConfig:
     leaf_steps: int = 256
     leaf_hidden: int = 64
     head: str = "physics"  # "physics": (q, S_eff, sigma_eff); "direct": (q, s1z, s2z)
-    spin_loss_weight: float = 0.0  # physics head only; see gwpe.models.wavenet_module
+    spin_loss_weight: float = 0.0  # physics head only; see gwpe.models.wavenet_predictor
     # physics head only: "absolute" predicts S_eff itself; "mass_ratio" predicts S_eff / (sigma_1 + sigma_2), S_eff in
     # units of its range at that q (module docstring). Packages saved before this option load as "absolute".
     s_eff_scale: str = "absolute"
