@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from gwpe.config import ProjectConfig, load_config
-from gwpe.stages.common import fit_in_stage_run, write_metrics
+from gwpe.stages.common import write_metrics
+from gwpe.stages.fitting import fit_in_stage_run
 from gwpe.training.fit import TrainResult
 
 
