@@ -1,7 +1,8 @@
 """The pipeline's own posteriors against an outside sampler (issue 26): dynesty on the same likelihood and prior.
 
     .venv/bin/python benchmarks/outside_sampler.py --injection 0 [--params params.yaml] [--sampling-dir DIR]
-        [--reference FILE] [--nlive 1000] [--seeds 0 1] [--save-draws PREFIX | --draws A.npz B.npz] [--json out.json]
+        [--reference FILE] [--nlive 1000] [--seeds 0 1] [--masses chirp_mass_ratio | components]
+        [--save-draws PREFIX | --draws A.npz B.npz] [--json out.json]
 
 ``benchmarks/sampler.py`` reruns every gwpe sampler beside dynesty; this script instead reads what ``dvc repro``
 (or ``gwpe sample`` + ``gwpe evidence`` on another ``sampling.injection``) wrote, so the posteriors compared are
@@ -12,8 +13,9 @@ the ones the metrics and docs quote:
 - the reference posteriors (``flows.reference.path``), group ``injection_<N>``: ``gwpe reference``'s weighted draws.
 
 Each file is used only if it holds the requested injection. dynesty (``gwpe.inference.nested``: nlive live points,
-rslice, bound multi, dlogz 0.1, phi0 periodic) runs on ``load_event``'s likelihood, one call at a time, or its draws
-are read back (``--draws``). Compared per parameter and for chirp mass: max 1-D JS (``marginal_divergences``; weighted
+rslice, bound multi, dlogz 0.1, phi0 periodic, the masses moved in chirp mass and m2/m1 as bilby users do, with the
+component-mass prior carried exactly; ``--masses components`` moves in (m1, m2)) runs on ``load_event``'s
+likelihood, one call at a time, or its draws are read back (``--draws``). Compared per parameter and for chirp mass: max 1-D JS (``marginal_divergences``; weighted
 sets with their weights), standard deviation over dynesty's with a bootstrap error (chains redrawn at their bulk ESS,
 weighted sets at their Kish ESS; both sides), and log Z with each side's stated error. dynesty enters with its
 weights (its dead points, not an equal-weight resample, whose duplicates a KDE under-smooths).
@@ -158,7 +160,15 @@ def compare(
     return {"phase_centre": centre, "posteriors": rows, "log_z": log_z}
 
 
-def dynesty_runs(event, names: list[str], nlive: int, seeds: list[int], saved: list[Path], save: Path | None) -> list:
+def dynesty_runs(
+    event,
+    names: list[str],
+    nlive: int,
+    seeds: list[int],
+    saved: list[Path],
+    save: Path | None,
+    masses: str = "chirp_mass_ratio",
+) -> list:
     """One dict per dynesty run: read back from ``saved`` files, else run once per seed (``save``: a prefix)."""
     keys = ("log_evidence", "standard_error", "evaluations", "seconds", "seed")
     runs = []
@@ -174,7 +184,7 @@ def dynesty_runs(event, names: list[str], nlive: int, seeds: list[int], saved: l
     for seed in seeds:
         began = time.perf_counter()
         with event.likelihood(0) as likelihood:  # dynesty asks for one point at a time
-            result = nested_sample(likelihood, event.dataset.prior, names, nlive=nlive, seed=seed)
+            result = nested_sample(likelihood, event.dataset.prior, names, nlive=nlive, seed=seed, masses=masses)
         run = {
             "samples": result.samples,
             "weights": result.weights,
@@ -281,6 +291,7 @@ def main() -> None:
     parser.add_argument("--reference", type=Path, default=None, help="default: flows.reference.path/<dataset>.h5")
     parser.add_argument("--nlive", type=int, default=1000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one dynesty run per seed, merged")
+    parser.add_argument("--masses", default="chirp_mass_ratio", choices=["chirp_mass_ratio", "components"])
     parser.add_argument("--draws", type=Path, nargs="*", default=[], help="runs saved by --save-draws: no rerun")
     parser.add_argument("--save-draws", type=Path, default=None, help="prefix: <prefix>-seed<N>.npz per run")
     parser.add_argument("--is-draws", type=int, default=100_000, help="independent IS from dynesty's draws; 0: none")
@@ -304,7 +315,7 @@ def main() -> None:
             f"no posterior for injection {args.injection} in {sampling_dir} or {reference}; allowed: an injection "
             "that `gwpe sample` / `gwpe evidence` (sampling.injection) or `gwpe reference` ran on"
         )
-    runs = dynesty_runs(event, names, args.nlive, args.seeds, args.draws, args.save_draws)
+    runs = dynesty_runs(event, names, args.nlive, args.seeds, args.draws, args.save_draws, args.masses)
     columns = [*names, "chirp_mass"]
     scatter, noise = None, None
     if len(runs) > 1:  # one run's sd noise from two runs' ratio, then that of the merged set: / sqrt(runs)
@@ -318,6 +329,7 @@ def main() -> None:
         "dynesty": {
             "nlive": args.nlive,
             "sample": "rslice",
+            "masses": args.masses,
             "runs": [
                 {
                     key: (int(r[key]) if key in ("seed", "evaluations") else round(float(r[key]), 4))
@@ -339,7 +351,10 @@ def main() -> None:
         report["dynesty"]["run_to_run"] = scatter
         report["dynesty"]["merged_sd_noise"] = dict(zip(columns, noise.round(4).tolist()))
     seeds = ", ".join(str(r["seed"]) for r in report["dynesty"]["runs"])
-    print(f"{dataset} injection {args.injection} against dynesty (nlive {args.nlive}, seeds {seeds} merged):")
+    print(
+        f"{dataset} injection {args.injection} against dynesty (nlive {args.nlive}, masses {args.masses}, "
+        f"seeds {seeds} merged):"
+    )
     rows = dict(report["posteriors"])
     if "run_to_run" in report["dynesty"]:
         rows["dynesty run 2 / run 1"] = report["dynesty"]["run_to_run"]

@@ -100,14 +100,23 @@ def ratio_range_at_chirp_mass(chirp_mass, mass_min, mass_max, iterations: int = 
     is_numpy = isinstance(chirp_mass, np.ndarray)
     log, exp = (np.log, np.exp) if is_numpy else (lambda x: x.log(), lambda x: x.exp())
     log_chirp = log(chirp_mass)
-    roots = []
-    for power, mass in ((-0.6, mass_max), (0.4, mass_min)):
-        t = (np.log(mass) - log_chirp) / power  # the root without the (1 + nu)^(1/5) factor
-        for _ in range(iterations):
-            share = 1.0 / (1.0 + exp(-t))  # e^t / (1 + e^t)
-            residual = log_chirp + 0.2 * log(1.0 + exp(t)) + power * t - np.log(mass)
-            t = t - residual / (0.2 * share + power)
-        roots.append(exp(t))
+    # both roots in one array, (2, ...): half the elementwise calls, which dominate for the one-point batches of
+    # nested sampling
+    shape = (2,) + (1,) * log_chirp.ndim
+    power_values, log_mass_values = [-0.6, 0.4], [np.log(mass_max), np.log(mass_min)]
+    if is_numpy:
+        power, log_mass = np.reshape(power_values, shape), np.reshape(log_mass_values, shape)
+    else:
+        import torch
+
+        power = torch.tensor(power_values, dtype=log_chirp.dtype, device=log_chirp.device).reshape(shape)
+        log_mass = torch.tensor(log_mass_values, dtype=log_chirp.dtype, device=log_chirp.device).reshape(shape)
+    t = (log_mass - log_chirp) / power  # the roots without the (1 + nu)^(1/5) factor
+    for _ in range(iterations):
+        share = 1.0 / (1.0 + exp(-t))  # e^t / (1 + e^t)
+        residual = log_chirp + 0.2 * log(1.0 + exp(t)) + power * t - log_mass
+        t = t - residual / (0.2 * share + power)
+    roots = exp(t)
     low = np.maximum(roots[0], roots[1]) if is_numpy else __import__("torch").maximum(roots[0], roots[1])
     return low.clip(mass_min / mass_max, 1.0) if is_numpy else low.clamp(mass_min / mass_max, 1.0)
 

@@ -12,6 +12,18 @@ posterior stays one mode on the cube:
 The image of the cube is the normalised prior of ``log_prior_density``, so dynesty's log Z is the same evidence
 gwpe's importance samplers estimate (``log L + log_prior_density``), not one up to a constant.
 
+``masses="chirp_mass_ratio"`` (the default where both masses are free) samples the masses the way bilby users do,
+in chirp mass and nu = m2/m1, because in (m1, m2) the posterior is a thin curved ridge of near-constant M_c
+(correlation -0.97 on the demo's injections) that slice moves cross badly: on the demo's injection 1 four
+(m1, m2) runs read log Z 0.20 above three independent importance samplers (1.8 of dynesty's sigma) and rwalk
+0.45 below. The cube maps to M_c uniform on [M_c(m_min, m_min), M_c(m_max, m_max)] and nu uniform on
+[nu_min(M_c), 1] (``physics.ratio_range_at_chirp_mass``: the triangle's edge at that M_c), a bijection onto the
+same support; the mass prior is then restored in the likelihood, log L' = log L + log p(m1, m2)
++ log |d(m1, m2)/d(M_c, nu)| - log q(M_c, nu) with p = 2 / (m_max - m_min)^2 and
+q = 1 / ((M_c,max - M_c,min)(1 - nu_min(M_c))), so that the integral of L' over the cube, dynesty's Z, is the
+evidence under gwpe's prior exactly (bilby's ``UniformInComponents*`` priors put the same factor in the prior).
+Draws are returned as (m1, m2).
+
 Settings follow bilby's dynesty defaults for compact-binary runs: bounding by multiple ellipsoids, a live point
 replaced by random-slice moves (``rslice``, 3 + D slices: dynesty's default, the sampler bilby users pick for
 D < 20 once ``unif`` rejection gets inefficient) or a fixed-length random walk (``rwalk``), stopping when the
@@ -31,6 +43,7 @@ from gwpe.waveforms.priors import prior_bounds
 
 PERIODIC = ("phi0", "ra", "psi")
 SAMPLES = ("rslice", "rwalk", "slice", "unif")
+MASSES = ("components", "chirp_mass_ratio")
 
 
 def prior_transform(prior, names: list[str], cube: np.ndarray) -> np.ndarray:
@@ -58,6 +71,45 @@ def prior_transform(prior, names: list[str], cube: np.ndarray) -> np.ndarray:
             low, high = prior_bounds(prior, name)
             out[..., k] = low + (high - low) * u
     return out
+
+
+class ChirpMassRatioCube:
+    """The unit cube -> (M_c, nu) on the component-mass triangle (module doc), and back to (m1, m2) with
+    the log prior ratio log p(m1, m2) + log |d(m1, m2)/d(M_c, nu)| - log q(M_c, nu) the likelihood carries."""
+
+    def __init__(self, prior, names: list[str]):
+        from gwpe.physics import chirp_mass
+
+        if "m1" not in names or "m2" not in names:
+            raise ConfigError(f"parameters {names}: chirp_mass_ratio needs m1 and m2; allowed: masses='components'")
+        self.prior, self.names = prior, list(names)
+        self.m1, self.m2 = self.names.index("m1"), self.names.index("m2")
+        self.chirp_low = float(chirp_mass(prior.mass_min, prior.mass_min))
+        self.chirp_high = float(chirp_mass(prior.mass_max, prior.mass_max))
+        self.log_mass_prior = np.log(2.0) - 2.0 * np.log(prior.mass_max - prior.mass_min)
+
+    def transform(self, cube: np.ndarray) -> np.ndarray:
+        """(..., P) cube -> (..., P) points dynesty carries: M_c in the m1 slot, the cube coordinate of nu in the
+        m2 slot (``physical`` maps it onto [nu_min(M_c), 1], so nu_min's Newton solve runs once per point), the
+        rest as ``prior_transform``."""
+        cube = np.asarray(cube, dtype=float)
+        out = prior_transform(self.prior, self.names, cube)
+        out[..., self.m1] = self.chirp_low + (self.chirp_high - self.chirp_low) * cube[..., self.m1]
+        out[..., self.m2] = cube[..., self.m2]
+        return out
+
+    def physical(self, carried: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(theta with (m1, m2) in their slots, log prior ratio) of points from ``transform``."""
+        from gwpe.physics import log_jacobian_masses_chirp_mass, masses_from_chirp_mass, ratio_range_at_chirp_mass
+
+        carried = np.asarray(carried, dtype=float)
+        chirp = carried[..., self.m1]
+        low = ratio_range_at_chirp_mass(chirp, self.prior.mass_min, self.prior.mass_max)
+        nu = low + (1.0 - low) * carried[..., self.m2]
+        theta = carried.copy()
+        theta[..., self.m1], theta[..., self.m2] = masses_from_chirp_mass(chirp, nu)
+        log_q = -np.log(self.chirp_high - self.chirp_low) - np.log(np.clip(1.0 - low, 1e-300, None))
+        return theta, self.log_mass_prior + log_jacobian_masses_chirp_mass(chirp, nu) - log_q
 
 
 @dataclass
@@ -92,9 +144,12 @@ def nested_sample(
     walks: int | None = None,
     slices: int | None = None,
     maxcall: int | None = None,
+    masses: str | None = None,
 ) -> NestedResult:
     """dynesty ``NestedSampler`` (bound ``multi``) on ``log_likelihood`` ((n, P) -> (n,), e.g. a
-    ``WhitenedGaussianLikelihood``) under the prior of ``names``; one likelihood call per point, as dynesty calls it."""
+    ``WhitenedGaussianLikelihood``) under the prior of ``names``; one likelihood call per point, as dynesty calls it.
+    ``masses``: the mass coordinates dynesty moves in (module doc), by default ``chirp_mass_ratio`` where ``names``
+    hold m1 and m2; draws come back as ``names`` either way."""
     try:
         import dynesty
         from dynesty.utils import resample_equal
@@ -104,17 +159,25 @@ def nested_sample(
         ) from error
     if sample not in SAMPLES:
         raise ConfigError(f"dynesty sample = {sample!r}; allowed: {', '.join(SAMPLES)}")
+    if masses is None:
+        masses = "chirp_mass_ratio" if "m1" in names and "m2" in names else "components"
+    if masses not in MASSES:
+        raise ConfigError(f"dynesty masses = {masses!r}; allowed: {', '.join(MASSES)}")
     names = list(names)
     periodic = [k for k, name in enumerate(names) if name in PERIODIC] or None
     calls = 0
+    cube = ChirpMassRatioCube(prior, names) if masses == "chirp_mass_ratio" else None
 
     def loglike(theta: np.ndarray) -> float:
         nonlocal calls
         calls += 1
-        return float(log_likelihood(theta[None])[0])
+        if cube is None:
+            return float(log_likelihood(theta[None])[0])
+        theta, log_ratio = cube.physical(theta[None])
+        return float(log_likelihood(theta)[0] + log_ratio[0])
 
     def transform(u: np.ndarray) -> np.ndarray:
-        return prior_transform(prior, names, u)
+        return prior_transform(prior, names, u) if cube is None else cube.transform(u)
 
     sampler = dynesty.NestedSampler(
         loglike,
@@ -135,19 +198,31 @@ def nested_sample(
     log_weights = results.logwt - results.logz[-1]
     weights = np.exp(log_weights - log_weights.max())
     weights /= weights.sum()
-    equal = resample_equal(results.samples, weights, rstate=np.random.default_rng(seed + 1))
+    samples, log_like = np.asarray(results.samples), np.asarray(results.logl)
+    if cube is not None:  # back to (m1, m2), the likelihood without the prior ratio it carried
+        samples, log_ratio = cube.physical(samples)
+        log_like = log_like - log_ratio
+    equal = resample_equal(samples, weights, rstate=np.random.default_rng(seed + 1))
     return NestedResult(
         float(results.logz[-1]),
         float(results.logzerr[-1]),
-        np.asarray(results.samples),
+        samples,
         weights,
         np.asarray(equal),
-        np.asarray(results.logl),
+        log_like,
         int(calls),
         int(results.niter),
         seconds,
         float(results.information[-1]),
-        {"nlive": nlive, "sample": sample, "bound": "multi", "dlogz": dlogz, "walks": walks, "slices": slices},
+        {
+            "nlive": nlive,
+            "sample": sample,
+            "bound": "multi",
+            "dlogz": dlogz,
+            "walks": walks,
+            "slices": slices,
+            "masses": masses,
+        },
     )
 
 
