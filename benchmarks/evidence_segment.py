@@ -39,7 +39,9 @@ def measure(config, index: int, segments: list[float], nlive: int, sample: str, 
 
     event = load_event(config, index)
     with event.likelihood(0) as likelihood:
-        nested = nested_sample(likelihood, event.dataset.prior, event.names, nlive=nlive, sample=sample, seed=seed)
+        nested = nested_sample(
+            likelihood, event.dataset.prior, event.names, nlive=nlive, sample=sample, seed=seed, progress=True
+        )
         settings = template_settings(likelihood)
         base = settings["segment_seconds"]
         truth_signal = likelihood._templates(event.truth[None])[0]

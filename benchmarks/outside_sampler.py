@@ -15,8 +15,9 @@ the ones the metrics and docs quote:
 Each file is used only if it holds the requested injection. dynesty (``gwpe.inference.nested``: nlive live points,
 rslice, bound multi, dlogz 0.1, phi0 periodic, the masses moved in chirp mass and m2/m1 as bilby users do, with the
 component-mass prior carried exactly; ``--masses components`` moves in (m1, m2)) runs on ``load_event``'s
-likelihood, one call at a time, or its draws are read back (``--draws``). Compared per parameter and for chirp mass: max 1-D JS (``marginal_divergences``; weighted
-sets with their weights), standard deviation over dynesty's with a bootstrap error (chains redrawn at their bulk ESS,
+likelihood, one call at a time, with dynesty's status line (``--no-progress``: none), or its draws are read back
+(``--draws``). Compared per parameter and for chirp mass: max 1-D JS (``marginal_divergences``; weighted sets with
+their weights), standard deviation over dynesty's with a bootstrap error (chains redrawn at their bulk ESS,
 weighted sets at their Kish ESS; both sides), and log Z with each side's stated error. dynesty enters with its
 weights (its dead points, not an equal-weight resample, whose duplicates a KDE under-smooths).
 
@@ -168,6 +169,7 @@ def dynesty_runs(
     saved: list[Path],
     save: Path | None,
     masses: str = "chirp_mass_ratio",
+    progress: bool = True,
 ) -> list:
     """One dict per dynesty run: read back from ``saved`` files, else run once per seed (``save``: a prefix)."""
     keys = ("log_evidence", "standard_error", "evaluations", "seconds", "seed")
@@ -184,7 +186,9 @@ def dynesty_runs(
     for seed in seeds:
         began = time.perf_counter()
         with event.likelihood(0) as likelihood:  # dynesty asks for one point at a time
-            result = nested_sample(likelihood, event.dataset.prior, names, nlive=nlive, seed=seed, masses=masses)
+            result = nested_sample(
+                likelihood, event.dataset.prior, names, nlive=nlive, seed=seed, masses=masses, progress=progress
+            )
         run = {
             "samples": result.samples,
             "weights": result.weights,
@@ -292,6 +296,7 @@ def main() -> None:
     parser.add_argument("--nlive", type=int, default=1000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one dynesty run per seed, merged")
     parser.add_argument("--masses", default="chirp_mass_ratio", choices=["chirp_mass_ratio", "components"])
+    parser.add_argument("--no-progress", action="store_true", help="no dynesty status line")
     parser.add_argument("--draws", type=Path, nargs="*", default=[], help="runs saved by --save-draws: no rerun")
     parser.add_argument("--save-draws", type=Path, default=None, help="prefix: <prefix>-seed<N>.npz per run")
     parser.add_argument("--is-draws", type=int, default=100_000, help="independent IS from dynesty's draws; 0: none")
@@ -315,7 +320,9 @@ def main() -> None:
             f"no posterior for injection {args.injection} in {sampling_dir} or {reference}; allowed: an injection "
             "that `gwpe sample` / `gwpe evidence` (sampling.injection) or `gwpe reference` ran on"
         )
-    runs = dynesty_runs(event, names, args.nlive, args.seeds, args.draws, args.save_draws, args.masses)
+    runs = dynesty_runs(
+        event, names, args.nlive, args.seeds, args.draws, args.save_draws, args.masses, not args.no_progress
+    )
     columns = [*names, "chirp_mass"]
     scatter, noise = None, None
     if len(runs) > 1:  # one run's sd noise from two runs' ratio, then that of the merged set: / sqrt(runs)

@@ -198,7 +198,12 @@ def main() -> None:
 
         with event.likelihood(0) as likelihood:  # dynesty asks for one point at a time
             nested = nested_sample(
-                likelihood, event.dataset.prior, event.names, nlive=args.nlive, sample=args.dynesty_sample
+                likelihood,
+                event.dataset.prior,
+                event.names,
+                nlive=args.nlive,
+                sample=args.dynesty_sample,
+                progress=True,
             )
         label = f"dynesty ({args.dynesty_sample}, nlive {args.nlive})"
         samples[label] = (nested.samples, nested.weights)

@@ -145,11 +145,13 @@ def nested_sample(
     slices: int | None = None,
     maxcall: int | None = None,
     masses: str | None = None,
+    progress: bool = False,
 ) -> NestedResult:
     """dynesty ``NestedSampler`` (bound ``multi``) on ``log_likelihood`` ((n, P) -> (n,), e.g. a
     ``WhitenedGaussianLikelihood``) under the prior of ``names``; one likelihood call per point, as dynesty calls it.
     ``masses``: the mass coordinates dynesty moves in (module doc), by default ``chirp_mass_ratio`` where ``names``
-    hold m1 and m2; draws come back as ``names`` either way."""
+    hold m1 and m2; draws come back as ``names`` either way. ``progress``: dynesty's own status line on stderr
+    (iterations, calls, log Z and the remaining dlogz against its stop at ``dlogz``)."""
     try:
         import dynesty
         from dynesty.utils import resample_equal
@@ -192,7 +194,7 @@ def nested_sample(
         rstate=np.random.default_rng(seed),
     )
     began = time.perf_counter()
-    sampler.run_nested(dlogz=dlogz, maxcall=maxcall, print_progress=False)
+    sampler.run_nested(dlogz=dlogz, maxcall=maxcall, print_progress=progress)
     seconds = time.perf_counter() - began
     results = sampler.results
     log_weights = results.logwt - results.logz[-1]
