@@ -64,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--nlive", type=int, default=150)
+    parser.add_argument("--sample", default="rslice", choices=["rslice", "unif", "rwalk", "slice"])
     parser.add_argument("--slices", type=int, default=None, help="rslice slice updates (default: dynesty's 3 + D)")
     parser.add_argument("--masses", nargs="+", default=None, help="chirp_mass_ratio and/or components (default both)")
     parser.add_argument("--json", type=Path, default=None)
@@ -84,6 +85,7 @@ def main() -> None:
     report = {
         "adaptive_is": {"log_evidence": reference, "standard_error": reference_error},
         "nlive": args.nlive,
+        "sample": args.sample,
         "slices": args.slices,
     }
     runs = {masses: [] for masses in chosen}
@@ -91,7 +93,14 @@ def main() -> None:
         for masses in chosen:
             began = time.perf_counter()
             result = nested_sample(
-                likelihood, prior, names, nlive=args.nlive, seed=seed, masses=masses, slices=args.slices
+                likelihood,
+                prior,
+                names,
+                nlive=args.nlive,
+                seed=seed,
+                masses=masses,
+                slices=args.slices,
+                sample=args.sample,
             )
             runs[masses].append(
                 {

@@ -13,8 +13,12 @@ the ones the metrics and docs quote:
 - the reference posteriors (``flows.reference.path``), group ``injection_<N>``: ``gwpe reference``'s weighted draws.
 
 Each file is used only if it holds the requested injection. dynesty (``gwpe.inference.nested``: nlive live points,
-rslice, bound multi, dlogz 0.1, phi0 periodic, the masses moved in chirp mass and m2/m1 as bilby users do, with the
-component-mass prior carried exactly; ``--masses components`` moves in (m1, m2)) runs on ``load_event``'s
+``--sample auto``, dynesty's own choice by dimension, which is ``unif`` here (uniform draws inside multi-ellipsoid
+bounds enlarged by bootstrap: no Markov chain, so no correlation between a new live point and its start);
+``--sample rslice`` is what bilby users pick in more dimensions and read log Z 0.1-0.2 high on the demo's injections
+in all eight runs (docs/samplers.md); bound multi, dlogz 0.1, phi0 periodic, the masses moved in chirp mass and
+m2/m1 as bilby users do, with the component-mass prior carried exactly; ``--masses components`` moves in (m1,
+m2)) runs on ``load_event``'s
 likelihood, one call at a time, with dynesty's status line (``--no-progress``: none), or its draws are read back
 (``--draws``). Compared per parameter and for chirp mass: max 1-D JS (``marginal_divergences``; weighted sets with
 their weights), standard deviation over dynesty's with a bootstrap error (chains redrawn at their bulk ESS,
@@ -170,6 +174,8 @@ def dynesty_runs(
     save: Path | None,
     masses: str = "chirp_mass_ratio",
     progress: bool = True,
+    sample: str = "auto",
+    slices: int | None = None,
 ) -> list:
     """One dict per dynesty run: read back from ``saved`` files, else run once per seed (``save``: a prefix)."""
     keys = ("log_evidence", "standard_error", "evaluations", "seconds", "seed")
@@ -187,7 +193,15 @@ def dynesty_runs(
         began = time.perf_counter()
         with event.likelihood(0) as likelihood:  # dynesty asks for one point at a time
             result = nested_sample(
-                likelihood, event.dataset.prior, names, nlive=nlive, seed=seed, masses=masses, progress=progress
+                likelihood,
+                event.dataset.prior,
+                names,
+                nlive=nlive,
+                seed=seed,
+                masses=masses,
+                progress=progress,
+                sample=sample,
+                slices=slices,
             )
         run = {
             "samples": result.samples,
@@ -296,6 +310,10 @@ def main() -> None:
     parser.add_argument("--nlive", type=int, default=1000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one dynesty run per seed, merged")
     parser.add_argument("--masses", default="chirp_mass_ratio", choices=["chirp_mass_ratio", "components"])
+    parser.add_argument(
+        "--sample", default="auto", choices=["auto", "unif", "rslice", "rwalk", "slice"], help="auto: dynesty's own"
+    )
+    parser.add_argument("--slices", type=int, default=None, help="rslice's slice updates (default 3 + D)")
     parser.add_argument("--no-progress", action="store_true", help="no dynesty status line")
     parser.add_argument("--draws", type=Path, nargs="*", default=[], help="runs saved by --save-draws: no rerun")
     parser.add_argument("--save-draws", type=Path, default=None, help="prefix: <prefix>-seed<N>.npz per run")
@@ -304,6 +322,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from gwpe.config import load_config
+    from gwpe.inference.nested import dynesty_method
     from gwpe.inference.sampling import load_event
 
     config = load_config(args.params)
@@ -321,7 +340,16 @@ def main() -> None:
             "that `gwpe sample` / `gwpe evidence` (sampling.injection) or `gwpe reference` ran on"
         )
     runs = dynesty_runs(
-        event, names, args.nlive, args.seeds, args.draws, args.save_draws, args.masses, not args.no_progress
+        event,
+        names,
+        args.nlive,
+        args.seeds,
+        args.draws,
+        args.save_draws,
+        args.masses,
+        not args.no_progress,
+        args.sample,
+        args.slices,
     )
     columns = [*names, "chirp_mass"]
     scatter, noise = None, None
@@ -335,7 +363,8 @@ def main() -> None:
         "parameters": names,
         "dynesty": {
             "nlive": args.nlive,
-            "sample": "rslice",
+            "sample": dynesty_method(len(names)) if args.sample == "auto" else args.sample,
+            "slices": args.slices,
             "masses": args.masses,
             "runs": [
                 {
@@ -359,8 +388,8 @@ def main() -> None:
         report["dynesty"]["merged_sd_noise"] = dict(zip(columns, noise.round(4).tolist()))
     seeds = ", ".join(str(r["seed"]) for r in report["dynesty"]["runs"])
     print(
-        f"{dataset} injection {args.injection} against dynesty (nlive {args.nlive}, masses {args.masses}, "
-        f"seeds {seeds} merged):"
+        f"{dataset} injection {args.injection} against dynesty (nlive {args.nlive}, {report['dynesty']['sample']}, "
+        f"masses {args.masses}, seeds {seeds} merged):"
     )
     rows = dict(report["posteriors"])
     if "run_to_run" in report["dynesty"]:

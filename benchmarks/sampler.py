@@ -20,7 +20,8 @@ Needs the default pipeline's strain-5d store and trained NPE (``dvc repro train-
    warm flow-MCMC posterior: an ESS read off a chain shorter than 50 autocorrelation times can be reached
    before the chain has forgotten its start;
 3. the outside sampler (issue 26): dynesty nested sampling (``gwpe.inference.nested``: ``--nlive`` live points,
-   ``--dynesty-sample`` rslice or rwalk, bound multi, dlogz 0.1, phi0 periodic, as bilby runs it) on the same
+   ``--dynesty-sample``: auto, dynesty's own choice, unif below 10 dimensions; or rslice / rwalk as bilby runs
+   them; bound multi, dlogz 0.1, phi0 periodic) on the same
    likelihood and prior (the unit cube mapped onto it exactly), one likelihood call at a time. Every gwpe
    sampler is compared with it: max 1-D JS, the standard-deviation ratio per parameter and for chirp mass with
    its bootstrap error (chains redrawn at their ESS, weighted sets at their Kish ESS), and log Z (dynesty's
@@ -93,7 +94,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--max-emcee-steps", type=int, default=8000)
     parser.add_argument("--nlive", type=int, default=1000, help="dynesty live points; 0: no outside sampler")
-    parser.add_argument("--dynesty-sample", default="rslice", choices=["rslice", "rwalk"])
+    parser.add_argument("--dynesty-sample", default="auto", choices=["auto", "unif", "rslice", "rwalk"])
     args = parser.parse_args()
 
     from gwpe.config import load_config

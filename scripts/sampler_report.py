@@ -94,8 +94,9 @@ def outside_sections(files: list[Path]) -> list[str]:
         "",
         "## Against the outside sampler (dynesty)",
         "",
-        "`benchmarks/outside_sampler.py` on the pipeline's posterior files: dynesty (rslice, bound multi, dlogz 0.1) "
-        "on the same likelihood and prior, its masses moved in (M_c, m2/m1) (chirp_mass_ratio, the default) or in "
+        "`benchmarks/outside_sampler.py` on the pipeline's posterior files: dynesty (bound multi, dlogz 0.1; its "
+        "sampling method in each heading: unif, uniform draws within the bounds, or rslice) on the same likelihood "
+        "and prior, its masses moved in (M_c, m2/m1) (chirp_mass_ratio, the default) or in "
         "(m1, m2) (components), its runs merged; standard deviation over dynesty's +- error (both sides' "
         "bootstrap, and dynesty's weight noise from its run-to-run scatter), "
         "max 1-D JS [nat], phi0 mod pi. Targets (issue 26): max JS <= 0.005; log Z within the stated errors.",
@@ -110,7 +111,7 @@ def outside_sections(files: list[Path]) -> list[str]:
         seconds = " + ".join(f"{r['seconds']:.0f}" for r in runs)
         lines += [
             "",
-            f"### Injection {data['injection']}: dynesty nlive {run['nlive']}, "
+            f"### Injection {data['injection']}: dynesty nlive {run['nlive']}, {run.get('sample', 'rslice')}, "
             f"masses {run.get('masses', 'components')}, seeds {seeds} merged, {calls} calls, {seconds} s (`{path}`)",
             "",
             "| posterior | " + " | ".join(columns) + " | max JS | within 3 % | within 2 sigma |",
