@@ -165,6 +165,42 @@ def compare(
     return {"phase_centre": centre, "posteriors": rows, "log_z": log_z}
 
 
+class HalfPhase:
+    """The likelihood with phi0 read at half its value, so dynesty's [0, 2 pi) covers [0, pi) once.
+
+    The (2,2)-mode likelihood is invariant under phi0 -> phi0 + pi, so with phi0 uniform on [0, pi) the evidence
+    is the same as on [0, 2 pi) and the posterior is one of its two copies; ``unfold`` halves the draws' phase and
+    puts each on either copy with probability 1/2. dynesty then bounds one copy instead of two (on injection 1
+    its uniform draws needed ~1.3M calls folded, and were still 6 nats from the end at 1.5M unfolded). The
+    symmetry is checked on four phases at the truth (to 1e-6 in log L) before it is used."""
+
+    def __init__(self, likelihood, names: list[str]):
+        from gwpe.errors import ConfigError
+
+        if "phi0" not in names:
+            raise ConfigError(f"--fold-phase with parameters {names}; allowed: a set holding phi0")
+        self.likelihood, self.column = likelihood, names.index("phi0")
+
+    def check(self, theta: np.ndarray) -> float:
+        """max |log L(phi0 + pi) - log L(phi0)| over four phases at ``theta``."""
+        probe = np.tile(np.asarray(theta, dtype=float), (4, 1))
+        probe[:, self.column] = [0.3, 1.1, 2.0, 2.9]
+        shifted = probe.copy()
+        shifted[:, self.column] += np.pi
+        return float(np.abs(self.likelihood(probe) - self.likelihood(shifted)).max())
+
+    def __call__(self, theta: np.ndarray) -> np.ndarray:
+        theta = np.array(theta, dtype=float)
+        theta[:, self.column] /= 2.0
+        return self.likelihood(theta)
+
+    def unfold(self, samples: np.ndarray, seed: int) -> np.ndarray:
+        out = np.array(samples, dtype=float)
+        copy = np.random.default_rng(seed + 100).integers(0, 2, len(out))
+        out[:, self.column] = out[:, self.column] / 2.0 + np.pi * copy
+        return out
+
+
 def dynesty_runs(
     event,
     names: list[str],
@@ -176,8 +212,10 @@ def dynesty_runs(
     progress: bool = True,
     sample: str = "auto",
     slices: int | None = None,
+    fold_phase: bool = False,
 ) -> list:
-    """One dict per dynesty run: read back from ``saved`` files, else run once per seed (``save``: a prefix)."""
+    """One dict per dynesty run: read back from ``saved`` files, else run once per seed (``save``: a prefix).
+    ``fold_phase``: dynesty sees phi0 on [0, pi) (``HalfPhase``), its draws put back on either copy."""
     keys = ("log_evidence", "standard_error", "evaluations", "seconds", "seed")
     runs = []
     for index, path in enumerate(saved):
@@ -192,8 +230,11 @@ def dynesty_runs(
     for seed in seeds:
         began = time.perf_counter()
         with event.likelihood(0) as likelihood:  # dynesty asks for one point at a time
+            folded = HalfPhase(likelihood, names) if fold_phase else None
+            if folded is not None and (broken := folded.check(event.truth)) > 1e-6:
+                raise SystemExit(f"--fold-phase: log L changes by {broken:.2e} under phi0 -> phi0 + pi; allowed: 1e-6")
             result = nested_sample(
-                likelihood,
+                folded or likelihood,
                 event.dataset.prior,
                 names,
                 nlive=nlive,
@@ -204,7 +245,7 @@ def dynesty_runs(
                 slices=slices,
             )
         run = {
-            "samples": result.samples,
+            "samples": result.samples if folded is None else folded.unfold(result.samples, seed),
             "weights": result.weights,
             "log_evidence": result.log_evidence,
             "standard_error": result.standard_error,
@@ -314,6 +355,7 @@ def main() -> None:
         "--sample", default="auto", choices=["auto", "unif", "rslice", "rwalk", "slice"], help="auto: dynesty's own"
     )
     parser.add_argument("--slices", type=int, default=None, help="rslice's slice updates (default 3 + D)")
+    parser.add_argument("--fold-phase", action="store_true", help="dynesty on phi0 in [0, pi) (HalfPhase)")
     parser.add_argument("--no-progress", action="store_true", help="no dynesty status line")
     parser.add_argument("--draws", type=Path, nargs="*", default=[], help="runs saved by --save-draws: no rerun")
     parser.add_argument("--save-draws", type=Path, default=None, help="prefix: <prefix>-seed<N>.npz per run")
@@ -350,6 +392,7 @@ def main() -> None:
         not args.no_progress,
         args.sample,
         args.slices,
+        args.fold_phase,
     )
     columns = [*names, "chirp_mass"]
     scatter, noise = None, None
@@ -365,6 +408,7 @@ def main() -> None:
             "nlive": args.nlive,
             "sample": dynesty_method(len(names)) if args.sample == "auto" else args.sample,
             "slices": args.slices,
+            "fold_phase": args.fold_phase,
             "masses": args.masses,
             "runs": [
                 {

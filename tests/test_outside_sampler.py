@@ -187,3 +187,27 @@ def test_nested_sampling_in_chirp_mass_ratio_gives_the_evidence_under_the_compon
     np.testing.assert_allclose(result.log_likelihood, log_likelihood(result.samples), atol=1e-6)
     with pytest.raises(ConfigError, match="masses = 'q'"):
         nested_sample(log_likelihood, prior, ["m1", "m2"], nlive=50, masses="q")
+
+
+def test_half_phase_folds_a_pi_periodic_likelihood_and_unfolds_onto_both_copies(monkeypatch):
+    """benchmarks/outside_sampler.py --fold-phase: dynesty's phi0 in [0, 2 pi) is read as phi0 / 2, the draws go
+    back onto either pi-copy, and a likelihood that is not pi-periodic is caught."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    from outside_sampler import HalfPhase
+
+    names = ["m1", "phi0"]
+    periodic = HalfPhase(lambda theta: np.cos(2 * theta[:, 1]) + theta[:, 0], names)
+    assert periodic.check(np.array([1.0, 0.0])) < 1e-12
+    seen = periodic(np.array([[1.0, 2.0], [0.0, 5.0]]))
+    assert np.allclose(seen, [1.0 + np.cos(2.0), np.cos(5.0)])
+    folded = np.column_stack([np.zeros(4000), np.random.default_rng(0).uniform(0, 2 * np.pi, 4000)])
+    phases = periodic.unfold(folded, seed=0)[:, 1]
+    upper = phases >= np.pi
+    assert 0.45 < upper.mean() < 0.55  # each copy gets half the draws
+    assert np.allclose(np.mod(phases, np.pi), folded[:, 1] / 2)
+    lopsided = HalfPhase(lambda theta: np.cos(theta[:, 1]), names)
+    assert lopsided.check(np.array([1.0, 0.0])) > 0.1
+    with pytest.raises(ConfigError):
+        HalfPhase(lambda theta: theta[:, 0], ["m1", "m2"])
