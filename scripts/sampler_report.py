@@ -112,6 +112,7 @@ def outside_sections(files: list[Path]) -> list[str]:
         lines += [
             "",
             f"### Injection {data['injection']}: dynesty nlive {run['nlive']}, {run.get('sample', 'rslice')}, "
+            f"{'phi0 folded onto [0, pi), ' if run.get('fold_phase') else ''}"
             f"masses {run.get('masses', 'components')}, seeds {seeds} merged, {calls} calls, {seconds} s (`{path}`)",
             "",
             "| posterior | " + " | ".join(columns) + " | max JS | within 3 % | within 2 sigma |",
