@@ -14,16 +14,15 @@ the ones the metrics and docs quote:
 
 Each file is used only if it holds the requested injection. dynesty (``gwpe.inference.nested``: nlive live points,
 ``--sample auto``, dynesty's own choice by dimension, which is ``unif`` here (uniform draws inside multi-ellipsoid
-bounds enlarged by bootstrap: no Markov chain, so no correlation between a new live point and its start);
-``--sample rslice`` is what bilby users pick in more dimensions and read log Z 0.1-0.2 high on the demo's injections
-in all eight runs (docs/samplers.md); bound multi, dlogz 0.1, phi0 periodic, the masses moved in chirp mass and
-m2/m1 as bilby users do, with the component-mass prior carried exactly; ``--masses components`` moves in (m1,
-m2)) runs on ``load_event``'s
-likelihood, one call at a time, with dynesty's status line (``--no-progress``: none), or its draws are read back
-(``--draws``). Compared per parameter and for chirp mass: max 1-D JS (``marginal_divergences``; weighted sets with
-their weights), standard deviation over dynesty's with a bootstrap error (chains redrawn at their bulk ESS,
-weighted sets at their Kish ESS; both sides), and log Z with each side's stated error. dynesty enters with its
-weights (its dead points, not an equal-weight resample, whose duplicates a KDE under-smooths).
+bounds enlarged by bootstrap: no Markov chain, so no correlation between a new live point and its start); ``--sample
+rslice`` is what bilby users pick in more dimensions and read log Z 0.08-0.21 high on the demo's injections in every
+set of runs (docs/samplers.md); bound multi, dlogz 0.1, phi0 periodic, the masses moved in chirp mass and m2/m1 as
+bilby users do, with the component-mass prior carried exactly; ``--masses components`` moves in (m1, m2)) runs on
+``load_event``'s likelihood, one call at a time, with dynesty's status line (``--no-progress``: none), or its draws
+are read back (``--draws``). Compared per parameter and for chirp mass: max 1-D JS (``marginal_divergences``;
+weighted sets with their weights), standard deviation over dynesty's with a bootstrap error (chains redrawn at their
+bulk ESS, weighted sets at their Kish ESS; both sides), and log Z with each side's stated error. dynesty enters with
+its weights (its dead points, not an equal-weight resample, whose duplicates a KDE under-smooths).
 
 One dynesty run per ``--seeds`` entry (default two), merged into one weighted set (each run's weights scaled to
 1 / runs; log Z their mean). The second run's sd over the first's is reported too: on the demo's injection 0 two
@@ -171,7 +170,8 @@ class HalfPhase:
     The (2,2)-mode likelihood is invariant under phi0 -> phi0 + pi, so with phi0 uniform on [0, pi) the evidence
     is the same as on [0, 2 pi) and the posterior is one of its two copies; ``unfold`` halves the draws' phase and
     puts each on either copy with probability 1/2. dynesty then bounds one copy instead of two (on injection 1
-    its uniform draws needed ~1.3M calls folded, and were still 6 nats from the end at 1.5M unfolded). The
+    one folded unif run needed 1.27M calls, a second stalled at 1.12M; unfolded, two were still 6-8 nats from
+    the end at 1.0-1.5M; on injection 0 folding did not raise the efficiency). The
     symmetry is checked on four phases at the truth (to 1e-6 in log L) before it is used."""
 
     def __init__(self, likelihood, names: list[str]):

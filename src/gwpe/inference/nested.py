@@ -29,15 +29,15 @@ Draws are returned as (m1, m2).
 
 How a live point is replaced: ``sample="auto"`` (the default) is dynesty's own rule by dimension
 (``dynesty_method``): ``unif`` below 10 dimensions, uniform draws inside multiple bounding ellipsoids whose
-enlargement is set by bootstrap (5 resamplings), so a new live point shares nothing with the one it replaces.
-bilby users pick random-slice moves (``rslice``, 3 + D slices) or random walks (``rwalk``) for compact binaries,
-where D is larger; both start a short Markov chain from a live point. On the demo's 5-D injections every rslice
-run read log Z high (eight runs, 0.08-0.20 above three independent importance samplers, never below; 3x the
-slices did not remove it) and m1's sd differed by 8-17 % between two runs, while two ``unif`` runs on injection
-0 read -1480.675 and -1480.842 (+- 0.14; adaptive IS -1480.771 +- 0.006) with sds within 1 % of each other, at
-3x the calls (2.08M against ~0.7M; docs/samplers.md). Bounding by multiple ellipsoids, stopping when the
-remaining evidence estimate is below dlogz = 0.1, the phase periodic (bilby marks phi0, ra and psi periodic
-boundaries). dynesty's ``logzerr`` is its statistical error from the live points' prior-volume shrinkage.
+enlargement is set by bootstrap (5 resamplings), so a new live point shares nothing with the one it replaces. bilby
+users pick random-slice moves (``rslice``, 3 + D slices) or random walks (``rwalk``) for compact binaries, where D
+is larger; both start a short Markov chain from a live point. On the demo's 5-D injections every set of rslice runs
+read log Z high (five sets of 2-4 runs, 0.08-0.21 above three independent importance samplers, never below; 3x the
+slices did not remove it) and m1's sd differed by 8-17 % between two runs, while two ``unif`` runs on injection 0
+read -1480.675 and -1480.842 (+- 0.14; adaptive IS -1480.771 +- 0.006) with sds within 2.2 % of each other, at 3x
+the calls (2.08M against ~0.7M; docs/samplers.md). Bounding by multiple ellipsoids, stopping when the remaining
+evidence estimate is below dlogz = 0.1, the phase periodic (bilby marks phi0, ra and psi periodic boundaries).
+dynesty's ``logzerr`` is its statistical error from the live points' prior-volume shrinkage.
 """
 
 from __future__ import annotations
