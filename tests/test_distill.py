@@ -3,6 +3,7 @@ and the teacher -> students -> report pipeline on a tiny two-detector set."""
 
 import json
 import math
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -12,6 +13,8 @@ from mlflow.tracking import MlflowClient
 from gwpe.tracking.metrics_files import read_metrics
 
 from conftest import gwpe_env, run_gwpe, tiny_profile, write_profile
+from gwpe.config import load_config
+from gwpe.data.strain_dataset import StrainSplits
 from gwpe.evaluation.divergence import marginal_divergences
 from gwpe.evaluation.memory import PeakTensorBytes
 from gwpe.models.distillation import DistillationModule, distillation_temperature, distillation_terms
@@ -166,7 +169,7 @@ def distill_project(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_teacher_students_report_and_registry(distill_project):
+def test_teacher_students_report_and_registry(distill_project, monkeypatch):
     tmp_path, env = distill_project
     best = json.loads((tmp_path / "models" / "sweep" / "best.json").read_text())
     run_gwpe(["train", "teacher", "--params", "params.yaml", "--no-progress"], cwd=tmp_path, env=env, check=True)
@@ -220,3 +223,18 @@ def test_teacher_students_report_and_registry(distill_project):
         meta = json.loads((tmp_path / "models" / "distill" / role / "config.json").read_text())
         assert champion.run_id == meta["mlflow_run_id"] and report["registry"][role]["version"] == int(champion.version)
         assert float(champion.tags["val_nll"]) == pytest.approx(table[role]["val_nll"])
+    # benchmarks/npe_quality.py --teacher measures this package beside the NPEs: its own p-p test, reproducible
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    monkeypatch.chdir(tmp_path)
+    import npe_quality
+
+    config = load_config(tmp_path / "params.yaml")
+    folder = npe_quality.teacher_folder(config)
+    first = npe_quality.package_calibration(config, folder, config.distill.dataset)
+    assert set(first["ks_pvalue"]) == {"m1", "m2", "chi1z", "chi2z", "dL", "chirp_mass"}
+    assert all(0.0 <= v <= 1.0 for v in first["ks_pvalue"].values())
+    validation = len(StrainSplits(tmp_path / "data" / "strain" / "strain-hl.zarr", batch_size=8).dataset("validation"))
+    assert first["n_injections"] == min(config.flows.evaluation.injections, validation)
+    assert npe_quality.package_calibration(config, folder, config.distill.dataset) == first
+    with pytest.raises(SystemExit, match="distill.dataset 'strain-hl' is not flows.dataset 'strain-5d'"):
+        npe_quality.check_teacher_store(config)

@@ -237,10 +237,25 @@ class TrainingConfig(StrictModel):
     warmup_epochs: float = Field(
         0.0, ge=0.0, le=10_000.0, description="linear learning-rate warm-up (in epochs of steps)"
     )
+    in_memory: bool | None = Field(
+        None,
+        description="strain stores: hold each split in memory (a copy per loader worker); null: when it is at most "
+        "1 GiB (gwpe.data.strain_dataset.IN_MEMORY_BYTES), else rows are read from the store (~2 ms each)",
+    )
 
     def placement(self) -> set[str]:
         """Fields that say where training runs, not what it computes: a checkpoint resumes across them."""
-        return {"accelerator", "devices", "num_nodes", "strategy", "threads", "num_workers", "precision", "compile"}
+        return {
+            "accelerator",
+            "devices",
+            "num_nodes",
+            "strategy",
+            "threads",
+            "num_workers",
+            "precision",
+            "compile",
+            "in_memory",
+        }
 
     def fingerprint_fields(self) -> dict:
         return self.model_dump(exclude=self.placement())

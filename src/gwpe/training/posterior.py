@@ -83,6 +83,7 @@ def posterior_job(
         batch_size=training.batch_size,
         num_workers=training.num_workers,
         seed=training.seed,
+        in_memory=training.in_memory,
         phase_flip=phase_flip,
         phase_fold=phase_fold,
     )

@@ -150,7 +150,11 @@ class Objective:
             update={"max_epochs": sweep.max_epochs, "learning_rate": params["learning_rate"]}
         )
         data = StrainDataModule(
-            self.store, batch_size=training.batch_size, num_workers=training.num_workers, seed=training.seed
+            self.store,
+            batch_size=training.batch_size,
+            num_workers=training.num_workers,
+            seed=training.seed,
+            in_memory=training.in_memory,
         )
         L.seed_everything(training.seed + trial.number, workers=True, verbose=False)
         module = FlowModule(model_config, learning_rate=training.learning_rate, schedule="cosine", training=training)
