@@ -287,6 +287,7 @@ def measure(
     peers=None,
     packages: dict[str, Path] | None = None,
     reference_method: str = "adaptive",
+    partial: Path | None = None,
 ) -> dict:
     """Raw-NPE IS, the adaptive-IS reference and the comparisons, per injection and arm (module doc)."""
     import torch
@@ -394,6 +395,8 @@ def measure(
                     for k, p in enumerate(names)
                 }
         rows.append(row)
+        if partial is not None:  # every finished injection on disk: a stopped run keeps what it measured
+            partial.write_text(json.dumps({"injections": rows}, indent=1))
         summary = ", ".join(f"{m} {row['arms'][m]['efficiency']:.2%}" for m in draw)
         size = row["reference"].get("ess", row["reference"].get("particles", 0))
         tqdm.write(f"injection {index}: IS efficiency {summary}; reference ESS / particles {size:.0f}")
@@ -609,6 +612,8 @@ def main() -> int:
     parser.add_argument("--markdown", type=Path, default=None, help="a JSON from --json: write its docs page")
     parser.add_argument("--write", type=Path, default=None, help="with --markdown: the page's path")
     args = parser.parse_args()
+    if args.json is not None:  # before any stage changes the working directory
+        args.json = args.json.resolve()
     if args.combine is not None:
         if args.json is None:
             raise SystemExit("--combine needs --json OUT")
@@ -660,8 +665,18 @@ def main() -> int:
             "evaluation": peer.calibration(evaluation.injections, evaluation.samples),
         }
         print(f"{SBI_FRESH}: {peer.fit.epochs} epochs in {peer.seconds} s", flush=True)
+    partial = None if args.json is None else args.json.resolve().with_suffix(".partial.json")
     measured = measure(
-        params, models, args.injections, args.samples, args.reference_ess, cwd, peers, packages, args.reference
+        params,
+        models,
+        args.injections,
+        args.samples,
+        args.reference_ess,
+        cwd,
+        peers,
+        packages,
+        args.reference,
+        partial,
     )
     models = models + list(packages) + list(peers)
     commit = subprocess.run(
