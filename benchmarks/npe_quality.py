@@ -571,6 +571,31 @@ def markdown(data: dict, source: str = "docs/data/npe-quality.json") -> str:
     return "\n".join(lines) + "\n"
 
 
+def finish(params: Path, cwd: Path, args, training: dict, measured: dict, models: list[str]) -> dict:
+    """The run's JSON (``--json``): where and what was measured, the training entries, the summary, every row."""
+    from gwpe.config import load_config
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    )
+    data = {
+        "commit": commit.stdout.strip(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "params": os.path.relpath(params, cwd),  # as the profile sits in the project
+        "dataset": load_config(params).flows.dataset,
+        "n_injections": len(measured["injections"]),
+        "samples": args.samples,
+        "training": training,
+        "summary": summarise(measured["injections"], models),
+        **measured,
+    }
+    print(json.dumps(data["summary"], indent=1))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(data, indent=1))
+    return data
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("experiments/npe-quality.yaml"))
@@ -608,6 +633,13 @@ def main() -> int:
         "name renamed with --base-suffix; written to --json (one ablation table from two runs)",
     )
     parser.add_argument("--base-suffix", default="_before")
+    parser.add_argument(
+        "--finish",
+        type=Path,
+        default=None,
+        help="a stopped run's <json>.partial.json: write --json from the injections it finished (with --params, "
+        "--models, --teacher, --samples as that run had them, and --training <json>.training.json)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None, help="a JSON from --json: write its docs page")
     parser.add_argument("--write", type=Path, default=None, help="with --markdown: the page's path")
@@ -619,6 +651,14 @@ def main() -> int:
             raise SystemExit("--combine needs --json OUT")
         base, new = (json.loads(path.read_text()) for path in args.combine)
         args.json.write_text(json.dumps(combine(base, new, args.base_suffix), indent=1))
+        return 0
+    if args.finish is not None:
+        from gwpe.config import load_config
+
+        params, cwd = args.params.resolve(), args.workdir.resolve()
+        models = (args.models or list(load_config(params).flows.models)) + ([TEACHER] if args.teacher else [])
+        training = {} if args.training is None else json.loads(args.training.read_text())
+        finish(params, cwd, args, training, json.loads(args.finish.read_text()), models)
         return 0
     if args.markdown is not None:
         text = markdown(json.loads(args.markdown.read_text()), str(args.markdown))
@@ -665,7 +705,10 @@ def main() -> int:
             "evaluation": peer.calibration(evaluation.injections, evaluation.samples),
         }
         print(f"{SBI_FRESH}: {peer.fit.epochs} epochs in {peer.seconds} s", flush=True)
-    partial = None if args.json is None else args.json.resolve().with_suffix(".partial.json")
+    partial = None if args.json is None else args.json.with_suffix(".partial.json")
+    if args.json is not None:  # with the partial rows, what --finish needs to write the JSON of a stopped run
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.with_suffix(".training.json").write_text(json.dumps(training, indent=1))
     measured = measure(
         params,
         models,
@@ -679,24 +722,7 @@ def main() -> int:
         partial,
     )
     models = models + list(packages) + list(peers)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
-    )
-    data = {
-        "commit": commit.stdout.strip(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "params": os.path.relpath(params, cwd),  # as the profile sits in the project
-        "dataset": load_config(params).flows.dataset,
-        "n_injections": args.injections,
-        "samples": args.samples,
-        "training": training,
-        "summary": summarise(measured["injections"], models),
-        **measured,
-    }
-    print(json.dumps(data["summary"], indent=1))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(data, indent=1))
+    finish(params, cwd, args, training, measured, models)
     return 0
 
 
